@@ -1,0 +1,2 @@
+/* classify.c - STUB */
+typedef int cli_classify_placeholder;

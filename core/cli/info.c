@@ -1,0 +1,2 @@
+/* info.c - STUB */
+typedef int cli_info_placeholder;

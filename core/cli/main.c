@@ -1,0 +1,2 @@
+#include <stdio.h>
+int main(void) { fputs("catdog: not implemented yet\n", stderr); return 1; }

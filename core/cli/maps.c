@@ -1,0 +1,2 @@
+/* maps.c - STUB */
+typedef int cli_maps_placeholder;

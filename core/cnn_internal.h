@@ -1,0 +1,80 @@
+/* cnn_internal.h - helpers shared inside the core; not installed. */
+#ifndef CNN_INTERNAL_H
+#define CNN_INTERNAL_H
+
+#include "cnn.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CNN_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define CNN_PRINTF(f, a)
+#endif
+
+/* Records a message for cnn_last_error() and returns s, so that callers
+ * write: return cnn_fail(CNN_ERR_FORMAT, "tensor %s: ...", name); */
+cnn_status cnn_fail(cnn_status s, const char *fmt, ...) CNN_PRINTF(2, 3);
+
+/* Prefixes the current message with "prefix: " (keeps the status). */
+cnn_status cnn_fail_prefix(cnn_status s, const char *fmt, ...) CNN_PRINTF(2, 3);
+
+/* Overflow-checked size arithmetic: return false on overflow. */
+static inline bool cnn_mul_size(size_t a, size_t b, size_t *r)
+{
+    if (a != 0 && b > SIZE_MAX / a) return false;
+    *r = a * b;
+    return true;
+}
+static inline bool cnn_add_size(size_t a, size_t b, size_t *r)
+{
+    if (b > SIZE_MAX - a) return false;
+    *r = a + b;
+    return true;
+}
+
+/* Allocation wrappers that set a message on failure (NULL returned). */
+void *cnn_alloc(size_t count, size_t size);        /* zeroed */
+void *cnn_alloc_aligned(size_t count, size_t size); /* 64-byte aligned, zeroed */
+void cnn_free_aligned(void *p);
+
+/* Writes size bytes to path atomically: a temporary file in the same
+ * folder, fsync, rename, fsync of the folder.  Nothing is left behind on
+ * failure. */
+cnn_status cnn_write_file_atomic(const char *path, const void *const *parts,
+                                 const size_t *sizes, int n_parts);
+
+/* Reads a whole file (refusing files larger than max_size). */
+cnn_status cnn_read_file(const char *path, size_t max_size, void **data,
+                         size_t *size);
+
+/* ------------------------------------------------------------------ */
+/* Scalar reference ops (ops_ref.c).  Plain loops, NHWC activations,    */
+/* canonical parameter layouts; the ground truth for the fast kernels. */
+/* ------------------------------------------------------------------ */
+
+/* out[n][oh][ow][oc] = bias[oc] + sum in[n][y][x][ic] * w[oc][ic][ky][kx],
+ * y = oy*stride - pad_top + ky, x = ox*stride - pad_left + kx (zero outside). */
+void cnn_ref_conv2d(const float *in, int n, int h, int w, int c,
+                    const float *weight, const float *bias, int oc, int k,
+                    int stride, int pad_top, int pad_left, int oh, int ow,
+                    float *out);
+/* y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel. */
+void cnn_ref_batchnorm(float *x, size_t pixels, int c, const float *gamma,
+                       const float *beta, const float *mean, const float *var,
+                       float eps);
+void cnn_ref_relu(float *x, size_t count);
+/* k x k window, stride s, no padding (floor). */
+void cnn_ref_maxpool(const float *in, int n, int h, int w, int c, int k,
+                     int stride, int oh, int ow, float *out);
+/* out[n][u] = bias[u] + sum_i in[n][i] * weight[u][i] */
+void cnn_ref_dense(const float *in, int n, int in_features,
+                   const float *weight, const float *bias, int units,
+                   float *out);
+void cnn_ref_sigmoid(float *x, size_t count);
+/* out[n][c] = mean over (h, w) of in[n][h][w][c] */
+void cnn_ref_gap(const float *in, int n, int h, int w, int c, float *out);
+
+#endif /* CNN_INTERNAL_H */

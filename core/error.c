@@ -1,0 +1,199 @@
+/* error.c - status names, per-thread error messages, checked allocation
+ * and atomic file writes. */
+#include "cnn_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static _Thread_local char error_message[512];
+
+const char *cnn_status_name(cnn_status s)
+{
+    switch (s) {
+    case CNN_OK: return "ok";
+    case CNN_ERR_ARG: return "invalid argument";
+    case CNN_ERR_NOMEM: return "out of memory";
+    case CNN_ERR_IO: return "i/o error";
+    case CNN_ERR_FORMAT: return "malformed file";
+    case CNN_ERR_MODEL: return "inconsistent model";
+    case CNN_ERR_LIMIT: return "over a size limit";
+    case CNN_ERR_UNSUPPORTED: return "unsupported";
+    case CNN_ERR_INTERRUPTED: return "interrupted";
+    }
+    return "unknown status";
+}
+
+const char *cnn_last_error(void) { return error_message; }
+
+void cnn_clear_error(void) { error_message[0] = '\0'; }
+
+cnn_status cnn_fail(cnn_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(error_message, sizeof error_message, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+cnn_status cnn_fail_prefix(cnn_status s, const char *fmt, ...)
+{
+    char prefix[256], old[sizeof error_message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, error_message, sizeof old);
+    snprintf(error_message, sizeof error_message, "%s: %s", prefix, old);
+    return s;
+}
+
+void *cnn_alloc(size_t count, size_t size)
+{
+    size_t bytes;
+    if (!cnn_mul_size(count, size, &bytes)) {
+        cnn_fail(CNN_ERR_LIMIT, "allocation of %zu x %zu bytes overflows", count, size);
+        return NULL;
+    }
+    void *p = calloc(bytes ? bytes : 1, 1);
+    if (!p) cnn_fail(CNN_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
+void *cnn_alloc_aligned(size_t count, size_t size)
+{
+    size_t bytes;
+    if (!cnn_mul_size(count, size, &bytes) || bytes > SIZE_MAX - 64) {
+        cnn_fail(CNN_ERR_LIMIT, "allocation of %zu x %zu bytes overflows", count, size);
+        return NULL;
+    }
+    bytes = (bytes + 63) & ~(size_t)63;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) {
+        cnn_fail(CNN_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
+        return NULL;
+    }
+    memset(p, 0, bytes ? bytes : 64);
+    return p;
+}
+
+void cnn_free_aligned(void *p) { free(p); }
+
+static int write_all(int fd, const void *buf, size_t n)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+cnn_status cnn_write_file_atomic(const char *path, const void *const *parts,
+                                 const size_t *sizes, int n_parts)
+{
+    if (!path || !*path || n_parts < 0 || (n_parts > 0 && (!parts || !sizes)))
+        return cnn_fail(CNN_ERR_ARG, "write: invalid arguments");
+
+    /* The temporary file lives in the target's folder so rename() is
+     * atomic; its name starts with '.' and ends in '.tmp-XXXXXX' so that
+     * readers that list '*.safetensors' never see it. */
+    const char *slash = strrchr(path, '/');
+    size_t dirlen = slash ? (size_t)(slash - path) : 0;
+    const char *base = slash ? slash + 1 : path;
+    size_t tlen = strlen(path) + 16;
+    char *tmp = malloc(tlen);
+    char *dir = malloc(dirlen + 2);
+    if (!tmp || !dir) {
+        free(tmp);
+        free(dir);
+        return cnn_fail(CNN_ERR_NOMEM, "out of memory");
+    }
+    if (slash) {
+        memcpy(dir, path, dirlen);
+        dir[dirlen] = '\0';
+        if (dirlen == 0) strcpy(dir, "/");
+        snprintf(tmp, tlen, "%s/.%s.tmp-XXXXXX", dir, base);
+    } else {
+        strcpy(dir, ".");
+        snprintf(tmp, tlen, ".%s.tmp-XXXXXX", base);
+    }
+
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        cnn_status s = cnn_fail(CNN_ERR_IO, "%s: cannot create a temporary file in %s: %s",
+                                path, dir, strerror(errno));
+        free(tmp);
+        free(dir);
+        return s;
+    }
+    int err = 0;
+    for (int i = 0; i < n_parts && !err; i++)
+        if (sizes[i] && write_all(fd, parts[i], sizes[i]) != 0) err = errno;
+    if (!err && fchmod(fd, 0644) != 0) err = errno;
+    if (!err && fsync(fd) != 0) err = errno;
+    if (close(fd) != 0 && !err) err = errno;
+    if (!err && rename(tmp, path) != 0) err = errno;
+    if (err) {
+        unlink(tmp);
+        cnn_status s = cnn_fail(CNN_ERR_IO, "%s: write failed: %s", path, strerror(err));
+        free(tmp);
+        free(dir);
+        return s;
+    }
+    /* Make the rename itself durable. */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    free(tmp);
+    free(dir);
+    return CNN_OK;
+}
+
+cnn_status cnn_read_file(const char *path, size_t max_size, void **data, size_t *size)
+{
+    if (!path || !data || !size) return cnn_fail(CNN_ERR_ARG, "read: invalid arguments");
+    *data = NULL;
+    *size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return cnn_fail(CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return cnn_fail(CNN_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > (uint64_t)max_size) {
+        fclose(f);
+        return cnn_fail(CNN_ERR_LIMIT, "%s: file is %lld bytes, more than the limit of %zu",
+                        path, (long long)st.st_size, max_size);
+    }
+    size_t n = (size_t)st.st_size;
+    unsigned char *buf = malloc(n ? n : 1);
+    if (!buf) {
+        fclose(f);
+        return cnn_fail(CNN_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, n);
+    }
+    size_t got = fread(buf, 1, n, f);
+    int rerr = ferror(f);
+    fclose(f);
+    if (got != n || rerr) {
+        free(buf);
+        return cnn_fail(CNN_ERR_IO, "%s: read error (got %zu of %zu bytes)", path, got, n);
+    }
+    *data = buf;
+    *size = n;
+    return CNN_OK;
+}

@@ -1,0 +1,59 @@
+/* check.h - a tiny assertion helper for the C tests.  Each failed check
+ * prints where and why; check_done() prints a summary and returns the
+ * process exit status (0 when everything passed). */
+#ifndef CHECK_H
+#define CHECK_H
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static int check_count_;
+static int check_failed_;
+
+#define CHECKF(cond, ...)                                                   \
+    do {                                                                    \
+        check_count_++;                                                     \
+        if (!(cond)) {                                                      \
+            check_failed_++;                                                \
+            fprintf(stderr, "%s:%d: FAILED %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                   \
+            fputc('\n', stderr);                                            \
+        }                                                                   \
+    } while (0)
+
+#define CHECK(cond) CHECKF(cond, "%s", "")
+
+/* |a - b| <= tol, NaN fails. */
+#define CHECK_NEAR(a, b, tol)                                               \
+    do {                                                                    \
+        double ca_ = (double)(a), cb_ = (double)(b);                        \
+        CHECKF(fabs(ca_ - cb_) <= (tol), "%s = %.9g, %s = %.9g (tol %g)",   \
+               #a, ca_, #b, cb_, (double)(tol));                            \
+    } while (0)
+
+/* A cnn call that must succeed. */
+#define CHECK_OK(expr)                                                      \
+    do {                                                                    \
+        cnn_status cs_ = (expr);                                            \
+        CHECKF(cs_ == CNN_OK, "%s -> %s: %s", #expr, cnn_status_name(cs_),  \
+               cnn_last_error());                                           \
+    } while (0)
+
+/* A cnn call that must fail with status st and a message containing sub. */
+#define CHECK_FAILS(expr, st, sub)                                          \
+    do {                                                                    \
+        cnn_status cs_ = (expr);                                            \
+        const char *cm_ = cnn_last_error();                                 \
+        CHECKF(cs_ == (st) && strstr(cm_, (sub)) != NULL,                   \
+               "%s -> %s \"%s\", expected %s containing \"%s\"", #expr,    \
+               cnn_status_name(cs_), cm_, cnn_status_name(st), (sub));      \
+    } while (0)
+
+static inline int check_done(const char *name)
+{
+    printf("%s: %d checks, %d failed\n", name, check_count_, check_failed_);
+    return check_failed_ ? 1 : 0;
+}
+
+#endif /* CHECK_H */
