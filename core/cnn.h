@@ -271,6 +271,36 @@ cnn_status cnn_net_tap(const cnn_net *net, int i, cnn_tensor_view *out,
                        const cnn_layer **layer);
 
 /* ------------------------------------------------------------------ */
+/* Feature-map rendering (shared by the CLI and the plug-in)          */
+/* ------------------------------------------------------------------ */
+
+typedef enum {
+    CNN_COLORMAP_GRAY = 0,   /* 1-channel output */
+    CNN_COLORMAP_VIRIDIS     /* 3-channel (RGB) output */
+} cnn_colormap;
+
+/* Normalises one channel of one image of a tap to u8, on its own:
+ * v = 128 + 64 * (x - mean) / std, rounded and clipped to 0..255, where
+ * mean and std are that channel's; a dead channel (std == 0) is all 0.
+ * out has t->h rows of t->w bytes, out_stride bytes apart. */
+cnn_status cnn_map_normalize(const cnn_tensor_view *t, int index, int channel,
+                             uint8_t *out, size_t out_stride);
+
+/* Renders all channels of image `index` of a tap as one mosaic: a grid of
+ * ceil(sqrt(c)) columns, each tile cnn_map_normalize()d, tiles separated
+ * by 1-pixel gaps of 0, then mapped through the colormap.  Allocates
+ * out->pixels (free with cnn_image_free). */
+cnn_status cnn_mosaic_render(const cnn_tensor_view *t, int index,
+                             cnn_colormap cmap, cnn_image *out);
+
+/* Mosaic geometry for c channels of w x h maps (no allocation). */
+void cnn_mosaic_size(int c, int w, int h, int *cols, int *rows,
+                     int *width, int *height);
+
+/* The colormap's 256 RGB entries (gray: v, v, v). */
+const uint8_t (*cnn_colormap_table(cnn_colormap cmap))[3];
+
+/* ------------------------------------------------------------------ */
 /* Half-precision helpers                                             */
 /* ------------------------------------------------------------------ */
 

@@ -50,7 +50,15 @@ cnn_status cnn_fail_prefix(cnn_status s, const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, error_message, sizeof old);
-    snprintf(error_message, sizeof error_message, "%s: %s", prefix, old);
+    /* Truncation is fine here: the message is for people. */
+    size_t n = strlen(prefix);
+    if (n > sizeof error_message - 3) n = sizeof error_message - 3;
+    memcpy(error_message, prefix, n);
+    memcpy(error_message + n, ": ", 2);
+    size_t room = sizeof error_message - n - 2 - 1, m = strlen(old);
+    if (m > room) m = room;
+    memcpy(error_message + n + 2, old, m);
+    error_message[n + 2 + m] = '\0';
     return s;
 }
 
