@@ -25,7 +25,7 @@
 #include <omp.h>
 #define CNN_OMP_FOR(nt) _Pragma("omp parallel for schedule(static) num_threads(nt)")
 #else
-#define CNN_OMP_FOR(nt)
+#define CNN_OMP_FOR(nt) (void)(nt);
 #endif
 
 typedef enum { STEP_CONV, STEP_DENSE, STEP_POOL, STEP_GAP, STEP_AFFINE, STEP_RELU } step_kind;
