@@ -1,8 +1,788 @@
-/* model.c - STUB: replaced by its owner. */
+/* model.c - the model description: architecture specs (built-in names or
+ * catdog JSON), shape inference with every rule checked, the parameter
+ * block, initialisation and the logit -> probability mapping. */
 #include "cnn_internal.h"
-const char *cnn_layer_type_name(cnn_layer_type t) { (void)t; return "?"; }
-cnn_status cnn_model_from_spec(const char *spec, cnn_model **out) { (void)spec; (void)out; return cnn_fail(CNN_ERR_UNSUPPORTED, "not implemented yet"); }
-cnn_status cnn_model_init(cnn_model *m, uint64_t seed) { (void)m; (void)seed; return cnn_fail(CNN_ERR_UNSUPPORTED, "not implemented yet"); }
-void cnn_model_free(cnn_model *m) { (void)m; }
-int cnn_model_find_layer(const cnn_model *m, const char *name) { (void)m; (void)name; return -1; }
-double cnn_model_probability(const cnn_model *m, float logit) { (void)m; (void)logit; return 0.5; }
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Built-in architectures, by name: {name, catdog JSON in the schema of
+ * weights/README.md}.  Add one with an entry such as
+ *     {"mynet", "{\"schema\":1,\"name\":\"mynet\", ...}"},
+ * "article" is the Keras tutorial network. */
+static const struct {
+    const char *name;
+    const char *json;
+} builtin_specs[] = {
+    {"article",
+     "{\"schema\":1,\"name\":\"article\",\"input\":[150,150,3],\"labels\":[\"cat\",\"dog\"],"
+     "\"preprocess\":{\"resize\":\"squash\",\"scale\":0.00392156862745098,"
+     "\"mean\":[0,0,0],\"std\":[1,1,1]},\"flatten\":\"hwc\",\"layers\":["
+     "{\"type\":\"conv2d\",\"name\":\"conv1\",\"filters\":32,\"kernel\":3,\"stride\":1,\"padding\":\"valid\"},"
+     "{\"type\":\"relu\",\"name\":\"relu1\"},"
+     "{\"type\":\"maxpool\",\"name\":\"pool1\",\"size\":2,\"stride\":2},"
+     "{\"type\":\"conv2d\",\"name\":\"conv2\",\"filters\":64,\"kernel\":3,\"stride\":1,\"padding\":\"valid\"},"
+     "{\"type\":\"relu\",\"name\":\"relu2\"},"
+     "{\"type\":\"maxpool\",\"name\":\"pool2\",\"size\":2,\"stride\":2},"
+     "{\"type\":\"conv2d\",\"name\":\"conv3\",\"filters\":128,\"kernel\":3,\"stride\":1,\"padding\":\"valid\"},"
+     "{\"type\":\"relu\",\"name\":\"relu3\"},"
+     "{\"type\":\"maxpool\",\"name\":\"pool3\",\"size\":2,\"stride\":2},"
+     "{\"type\":\"flatten\",\"name\":\"flatten\"},"
+     "{\"type\":\"dense\",\"name\":\"fc1\",\"units\":512},"
+     "{\"type\":\"relu\",\"name\":\"relu4\"},"
+     "{\"type\":\"dropout\",\"name\":\"drop1\",\"rate\":0.5},"
+     "{\"type\":\"dense\",\"name\":\"fc2\",\"units\":1},"
+     "{\"type\":\"sigmoid\",\"name\":\"prob\"}]}"},
+    {"catdog-v1", "{\"schema\":1,\"name\":\"catdog-v1\",\"input\":[128,128,3],\"labels\":[\"cat\",\"dog\"],\"preprocess\":{\"resize\":\"squash\",\"scale\":0.00392156862745098,\"mean\":[0,0,0],\"std\":[1,1,1]},\"flatten\":\"hwc\",\"layers\":[{\"type\":\"conv2d\",\"name\":\"conv1\",\"filters\":32,\"kernel\":3,\"stride\":1,\"padding\":\"same\",\"bias\":false},{\"type\":\"batchnorm\",\"name\":\"bn1\",\"eps\":1e-05},{\"type\":\"relu\",\"name\":\"relu1\"},{\"type\":\"maxpool\",\"name\":\"pool1\",\"size\":2,\"stride\":2},{\"type\":\"conv2d\",\"name\":\"conv2\",\"filters\":64,\"kernel\":3,\"stride\":1,\"padding\":\"same\",\"bias\":false},{\"type\":\"batchnorm\",\"name\":\"bn2\",\"eps\":1e-05},{\"type\":\"relu\",\"name\":\"relu2\"},{\"type\":\"maxpool\",\"name\":\"pool2\",\"size\":2,\"stride\":2},{\"type\":\"conv2d\",\"name\":\"conv3\",\"filters\":128,\"kernel\":3,\"stride\":1,\"padding\":\"same\",\"bias\":false},{\"type\":\"batchnorm\",\"name\":\"bn3\",\"eps\":1e-05},{\"type\":\"relu\",\"name\":\"relu3\"},{\"type\":\"maxpool\",\"name\":\"pool3\",\"size\":2,\"stride\":2},{\"type\":\"conv2d\",\"name\":\"conv4\",\"filters\":256,\"kernel\":3,\"stride\":1,\"padding\":\"same\",\"bias\":false},{\"type\":\"batchnorm\",\"name\":\"bn4\",\"eps\":1e-05},{\"type\":\"relu\",\"name\":\"relu4\"},{\"type\":\"maxpool\",\"name\":\"pool4\",\"size\":2,\"stride\":2},{\"type\":\"conv2d\",\"name\":\"conv5\",\"filters\":256,\"kernel\":3,\"stride\":1,\"padding\":\"same\",\"bias\":false},{\"type\":\"batchnorm\",\"name\":\"bn5\",\"eps\":1e-05},{\"type\":\"relu\",\"name\":\"relu5\"},{\"type\":\"gap\",\"name\":\"gap\"},{\"type\":\"dropout\",\"name\":\"drop\",\"rate\":0.3},{\"type\":\"dense\",\"name\":\"fc\",\"units\":1,\"bias\":true},{\"type\":\"sigmoid\",\"name\":\"prob\"}]}"},
+};
+
+#define N_BUILTIN ((int)(sizeof builtin_specs / sizeof builtin_specs[0]))
+
+/* Keys a layer object may have beyond "type" and "name", per type.  Any
+ * other key is refused so that a typo ("strides") cannot silently fall
+ * back to a default. */
+static const struct {
+    cnn_layer_type type;
+    const char *name;
+    const char *keys[6];
+} layer_kinds[] = {
+    {CNN_LAYER_CONV2D, "conv2d", {"filters", "kernel", "stride", "padding", "bias", NULL}},
+    {CNN_LAYER_BATCHNORM, "batchnorm", {"eps", NULL}},
+    {CNN_LAYER_RELU, "relu", {NULL}},
+    {CNN_LAYER_MAXPOOL, "maxpool", {"size", "stride", NULL}},
+    {CNN_LAYER_DENSE, "dense", {"units", "bias", NULL}},
+    {CNN_LAYER_SIGMOID, "sigmoid", {NULL}},
+    {CNN_LAYER_DROPOUT, "dropout", {"rate", NULL}},
+    {CNN_LAYER_FLATTEN, "flatten", {NULL}},
+    {CNN_LAYER_GAP, "gap", {NULL}},
+};
+
+#define N_KINDS ((int)(sizeof layer_kinds / sizeof layer_kinds[0]))
+
+/* Padding as written in the spec, before it is resolved against the
+ * input size. */
+#define PAD_SAME (-1)
+
+const char *cnn_layer_type_name(cnn_layer_type t)
+{
+    for (int i = 0; i < N_KINDS; i++)
+        if (layer_kinds[i].type == t) return layer_kinds[i].name;
+    return "unknown";
+}
+
+/* ------------------------------------------------------------------ */
+/* JSON field readers: a missing or mistyped field is a format error,  */
+/* a value outside its domain a model error, beyond a CNN_MAX_* limit  */
+/* a limit error.                                                      */
+/* ------------------------------------------------------------------ */
+
+static bool is_integral(double d) { return isfinite(d) && d == floor(d); }
+
+static cnn_status read_int(const cJSON *obj, const char *key, const char *where,
+                           bool required, int def, int lo, int hi,
+                           cnn_status over, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v) {
+        if (required)
+            return cnn_fail(CNN_ERR_FORMAT, "%s: missing \"%s\"", where, key);
+        *out = def;
+        return CNN_OK;
+    }
+    if (!cJSON_IsNumber(v) || !is_integral(v->valuedouble))
+        return cnn_fail(CNN_ERR_FORMAT, "%s: \"%s\" must be an integer", where, key);
+    double d = v->valuedouble;
+    if (d < lo || d > hi)
+        return cnn_fail(d > hi ? over : CNN_ERR_MODEL,
+                        "%s: \"%s\" is %.0f, must be from %d to %d", where, key, d,
+                        lo, hi);
+    *out = (int)d;
+    return CNN_OK;
+}
+
+/* A float that must be finite and within [lo, hi] (hi_open: < hi). */
+static cnn_status read_float(const cJSON *obj, const char *key, const char *where,
+                             float def, double lo, double hi, bool lo_open,
+                             bool hi_open, float *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v) {
+        *out = def;
+        return CNN_OK;
+    }
+    if (!cJSON_IsNumber(v))
+        return cnn_fail(CNN_ERR_FORMAT, "%s: \"%s\" must be a number", where, key);
+    float f = (float)v->valuedouble;
+    if (!isfinite(f) || f < lo || f > hi || (lo_open && f == lo) || (hi_open && f == hi))
+        return cnn_fail(CNN_ERR_MODEL, "%s: \"%s\" is %g, must be in %c%g, %g%c",
+                        where, key, v->valuedouble, lo_open ? '(' : '[', lo, hi,
+                        hi_open ? ')' : ']');
+    *out = f;
+    return CNN_OK;
+}
+
+static cnn_status read_bool(const cJSON *obj, const char *key, const char *where,
+                            int def, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v) {
+        *out = def;
+        return CNN_OK;
+    }
+    if (!cJSON_IsBool(v))
+        return cnn_fail(CNN_ERR_FORMAT, "%s: \"%s\" must be true or false", where, key);
+    *out = cJSON_IsTrue(v) ? 1 : 0;
+    return CNN_OK;
+}
+
+/* Free text we print in messages and file names: printable, bounded. */
+static bool is_plain_text(const char *s, size_t max_len)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max_len) return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return false;
+    return true;
+}
+
+static bool is_layer_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= CNN_MAX_NAME) return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+/* Refuses keys of obj outside allowed[] (NULL-terminated) and keys given
+ * twice; cJSON keeps duplicates, and which one wins would be arbitrary. */
+static cnn_status check_keys(const cJSON *obj, const char *const *allowed,
+                             const char *where)
+{
+    int seen[16] = {0};
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        int k = 0;
+        while (allowed[k] && strcmp(allowed[k], it->string) != 0) k++;
+        if (!allowed[k])
+            return cnn_fail(CNN_ERR_FORMAT, "%s: unknown field \"%s\"", where, it->string);
+        if (++seen[k] > 1)
+            return cnn_fail(CNN_ERR_FORMAT, "%s: field \"%s\" given twice", where,
+                            it->string);
+    }
+    return CNN_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Parsing                                                             */
+/* ------------------------------------------------------------------ */
+
+static cnn_status parse_layer(const cJSON *jl, int index, cnn_layer *L, int *pad_spec)
+{
+    char where[96];
+    snprintf(where, sizeof where, "layer %d", index + 1);
+    if (!cJSON_IsObject(jl)) return cnn_fail(CNN_ERR_FORMAT, "%s: not an object", where);
+
+    const cJSON *jname = cJSON_GetObjectItemCaseSensitive(jl, "name");
+    if (!jname) return cnn_fail(CNN_ERR_FORMAT, "%s: missing \"name\"", where);
+    if (!cJSON_IsString(jname))
+        return cnn_fail(CNN_ERR_FORMAT, "%s: \"name\" must be a string", where);
+    if (!is_layer_name(jname->valuestring))
+        return cnn_fail(CNN_ERR_MODEL,
+                        "%s: invalid name (must be 1 to %d of A-Z a-z 0-9 _ . -)",
+                        where, CNN_MAX_NAME - 1);
+    strcpy(L->name, jname->valuestring);
+    snprintf(where, sizeof where, "layer %d \"%s\"", index + 1, L->name);
+
+    const cJSON *jtype = cJSON_GetObjectItemCaseSensitive(jl, "type");
+    if (!jtype) return cnn_fail(CNN_ERR_FORMAT, "%s: missing \"type\"", where);
+    if (!cJSON_IsString(jtype))
+        return cnn_fail(CNN_ERR_FORMAT, "%s: \"type\" must be a string", where);
+    int kind = 0;
+    while (kind < N_KINDS && strcmp(layer_kinds[kind].name, jtype->valuestring) != 0) kind++;
+    if (kind == N_KINDS)
+        return cnn_fail(CNN_ERR_UNSUPPORTED, "%s: unknown layer type \"%.40s\"", where,
+                        jtype->valuestring);
+    L->type = layer_kinds[kind].type;
+
+    const char *allowed[8] = {"type", "name"};
+    for (int k = 0; layer_kinds[kind].keys[k]; k++) allowed[2 + k] = layer_kinds[kind].keys[k];
+    cnn_status s = check_keys(jl, allowed, where);
+    if (s) return s;
+
+    switch (L->type) {
+    case CNN_LAYER_CONV2D: {
+        if ((s = read_int(jl, "filters", where, true, 0, 1, CNN_MAX_CHANNELS,
+                          CNN_ERR_LIMIT, &L->filters)) ||
+            (s = read_int(jl, "kernel", where, true, 0, 1, CNN_MAX_DIM, CNN_ERR_MODEL,
+                          &L->kernel)) ||
+            (s = read_int(jl, "stride", where, false, 1, 1, CNN_MAX_DIM, CNN_ERR_MODEL,
+                          &L->stride)) ||
+            (s = read_bool(jl, "bias", where, 1, &L->has_bias)))
+            return s;
+        const cJSON *jp = cJSON_GetObjectItemCaseSensitive(jl, "padding");
+        if (!jp || (cJSON_IsString(jp) && strcmp(jp->valuestring, "valid") == 0)) {
+            *pad_spec = 0;
+        } else if (cJSON_IsString(jp) && strcmp(jp->valuestring, "same") == 0) {
+            *pad_spec = PAD_SAME;
+        } else if (cJSON_IsNumber(jp)) {
+            if ((s = read_int(jl, "padding", where, true, 0, 0, L->kernel - 1,
+                              CNN_ERR_MODEL, pad_spec)))
+                return s;
+        } else {
+            return cnn_fail(CNN_ERR_FORMAT,
+                            "%s: \"padding\" must be \"valid\", \"same\" or an integer",
+                            where);
+        }
+        break;
+    }
+    case CNN_LAYER_MAXPOOL:
+        if ((s = read_int(jl, "size", where, true, 0, 1, CNN_MAX_DIM, CNN_ERR_MODEL,
+                          &L->kernel)) ||
+            (s = read_int(jl, "stride", where, false, L->kernel, 1, CNN_MAX_DIM,
+                          CNN_ERR_MODEL, &L->stride)))
+            return s;
+        break;
+    case CNN_LAYER_BATCHNORM:
+        /* PyTorch's default epsilon. */
+        if ((s = read_float(jl, "eps", where, 1e-5f, 0.0, 1.0, true, false, &L->eps)))
+            return s;
+        break;
+    case CNN_LAYER_DENSE:
+        if ((s = read_int(jl, "units", where, true, 0, 1, CNN_MAX_CHANNELS, CNN_ERR_LIMIT,
+                          &L->units)) ||
+            (s = read_bool(jl, "bias", where, 1, &L->has_bias)))
+            return s;
+        break;
+    case CNN_LAYER_DROPOUT:
+        if ((s = read_float(jl, "rate", where, 0.5f, 0.0, 1.0, false, true, &L->rate)))
+            return s;
+        break;
+    case CNN_LAYER_RELU:
+    case CNN_LAYER_SIGMOID:
+    case CNN_LAYER_FLATTEN:
+    case CNN_LAYER_GAP:
+        break;
+    }
+    return CNN_OK;
+}
+
+static cnn_status parse_preprocess(const cJSON *jp, int in_c, cnn_preproc *pre)
+{
+    static const char *const allowed[] = {"resize", "scale", "mean", "std", NULL};
+    const char *where = "preprocess";
+    pre->resize = CNN_RESIZE_SQUASH;
+    pre->scale = 1.0f / 255.0f;
+    for (int c = 0; c < 3; c++) {
+        pre->mean[c] = 0.0f;
+        pre->std[c] = 1.0f;
+    }
+    if (!jp) return CNN_OK;
+    if (!cJSON_IsObject(jp)) return cnn_fail(CNN_ERR_FORMAT, "\"preprocess\" must be an object");
+    cnn_status s = check_keys(jp, allowed, where);
+    if (s) return s;
+
+    const cJSON *jr = cJSON_GetObjectItemCaseSensitive(jp, "resize");
+    if (jr) {
+        if (cJSON_IsString(jr) && strcmp(jr->valuestring, "squash") == 0)
+            pre->resize = CNN_RESIZE_SQUASH;
+        else if (cJSON_IsString(jr) && strcmp(jr->valuestring, "crop") == 0)
+            pre->resize = CNN_RESIZE_CROP;
+        else
+            return cnn_fail(CNN_ERR_FORMAT,
+                            "preprocess: \"resize\" must be \"squash\" or \"crop\"");
+    }
+    if ((s = read_float(jp, "scale", where, 1.0f / 255.0f, 0.0, 1e6, true, false,
+                        &pre->scale)))
+        return s;
+
+    for (int which = 0; which < 2; which++) {
+        const char *key = which ? "std" : "mean";
+        float *dst = which ? pre->std : pre->mean;
+        const cJSON *ja = cJSON_GetObjectItemCaseSensitive(jp, key);
+        if (!ja) continue;
+        int n = cJSON_IsArray(ja) ? cJSON_GetArraySize(ja) : -1;
+        /* A gray model may give one value per channel it has. */
+        if (n != 3 && n != in_c)
+            return cnn_fail(CNN_ERR_FORMAT,
+                            "preprocess: \"%s\" must be an array of 3 numbers%s", key,
+                            in_c == 1 ? " (or 1 for a gray model)" : "");
+        for (int c = 0; c < 3; c++) {
+            const cJSON *v = cJSON_GetArrayItem(ja, c < n ? c : 0);
+            if (!cJSON_IsNumber(v))
+                return cnn_fail(CNN_ERR_FORMAT, "preprocess: \"%s\" must hold numbers", key);
+            float f = (float)v->valuedouble;
+            if (!isfinite(f) || (which && !(f > 0.0f)))
+                return cnn_fail(CNN_ERR_MODEL, "preprocess: \"%s\"[%d] is %g, must be %s",
+                                key, c < n ? c : 0, v->valuedouble,
+                                which ? "finite and > 0" : "finite");
+            dst[c] = f;
+        }
+    }
+    return CNN_OK;
+}
+
+static cnn_status parse_labels(const cJSON *jl, cnn_model *m)
+{
+    strcpy(m->labels[0], "cat");
+    strcpy(m->labels[1], "dog");
+    if (!jl) return CNN_OK;
+    if (!cJSON_IsArray(jl) || cJSON_GetArraySize(jl) != 2)
+        return cnn_fail(CNN_ERR_FORMAT, "\"labels\" must be an array of 2 strings");
+    for (int i = 0; i < 2; i++) {
+        const cJSON *v = cJSON_GetArrayItem(jl, i);
+        if (!cJSON_IsString(v))
+            return cnn_fail(CNN_ERR_FORMAT, "\"labels\" must be an array of 2 strings");
+        if (!is_plain_text(v->valuestring, sizeof m->labels[i] - 1))
+            return cnn_fail(CNN_ERR_MODEL,
+                            "label %d must be 1 to %zu printable bytes", i,
+                            sizeof m->labels[i] - 1);
+        strcpy(m->labels[i], v->valuestring);
+    }
+    if (strcmp(m->labels[0], m->labels[1]) == 0)
+        return cnn_fail(CNN_ERR_MODEL, "both labels are \"%s\"", m->labels[0]);
+    return CNN_OK;
+}
+
+static cnn_status parse_metrics(const cJSON *jm, cnn_model *m)
+{
+    m->val_accuracy = -1.0;
+    m->val_logloss = -1.0;
+    if (!jm) return CNN_OK;
+    if (!cJSON_IsObject(jm)) return cnn_fail(CNN_ERR_FORMAT, "\"metrics\" must be an object");
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(jm, "val_accuracy");
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(jm, "val_logloss");
+    if (a) {
+        if (!cJSON_IsNumber(a) || !(a->valuedouble >= 0.0 && a->valuedouble <= 1.0))
+            return cnn_fail(CNN_ERR_FORMAT, "metrics: \"val_accuracy\" must be a number in [0, 1]");
+        m->val_accuracy = a->valuedouble;
+    }
+    if (l) {
+        if (!cJSON_IsNumber(l) || !(l->valuedouble >= 0.0) || !isfinite(l->valuedouble))
+            return cnn_fail(CNN_ERR_FORMAT, "metrics: \"val_logloss\" must be a finite number >= 0");
+        m->val_logloss = l->valuedouble;
+    }
+    return CNN_OK;
+}
+
+/* The top-level keys we interpret must not be given twice; other keys
+ * ("training", anything a trainer adds) are free-form and ignored. */
+static cnn_status check_top_level(const cJSON *root)
+{
+    static const char *const known[] = {"schema", "name", "input", "labels",
+                                        "preprocess", "flatten", "layers",
+                                        "temperature", "metrics"};
+    enum { N_KNOWN = sizeof known / sizeof known[0] };
+    int seen[N_KNOWN] = {0};
+    for (const cJSON *it = root->child; it; it = it->next)
+        for (int k = 0; k < N_KNOWN; k++)
+            if (strcmp(known[k], it->string) == 0 && ++seen[k] > 1)
+                return cnn_fail(CNN_ERR_FORMAT, "field \"%s\" given twice", known[k]);
+    return CNN_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Shape inference                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Products of sizes read from a spec: saturate instead of wrapping, so
+ * the limit checks that follow see a huge number, never a small one. */
+static uint64_t mul_sat(uint64_t a, uint64_t b)
+{
+    if (a != 0 && b > UINT64_MAX / a) return UINT64_MAX;
+    return a * b;
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    return b > UINT64_MAX - a ? UINT64_MAX : a + b;
+}
+
+static void shape_text(char *buf, size_t n, int h, int w, int c, bool flat)
+{
+    if (flat)
+        snprintf(buf, n, "%d features", c);
+    else
+        snprintf(buf, n, "%dx%dx%d", h, w, c);
+}
+
+static cnn_status infer_shapes(cnn_model *m, const int *pad_spec)
+{
+    int h = m->in_h, w = m->in_w, c = m->in_c;
+    bool flat = false;
+    uint64_t act = mul_sat(mul_sat((uint64_t)h, (uint64_t)w), (uint64_t)c);
+    uint64_t params = 0, macs = 0;
+    const uint64_t max_act_values = CNN_MAX_ACTIVATION_BYTES / sizeof(float);
+
+    for (int i = 0; i < m->n_layers; i++) {
+        cnn_layer *L = &m->layers[i];
+        char in_text[64];
+        shape_text(in_text, sizeof in_text, h, w, c, flat);
+        L->in_h = h;
+        L->in_w = w;
+        L->in_c = c;
+        uint64_t oh = (uint64_t)h, ow = (uint64_t)w, oc = (uint64_t)c;
+        uint64_t weights = 0, biases = 0, layer_macs = 0;
+
+        switch (L->type) {
+        case CNN_LAYER_CONV2D:
+        case CNN_LAYER_MAXPOOL: {
+            bool conv = L->type == CNN_LAYER_CONV2D;
+            if (flat)
+                return cnn_fail(CNN_ERR_MODEL,
+                                "layer \"%s\": %s needs an image-shaped input, got %s "
+                                "(it follows a flatten, dense or gap)",
+                                L->name, cnn_layer_type_name(L->type), in_text);
+            int k = L->kernel, s = L->stride;
+            if (conv && pad_spec[i] == PAD_SAME) {
+                /* TensorFlow's rule: the odd pixel of padding goes to the
+                 * bottom/right. */
+                int oh_s = (h + s - 1) / s, ow_s = (w + s - 1) / s;
+                int ph = (oh_s - 1) * s + k - h, pw = (ow_s - 1) * s + k - w;
+                if (ph < 0) ph = 0;
+                if (pw < 0) pw = 0;
+                L->pad_top = ph / 2;
+                L->pad_bottom = ph - ph / 2;
+                L->pad_left = pw / 2;
+                L->pad_right = pw - pw / 2;
+            } else if (conv) {
+                L->pad_top = L->pad_bottom = L->pad_left = L->pad_right = pad_spec[i];
+            }
+            int eh = h + L->pad_top + L->pad_bottom, ew = w + L->pad_left + L->pad_right;
+            if (k > eh || k > ew)
+                return cnn_fail(CNN_ERR_MODEL,
+                                "layer \"%s\": %s %d is larger than its %s input%s "
+                                "(the output would be smaller than 1x1)",
+                                L->name, conv ? "kernel" : "window", k, in_text,
+                                conv && eh != h ? " with padding" : "");
+            oh = (uint64_t)((eh - k) / s + 1);
+            ow = (uint64_t)((ew - k) / s + 1);
+            if (conv) {
+                oc = (uint64_t)L->filters;
+                weights = mul_sat(mul_sat(oc, (uint64_t)c), (uint64_t)k * (uint64_t)k);
+                biases = L->has_bias ? oc : 0;
+                layer_macs = mul_sat(mul_sat(oh, ow), weights);
+            }
+            break;
+        }
+        case CNN_LAYER_BATCHNORM:
+            weights = biases = (uint64_t)c;
+            layer_macs = mul_sat(mul_sat(oh, ow), oc);
+            break;
+        case CNN_LAYER_DENSE:
+            if (!flat && (h > 1 || w > 1))
+                return cnn_fail(CNN_ERR_MODEL,
+                                "layer \"%s\": dense needs a flatten or gap before it "
+                                "(its input is %s)", L->name, in_text);
+            oh = ow = 1;
+            oc = (uint64_t)L->units;
+            weights = mul_sat(oc, (uint64_t)c);
+            biases = L->has_bias ? oc : 0;
+            layer_macs = weights;
+            flat = true;
+            break;
+        case CNN_LAYER_FLATTEN:
+            oc = mul_sat(mul_sat(oh, ow), oc);
+            oh = ow = 1;
+            flat = true;
+            break;
+        case CNN_LAYER_GAP:
+            oh = ow = 1;
+            flat = true;
+            break;
+        case CNN_LAYER_SIGMOID:
+            if (i != m->n_layers - 1)
+                return cnn_fail(CNN_ERR_MODEL,
+                                "layer \"%s\": sigmoid may only be the last layer",
+                                L->name);
+            break;
+        case CNN_LAYER_RELU:
+        case CNN_LAYER_DROPOUT:
+            break;
+        }
+
+        uint64_t out_values = mul_sat(mul_sat(oh, ow), oc);
+        act = add_sat(act, out_values);
+        if (act > max_act_values)
+            return cnn_fail(CNN_ERR_LIMIT,
+                            "layer \"%s\": the activations of one image need more than "
+                            "the limit of %zu MiB", L->name,
+                            (size_t)(CNN_MAX_ACTIVATION_BYTES >> 20));
+        uint64_t layer_params = add_sat(weights, biases);
+        if (L->type == CNN_LAYER_BATCHNORM) layer_params = mul_sat(4, weights);
+        params = add_sat(params, layer_params);
+        if (params > CNN_MAX_PARAMS)
+            return cnn_fail(CNN_ERR_LIMIT,
+                            "layer \"%s\": the model has more than the limit of %u "
+                            "parameters", L->name, (unsigned)CNN_MAX_PARAMS);
+
+        /* Below the limits every count fits an int. */
+        h = L->out_h = (int)oh;
+        w = L->out_w = (int)ow;
+        c = L->out_c = (int)oc;
+        L->n_weight = (size_t)weights;
+        L->n_bias = (size_t)biases;
+        L->n_params = (size_t)layer_params;
+        L->macs = layer_macs;
+        macs = add_sat(macs, layer_macs);
+    }
+
+    if ((uint64_t)h * (uint64_t)w * (uint64_t)c != 1) {
+        char out_text[64];
+        shape_text(out_text, sizeof out_text, h, w, c, flat);
+        return cnn_fail(CNN_ERR_MODEL,
+                        "the network must end in exactly 1 value (the logit), but its "
+                        "last layer \"%s\" outputs %s",
+                        m->layers[m->n_layers - 1].name, out_text);
+    }
+    m->n_params = (size_t)params;
+    m->macs = macs;
+    m->activation_bytes = (size_t)act * sizeof(float);
+    return CNN_OK;
+}
+
+/* Carves the one parameter block into the layers' tensors, in layer
+ * order: weight, bias, then batch-norm running mean and variance. */
+static cnn_status allocate_params(cnn_model *m)
+{
+    m->params = cnn_alloc_aligned(m->n_params, sizeof(float));
+    if (!m->params) return cnn_fail_prefix(CNN_ERR_NOMEM, "model parameters");
+    float *p = m->params;
+    for (int i = 0; i < m->n_layers; i++) {
+        cnn_layer *L = &m->layers[i];
+        if (L->n_weight) {
+            L->weight = p;
+            p += L->n_weight;
+        }
+        if (L->n_bias) {
+            L->bias = p;
+            p += L->n_bias;
+        }
+        if (L->type == CNN_LAYER_BATCHNORM) {
+            L->mean = p;
+            p += L->n_weight;
+            L->var = p;
+            p += L->n_weight;
+        }
+    }
+    return CNN_OK;
+}
+
+static cnn_status build(const cJSON *root, cnn_model *m)
+{
+    if (!cJSON_IsObject(root))
+        return cnn_fail(CNN_ERR_FORMAT, "the model description is not a JSON object");
+    cnn_status s = check_top_level(root);
+    if (s) return s;
+
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(root, "schema");
+    if (schema) {
+        if (!cJSON_IsNumber(schema) || !is_integral(schema->valuedouble))
+            return cnn_fail(CNN_ERR_FORMAT, "\"schema\" must be an integer");
+        if (schema->valuedouble != 1)
+            return cnn_fail(CNN_ERR_UNSUPPORTED,
+                            "schema version %.0f is not supported (this build reads "
+                            "version 1)", schema->valuedouble);
+    }
+
+    const cJSON *jname = cJSON_GetObjectItemCaseSensitive(root, "name");
+    if (!jname) return cnn_fail(CNN_ERR_FORMAT, "missing \"name\"");
+    if (!cJSON_IsString(jname) || !is_plain_text(jname->valuestring, sizeof m->name - 1))
+        return cnn_fail(CNN_ERR_FORMAT, "\"name\" must be a string of 1 to %zu printable bytes",
+                        sizeof m->name - 1);
+    strcpy(m->name, jname->valuestring);
+
+    const cJSON *jin = cJSON_GetObjectItemCaseSensitive(root, "input");
+    if (!jin) return cnn_fail(CNN_ERR_FORMAT, "missing \"input\"");
+    if (!cJSON_IsArray(jin) || cJSON_GetArraySize(jin) != 3)
+        return cnn_fail(CNN_ERR_FORMAT,
+                        "\"input\" must be [height, width, channels]");
+    int dims[3];
+    for (int i = 0; i < 3; i++) {
+        const cJSON *v = cJSON_GetArrayItem(jin, i);
+        if (!cJSON_IsNumber(v) || !is_integral(v->valuedouble))
+            return cnn_fail(CNN_ERR_FORMAT, "\"input\" must hold 3 integers");
+        double d = v->valuedouble;
+        if (i < 2 && (d < 1 || d > CNN_MAX_DIM))
+            return cnn_fail(d > CNN_MAX_DIM ? CNN_ERR_LIMIT : CNN_ERR_MODEL,
+                            "input %s is %.0f, must be from 1 to %d",
+                            i ? "width" : "height", d, CNN_MAX_DIM);
+        if (i == 2 && d != 1 && d != 3)
+            return cnn_fail(CNN_ERR_MODEL,
+                            "input channels is %.0f, must be 3 (RGB) or 1 (gray)", d);
+        dims[i] = (int)d;
+    }
+    m->in_h = dims[0];
+    m->in_w = dims[1];
+    m->in_c = dims[2];
+
+    if ((s = parse_labels(cJSON_GetObjectItemCaseSensitive(root, "labels"), m)) ||
+        (s = parse_preprocess(cJSON_GetObjectItemCaseSensitive(root, "preprocess"),
+                              m->in_c, &m->pre)) ||
+        (s = parse_metrics(cJSON_GetObjectItemCaseSensitive(root, "metrics"), m)) ||
+        (s = read_float(root, "temperature", "model", 1.0f, 0.0, 1e30, true, false,
+                        &m->temperature)))
+        return s;
+
+    const cJSON *jf = cJSON_GetObjectItemCaseSensitive(root, "flatten");
+    if (jf && !(cJSON_IsString(jf) && (strcmp(jf->valuestring, "hwc") == 0 ||
+                                       strcmp(jf->valuestring, "chw") == 0)))
+        return cnn_fail(CNN_ERR_FORMAT, "\"flatten\" must be \"hwc\" or \"chw\"");
+
+    const cJSON *jlayers = cJSON_GetObjectItemCaseSensitive(root, "layers");
+    if (!jlayers) return cnn_fail(CNN_ERR_FORMAT, "missing \"layers\"");
+    if (!cJSON_IsArray(jlayers)) return cnn_fail(CNN_ERR_FORMAT, "\"layers\" must be an array");
+    int n = cJSON_GetArraySize(jlayers);
+    if (n == 0) return cnn_fail(CNN_ERR_MODEL, "\"layers\" is empty");
+    if (n > CNN_MAX_LAYERS)
+        return cnn_fail(CNN_ERR_LIMIT, "%d layers, more than the limit of %d", n,
+                        CNN_MAX_LAYERS);
+    m->n_layers = n;
+
+    int pad_spec[CNN_MAX_LAYERS] = {0};
+    int i = 0;
+    for (const cJSON *jl = jlayers->child; jl; jl = jl->next, i++) {
+        if ((s = parse_layer(jl, i, &m->layers[i], &pad_spec[i]))) return s;
+        for (int j = 0; j < i; j++)
+            if (strcmp(m->layers[j].name, m->layers[i].name) == 0)
+                return cnn_fail(CNN_ERR_MODEL, "layers %d and %d are both called \"%s\"",
+                                j + 1, i + 1, m->layers[i].name);
+    }
+    if ((s = infer_shapes(m, pad_spec))) return s;
+    return allocate_params(m);
+}
+
+cnn_status cnn_model_from_spec(const char *spec, cnn_model **out)
+{
+    if (!out) return cnn_fail(CNN_ERR_ARG, "model spec: out is NULL");
+    *out = NULL;
+    if (!spec) return cnn_fail(CNN_ERR_ARG, "model spec is NULL");
+
+    const char *p = spec;
+    /* The same leading bytes cJSON skips, so that whatever it would parse
+     * as an object is never mistaken for a name. */
+    while (*p && (unsigned char)*p <= ' ') p++;
+    const char *text = spec;
+    if (*p != '{') {
+        int b = 0;
+        while (b < N_BUILTIN && strcmp(builtin_specs[b].name, spec) != 0) b++;
+        if (b == N_BUILTIN) {
+            char known[256] = "";
+            for (int i = 0; i < N_BUILTIN; i++) {
+                size_t len = strlen(known);
+                snprintf(known + len, sizeof known - len, "%s%s", i ? ", " : "",
+                         builtin_specs[i].name);
+            }
+            return cnn_fail(CNN_ERR_ARG,
+                            "unknown model \"%.64s\" (built-in: %s; or give a JSON object)",
+                            spec, known);
+        }
+        text = builtin_specs[b].json;
+    }
+
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, true);
+    if (!root)
+        return cnn_fail(CNN_ERR_FORMAT,
+                        "the model description is not valid JSON (error at byte %zu)",
+                        end ? (size_t)(end - text) : (size_t)0);
+
+    cnn_model *m = cnn_alloc(1, sizeof *m);
+    cnn_status s = m ? CNN_OK : CNN_ERR_NOMEM;
+    if (!s) s = build(root, m);
+    cJSON_Delete(root);
+    if (!s) {
+        size_t len = strlen(text);
+        m->metadata_json = malloc(len + 1);
+        if (m->metadata_json)
+            memcpy(m->metadata_json, text, len + 1);
+        else
+            s = cnn_fail(CNN_ERR_NOMEM, "out of memory copying the model description");
+    }
+    if (s) {
+        cnn_model_free(m);
+        return s;
+    }
+    *out = m;
+    return CNN_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Initialisation, lookup, probability                                 */
+/* ------------------------------------------------------------------ */
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
+cnn_status cnn_model_init(cnn_model *m, uint64_t seed)
+{
+    if (!m) return cnn_fail(CNN_ERR_ARG, "init: model is NULL");
+    uint64_t state = seed;
+    for (int i = 0; i < m->n_layers; i++) {
+        cnn_layer *L = &m->layers[i];
+        switch (L->type) {
+        case CNN_LAYER_CONV2D:
+        case CNN_LAYER_DENSE: {
+            double fan_in = L->type == CNN_LAYER_CONV2D
+                                ? (double)L->in_c * L->kernel * L->kernel
+                                : (double)L->in_h * L->in_w * L->in_c;
+            double limit = sqrt(6.0 / fan_in);
+            for (size_t j = 0; j < L->n_weight; j++) {
+                double u = (double)(splitmix64(&state) >> 11) * 0x1.0p-53;
+                L->weight[j] = (float)((2.0 * u - 1.0) * limit);
+            }
+            for (size_t j = 0; j < L->n_bias; j++) L->bias[j] = 0.0f;
+            break;
+        }
+        case CNN_LAYER_BATCHNORM:
+            for (size_t j = 0; j < L->n_weight; j++) {
+                L->weight[j] = 1.0f;
+                L->bias[j] = 0.0f;
+                L->mean[j] = 0.0f;
+                L->var[j] = 1.0f;
+            }
+            break;
+        default:
+            break;
+        }
+    }
+    return CNN_OK;
+}
+
+void cnn_model_free(cnn_model *m)
+{
+    if (!m) return;
+    cnn_free_aligned(m->params);
+    free(m->metadata_json);
+    free(m);
+}
+
+int cnn_model_find_layer(const cnn_model *m, const char *name)
+{
+    if (!m || !name) return -1;
+    for (int i = 0; i < m->n_layers; i++)
+        if (strcmp(m->layers[i].name, name) == 0) return i;
+    return -1;
+}
+
+double cnn_model_probability(const cnn_model *m, float logit)
+{
+    double t = m && isfinite(m->temperature) && m->temperature > 0.0f ? m->temperature : 1.0;
+    double z = (double)logit / t;
+    if (isnan(z)) return z; /* a broken forward pass must not look like 50% */
+    /* exp() of a negative number only: no overflow for large |z|. */
+    double p = z >= 0.0 ? 1.0 / (1.0 + exp(-z)) : exp(z) / (1.0 + exp(z));
+    const double lo = 1e-4, hi = 1.0 - 1e-4;
+    return p < lo ? lo : p > hi ? hi : p;
+}
