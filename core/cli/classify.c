@@ -1,2 +1,174 @@
-/* classify.c - STUB */
-typedef int cli_classify_placeholder;
+/* classify.c - catdog classify: one verdict per photo. */
+#include "cli.h"
+#include "common.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static const char usage_text[] =
+    "usage: catdog classify [--model FILE] [--json] [--threads N] IMAGE...\n"
+    "\n"
+    "Classifies each JPEG photo and prints one line per photo:\n"
+    "  IMAGE<TAB>LABEL<TAB>PROBABILITY\n"
+    "where PROBABILITY is that of the printed label.  A photo that cannot\n"
+    "be read is reported on stderr and the others still run; the exit\n"
+    "status is then 1.\n"
+    "\n"
+    "  -m, --model FILE   model file (default: $CATDOG_MODEL or the\n"
+    "                     installed model)\n"
+    "  -j, --json         print one JSON document instead: for each image\n"
+    "                     file, label, probability and dog_probability\n"
+    "                     (the probability of the model's second label),\n"
+    "                     or file and error\n"
+    "  -t, --threads N    threads for the network (0: all cores)\n"
+    "  -h, --help         show this help\n";
+
+enum { OPT_MODEL = 1, OPT_JSON, OPT_THREADS, OPT_HELP };
+
+static const cli_option options[] = {
+    {"model", 'm', true, OPT_MODEL},
+    {"json", 'j', false, OPT_JSON},
+    {"threads", 't', true, OPT_THREADS},
+    {"help", 'h', false, OPT_HELP},
+    {NULL, 0, false, 0},
+};
+
+typedef struct {
+    const char *label;
+    double probability; /* of label */
+    double positive;    /* of labels[1] */
+} verdict;
+
+static verdict decide(const cnn_model *m, float logit)
+{
+    verdict v;
+    v.positive = cnn_model_probability(m, logit);
+    if (v.positive >= 0.5) {
+        v.label = m->labels[1];
+        v.probability = v.positive;
+    } else {
+        v.label = m->labels[0];
+        v.probability = 1.0 - v.positive;
+    }
+    return v;
+}
+
+/* Adds {"file": ..., then either the verdict or "error"} to images. */
+static bool json_add(cJSON *images, const char *file, const verdict *v,
+                     const char *error)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddItemToArray(images, o)) {
+        cJSON_Delete(o);
+        return false;
+    }
+    if (!cJSON_AddStringToObject(o, "file", file)) return false;
+    if (error) return cJSON_AddStringToObject(o, "error", error) != NULL;
+    /* Six decimals: the logit is a float, further digits are noise. */
+    return cJSON_AddStringToObject(o, "label", v->label) &&
+           cJSON_AddNumberToObject(o, "probability", round(v->probability * 1e6) / 1e6) &&
+           cJSON_AddNumberToObject(o, "dog_probability", round(v->positive * 1e6) / 1e6);
+}
+
+static cJSON *json_start(const char *model_path, const cnn_model *m,
+                         cJSON **images)
+{
+    cJSON *doc = cJSON_CreateObject();
+    const char *labels[2] = {m->labels[0], m->labels[1]};
+    if (!doc || !cJSON_AddStringToObject(doc, "model", model_path) ||
+        !cJSON_AddItemToObject(doc, "labels", cJSON_CreateStringArray(labels, 2)) ||
+        !(*images = cJSON_AddArrayToObject(doc, "images"))) {
+        cJSON_Delete(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+int cmd_classify(int argc, char **argv)
+{
+    const char *model_path = NULL;
+    bool json = false;
+    int threads = -1;
+    /* Operands are gathered in place, in order, at the front of argv. */
+    char **images = argv + 1;
+    int n_images = 0;
+
+    cli_parser p;
+    cli_parser_init(&p, "classify", argc, argv, options);
+    const char *val;
+    for (int id; (id = cli_next(&p, &val)) != CLI_END;) {
+        switch (id) {
+        case CLI_BAD: return CLI_USAGE;
+        case CLI_OPERAND: images[n_images++] = (char *)val; break;
+        case OPT_MODEL: model_path = val; break;
+        case OPT_JSON: json = true; break;
+        case OPT_THREADS:
+            if (!cli_parse_int("classify", "--threads", val, 0, 1024, &threads))
+                return CLI_USAGE;
+            break;
+        case OPT_HELP: fputs(usage_text, stdout); return CLI_OK;
+        default: break;
+        }
+    }
+    if (n_images == 0) return cli_usage_error("classify", "no IMAGE given");
+    if (!model_path) model_path = cli_default_model();
+
+    cnn_model *m;
+    cnn_net *net;
+    if (cli_open_model(model_path, threads, &m, &net) != CLI_OK) return CLI_FAILED;
+    float *input = cli_alloc_input(m);
+    cJSON *doc = NULL, *jimages = NULL;
+    int status = CLI_FAILED;
+    if (!input) goto done;
+    if (json && !(doc = json_start(model_path, m, &jimages))) {
+        cli_error("out of memory building the JSON output");
+        goto done;
+    }
+
+    status = CLI_OK;
+    for (int i = 0; i < n_images; i++) {
+        float logit;
+        const char *error = NULL;
+        verdict v = {0};
+        if (cli_run_image(m, net, images[i], input, &logit) != CLI_OK) {
+            error = cli_without_file(images[i], cnn_last_error());
+            status = CLI_FAILED;
+        } else {
+            v = decide(m, logit);
+        }
+        if (json) {
+            if (!json_add(jimages, images[i], &v, error)) {
+                cli_error("out of memory building the JSON output");
+                status = CLI_FAILED;
+                goto done;
+            }
+        } else if (!error) {
+            printf("%s\t%s\t%.4f\n", images[i], v.label, v.probability);
+            /* Keeps verdicts and stderr messages in order on a terminal. */
+            fflush(stdout);
+        }
+    }
+    if (json) {
+        char *text = cJSON_Print(doc);
+        if (!text) {
+            cli_error("out of memory printing the JSON output");
+            status = CLI_FAILED;
+            goto done;
+        }
+        puts(text);
+        cJSON_free(text);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        cli_error("cannot write the results to standard output");
+        status = CLI_FAILED;
+    }
+
+done:
+    cJSON_Delete(doc);
+    free(input);
+    cnn_net_free(net);
+    cnn_model_free(m);
+    return status;
+}

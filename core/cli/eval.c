@@ -1,10 +1,186 @@
-/* eval.c - STUB: replaced by the trainer's owner. */
-#include <stdio.h>
+/* eval.c - catdog eval: accuracy, log loss and confusion matrix of a model
+ * on DIR/cats and DIR/dogs, through the same path as catdog classify. */
 #include "cli.h"
+#include "cnn_train.h"
+#include "common.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char usage_text[] =
+    "usage: catdog eval [--model FILE] [--threads N] [--limit N] [--mistakes N] DIR\n"
+    "\n"
+    "Classifies every JPEG in DIR/cats and DIR/dogs and prints the accuracy,\n"
+    "the log loss (mean negative log probability of the true label, with\n"
+    "the model's temperature and clipping), the confusion matrix and the\n"
+    "speed.  The last line is exactly:\n"
+    "  accuracy A logloss L n N\n"
+    "\n"
+    "  -m, --model FILE   model file (default: $CATDOG_MODEL or the\n"
+    "                     installed model)\n"
+    "  -t, --threads N    threads for the network (0: all cores)\n"
+    "  --limit N          at most N images per class (first in name order)\n"
+    "  --mistakes N       also list the N most confident mistakes\n"
+    "  -h, --help         show this help\n";
+
+enum { OPT_MODEL = 1, OPT_THREADS, OPT_LIMIT, OPT_MISTAKES, OPT_HELP };
+
+static const cli_option options[] = {
+    {"model", 'm', true, OPT_MODEL},
+    {"threads", 't', true, OPT_THREADS},
+    {"limit", 0, true, OPT_LIMIT},
+    {"mistakes", 0, true, OPT_MISTAKES},
+    {"help", 'h', false, OPT_HELP},
+    {NULL, 0, false, 0},
+};
+
+enum { EVAL_BATCH = 32 };
+
+/* A wrong verdict: how sure the model was of the wrong label. */
+typedef struct {
+    int index;
+    double wrong_p;
+} mistake;
+
+static int by_confidence(const void *a, const void *b)
+{
+    const mistake *x = a, *y = b;
+    if (x->wrong_p != y->wrong_p) return x->wrong_p < y->wrong_p ? 1 : -1;
+    return x->index - y->index;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 int cmd_eval(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fputs("catdog eval: not implemented yet\n", stderr);
-    return 2;
+    const char *model_path = NULL, *dir = NULL;
+    int threads = 0, limit = 0, n_mistakes = 0;
+    cli_parser p;
+    cli_parser_init(&p, "eval", argc, argv, options);
+    const char *v;
+    int id;
+    while ((id = cli_next(&p, &v)) != CLI_END) {
+        switch (id) {
+        case CLI_BAD: return CLI_USAGE;
+        case CLI_OPERAND:
+            if (dir) return cli_usage_error("eval", "only one DIR, not also \"%s\"", v);
+            dir = v;
+            break;
+        case OPT_HELP: fputs(usage_text, stdout); return CLI_OK;
+        case OPT_MODEL: model_path = v; break;
+        case OPT_THREADS:
+            if (!cli_parse_int("eval", "threads", v, 0, 256, &threads)) return CLI_USAGE;
+            break;
+        case OPT_LIMIT:
+            if (!cli_parse_int("eval", "limit", v, 1, 1 << 30, &limit)) return CLI_USAGE;
+            break;
+        case OPT_MISTAKES:
+            if (!cli_parse_int("eval", "mistakes", v, 0, 1 << 30, &n_mistakes)) return CLI_USAGE;
+            break;
+        default: return CLI_USAGE;
+        }
+    }
+    if (!dir) return cli_usage_error("eval", "DIR (with cats/ and dogs/) is required");
+    if (!model_path) model_path = cli_default_model();
+
+    cnn_model *m = NULL;
+    cnn_net *net = NULL;
+    char **paths = NULL;
+    uint8_t *labels = NULL;
+    float *inputs = NULL, logits[EVAL_BATCH];
+    mistake *wrong = NULL;
+    int n_wrong = 0;
+    int n = 0, rc = CLI_FAILED;
+    cnn_status s = cnn_model_load(model_path, &m);
+    if (s) {
+        cli_file_error(model_path, cli_without_file(model_path, cnn_last_error()));
+        return CLI_FAILED;
+    }
+    s = cnn_net_create(m, EVAL_BATCH, &net);
+    if (!s) s = cnn_net_set_threads(net, threads);
+    if (!s) s = cnn_list_labelled(dir, limit, &paths, &labels, &n);
+    size_t in_size = (size_t)m->in_h * m->in_w * m->in_c;
+    if (!s) {
+        inputs = malloc(in_size * EVAL_BATCH * sizeof *inputs);
+        wrong = malloc((size_t)(n > 0 ? n : 1) * sizeof *wrong);
+        if (!inputs || !wrong) {
+            cli_error("out of memory for %d images", n);
+            goto out;
+        }
+    }
+    if (s) {
+        cli_error("%s", cnn_last_error());
+        goto out;
+    }
+
+    long confusion[2][2] = {{0, 0}, {0, 0}};
+    double ll = 0.0, t_forward = 0.0, t0 = now_s();
+    for (int b0 = 0; b0 < n; b0 += EVAL_BATCH) {
+        int k = n - b0 < EVAL_BATCH ? n - b0 : EVAL_BATCH;
+        for (int j = 0; j < k; j++) {
+            cnn_image img;
+            cnn_image_options io = {.min_width = m->in_w, .min_height = m->in_h, .max_pixels = 0};
+            const char *path = paths[b0 + j];
+            s = cnn_image_load(path, &io, &img);
+            if (!s) {
+                s = cnn_preprocess(m, img.pixels, img.width, img.height, img.stride,
+                                   img.channels, inputs + (size_t)j * in_size);
+                cnn_image_free(&img);
+            }
+            if (s) {
+                cli_file_error(path, cli_without_file(path, cnn_last_error()));
+                goto out;
+            }
+        }
+        double tf = now_s();
+        s = cnn_net_forward(net, inputs, k, logits);
+        t_forward += now_s() - tf;
+        if (s) {
+            cli_error("%s", cnn_last_error());
+            goto out;
+        }
+        for (int j = 0; j < k; j++) {
+            int y = labels[b0 + j];
+            double pr = cnn_model_probability(m, logits[j]);
+            confusion[y][pr >= 0.5]++;
+            if ((pr >= 0.5) != (y == 1))
+                wrong[n_wrong++] = (mistake){b0 + j, y ? 1.0 - pr : pr};
+            ll -= y ? log(pr) : log(1.0 - pr);
+        }
+    }
+    double total = now_s() - t0;
+    long correct = confusion[0][0] + confusion[1][1];
+    printf("model %s (%s), %d images in %s\n", model_path, m->name, n, dir);
+    printf("confusion matrix (rows: true label, columns: predicted):\n");
+    printf("  %12s %8s %8s\n", "", m->labels[0], m->labels[1]);
+    for (int y = 0; y < 2; y++)
+        printf("  %12s %8ld %8ld\n", m->labels[y], confusion[y][0], confusion[y][1]);
+    if (n_mistakes > 0 && n_wrong > 0) {
+        qsort(wrong, (size_t)n_wrong, sizeof *wrong, by_confidence);
+        printf("most confident mistakes (file, true label, probability of the wrong one):\n");
+        for (int i = 0; i < n_wrong && i < n_mistakes; i++)
+            printf("  %s  %s  %.4f\n", paths[wrong[i].index],
+                   m->labels[labels[wrong[i].index]], wrong[i].wrong_p);
+    }
+    printf("speed: %.1f images/s (decode + forward), %.1f images/s (forward only)\n",
+           total > 0 ? n / total : 0.0, t_forward > 0 ? n / t_forward : 0.0);
+    printf("accuracy %.4f logloss %.4f n %d\n", n ? (double)correct / n : 0.0,
+           n ? ll / n : 0.0, n);
+    rc = CLI_OK;
+out:
+    free(inputs);
+    free(wrong);
+    free(paths);
+    free(labels);
+    cnn_net_free(net);
+    cnn_model_free(m);
+    return rc;
 }

@@ -1,2 +1,237 @@
-/* maps.c - STUB */
-typedef int cli_maps_placeholder;
+/* maps.c - catdog maps: each conv layer's feature maps as a PNG mosaic. */
+#include "cli.h"
+#include "common.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char usage_text[] =
+    "usage: catdog maps [--model FILE] [--layer NAME|all]... [--colormap gray|viridis]\n"
+    "                   --out DIR IMAGE\n"
+    "\n"
+    "Runs the network on IMAGE once and writes, for each chosen conv layer,\n"
+    "all its feature maps (after the batch-norm and ReLU that follow it) as\n"
+    "one mosaic DIR/LAYER.png, each map normalised on its own.  DIR is\n"
+    "created if needed.\n"
+    "\n"
+    "  -m, --model FILE       model file (default: $CATDOG_MODEL or the\n"
+    "                         installed model)\n"
+    "  -l, --layer NAME       a conv layer (repeatable); 'all' (the default)\n"
+    "                         for every conv layer\n"
+    "  -c, --colormap NAME    gray (default) or viridis\n"
+    "  -o, --out DIR          folder for the PNG files\n"
+    "  -t, --threads N        threads for the network (0: all cores)\n"
+    "  -h, --help             show this help\n";
+
+enum { OPT_MODEL = 1, OPT_LAYER, OPT_COLORMAP, OPT_OUT, OPT_THREADS, OPT_HELP };
+
+static const cli_option options[] = {
+    {"model", 'm', true, OPT_MODEL},
+    {"layer", 'l', true, OPT_LAYER},
+    {"colormap", 'c', true, OPT_COLORMAP},
+    {"out", 'o', true, OPT_OUT},
+    {"threads", 't', true, OPT_THREADS},
+    {"help", 'h', false, OPT_HELP},
+    {NULL, 0, false, 0},
+};
+
+/* Like mkdir -p. */
+static int make_dirs(const char *dir)
+{
+    size_t n = strlen(dir);
+    char *path = malloc(n + 1);
+    if (!path) {
+        cli_error("out of memory");
+        return CLI_FAILED;
+    }
+    memcpy(path, dir, n + 1);
+    int err = 0;
+    for (size_t i = 1; i <= n && !err; i++) {
+        if (path[i] != '/' && path[i] != '\0') continue;
+        char c = path[i];
+        path[i] = '\0';
+        if (mkdir(path, 0777) != 0 && errno != EEXIST) err = errno;
+        path[i] = c;
+    }
+    free(path);
+    struct stat st;
+    if (!err && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) err = ENOTDIR;
+    if (err) {
+        cli_error("%s: cannot create the folder: %s", dir, strerror(err));
+        return CLI_FAILED;
+    }
+    return CLI_OK;
+}
+
+/* DIR/NAME.png.  Layer names come from the model file, which is untrusted:
+ * anything but letters, digits, '-', '_' and inner '.' becomes '_', so a
+ * name can neither leave DIR nor hide the file. */
+static char *output_path(const char *dir, const char *layer)
+{
+    size_t dn = strlen(dir), ln = strlen(layer);
+    char *path = malloc(dn + ln + 6);
+    if (!path) return NULL;
+    memcpy(path, dir, dn);
+    path[dn] = '/';
+    char *name = path + dn + 1;
+    for (size_t i = 0; i < ln; i++) {
+        char c = layer[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                  (c >= '0' && c <= '9') || c == '-' || c == '_' || (c == '.' && i > 0);
+        name[i] = ok ? c : '_';
+    }
+    memcpy(name + ln, ".png", 5);
+    return path;
+}
+
+/* Marks the chosen conv layers in chosen[] (indexed like m->layers). */
+static int choose_layers(const cnn_model *m, const char *model_path, char **names,
+                         int n_names, bool *chosen)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        chosen[i] = n_names == 0 && m->layers[i].type == CNN_LAYER_CONV2D;
+    for (int k = 0; k < n_names; k++) {
+        if (strcmp(names[k], "all") == 0) {
+            for (int i = 0; i < m->n_layers; i++)
+                chosen[i] = chosen[i] || m->layers[i].type == CNN_LAYER_CONV2D;
+            continue;
+        }
+        int i = cnn_model_find_layer(m, names[k]);
+        if (i < 0 || m->layers[i].type != CNN_LAYER_CONV2D) {
+            /* The message lists the valid names, so the next try works. */
+            char convs[CNN_MAX_LAYERS * CNN_MAX_NAME] = "";
+            size_t used = 0;
+            for (int j = 0; j < m->n_layers; j++) {
+                if (m->layers[j].type != CNN_LAYER_CONV2D) continue;
+                int w = snprintf(convs + used, sizeof convs - used, " %s", m->layers[j].name);
+                if (w > 0 && (size_t)w < sizeof convs - used) used += (size_t)w;
+            }
+            return cli_usage_error("maps", "%s: %s '%s'; its conv layers are:%s", model_path,
+                                   i < 0 ? "no layer called" : "not a conv layer:",
+                                   names[k], convs);
+        }
+        chosen[i] = true;
+    }
+    return CLI_OK;
+}
+
+/* Renders one tap and writes it; prints the path and the grid. */
+static int write_map(const cnn_tensor_view *t, const cnn_layer *layer,
+                     cnn_colormap cmap, const char *dir)
+{
+    char *path = output_path(dir, layer->name);
+    if (!path) {
+        cli_error("out of memory");
+        return CLI_FAILED;
+    }
+    cnn_image mosaic = {0};
+    int status = CLI_OK;
+    if (cnn_mosaic_render(t, 0, cmap, &mosaic) != CNN_OK) {
+        cli_error("layer %s: %s", layer->name, cnn_last_error());
+        status = CLI_FAILED;
+    } else if (cnn_image_save_png(&mosaic, path) != CNN_OK) {
+        cli_file_error(path, cnn_last_error());
+        status = CLI_FAILED;
+    } else {
+        int cols, rows, width, height;
+        cnn_mosaic_size(t->c, t->w, t->h, &cols, &rows, &width, &height);
+        printf("%s\t%d maps of %dx%d in a %dx%d grid, %dx%d pixels\n", path, t->c, t->h,
+               t->w, cols, rows, width, height);
+    }
+    cnn_image_free(&mosaic);
+    free(path);
+    return status;
+}
+
+int cmd_maps(int argc, char **argv)
+{
+    const char *model_path = NULL, *out_dir = NULL, *image = NULL;
+    cnn_colormap cmap = CNN_COLORMAP_GRAY;
+    int threads = -1;
+    /* --layer values are gathered in place at the front of argv. */
+    char **layer_names = argv + 1;
+    int n_layer_names = 0;
+
+    cli_parser p;
+    cli_parser_init(&p, "maps", argc, argv, options);
+    const char *val;
+    for (int id; (id = cli_next(&p, &val)) != CLI_END;) {
+        switch (id) {
+        case CLI_BAD: return CLI_USAGE;
+        case CLI_OPERAND:
+            if (image) return cli_usage_error("maps", "one IMAGE at a time ('%s' and '%s')",
+                                              image, val);
+            image = val;
+            break;
+        case OPT_MODEL: model_path = val; break;
+        case OPT_LAYER: layer_names[n_layer_names++] = (char *)val; break;
+        case OPT_COLORMAP:
+            if (strcmp(val, "gray") == 0 || strcmp(val, "grey") == 0)
+                cmap = CNN_COLORMAP_GRAY;
+            else if (strcmp(val, "viridis") == 0)
+                cmap = CNN_COLORMAP_VIRIDIS;
+            else
+                return cli_usage_error("maps", "unknown colormap '%s' (gray or viridis)", val);
+            break;
+        case OPT_OUT:
+            if (!*val) return cli_usage_error("maps", "--out needs a folder name");
+            out_dir = val;
+            break;
+        case OPT_THREADS:
+            if (!cli_parse_int("maps", "--threads", val, 0, 1024, &threads))
+                return CLI_USAGE;
+            break;
+        case OPT_HELP: fputs(usage_text, stdout); return CLI_OK;
+        default: break;
+        }
+    }
+    if (!out_dir) return cli_usage_error("maps", "--out DIR is required");
+    if (!image) return cli_usage_error("maps", "no IMAGE given");
+    if (!model_path) model_path = cli_default_model();
+
+    cnn_model *m;
+    cnn_net *net;
+    if (cli_open_model(model_path, threads, &m, &net) != CLI_OK) return CLI_FAILED;
+    bool chosen[CNN_MAX_LAYERS];
+    float *input = NULL;
+    float logit;
+    int status = choose_layers(m, model_path, layer_names, n_layer_names, chosen);
+    if (status != CLI_OK) goto done;
+    status = CLI_FAILED;
+    if (!(input = cli_alloc_input(m))) goto done;
+    if (cli_run_image(m, net, image, input, &logit) != CLI_OK) goto done;
+    if (make_dirs(out_dir) != CLI_OK) goto done;
+
+    status = CLI_OK;
+    int written = 0;
+    for (int i = 0; i < cnn_net_tap_count(net); i++) {
+        cnn_tensor_view t;
+        const cnn_layer *layer;
+        if (cnn_net_tap(net, i, &t, &layer) != CNN_OK) {
+            cli_file_error(model_path, cnn_last_error());
+            status = CLI_FAILED;
+            continue;
+        }
+        int li = cnn_model_find_layer(m, layer->name);
+        if (li < 0 || !chosen[li]) continue;
+        if (write_map(&t, layer, cmap, out_dir) != CLI_OK) status = CLI_FAILED;
+        else written++;
+    }
+    if (written == 0 && status == CLI_OK) {
+        cli_error("%s: the network has no feature maps to show", model_path);
+        status = CLI_FAILED;
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        cli_error("cannot write to standard output");
+        status = CLI_FAILED;
+    }
+
+done:
+    free(input);
+    cnn_net_free(net);
+    cnn_model_free(m);
+    return status;
+}

@@ -1,10 +1,287 @@
-/* train.c - STUB: replaced by the trainer's owner. */
-#include <stdio.h>
+/* train.c - catdog train: train a model on DIR/train, report on
+ * DIR/validation after every epoch, checkpoint, resume. */
 #include "cli.h"
+#include "cnn_train.h"
+#include "common.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage_text[] =
+    "usage: catdog train --data DIR --out FILE [--arch NAME|SPEC] [--epochs N]\n"
+    "                    [--batch N] [--seed N] [--threads N] [--resume CHECKPOINT]\n"
+    "\n"
+    "Trains a model on DIR/train/{cats,dogs} and reports accuracy and log\n"
+    "loss on DIR/validation/{cats,dogs} after every epoch.  Every photo is\n"
+    "decoded once into memory; augmentation happens on the fly.  The same\n"
+    "seed and thread count give bit-identical weights.\n"
+    "\n"
+    "  --data DIR          data set folder (train/ and validation/)\n"
+    "  --out FILE          model written after every epoch (safetensors)\n"
+    "  --arch NAME|SPEC    built-in architecture (catdog-v1, article) or a\n"
+    "                      JSON model description (default catdog-v1)\n"
+    "  --epochs N          default 20\n"
+    "  --batch N           images per step (default 32)\n"
+    "  --seed N            default 1\n"
+    "  --threads N         0: all cores (default)\n"
+    "  --resume FILE       continue from a checkpoint (its options win)\n"
+    "  --checkpoint FILE   where to checkpoint (default OUT.ckpt)\n"
+    "  --optimizer adam|sgd   default adam\n"
+    "  --lr X              peak learning rate (default 0.001 Adam, 0.05 SGD)\n"
+    "  --weight-decay X    decoupled (AdamW) for adam, default 0.01; L2 for\n"
+    "                      sgd, default 0.0005\n"
+    "  --augment default|article|none   augmentation ranges (see\n"
+    "                      weights/README.md)\n"
+    "  --dtype f16|bf16|f32   storage of --out (default f16)\n"
+    "  --limit N           at most N images per class and split (tests)\n"
+    "  --stop-after N      stop as on Ctrl-C after N steps (tests)\n"
+    "  -h, --help          show this help\n"
+    "\n"
+    "Ctrl-C stops after the current batch and writes the checkpoint; the\n"
+    "exit status is then 130.\n";
+
+enum {
+    OPT_DATA = 1, OPT_OUT, OPT_ARCH, OPT_EPOCHS, OPT_BATCH, OPT_SEED,
+    OPT_THREADS, OPT_RESUME, OPT_CHECKPOINT, OPT_OPTIMIZER, OPT_LR, OPT_WD,
+    OPT_AUGMENT, OPT_DTYPE, OPT_LIMIT, OPT_STOP, OPT_HELP
+};
+
+static const cli_option options[] = {
+    {"data", 0, true, OPT_DATA},
+    {"out", 'o', true, OPT_OUT},
+    {"arch", 0, true, OPT_ARCH},
+    {"epochs", 0, true, OPT_EPOCHS},
+    {"batch", 0, true, OPT_BATCH},
+    {"seed", 0, true, OPT_SEED},
+    {"threads", 't', true, OPT_THREADS},
+    {"resume", 0, true, OPT_RESUME},
+    {"checkpoint", 0, true, OPT_CHECKPOINT},
+    {"optimizer", 0, true, OPT_OPTIMIZER},
+    {"lr", 0, true, OPT_LR},
+    {"weight-decay", 0, true, OPT_WD},
+    {"augment", 0, true, OPT_AUGMENT},
+    {"dtype", 0, true, OPT_DTYPE},
+    {"limit", 0, true, OPT_LIMIT},
+    {"stop-after", 0, true, OPT_STOP},
+    {"help", 'h', false, OPT_HELP},
+    {NULL, 0, false, 0},
+};
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void format_duration(double s, char *buf, size_t size)
+{
+    long t = s > 0 ? (long)(s + 0.5) : 0;
+    if (t >= 3600)
+        snprintf(buf, size, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else
+        snprintf(buf, size, "%ldm%02lds", t / 60, t % 60);
+}
+
+static void progress(const cnn_train_progress *p, void *user)
+{
+    (void)user;
+    char eta[32], elapsed[32];
+    format_duration(p->eta_s, eta, sizeof eta);
+    format_duration(p->elapsed_s, elapsed, sizeof elapsed);
+    if (p->val_n > 0)
+        fprintf(stderr,
+                "epoch %d/%d done: train loss %.4f, validation accuracy %.4f "
+                "logloss %.4f (n %d), elapsed %s, eta %s\n",
+                p->epoch + 1, p->epochs, p->loss, p->val_accuracy,
+                p->val_logloss, p->val_n, elapsed, eta);
+    else
+        fprintf(stderr,
+                "epoch %d/%d batch %d/%d  %.1f images/s  loss %.4f  lr %.2e  eta %s\n",
+                p->epoch + 1, p->epochs, p->batch, p->batches, p->images_per_s,
+                p->loss, p->lr, eta);
+    fflush(stderr);
+}
+
+static bool parse_float(const char *name, const char *text, float lo,
+                        float hi, float *out)
+{
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || *end || !(v >= lo && v <= hi)) {
+        cli_usage_error("train", "--%s wants a number in [%g, %g], not \"%s\"",
+                        name, (double)lo, (double)hi, text);
+        return false;
+    }
+    *out = (float)v;
+    return true;
+}
+
 int cmd_train(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fputs("catdog train: not implemented yet\n", stderr);
-    return 2;
+    const char *data = NULL, *out = NULL, *arch = NULL, *resume = NULL;
+    const char *checkpoint = NULL;
+    cnn_train_options opt = cnn_train_defaults();
+    bool lr_given = false, wd_given = false, epochs_given = false;
+    int limit = 0, stop_after = 0, epochs = 0, seed = 1;
+    cnn_dtype dtype = CNN_DTYPE_F16;
+
+    cli_parser p;
+    cli_parser_init(&p, "train", argc, argv, options);
+    const char *v;
+    int id;
+    while ((id = cli_next(&p, &v)) != CLI_END) {
+        switch (id) {
+        case CLI_BAD: return CLI_USAGE;
+        case CLI_OPERAND: return cli_usage_error("train", "unexpected argument \"%s\"", v);
+        case OPT_HELP: fputs(usage_text, stdout); return CLI_OK;
+        case OPT_DATA: data = v; break;
+        case OPT_OUT: out = v; break;
+        case OPT_ARCH: arch = v; break;
+        case OPT_RESUME: resume = v; break;
+        case OPT_CHECKPOINT: checkpoint = v; break;
+        case OPT_EPOCHS:
+            if (!cli_parse_int("train", "epochs", v, 1, 100000, &epochs)) return CLI_USAGE;
+            epochs_given = true;
+            break;
+        case OPT_BATCH:
+            if (!cli_parse_int("train", "batch", v, 1, 4096, &opt.batch)) return CLI_USAGE;
+            break;
+        case OPT_SEED:
+            if (!cli_parse_int("train", "seed", v, 0, 2147483647, &seed)) return CLI_USAGE;
+            opt.seed = (uint64_t)seed;
+            break;
+        case OPT_THREADS:
+            if (!cli_parse_int("train", "threads", v, 0, 256, &opt.threads)) return CLI_USAGE;
+            break;
+        case OPT_LIMIT:
+            if (!cli_parse_int("train", "limit", v, 1, 1 << 30, &limit)) return CLI_USAGE;
+            break;
+        case OPT_STOP:
+            if (!cli_parse_int("train", "stop-after", v, 1, 1 << 30, &stop_after)) return CLI_USAGE;
+            break;
+        case OPT_OPTIMIZER:
+            if (strcmp(v, "adam") == 0) opt.optimizer = CNN_OPT_ADAM;
+            else if (strcmp(v, "sgd") == 0) opt.optimizer = CNN_OPT_SGD;
+            else return cli_usage_error("train", "--optimizer is adam or sgd, not \"%s\"", v);
+            break;
+        case OPT_LR:
+            if (!parse_float("lr", v, 1e-7f, 10.0f, &opt.lr)) return CLI_USAGE;
+            lr_given = true;
+            break;
+        case OPT_WD:
+            if (!parse_float("weight-decay", v, 0.0f, 1.0f, &opt.weight_decay)) return CLI_USAGE;
+            wd_given = true;
+            break;
+        case OPT_AUGMENT:
+            if (strcmp(v, "article") == 0) opt.augment = cnn_augment_article();
+            else if (strcmp(v, "none") == 0) opt.augment = (cnn_augment){0, 0, 0, 0, 0};
+            else if (strcmp(v, "default") != 0)
+                return cli_usage_error("train", "--augment is default, article or none, not \"%s\"", v);
+            break;
+        case OPT_DTYPE:
+            if (strcmp(v, "f16") == 0) dtype = CNN_DTYPE_F16;
+            else if (strcmp(v, "bf16") == 0) dtype = CNN_DTYPE_BF16;
+            else if (strcmp(v, "f32") == 0) dtype = CNN_DTYPE_F32;
+            else return cli_usage_error("train", "--dtype is f16, bf16 or f32, not \"%s\"", v);
+            break;
+        default: return CLI_USAGE;
+        }
+    }
+    if (!data) return cli_usage_error("train", "--data DIR is required");
+    if (!out) return cli_usage_error("train", "--out FILE is required");
+    if (epochs_given) opt.epochs = epochs;
+    if (!lr_given && opt.optimizer == CNN_OPT_SGD) opt.lr = 0.05f;
+    if (!wd_given && opt.optimizer == CNN_OPT_SGD) opt.weight_decay = 5e-4f;
+
+    char default_ckpt[4096];
+    if (!checkpoint) {
+        if ((size_t)snprintf(default_ckpt, sizeof default_ckpt, "%s.ckpt", out) >= sizeof default_ckpt)
+            return cli_usage_error("train", "--out name too long");
+        checkpoint = default_ckpt;
+    }
+
+    /* From here on Ctrl-C only asks the loop to stop: one that arrives
+     * while the photos are decoded stops training before its first step,
+     * with a checkpoint. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+
+    cnn_model *m = NULL;
+    cnn_trainer *t = NULL;
+    cnn_status s;
+    if (resume) {
+        s = cnn_trainer_resume(resume, opt.threads, &m, &t);
+        if (s) {
+            cli_error("%s", cnn_last_error());
+            return CLI_FAILED;
+        }
+        if (epochs_given && epochs != cnn_trainer_options(t)->epochs) {
+            cli_error("%s was made with --epochs %d; the schedule depends on it, so "
+                      "it cannot change on resume", resume, cnn_trainer_options(t)->epochs);
+            cnn_trainer_free(t);
+            cnn_model_free(m);
+            return CLI_FAILED;
+        }
+    } else {
+        opt.arch = arch ? arch : "catdog-v1";
+        s = cnn_model_from_spec(opt.arch, &m);
+        if (!s) s = cnn_model_init(m, opt.seed);
+        if (!s) s = cnn_trainer_create(m, &opt, &t);
+        if (s) {
+            cli_error("%s", cnn_last_error());
+            cnn_model_free(m);
+            return CLI_FAILED;
+        }
+    }
+    const cnn_train_options *used = cnn_trainer_options(t);
+    fprintf(stderr, "model %s: %zu parameters, %.1f MMAC per image, input %dx%d; "
+            "%s, lr %g, batch %d, %d epochs, seed %llu, %d threads\n",
+            m->name, m->n_params, (double)m->macs / 1e6, m->in_w, m->in_h,
+            used->optimizer == CNN_OPT_ADAM ? "adam" : "sgd", (double)used->lr,
+            used->batch, used->epochs, (unsigned long long)used->seed, used->threads);
+
+    cnn_dataset *d = NULL;
+    cnn_dataset_options dopt = {.store_size = 160, .limit = limit, .threads = used->threads};
+    fprintf(stderr, "decoding %s ...\n", data);
+    s = cnn_dataset_load(data, m, &dopt, &d);
+    if (s) {
+        cli_error("%s", cnn_last_error());
+        cnn_trainer_free(t);
+        cnn_model_free(m);
+        return CLI_FAILED;
+    }
+    fprintf(stderr, "%d training and %d validation images\n",
+            cnn_dataset_count(d, 0), cnn_dataset_count(d, 1));
+
+    cnn_train_run run = {
+        .checkpoint = checkpoint,
+        .out = out,
+        .out_dtype = dtype,
+        .progress = progress,
+        .progress_interval_s = 5.0,
+        .stop = &stop_requested,
+        .stop_after_steps = stop_after,
+    };
+    s = cnn_trainer_run(t, d, &run);
+    int rc = CLI_OK;
+    if (s == CNN_ERR_INTERRUPTED) {
+        fprintf(stderr, "catdog: %s; continue with --resume %s\n", cnn_last_error(), checkpoint);
+        rc = 130;
+    } else if (s) {
+        cli_error("%s", cnn_last_error());
+        rc = CLI_FAILED;
+    } else {
+        fprintf(stderr, "wrote %s\n", out);
+    }
+    cnn_dataset_free(d);
+    cnn_trainer_free(t);
+    cnn_model_free(m);
+    return rc;
 }

@@ -1,0 +1,220 @@
+/* common.c - messages, option parsing and model opening shared by the
+ * catdog sub-commands. */
+#include "common.h"
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MODEL_FILE "catdog.safetensors"
+
+const char *cli_default_model(void)
+{
+    const char *env = getenv("CATDOG_MODEL");
+    if (env && *env) return env;
+    static const char installed[] = CATDOG_DATADIR "/" MODEL_FILE;
+    if (access(installed, R_OK) == 0) return installed;
+    return CATDOG_SRCDIR "/weights/" MODEL_FILE;
+}
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("catdog: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+const char *cli_without_file(const char *file, const char *message)
+{
+    size_t n = strlen(file);
+    if (!message || !*message) return "failed";
+    if (strncmp(message, file, n) == 0 && message[n] == ':' && message[n + 1] == ' ')
+        return message + n + 2;
+    return message;
+}
+
+void cli_file_error(const char *file, const char *message)
+{
+    cli_error("%s: %s", file, cli_without_file(file, message));
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "catdog %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(see 'catdog help %s')\n", cmd);
+    return CLI_USAGE;
+}
+
+void cli_parser_init(cli_parser *p, const char *cmd, int argc, char **argv,
+                     const cli_option *options)
+{
+    p->cmd = cmd;
+    p->argc = argc;
+    p->argv = argv;
+    p->next = 1;
+    p->operands_only = false;
+    p->options = options;
+}
+
+static const cli_option *find_long(const cli_option *o, const char *name,
+                                   size_t len)
+{
+    for (; o->id != 0; o++)
+        if (strlen(o->long_name) == len && strncmp(o->long_name, name, len) == 0)
+            return o;
+    return NULL;
+}
+
+static const cli_option *find_short(const cli_option *o, char c)
+{
+    for (; o->id != 0; o++)
+        if (o->short_name && o->short_name == c) return o;
+    return NULL;
+}
+
+int cli_next(cli_parser *p, const char **value)
+{
+    *value = NULL;
+    if (p->next >= p->argc) return CLI_END;
+    const char *arg = p->argv[p->next++];
+
+    if (p->operands_only || arg[0] != '-' || arg[1] == '\0') {
+        /* A lone "-" is an operand, as in most tools. */
+        *value = arg;
+        return CLI_OPERAND;
+    }
+    if (strcmp(arg, "--") == 0) {
+        p->operands_only = true;
+        return cli_next(p, value);
+    }
+
+    const cli_option *o;
+    const char *inline_value = NULL;
+    if (arg[1] == '-') {
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        o = find_long(p->options, name, len);
+        if (!o) {
+            cli_usage_error(p->cmd, "unknown option '--%.*s'", (int)len, name);
+            return CLI_BAD;
+        }
+        if (eq) {
+            if (!o->has_value) {
+                cli_usage_error(p->cmd, "option '--%s' takes no value", o->long_name);
+                return CLI_BAD;
+            }
+            inline_value = eq + 1;
+        }
+    } else {
+        o = find_short(p->options, arg[1]);
+        if (!o) {
+            cli_usage_error(p->cmd, "unknown option '-%c'", arg[1]);
+            return CLI_BAD;
+        }
+        if (arg[2] != '\0') {
+            /* "-t4" is "-t 4"; grouped flags ("-ab") are not supported. */
+            if (!o->has_value) {
+                cli_usage_error(p->cmd, "unknown option '%s'", arg);
+                return CLI_BAD;
+            }
+            inline_value = arg + 2;
+        }
+    }
+
+    if (o->has_value) {
+        if (inline_value) {
+            *value = inline_value;
+        } else if (p->next < p->argc) {
+            *value = p->argv[p->next++];
+        } else {
+            cli_usage_error(p->cmd, "option '--%s' needs a value", o->long_name);
+            return CLI_BAD;
+        }
+    }
+    return o->id;
+}
+
+bool cli_parse_int(const char *cmd, const char *name, const char *text,
+                   int min, int max, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (*text == '\0' || *end != '\0' || errno == ERANGE || v < min || v > max) {
+        cli_usage_error(cmd, "%s must be a whole number from %d to %d, not '%s'",
+                        name, min, max, text);
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+int cli_open_model(const char *path, int threads, cnn_model **model,
+                   cnn_net **net)
+{
+    if (!path) path = cli_default_model();
+    *model = NULL;
+    *net = NULL;
+    if (cnn_model_load(path, model) != CNN_OK) {
+        cli_file_error(path, cnn_last_error());
+        return CLI_FAILED;
+    }
+    if (cnn_net_create(*model, 1, net) != CNN_OK ||
+        (threads >= 0 && cnn_net_set_threads(*net, threads) != CNN_OK)) {
+        cli_file_error(path, cnn_last_error());
+        cnn_net_free(*net);
+        cnn_model_free(*model);
+        *net = NULL;
+        *model = NULL;
+        return CLI_FAILED;
+    }
+    return CLI_OK;
+}
+
+float *cli_alloc_input(const cnn_model *m)
+{
+    /* The loader has validated the sizes; the product still fits easily
+     * (CNN_MAX_DIM^2 * 3), but check rather than assume. */
+    size_t pixels = (size_t)m->in_h * (size_t)m->in_w;
+    if (m->in_h <= 0 || m->in_w <= 0 || m->in_c <= 0 ||
+        pixels / (size_t)m->in_h != (size_t)m->in_w ||
+        pixels > SIZE_MAX / sizeof(float) / (size_t)m->in_c) {
+        cli_error("model input %dx%dx%d is not usable", m->in_h, m->in_w, m->in_c);
+        return NULL;
+    }
+    float *input = malloc(pixels * (size_t)m->in_c * sizeof(float));
+    if (!input) cli_error("out of memory for the model's input");
+    return input;
+}
+
+int cli_run_image(const cnn_model *m, cnn_net *net, const char *image,
+                  float *input, float *logit)
+{
+    cnn_image img = {0};
+    cnn_image_options opt = {0};
+    opt.min_width = m->in_w;
+    opt.min_height = m->in_h;
+    cnn_status s = cnn_image_load(image, &opt, &img);
+    if (s == CNN_OK)
+        s = cnn_preprocess(m, img.pixels, img.width, img.height, img.stride,
+                           img.channels, input);
+    cnn_image_free(&img);
+    if (s == CNN_OK) s = cnn_net_forward(net, input, 1, logit);
+    if (s != CNN_OK) {
+        cli_file_error(image, cnn_last_error());
+        return CLI_FAILED;
+    }
+    return CLI_OK;
+}

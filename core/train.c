@@ -1,0 +1,966 @@
+/* train.c - the training loop: forward and backward passes over a model's
+ * layers, binary cross-entropy on the logit, Adam / SGD with momentum,
+ * warm-up + cosine learning rate, checkpoints and resume.
+ *
+ * Determinism: the data order of an epoch, each image's augmentation and
+ * each step's dropout masks are hashes of (seed, epoch, position), never
+ * a stream that has to be replayed, and every reduction is split
+ * statically over threads.  A checkpoint therefore only needs the
+ * parameters, the optimizer moments and the position (epoch, batch,
+ * step). */
+#include "cnn_train.h"
+#include "dataset_internal.h"
+#include "train_kernels.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Salts that keep the random streams apart. */
+enum {
+    SALT_ORDER = 1,
+    SALT_AUGMENT = 2,
+    SALT_DROPOUT = 3,
+};
+
+struct cnn_trainer {
+    cnn_model *m;
+    cnn_train_options opt;
+    char *arch;
+    int threads;
+    int last;                   /* last layer before the logit's sigmoid */
+
+    size_t per_image[CNN_MAX_LAYERS + 1]; /* floats of act[i] per image */
+    float *act[CNN_MAX_LAYERS + 1];       /* act[0] input, act[i+1] out of i */
+    float *grad_a, *grad_b;     /* ping-pong activation gradients */
+    float *grads;               /* like m->params */
+    float *mom1, *mom2;         /* optimizer state, like m->params */
+    float *packed[CNN_MAX_LAYERS];      /* conv/dense forward weights */
+    float *packed_back[CNN_MAX_LAYERS]; /* conv input-gradient weights */
+    float *bn_stats[CNN_MAX_LAYERS];    /* mean, var, invstd per channel */
+    float *scratch;
+    double *dscratch;
+    float *logits;
+    uint8_t *labels;
+
+    uint64_t step;
+    int epoch, batch_pos;
+    double loss_sum;            /* this epoch so far */
+    long loss_count;
+};
+
+cnn_train_options cnn_train_defaults(void)
+{
+    cnn_train_options o = {
+        .epochs = 20,
+        .batch = 32,
+        .seed = 1,
+        .threads = 0,
+        .optimizer = CNN_OPT_ADAM,
+        .lr = 1e-3f,
+        .momentum = 0.9f,
+        .beta2 = 0.999f,
+        .weight_decay = 0.01f,
+        .warmup_epochs = 1.0f,
+        .final_lr_fraction = 0.01f,
+        .bn_momentum = 0.1f,
+        .augment = {15.0f, 0.1f, 0.1f, 0.15f, 1},
+        .arch = "catdog-v1",
+    };
+    return o;
+}
+
+const cnn_train_options *cnn_trainer_options(const cnn_trainer *t)
+{
+    return &t->opt;
+}
+
+double cnn_bce_logit(float z, int y, double *dz)
+{
+    /* log(1 + e^-|z|) + max(z, 0) - z y: no overflow for any z. */
+    double zd = z, loss = fmax(zd, 0.0) - zd * y + log1p(exp(-fabs(zd)));
+    if (dz) *dz = 1.0 / (1.0 + exp(-zd)) - y;
+    return loss;
+}
+
+static size_t layer_in_size(const cnn_layer *L)
+{
+    return (size_t)L->in_h * L->in_w * L->in_c;
+}
+
+static size_t layer_out_size(const cnn_layer *L)
+{
+    return (size_t)L->out_h * L->out_w * L->out_c;
+}
+
+static tk_conv conv_geometry(const cnn_layer *L, int n)
+{
+    tk_conv g = {
+        .n = n, .h = L->in_h, .w = L->in_w, .c = L->in_c,
+        .oc = L->out_c, .k = L->kernel, .stride = L->stride,
+        .pad_top = L->pad_top, .pad_left = L->pad_left,
+        .oh = L->out_h, .ow = L->out_w,
+    };
+    return g;
+}
+
+static int resolve_threads(int threads)
+{
+#ifdef _OPENMP
+    if (threads <= 0) threads = omp_get_num_procs();
+#else
+    threads = 1;
+#endif
+    return threads < 1 ? 1 : threads > 256 ? 256 : threads;
+}
+
+static cnn_status check_options(const cnn_train_options *o)
+{
+    if (o->epochs <= 0 || o->epochs > 100000)
+        return cnn_fail(CNN_ERR_ARG, "epochs must be 1..100000 (got %d)", o->epochs);
+    if (o->batch <= 0 || o->batch > 4096)
+        return cnn_fail(CNN_ERR_ARG, "batch must be 1..4096 (got %d)", o->batch);
+    if (!(o->lr > 0.0f) || !isfinite(o->lr))
+        return cnn_fail(CNN_ERR_ARG, "learning rate must be > 0");
+    if (!(o->momentum >= 0.0f && o->momentum < 1.0f) ||
+        !(o->beta2 > 0.0f && o->beta2 < 1.0f))
+        return cnn_fail(CNN_ERR_ARG, "momentum/beta must be in [0, 1)");
+    if (!(o->weight_decay >= 0.0f) || !(o->warmup_epochs >= 0.0f) ||
+        !(o->final_lr_fraction >= 0.0f && o->final_lr_fraction <= 1.0f) ||
+        !(o->bn_momentum > 0.0f && o->bn_momentum <= 1.0f))
+        return cnn_fail(CNN_ERR_ARG, "weight decay, warm-up, final lr fraction "
+                        "or batch-norm momentum out of range");
+    return CNN_OK;
+}
+
+void cnn_trainer_free(cnn_trainer *t)
+{
+    if (!t) return;
+    for (int i = 0; i <= CNN_MAX_LAYERS; i++)
+        if (t->act[i] && (i == 0 || t->act[i] != t->act[i - 1]))
+            cnn_free_aligned(t->act[i]);
+    for (int i = 0; i < CNN_MAX_LAYERS; i++) {
+        cnn_free_aligned(t->packed[i]);
+        cnn_free_aligned(t->packed_back[i]);
+        free(t->bn_stats[i]);
+    }
+    cnn_free_aligned(t->grad_a);
+    cnn_free_aligned(t->grad_b);
+    cnn_free_aligned(t->grads);
+    cnn_free_aligned(t->mom1);
+    cnn_free_aligned(t->mom2);
+    cnn_free_aligned(t->scratch);
+    free(t->dscratch);
+    free(t->logits);
+    free(t->labels);
+    free(t->arch);
+    free(t);
+}
+
+/* Floats for n images of per-image size, overflow-checked. */
+static float *alloc_floats(size_t per, size_t n)
+{
+    size_t count;
+    if (!cnn_mul_size(per, n, &count)) {
+        cnn_fail(CNN_ERR_LIMIT, "activation buffer size overflows");
+        return NULL;
+    }
+    return cnn_alloc_aligned(count ? count : 1, sizeof(float));
+}
+
+static void pack_weights(cnn_trainer *t)
+{
+    const cnn_model *m = t->m;
+    for (int i = 0; i <= t->last; i++) {
+        const cnn_layer *L = &m->layers[i];
+        if (L->type == CNN_LAYER_CONV2D) {
+            tk_conv g = conv_geometry(L, t->opt.batch);
+            tk_conv_pack_forward(&g, L->weight, t->packed[i]);
+            tk_conv_pack_backward(&g, L->weight, t->packed_back[i]);
+        } else if (L->type == CNN_LAYER_DENSE) {
+            tk_dense_pack(L->weight, (int)layer_in_size(L), L->units,
+                          t->packed[i]);
+        }
+    }
+}
+
+cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
+                              cnn_trainer **out)
+{
+    *out = NULL;
+    if (!m || !opt) return cnn_fail(CNN_ERR_ARG, "trainer: no model or options");
+    cnn_status s = check_options(opt);
+    if (s) return s;
+    if (m->in_c != 3)
+        return cnn_fail(CNN_ERR_UNSUPPORTED,
+                        "trainer: model %s has %d input channels; training needs RGB (3)",
+                        m->name, m->in_c);
+    int last = m->n_layers - 1;
+    if (last >= 0 && m->layers[last].type == CNN_LAYER_SIGMOID) last--;
+    if (last < 0 || layer_out_size(&m->layers[last]) != 1)
+        return cnn_fail(CNN_ERR_MODEL, "trainer: model %s does not end in one logit",
+                        m->name);
+    for (int i = 0; i <= last; i++)
+        if (m->layers[i].type == CNN_LAYER_SIGMOID)
+            return cnn_fail(CNN_ERR_UNSUPPORTED,
+                            "trainer: layer %s: sigmoid is only supported as the last layer",
+                            m->layers[i].name);
+
+    cnn_trainer *t = cnn_alloc(1, sizeof *t);
+    if (!t) return CNN_ERR_NOMEM;
+    t->m = m;
+    t->opt = *opt;
+    t->last = last;
+    t->threads = resolve_threads(opt->threads);
+    t->opt.threads = t->threads;
+    const char *arch = opt->arch ? opt->arch : m->name;
+    t->arch = malloc(strlen(arch) + 1);
+    if (!t->arch) goto nomem;
+    strcpy(t->arch, arch);
+    t->opt.arch = t->arch;
+
+    const size_t B = (size_t)opt->batch;
+    size_t max_act = 1, scratch = 1;
+    int max_c = 1;
+    t->per_image[0] = (size_t)m->in_h * m->in_w * m->in_c;
+    t->act[0] = alloc_floats(t->per_image[0], B);
+    if (!t->act[0]) goto nomem;
+    max_act = t->per_image[0];
+    for (int i = 0; i <= last; i++) {
+        const cnn_layer *L = &m->layers[i];
+        size_t o = layer_out_size(L);
+        t->per_image[i + 1] = o;
+        if (o > max_act) max_act = o;
+        if (L->in_c > max_c) max_c = L->in_c;
+        if (L->type == CNN_LAYER_FLATTEN) {
+            t->act[i + 1] = t->act[i];
+        } else {
+            t->act[i + 1] = alloc_floats(o, B);
+            if (!t->act[i + 1]) goto nomem;
+        }
+        if (L->type == CNN_LAYER_CONV2D) {
+            tk_conv g = conv_geometry(L, opt->batch);
+            size_t sc = tk_conv_scratch_floats(&g, t->threads);
+            if (sc > scratch) scratch = sc;
+            t->packed[i] = alloc_floats(L->n_weight, 1);
+            t->packed_back[i] = alloc_floats(L->n_weight, 1);
+            if (!t->packed[i] || !t->packed_back[i]) goto nomem;
+        } else if (L->type == CNN_LAYER_DENSE) {
+            t->packed[i] = alloc_floats(L->n_weight, 1);
+            if (!t->packed[i]) goto nomem;
+        } else if (L->type == CNN_LAYER_BATCHNORM) {
+            t->bn_stats[i] = cnn_alloc((size_t)3 * L->in_c, sizeof(float));
+            if (!t->bn_stats[i]) goto nomem;
+        }
+    }
+    t->grad_a = alloc_floats(max_act, B);
+    t->grad_b = alloc_floats(max_act, B);
+    t->grads = alloc_floats(m->n_params, 1);
+    t->mom1 = alloc_floats(m->n_params, 1);
+    t->mom2 = alloc_floats(m->n_params, 1);
+    t->scratch = alloc_floats(scratch, 1);
+    t->dscratch = cnn_alloc(tk_bn_scratch_doubles(max_c, t->threads), sizeof(double));
+    t->logits = cnn_alloc(B, sizeof(float));
+    t->labels = cnn_alloc(B, 1);
+    if (!t->grad_a || !t->grad_b || !t->grads || !t->mom1 || !t->mom2 ||
+        !t->scratch || !t->dscratch || !t->logits || !t->labels)
+        goto nomem;
+    pack_weights(t);
+    *out = t;
+    return CNN_OK;
+nomem:
+    cnn_trainer_free(t);
+    return cnn_fail(CNN_ERR_NOMEM, "trainer: out of memory for model %s at batch %d",
+                    m->name, opt->batch);
+}
+
+/* ------------------------------------------------------------------ */
+/* Forward and backward                                               */
+/* ------------------------------------------------------------------ */
+
+static uint64_t dropout_key(const cnn_trainer *t, int layer)
+{
+    return tk_hash(tk_hash(t->opt.seed ^ SALT_DROPOUT, t->step), (uint64_t)layer);
+}
+
+/* Runs layers 0..last on n images of act[0]; logits to t->logits. */
+static void forward(cnn_trainer *t, int n, int train)
+{
+    cnn_model *m = t->m;
+    const int th = t->threads;
+    for (int i = 0; i <= t->last; i++) {
+        cnn_layer *L = &m->layers[i];
+        const float *in = t->act[i];
+        float *out = t->act[i + 1];
+        size_t count = t->per_image[i + 1] * (size_t)n;
+        size_t pixels = (size_t)n * L->in_h * L->in_w;
+        switch (L->type) {
+        case CNN_LAYER_CONV2D: {
+            tk_conv g = conv_geometry(L, n);
+            tk_conv_forward(&g, in, t->packed[i], L->has_bias ? L->bias : NULL,
+                            out, t->scratch, th);
+            break;
+        }
+        case CNN_LAYER_BATCHNORM:
+            if (train) {
+                float *st = t->bn_stats[i], *bm = st, *bv = st + L->in_c;
+                tk_bn_forward_train(in, pixels, L->in_c, L->weight, L->bias,
+                                    L->eps, out, bm, bv, st + 2 * L->in_c,
+                                    t->dscratch, th);
+                /* Running variance is the unbiased batch variance. */
+                float mo = t->opt.bn_momentum;
+                double unbias = pixels > 1 ? (double)pixels / (double)(pixels - 1) : 1.0;
+                for (int c = 0; c < L->in_c; c++) {
+                    L->mean[c] = (1.0f - mo) * L->mean[c] + mo * bm[c];
+                    L->var[c] = (1.0f - mo) * L->var[c] + mo * (float)(bv[c] * unbias);
+                }
+            } else {
+                tk_bn_forward_eval(in, pixels, L->in_c, L->weight, L->bias,
+                                   L->mean, L->var, L->eps, out, th);
+            }
+            break;
+        case CNN_LAYER_RELU:
+            tk_relu_forward(in, count, out, th);
+            break;
+        case CNN_LAYER_MAXPOOL:
+            tk_maxpool_forward(in, n, L->in_h, L->in_w, L->in_c, L->kernel,
+                               L->stride, L->out_h, L->out_w, out, th);
+            break;
+        case CNN_LAYER_DENSE:
+            tk_dense_forward(in, n, (int)layer_in_size(L), t->packed[i],
+                             L->has_bias ? L->bias : NULL, L->units, out, th);
+            break;
+        case CNN_LAYER_DROPOUT:
+            if (train && L->rate > 0.0f)
+                tk_dropout_forward(in, count, L->rate, dropout_key(t, i), out);
+            else
+                memcpy(out, in, count * sizeof *out);
+            break;
+        case CNN_LAYER_GAP:
+            tk_gap_forward(in, n, L->in_h, L->in_w, L->in_c, out);
+            break;
+        case CNN_LAYER_FLATTEN: /* act[i + 1] is act[i] */
+        case CNN_LAYER_SIGMOID: /* never before t->last */
+            break;
+        }
+    }
+    memcpy(t->logits, t->act[t->last + 1], (size_t)n * sizeof *t->logits);
+}
+
+static size_t param_offset(const cnn_model *m, const float *p)
+{
+    return (size_t)(p - m->params);
+}
+
+/* Backward from dlogit (n values, in grad_a) down to layer 0; parameter
+ * gradients are written to t->grads (zeroed first). */
+static void backward(cnn_trainer *t, int n)
+{
+    cnn_model *m = t->m;
+    const int th = t->threads;
+    float *dout = t->grad_a, *din = t->grad_b;
+    memset(t->grads, 0, m->n_params * sizeof *t->grads);
+    for (int i = t->last; i >= 0; i--) {
+        cnn_layer *L = &m->layers[i];
+        const float *in = t->act[i], *out = t->act[i + 1];
+        size_t count = t->per_image[i + 1] * (size_t)n;
+        size_t pixels = (size_t)n * L->in_h * L->in_w;
+        float *gw = L->weight ? t->grads + param_offset(m, L->weight) : NULL;
+        float *gb = L->bias ? t->grads + param_offset(m, L->bias) : NULL;
+        switch (L->type) {
+        case CNN_LAYER_CONV2D: {
+            tk_conv g = conv_geometry(L, n);
+            tk_conv_backward_weight(&g, in, dout, gw, L->has_bias ? gb : NULL,
+                                    t->scratch, th);
+            if (i > 0)
+                tk_conv_backward_input(&g, dout, t->packed_back[i], L->weight,
+                                       din, t->scratch, th);
+            break;
+        }
+        case CNN_LAYER_BATCHNORM: {
+            float *st = t->bn_stats[i];
+            tk_bn_backward(in, dout, pixels, L->in_c, L->weight, st,
+                           st + 2 * L->in_c, din, gw, gb, t->dscratch, th);
+            break;
+        }
+        case CNN_LAYER_RELU:
+            tk_relu_backward(out, dout, count, din, th);
+            break;
+        case CNN_LAYER_MAXPOOL:
+            tk_maxpool_backward(in, out, dout, n, L->in_h, L->in_w, L->in_c,
+                                L->kernel, L->stride, L->out_h, L->out_w, din, th);
+            break;
+        case CNN_LAYER_DENSE:
+            tk_dense_backward(in, dout, n, (int)layer_in_size(L), L->weight,
+                              L->units, i > 0 ? din : NULL, gw,
+                              L->has_bias ? gb : NULL, th);
+            break;
+        case CNN_LAYER_DROPOUT:
+            if (L->rate > 0.0f)
+                tk_dropout_backward(dout, count, L->rate, dropout_key(t, i), din);
+            else
+                memcpy(din, dout, count * sizeof *din);
+            break;
+        case CNN_LAYER_GAP:
+            tk_gap_backward(dout, n, L->in_h, L->in_w, L->in_c, din);
+            break;
+        case CNN_LAYER_FLATTEN:
+        case CNN_LAYER_SIGMOID:
+            continue; /* the gradient passes through unchanged */
+        }
+        float *tmp = dout;
+        dout = din;
+        din = tmp;
+    }
+}
+
+/* Mean loss of n logits against labels; dlogit / n into grad_a. */
+static double loss_and_seed(cnn_trainer *t, int n)
+{
+    double loss = 0.0;
+    for (int j = 0; j < n; j++) {
+        double dz;
+        loss += cnn_bce_logit(t->logits[j], t->labels[j], &dz);
+        t->grad_a[j] = (float)(dz / n);
+    }
+    return loss / n;
+}
+
+cnn_status cnn_trainer_loss_grad(cnn_trainer *t, const float *inputs,
+                                 const uint8_t *labels, int n, double *loss,
+                                 const float **grads)
+{
+    if (!t || !inputs || !labels || n <= 0 || n > t->opt.batch)
+        return cnn_fail(CNN_ERR_ARG, "loss_grad: need 1..%d inputs",
+                        t ? t->opt.batch : 0);
+    pack_weights(t);
+    memcpy(t->act[0], inputs, t->per_image[0] * (size_t)n * sizeof(float));
+    memcpy(t->labels, labels, (size_t)n);
+    forward(t, n, 1);
+    double l = loss_and_seed(t, n);
+    if (loss) *loss = l;
+    if (grads) {
+        backward(t, n);
+        *grads = t->grads;
+    }
+    return CNN_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Optimizer                                                          */
+/* ------------------------------------------------------------------ */
+
+static double learning_rate(const cnn_train_options *o, uint64_t step,
+                            uint64_t steps_per_epoch)
+{
+    double total = (double)steps_per_epoch * o->epochs;
+    double warm = (double)steps_per_epoch * o->warmup_epochs;
+    if (warm > total) warm = total;
+    double s = (double)step, lo = o->lr * (double)o->final_lr_fraction;
+    if (s < warm) return o->lr * (s + 1.0) / warm;
+    double f = total > warm ? (s - warm) / (total - warm) : 1.0;
+    if (f > 1.0) f = 1.0;
+    return lo + (o->lr - lo) * 0.5 * (1.0 + cos(3.14159265358979323846 * f));
+}
+
+static void update_tensor(cnn_trainer *t, float *p, size_t count, int decay,
+                          double lr)
+{
+    const cnn_train_options *o = &t->opt;
+    size_t off = param_offset(t->m, p);
+    const float *g = t->grads + off;
+    float *m1 = t->mom1 + off, *m2 = t->mom2 + off;
+    const float wd = decay ? o->weight_decay : 0.0f;
+    if (o->optimizer == CNN_OPT_ADAM) {
+        double step = (double)t->step + 1.0;
+        float b1 = o->momentum, b2 = o->beta2;
+        float c1 = (float)(1.0 / (1.0 - pow(b1, step)));
+        float c2 = (float)(1.0 / (1.0 - pow(b2, step)));
+        float lrf = (float)lr;
+        for (size_t i = 0; i < count; i++) {
+            m1[i] = b1 * m1[i] + (1.0f - b1) * g[i];
+            m2[i] = b2 * m2[i] + (1.0f - b2) * g[i] * g[i];
+            float upd = (m1[i] * c1) / (sqrtf(m2[i] * c2) + 1e-8f);
+            p[i] -= lrf * (upd + wd * p[i]);
+        }
+    } else {
+        float mu = o->momentum, lrf = (float)lr;
+        for (size_t i = 0; i < count; i++) {
+            m1[i] = mu * m1[i] + g[i] + wd * p[i];
+            p[i] -= lrf * m1[i];
+        }
+    }
+}
+
+static void optimizer_step(cnn_trainer *t, double lr)
+{
+    cnn_model *m = t->m;
+    for (int i = 0; i <= t->last; i++) {
+        cnn_layer *L = &m->layers[i];
+        int decay = L->type == CNN_LAYER_CONV2D || L->type == CNN_LAYER_DENSE;
+        if (L->weight) update_tensor(t, L->weight, L->n_weight, decay, lr);
+        if (L->bias) update_tensor(t, L->bias, L->n_bias, 0, lr);
+    }
+    t->step++;
+    pack_weights(t);
+}
+
+/* ------------------------------------------------------------------ */
+/* Evaluation                                                         */
+/* ------------------------------------------------------------------ */
+
+cnn_status cnn_trainer_evaluate(cnn_trainer *t, const cnn_dataset *d,
+                                double *accuracy, double *logloss,
+                                float *logits)
+{
+    if (!t || !d) return cnn_fail(CNN_ERR_ARG, "evaluate: no trainer or data");
+    if (d->in_size != t->per_image[0])
+        return cnn_fail(CNN_ERR_ARG, "evaluate: the data set was made for another input size");
+    long correct = 0;
+    double ll = 0.0;
+    for (int b0 = 0; b0 < d->n_val; b0 += t->opt.batch) {
+        int n = d->n_val - b0 < t->opt.batch ? d->n_val - b0 : t->opt.batch;
+        memcpy(t->act[0], d->val_inputs + (size_t)b0 * d->in_size,
+               (size_t)n * d->in_size * sizeof(float));
+        forward(t, n, 0);
+        for (int j = 0; j < n; j++) {
+            int y = d->val_labels[b0 + j];
+            double p = cnn_model_probability(t->m, t->logits[j]);
+            correct += (p >= 0.5) == (y == 1);
+            ll -= y ? log(p) : log(1.0 - p);
+            if (logits) logits[b0 + j] = t->logits[j];
+        }
+    }
+    if (accuracy) *accuracy = d->n_val ? (double)correct / d->n_val : 0.0;
+    if (logloss) *logloss = d->n_val ? ll / d->n_val : 0.0;
+    return CNN_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Checkpoints                                                        */
+/* ------------------------------------------------------------------ */
+
+/* File: "CATDOGCK", u32 LE version, u32 LE JSON length, the JSON (options,
+ * architecture, position), then params, moment 1, moment 2 as f32 in the
+ * byte order the JSON names, then a u64 LE FNV-1a hash of all before. */
+static const char CKPT_MAGIC[8] = {'C', 'A', 'T', 'D', 'O', 'G', 'C', 'K'};
+enum { CKPT_VERSION = 1 };
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001B3ull;
+    }
+    return h;
+}
+
+static int host_little_endian(void)
+{
+    const uint16_t one = 1;
+    uint8_t b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+static cJSON *options_json(const cnn_trainer *t)
+{
+    const cnn_train_options *o = &t->opt;
+    char seed[32];
+    snprintf(seed, sizeof seed, "%" PRIu64, o->seed);
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return NULL;
+    cJSON_AddStringToObject(j, "arch", t->arch);
+    cJSON_AddNumberToObject(j, "epochs", o->epochs);
+    cJSON_AddNumberToObject(j, "batch", o->batch);
+    cJSON_AddStringToObject(j, "seed", seed);
+    cJSON_AddNumberToObject(j, "threads", t->threads);
+    cJSON_AddStringToObject(j, "optimizer", o->optimizer == CNN_OPT_ADAM ? "adam" : "sgd");
+    cJSON_AddNumberToObject(j, "lr", o->lr);
+    cJSON_AddNumberToObject(j, "momentum", o->momentum);
+    cJSON_AddNumberToObject(j, "beta2", o->beta2);
+    cJSON_AddNumberToObject(j, "weight_decay", o->weight_decay);
+    cJSON_AddNumberToObject(j, "warmup_epochs", o->warmup_epochs);
+    cJSON_AddNumberToObject(j, "final_lr_fraction", o->final_lr_fraction);
+    cJSON_AddNumberToObject(j, "bn_momentum", o->bn_momentum);
+    cJSON *a = cJSON_AddObjectToObject(j, "augment");
+    if (a) {
+        cJSON_AddNumberToObject(a, "rotation_deg", o->augment.rotation_deg);
+        cJSON_AddNumberToObject(a, "shift", o->augment.shift);
+        cJSON_AddNumberToObject(a, "shear", o->augment.shear);
+        cJSON_AddNumberToObject(a, "zoom", o->augment.zoom);
+        cJSON_AddBoolToObject(a, "hflip", o->augment.hflip != 0);
+    }
+    return j;
+}
+
+static cnn_status save_checkpoint(const cnn_trainer *t, const char *path)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON *o = options_json(t);
+    if (!j || !o) {
+        cJSON_Delete(j);
+        cJSON_Delete(o);
+        return cnn_fail(CNN_ERR_NOMEM, "checkpoint %s: out of memory", path);
+    }
+    char step[32];
+    snprintf(step, sizeof step, "%" PRIu64, t->step);
+    cJSON_AddItemToObject(j, "options", o);
+    cJSON_AddStringToObject(j, "byte_order", "little");
+    cJSON_AddNumberToObject(j, "n_params", (double)t->m->n_params);
+    cJSON_AddNumberToObject(j, "epoch", t->epoch);
+    cJSON_AddNumberToObject(j, "batch_pos", t->batch_pos);
+    cJSON_AddStringToObject(j, "step", step);
+    cJSON_AddNumberToObject(j, "loss_sum", t->loss_sum);
+    cJSON_AddNumberToObject(j, "loss_count", (double)t->loss_count);
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!text) return cnn_fail(CNN_ERR_NOMEM, "checkpoint %s: out of memory", path);
+
+    uint8_t head[16];
+    memcpy(head, CKPT_MAGIC, 8);
+    put_u32(head + 8, CKPT_VERSION);
+    size_t tlen = strlen(text);
+    put_u32(head + 12, (uint32_t)tlen);
+    size_t pbytes = t->m->n_params * sizeof(float);
+    uint64_t h = 0xCBF29CE484222325ull;
+    h = fnv1a(h, head, sizeof head);
+    h = fnv1a(h, text, tlen);
+    h = fnv1a(h, t->m->params, pbytes);
+    h = fnv1a(h, t->mom1, pbytes);
+    h = fnv1a(h, t->mom2, pbytes);
+    uint8_t tail[8];
+    for (int i = 0; i < 8; i++) tail[i] = (uint8_t)(h >> (8 * i));
+    const void *parts[] = {head, text, t->m->params, t->mom1, t->mom2, tail};
+    const size_t sizes[] = {sizeof head, tlen, pbytes, pbytes, pbytes, sizeof tail};
+    cnn_status s = cnn_write_file_atomic(path, parts, sizes, 6);
+    free(text);
+    if (s) return cnn_fail_prefix(s, "checkpoint %s", path);
+    return CNN_OK;
+}
+
+static double json_number(const cJSON *o, const char *key, int *ok)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v)) {
+        *ok = 0;
+        return 0.0;
+    }
+    return v->valuedouble;
+}
+
+static uint64_t json_u64_string(const cJSON *o, const char *key, int *ok)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsString(v)) {
+        *ok = 0;
+        return 0;
+    }
+    char *end;
+    unsigned long long x = strtoull(v->valuestring, &end, 10);
+    if (*end || end == v->valuestring) *ok = 0;
+    return (uint64_t)x;
+}
+
+static cnn_status parse_options(const cJSON *o, cnn_train_options *opt,
+                                const char **arch)
+{
+    int ok = 1;
+    *opt = cnn_train_defaults();
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "arch");
+    const cJSON *optz = cJSON_GetObjectItemCaseSensitive(o, "optimizer");
+    const cJSON *aug = cJSON_GetObjectItemCaseSensitive(o, "augment");
+    if (!cJSON_IsString(a) || !cJSON_IsString(optz) || !cJSON_IsObject(aug))
+        return CNN_ERR_FORMAT;
+    *arch = a->valuestring;
+    opt->epochs = (int)json_number(o, "epochs", &ok);
+    opt->batch = (int)json_number(o, "batch", &ok);
+    opt->seed = json_u64_string(o, "seed", &ok);
+    opt->threads = (int)json_number(o, "threads", &ok);
+    opt->optimizer = strcmp(optz->valuestring, "sgd") == 0 ? CNN_OPT_SGD : CNN_OPT_ADAM;
+    opt->lr = (float)json_number(o, "lr", &ok);
+    opt->momentum = (float)json_number(o, "momentum", &ok);
+    opt->beta2 = (float)json_number(o, "beta2", &ok);
+    opt->weight_decay = (float)json_number(o, "weight_decay", &ok);
+    opt->warmup_epochs = (float)json_number(o, "warmup_epochs", &ok);
+    opt->final_lr_fraction = (float)json_number(o, "final_lr_fraction", &ok);
+    opt->bn_momentum = (float)json_number(o, "bn_momentum", &ok);
+    opt->augment.rotation_deg = (float)json_number(aug, "rotation_deg", &ok);
+    opt->augment.shift = (float)json_number(aug, "shift", &ok);
+    opt->augment.shear = (float)json_number(aug, "shear", &ok);
+    opt->augment.zoom = (float)json_number(aug, "zoom", &ok);
+    opt->augment.hflip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(aug, "hflip"));
+    return ok ? CNN_OK : CNN_ERR_FORMAT;
+}
+
+cnn_status cnn_trainer_resume(const char *path, int threads,
+                              cnn_model **model, cnn_trainer **out)
+{
+    *model = NULL;
+    *out = NULL;
+    if (!host_little_endian())
+        return cnn_fail(CNN_ERR_UNSUPPORTED, "checkpoint %s: big-endian hosts are not supported", path);
+    void *data;
+    size_t size;
+    cnn_status s = cnn_read_file(path, (size_t)1 << 36, &data, &size);
+    if (s) return cnn_fail_prefix(s, "checkpoint %s", path);
+    const uint8_t *p = data;
+    cJSON *j = NULL;
+    cnn_model *m = NULL;
+    cnn_trainer *t = NULL;
+    if (size < 24 || memcmp(p, CKPT_MAGIC, 8) != 0) {
+        s = cnn_fail(CNN_ERR_FORMAT, "checkpoint %s: not a catdog checkpoint", path);
+        goto done;
+    }
+    if (get_u32(p + 8) != CKPT_VERSION) {
+        s = cnn_fail(CNN_ERR_UNSUPPORTED, "checkpoint %s: version %u (this build reads %d)",
+                     path, get_u32(p + 8), CKPT_VERSION);
+        goto done;
+    }
+    uint64_t h = fnv1a(0xCBF29CE484222325ull, p, size - 8), stored = 0;
+    for (int i = 0; i < 8; i++) stored |= (uint64_t)p[size - 8 + i] << (8 * i);
+    size_t tlen = get_u32(p + 12);
+    if (h != stored || tlen > size - 24) {
+        s = cnn_fail(CNN_ERR_FORMAT, "checkpoint %s: damaged (hash or length mismatch)", path);
+        goto done;
+    }
+    j = cJSON_ParseWithLength((const char *)p + 16, tlen);
+    const cJSON *oj = j ? cJSON_GetObjectItemCaseSensitive(j, "options") : NULL;
+    cnn_train_options opt;
+    const char *arch = NULL;
+    int ok = 1;
+    if (!oj || parse_options(oj, &opt, &arch) != CNN_OK) {
+        s = cnn_fail(CNN_ERR_FORMAT, "checkpoint %s: bad or missing options", path);
+        goto done;
+    }
+    double n_params = json_number(j, "n_params", &ok);
+    int epoch = (int)json_number(j, "epoch", &ok);
+    int batch_pos = (int)json_number(j, "batch_pos", &ok);
+    uint64_t step = json_u64_string(j, "step", &ok);
+    double loss_sum = json_number(j, "loss_sum", &ok);
+    double loss_count = json_number(j, "loss_count", &ok);
+    if (!ok || epoch < 0 || batch_pos < 0) {
+        s = cnn_fail(CNN_ERR_FORMAT, "checkpoint %s: bad position fields", path);
+        goto done;
+    }
+    s = cnn_model_from_spec(arch, &m);
+    if (s) {
+        cnn_fail_prefix(s, "checkpoint %s: architecture", path);
+        goto done;
+    }
+    size_t pbytes = m->n_params * sizeof(float);
+    if ((double)m->n_params != n_params || size - 24 - tlen != 3 * pbytes) {
+        s = cnn_fail(CNN_ERR_FORMAT, "checkpoint %s: %zu parameters expected for %s, the file disagrees",
+                     path, m->n_params, arch);
+        goto done;
+    }
+    if (threads > 0) opt.threads = threads;
+    opt.arch = arch;
+    s = cnn_trainer_create(m, &opt, &t);
+    if (s) goto done;
+    const uint8_t *body = p + 16 + tlen;
+    memcpy(m->params, body, pbytes);
+    memcpy(t->mom1, body + pbytes, pbytes);
+    memcpy(t->mom2, body + 2 * pbytes, pbytes);
+    t->epoch = epoch;
+    t->batch_pos = batch_pos;
+    t->step = step;
+    t->loss_sum = loss_sum;
+    t->loss_count = (long)loss_count;
+    pack_weights(t);
+done:
+    cJSON_Delete(j);
+    free(data);
+    if (s) {
+        cnn_trainer_free(t);
+        cnn_model_free(m);
+        return s;
+    }
+    *model = m;
+    *out = t;
+    return CNN_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* The loop                                                           */
+/* ------------------------------------------------------------------ */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The epoch's order: a Fisher-Yates shuffle driven by hashes. */
+static void epoch_order(uint64_t seed, int epoch, int n, int *perm)
+{
+    uint64_t key = tk_hash(seed ^ SALT_ORDER, (uint64_t)epoch);
+    for (int i = 0; i < n; i++) perm[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)(tk_hash(key, (uint64_t)i) % (uint64_t)(i + 1));
+        int tmp = perm[i];
+        perm[i] = perm[j];
+        perm[j] = tmp;
+    }
+}
+
+static cnn_status save_model(const cnn_trainer *t, const cnn_train_run *run,
+                             double acc, double ll, int n_val)
+{
+    if (!run->out) return CNN_OK;
+    cJSON *x = cJSON_CreateObject();
+    cJSON *metrics = cJSON_AddObjectToObject(x, "metrics");
+    cJSON *training = options_json(t);
+    if (!x || !metrics || !training) {
+        cJSON_Delete(x);
+        cJSON_Delete(training);
+        return cnn_fail(CNN_ERR_NOMEM, "model %s: out of memory", run->out);
+    }
+    cJSON_AddNumberToObject(metrics, "val_accuracy", acc);
+    cJSON_AddNumberToObject(metrics, "val_logloss", ll);
+    cJSON_AddNumberToObject(metrics, "n", n_val);
+    cJSON_AddNumberToObject(training, "epochs_done", t->epoch);
+    cJSON_AddItemToObject(x, "training", training);
+    char *text = cJSON_PrintUnformatted(x);
+    cJSON_Delete(x);
+    if (!text) return cnn_fail(CNN_ERR_NOMEM, "model %s: out of memory", run->out);
+    cnn_status s = cnn_model_save(t->m, run->out, run->out_dtype, text);
+    free(text);
+    return s;
+}
+
+static void report(const cnn_trainer *t, const cnn_train_run *run,
+                   int batches, double ips, double eta, double elapsed,
+                   double lr, double acc, double ll, int n_val)
+{
+    if (!run->progress) return;
+    cnn_train_progress p = {
+        .epoch = t->epoch, .epochs = t->opt.epochs,
+        .batch = t->batch_pos, .batches = batches,
+        .images_per_s = ips,
+        .loss = t->loss_count ? t->loss_sum / t->loss_count : 0.0,
+        .eta_s = eta, .elapsed_s = elapsed, .lr = lr,
+        .val_accuracy = acc, .val_logloss = ll, .val_n = n_val,
+    };
+    run->progress(&p, run->progress_user);
+}
+
+cnn_status cnn_trainer_run(cnn_trainer *t, const cnn_dataset *d,
+                           const cnn_train_run *run)
+{
+    if (!t || !d || !run) return cnn_fail(CNN_ERR_ARG, "train: missing argument");
+    const cnn_model *m = t->m;
+    const int B = t->opt.batch;
+    if (d->in_size != t->per_image[0])
+        return cnn_fail(CNN_ERR_ARG, "train: the data set was made for another input size");
+    if (d->n_train < B)
+        return cnn_fail(CNN_ERR_ARG, "train: %d training images, fewer than one batch (%d)",
+                        d->n_train, B);
+    const int batches = d->n_train / B;
+    if (t->batch_pos > batches)
+        return cnn_fail(CNN_ERR_ARG, "train: the checkpoint is at batch %d of an epoch with %d",
+                        t->batch_pos, batches);
+    int *perm = malloc((size_t)d->n_train * sizeof *perm);
+    if (!perm) return cnn_fail(CNN_ERR_NOMEM, "train: out of memory");
+
+    const uint64_t total_steps = (uint64_t)batches * (uint64_t)t->opt.epochs;
+    cnn_status s = CNN_OK;
+    long steps_here = 0;
+    double t_last = now_s(), t_start = t_last;
+    uint64_t step_start = t->step, step_last = t->step;
+    double ips = 0.0, lr = 0.0;
+    const uint64_t aug_base = tk_hash(t->opt.seed ^ SALT_AUGMENT, 0);
+
+    while (t->epoch < t->opt.epochs) {
+        epoch_order(t->opt.seed, t->epoch, d->n_train, perm);
+        const uint64_t aug_key = tk_hash(aug_base, (uint64_t)t->epoch);
+        while (t->batch_pos < batches) {
+            if ((run->stop && *run->stop) ||
+                (run->stop_after_steps > 0 && steps_here >= run->stop_after_steps)) {
+                s = run->checkpoint ? save_checkpoint(t, run->checkpoint) : CNN_OK;
+                if (!s)
+                    s = cnn_fail(CNN_ERR_INTERRUPTED,
+                                 "training stopped at epoch %d, batch %d%s%s",
+                                 t->epoch + 1, t->batch_pos,
+                                 run->checkpoint ? "; checkpoint " : "",
+                                 run->checkpoint ? run->checkpoint : "");
+                goto out;
+            }
+            const int *idx = perm + (size_t)t->batch_pos * B;
+            const int first = t->batch_pos * B;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(t->threads)
+#endif
+            for (int j = 0; j < B; j++)
+                cnn_augment_image(m, &t->opt.augment,
+                                  d->train_pixels + (size_t)idx[j] * d->photo_bytes,
+                                  d->store_size, tk_hash(aug_key, (uint64_t)(first + j)),
+                                  t->act[0] + (size_t)j * t->per_image[0]);
+            for (int j = 0; j < B; j++) t->labels[j] = d->train_labels[idx[j]];
+            forward(t, B, 1);
+            double loss = loss_and_seed(t, B);
+            if (!isfinite(loss)) {
+                s = cnn_fail(CNN_ERR_MODEL, "train: the loss diverged at epoch %d, batch %d",
+                             t->epoch + 1, t->batch_pos);
+                goto out;
+            }
+            backward(t, B);
+            lr = learning_rate(&t->opt, t->step, (uint64_t)batches);
+            optimizer_step(t, lr);
+            t->batch_pos++;
+            t->loss_sum += loss;
+            t->loss_count++;
+            steps_here++;
+
+            double tn = now_s();
+            if (tn - t_last >= run->progress_interval_s) {
+                ips = (double)(t->step - step_last) * B / (tn - t_last);
+                double rate = (double)(t->step - step_start) / (tn - t_start);
+                double eta = rate > 0 ? (double)(total_steps - t->step) / rate : 0.0;
+                report(t, run, batches, ips, eta, tn - t_start, lr, -1.0, -1.0, 0);
+                t_last = tn;
+                step_last = t->step;
+            }
+        }
+        double acc = 0.0, ll = 0.0;
+        s = cnn_trainer_evaluate(t, d, &acc, &ll, NULL);
+        if (s) goto out;
+        {
+            double tn = now_s();
+            double rate = (double)(t->step - step_start) / (tn - t_start);
+            double eta = rate > 0 ? (double)(total_steps - t->step) / rate : 0.0;
+            report(t, run, batches, ips, eta, tn - t_start, lr, acc, ll, d->n_val);
+        }
+        t->epoch++;
+        t->batch_pos = 0;
+        t->loss_sum = 0.0;
+        t->loss_count = 0;
+        if (run->checkpoint && (s = save_checkpoint(t, run->checkpoint)) != CNN_OK)
+            goto out;
+        if ((s = save_model(t, run, acc, ll, d->n_val)) != CNN_OK) goto out;
+    }
+out:
+    free(perm);
+    return s;
+}

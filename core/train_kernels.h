@@ -1,0 +1,124 @@
+/* train_kernels.h - forward and backward kernels used by the trainer
+ * (train_kernels.c, fast) and their scalar references for the backward
+ * passes (grad.c).  NHWC activations, canonical parameter layouts.
+ *
+ * Threading: every kernel takes `threads` and splits its work statically,
+ * so that for a given thread count the results are bit-identical from run
+ * to run.  Kernels never allocate: the caller passes scratch sized with
+ * the *_scratch functions. */
+#ifndef TRAIN_KERNELS_H
+#define TRAIN_KERNELS_H
+
+#include "cnn_internal.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Convolution geometry: input (n, h, w, c), output (n, oh, ow, oc). */
+typedef struct {
+    int n, h, w, c;
+    int oc, k, stride, pad_top, pad_left;
+    int oh, ow;
+} tk_conv;
+
+/* Floats of scratch the conv kernels need, for all threads together. */
+size_t tk_conv_scratch_floats(const tk_conv *g, int threads);
+
+/* wt[ky][kx][ic][oc] from OIHW (the forward GEMM's B matrix). */
+void tk_conv_pack_forward(const tk_conv *g, const float *w, float *wt);
+/* wf[ky][kx][oc][ic] = w[oc][ic][k-1-ky][k-1-kx]: the weights of the
+ * convolution that is the input gradient (stride 1). */
+void tk_conv_pack_backward(const tk_conv *g, const float *w, float *wf);
+
+void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
+                     const float *bias, float *out, float *scratch,
+                     int threads);
+/* din = d(loss)/d(in) from dout; wf from tk_conv_pack_backward (stride 1;
+ * other strides use the reference). */
+void tk_conv_backward_input(const tk_conv *g, const float *dout,
+                            const float *wf, const float *w, float *din,
+                            float *scratch, int threads);
+/* dw (OIHW) += d(loss)/d(weight), db (may be NULL) += d(loss)/d(bias). */
+void tk_conv_backward_weight(const tk_conv *g, const float *in,
+                             const float *dout, float *dw, float *db,
+                             float *scratch, int threads);
+
+/* Dense: in (n, in_f), weight [units][in_f], wt its transpose. */
+void tk_dense_pack(const float *w, int in_f, int units, float *wt);
+void tk_dense_forward(const float *in, int n, int in_f, const float *wt,
+                      const float *bias, int units, float *out, int threads);
+void tk_dense_backward(const float *in, const float *dout, int n, int in_f,
+                       const float *w, int units, float *din, float *dw,
+                       float *db, int threads);
+
+/* Batch-norm in training mode over pixels = n*h*w rows of c channels:
+ * normalises with the batch statistics and writes them, mean, var (biased)
+ * and invstd = 1/sqrt(var + eps), each [c].  scratch: tk_bn_scratch_doubles. */
+size_t tk_bn_scratch_doubles(int c, int threads);
+void tk_bn_forward_train(const float *x, size_t pixels, int c,
+                         const float *gamma, const float *beta, float eps,
+                         float *y, float *mean, float *var, float *invstd,
+                         double *scratch, int threads);
+void tk_bn_forward_eval(const float *x, size_t pixels, int c,
+                        const float *gamma, const float *beta,
+                        const float *rmean, const float *rvar, float eps,
+                        float *y, int threads);
+/* dx from dy; dgamma, dbeta += their gradients. */
+void tk_bn_backward(const float *x, const float *dy, size_t pixels, int c,
+                    const float *gamma, const float *mean,
+                    const float *invstd, float *dx, float *dgamma,
+                    float *dbeta, double *scratch, int threads);
+
+void tk_relu_forward(const float *x, size_t count, float *y, int threads);
+/* dx = dy where y > 0 (y is the ReLU's output). */
+void tk_relu_backward(const float *y, const float *dy, size_t count,
+                      float *dx, int threads);
+
+void tk_maxpool_forward(const float *in, int n, int h, int w, int c, int k,
+                        int stride, int oh, int ow, float *out, int threads);
+/* The gradient goes to the first maximum of each window (the one the
+ * forward pass picked); out is the forward output. */
+void tk_maxpool_backward(const float *in, const float *out,
+                         const float *dout, int n, int h, int w, int c, int k,
+                         int stride, int oh, int ow, float *din, int threads);
+
+void tk_gap_forward(const float *in, int n, int h, int w, int c, float *out);
+void tk_gap_backward(const float *dout, int n, int h, int w, int c,
+                     float *din);
+
+/* Inverted dropout: y = x * keep / (1 - rate), keep drawn from key and
+ * the element index (so it does not depend on threads). */
+void tk_dropout_forward(const float *x, size_t count, float rate,
+                        uint64_t key, float *y);
+void tk_dropout_backward(const float *dy, size_t count, float rate,
+                         uint64_t key, float *dx);
+
+/* Counter-based random numbers: a 64-bit hash of (key, counter). */
+uint64_t tk_hash(uint64_t key, uint64_t counter);
+/* Uniform in [0, 1) from tk_hash. */
+double tk_uniform(uint64_t key, uint64_t counter);
+
+/* Scalar references of the backward passes (grad.c): one output element
+ * at a time, sums in double, single-threaded.  They overwrite (din, dx,
+ * dw, ...), unlike the fast kernels' +=; any output may be NULL. */
+void ref_conv2d_backward(const tk_conv *g, const float *in,
+                         const float *w, const float *dout, float *din,
+                         float *dw, float *db);
+void ref_batchnorm_train_forward(const float *x, size_t pixels, int c,
+                                 const float *gamma, const float *beta,
+                                 float eps, float *y);
+void ref_batchnorm_backward(const float *x, const float *dy, size_t pixels,
+                            int c, const float *gamma, float eps, float *dx,
+                            float *dgamma, float *dbeta);
+void ref_relu_backward(const float *x, const float *dy, size_t count,
+                       float *dx);
+void ref_maxpool_backward(const float *in, const float *dout, int n, int h,
+                          int w, int c, int k, int stride, int oh, int ow,
+                          float *din);
+void ref_dense_backward(const float *in, const float *dout, int n, int in_f,
+                        const float *w, int units, float *din, float *dw,
+                        float *db);
+void ref_gap_backward(const float *dout, int n, int h, int w, int c,
+                      float *din);
+
+#endif /* TRAIN_KERNELS_H */

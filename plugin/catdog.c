@@ -1,0 +1,440 @@
+/* catdog.c - the GIMP 3 plug-in: Filters > Classify > Cat or Dog...
+ *
+ * Registers plug-in-catdog-classify, reads what the user sees (input.c),
+ * runs the CNN core, returns label and probabilities, and optionally adds
+ * the feature maps as layers (maps.c).  In batch mode nothing but return
+ * values comes out; interactively a dialog asks for the arguments and the
+ * result is shown as a message. */
+#include <libgimp/gimpui.h>
+
+#include "catdog-plugin.h"
+
+#define PLUG_IN_BINARY "catdog"
+#define PLUG_IN_ROLE   "gimp-catdog"
+
+/* The model shipped with the plug-in, installed next to its binary. */
+#define CATDOG_SHIPPED_MODEL "catdog.safetensors"
+
+/* Where the plug-in's binary lives (argv[0] as GIMP starts it). */
+static gchar *catdog_plug_in_dir = NULL;
+
+G_DEFINE_QUARK (catdog-plug-in-error-quark, catdog_error)
+
+#define CATDOG_TYPE_PLUG_IN (catdog_plug_in_get_type ())
+G_DECLARE_FINAL_TYPE (CatdogPlugIn, catdog_plug_in, CATDOG, PLUG_IN, GimpPlugIn)
+
+struct _CatdogPlugIn
+{
+  GimpPlugIn parent_instance;
+};
+
+G_DEFINE_TYPE (CatdogPlugIn, catdog_plug_in, GIMP_TYPE_PLUG_IN)
+
+typedef struct
+{
+  gchar   label[32];
+  gdouble probability;      /* of label */
+  gdouble dog_probability;
+} CatdogResult;
+
+void
+catdog_set_core_error (GError    **error,
+                       cnn_status  status,
+                       const char *prefix)
+{
+  g_set_error (error, CATDOG_ERROR, (gint) status, "%s: %s", prefix,
+               *cnn_last_error () ? cnn_last_error ()
+                                  : cnn_status_name (status));
+}
+
+gchar *
+catdog_user_model_path (void)
+{
+  return g_build_filename (gimp_directory (), "catdog",
+                           CATDOG_SHIPPED_MODEL, NULL);
+}
+
+/* The user's installed default model if there is one, else the shipped
+ * one (which may be missing: loading it then reports the path). */
+static GFile *
+catdog_default_model (void)
+{
+  gchar *user = catdog_user_model_path ();
+  GFile *file;
+
+  if (g_file_test (user, G_FILE_TEST_IS_REGULAR))
+    file = g_file_new_for_path (user);
+  else
+    file = g_file_new_build_filename (catdog_plug_in_dir,
+                                      CATDOG_SHIPPED_MODEL, NULL);
+  g_free (user);
+  return file;
+}
+
+/* Probability of "dog" whichever order the model lists its labels in;
+ * a model without a "dog" label reports its positive class. */
+static gdouble
+dog_probability (const cnn_model *model,
+                 gdouble          p_positive)
+{
+  if (! strcmp (model->labels[0], "dog") && strcmp (model->labels[1], "dog"))
+    return 1.0 - p_positive;
+  return p_positive;
+}
+
+static gboolean
+catdog_classify (GimpImage           *image,
+                 GimpLayer           *above,
+                 GFile               *model_file,
+                 gboolean             feature_maps,
+                 const gchar         *layers,
+                 CatdogMapsStyle      style,
+                 cnn_colormap         colormap,
+                 CatdogResult        *result,
+                 GError             **error)
+{
+  const gchar  *model_name = gimp_file_get_utf8_name (model_file);
+  gchar        *path       = g_file_get_path (model_file);
+  cnn_model    *model      = NULL;
+  cnn_net      *net        = NULL;
+  CatdogPixels  pixels     = { 0 };
+  float        *input      = NULL;
+  gsize         n_input;
+  float         logit;
+  cnn_status    st;
+  gboolean      ok         = FALSE;
+  gchar        *prefix;
+  gdouble       p;
+
+  if (! path)
+    {
+      g_set_error (error, CATDOG_ERROR, 0,
+                   _("The model \"%s\" is not a local file."), model_name);
+      return FALSE;
+    }
+
+  prefix = g_strdup_printf (_("Cannot use the model \"%s\""), model_name);
+  st = cnn_model_load (path, &model);
+  if (st != CNN_OK)
+    {
+      catdog_set_core_error (error, st, prefix);
+      goto out;
+    }
+  gimp_progress_update (0.05);
+
+  if (! catdog_read_visible (image, model->in_w, model->in_h, &pixels, error))
+    goto out;
+  gimp_progress_set_text (_("Cat or Dog: running the network"));
+  gimp_progress_update (0.25);
+
+  if (! g_size_checked_mul (&n_input, (gsize) model->in_w * model->in_h,
+                            (gsize) model->in_c * sizeof (float)) ||
+      ! (input = g_try_malloc (n_input)))
+    {
+      g_set_error (error, CATDOG_ERROR, 0,
+                   _("Not enough memory for the network's input."));
+      goto out;
+    }
+  st = cnn_preprocess (model, pixels.pixels, pixels.width, pixels.height,
+                       pixels.stride, pixels.channels, input);
+  if (st == CNN_OK)
+    st = cnn_net_create (model, 1, &net);
+  if (st == CNN_OK)
+    st = cnn_net_set_threads (net, 0);
+  if (st == CNN_OK)
+    st = cnn_net_forward (net, input, 1, &logit);
+  if (st != CNN_OK)
+    {
+      catdog_set_core_error (error, st, prefix);
+      goto out;
+    }
+
+  p = cnn_model_probability (model, logit);
+  g_strlcpy (result->label, model->labels[p >= 0.5 ? 1 : 0],
+             sizeof result->label);
+  result->probability     = (p >= 0.5) ? p : 1.0 - p;
+  result->dog_probability = dog_probability (model, p);
+  gimp_progress_update (0.5);
+
+  if (feature_maps)
+    {
+      gchar *group_name;
+
+      gimp_progress_set_text (_("Cat or Dog: adding feature maps"));
+      group_name = g_strdup_printf (_("Feature maps - %s %.1f%%"),
+                                    result->label,
+                                    100.0 * result->probability);
+      ok = catdog_add_feature_maps (image, above, net, layers, style,
+                                    colormap, group_name, 0.5, error);
+      g_free (group_name);
+    }
+  else
+    {
+      ok = TRUE;
+    }
+  gimp_progress_update (1.0);
+
+out:
+  g_free (input);
+  catdog_pixels_clear (&pixels);
+  cnn_net_free (net);
+  cnn_model_free (model);
+  g_free (prefix);
+  g_free (path);
+  return ok;
+}
+
+static gboolean
+catdog_dialog (GimpProcedure       *procedure,
+               GimpProcedureConfig *config)
+{
+  GtkWidget *dialog;
+  gboolean   run;
+
+  GtkWidget *model;
+  GtkWidget *content;
+
+  gimp_ui_init (PLUG_IN_BINARY);
+  dialog = gimp_procedure_dialog_new (procedure, config, _("Cat or Dog"));
+
+  /* The "model" argument accepts any path (see its registration), which
+   * GimpProcedureDialog cannot show; an open-file chooser bound to it can. */
+  model = gimp_file_chooser_new (GIMP_FILE_CHOOSER_ACTION_OPEN, _("_Model"),
+                                 _("Choose a model file"), NULL);
+  g_object_bind_property (config, "model", model, "file",
+                          G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
+  content = gtk_dialog_get_content_area (GTK_DIALOG (dialog));
+  gtk_container_set_border_width (GTK_CONTAINER (model), 12);
+  gtk_box_pack_start (GTK_BOX (content), model, FALSE, FALSE, 0);
+  gtk_widget_show (model);
+
+  gimp_procedure_dialog_fill (GIMP_PROCEDURE_DIALOG (dialog),
+                              "feature-maps", "layers", "maps-style",
+                              "colormap", NULL);
+  run = gimp_procedure_dialog_run (GIMP_PROCEDURE_DIALOG (dialog));
+  gtk_widget_destroy (dialog);
+  return run;
+}
+
+/* The layer the maps go above: the selected one, else the top. */
+static GimpLayer *
+catdog_anchor_layer (GimpImage     *image,
+                     GimpDrawable **drawables)
+{
+  GimpLayer **selected;
+  GimpLayer  *layer = NULL;
+
+  if (drawables && drawables[0] && GIMP_IS_LAYER (drawables[0]) &&
+      ! GIMP_IS_LAYER_MASK (drawables[0]))
+    return GIMP_LAYER (drawables[0]);
+
+  selected = gimp_image_get_selected_layers (image);
+  if (selected && selected[0])
+    layer = selected[0];
+  g_free (selected);
+  return layer;
+}
+
+static GimpValueArray *
+catdog_run (GimpProcedure        *procedure,
+            GimpRunMode           run_mode,
+            GimpImage            *image,
+            GimpDrawable        **drawables,
+            GimpProcedureConfig  *config,
+            gpointer              run_data)
+{
+  GimpValueArray *values;
+  CatdogResult    result       = { { 0 }, 0.0, 0.0 };
+  GFile          *model_file   = NULL;
+  gchar          *layers       = NULL;
+  gboolean        feature_maps = FALSE;
+  GError         *error        = NULL;
+  gboolean        ok;
+
+  gegl_init (NULL, NULL);
+
+  if (run_mode == GIMP_RUN_INTERACTIVE && ! catdog_dialog (procedure, config))
+    {
+      gegl_exit ();
+      return gimp_procedure_new_return_values (procedure, GIMP_PDB_CANCEL,
+                                               NULL);
+    }
+
+  g_object_get (config,
+                "model",        &model_file,
+                "feature-maps", &feature_maps,
+                "layers",       &layers,
+                NULL);
+  if (! model_file)
+    model_file = catdog_default_model ();
+
+  gimp_progress_init (_("Cat or Dog: reading the image"));
+  ok = catdog_classify (image, catdog_anchor_layer (image, drawables),
+                        model_file, feature_maps, layers,
+                        gimp_procedure_config_get_choice_id (config,
+                                                             "maps-style"),
+                        gimp_procedure_config_get_choice_id (config,
+                                                             "colormap"),
+                        &result, &error);
+  g_object_unref (model_file);
+  g_free (layers);
+  /* Before returning: GEGL's tile cache still talks to GIMP when it shuts
+   * down, which fails once GIMP has the return values and closes the
+   * connection. */
+  gegl_exit ();
+
+  if (! ok)
+    return gimp_procedure_new_return_values (procedure,
+                                             GIMP_PDB_EXECUTION_ERROR, error);
+
+  if (run_mode != GIMP_RUN_NONINTERACTIVE)
+    {
+      gchar *message = g_strdup_printf (_("Cat or Dog: %s (%.1f%% confidence)"),
+                                        result.label,
+                                        100.0 * result.probability);
+
+      gimp_message (message);
+      g_free (message);
+      gimp_displays_flush ();
+    }
+
+  values = gimp_procedure_new_return_values (procedure, GIMP_PDB_SUCCESS,
+                                             NULL);
+  GIMP_VALUES_SET_STRING (values, 1, result.label);
+  GIMP_VALUES_SET_DOUBLE (values, 2, result.probability);
+  GIMP_VALUES_SET_DOUBLE (values, 3, result.dog_probability);
+  return values;
+}
+
+static GList *
+catdog_query_procedures (GimpPlugIn *plug_in)
+{
+  return g_list_append (NULL, g_strdup (CATDOG_PROC));
+}
+
+static GimpProcedure *
+catdog_create_procedure (GimpPlugIn  *plug_in,
+                         const gchar *name)
+{
+  GimpProcedure *procedure;
+
+  if (strcmp (name, CATDOG_PROC))
+    return NULL;
+
+  procedure = gimp_image_procedure_new (plug_in, name,
+                                        GIMP_PDB_PROC_TYPE_PLUGIN,
+                                        catdog_run, NULL, NULL);
+
+  gimp_procedure_set_image_types (procedure, "RGB*, GRAY*, INDEXED*");
+  gimp_procedure_set_sensitivity_mask (procedure,
+                                       GIMP_PROCEDURE_SENSITIVE_DRAWABLE |
+                                       GIMP_PROCEDURE_SENSITIVE_DRAWABLES |
+                                       GIMP_PROCEDURE_SENSITIVE_NO_DRAWABLES);
+  gimp_procedure_set_menu_label (procedure, _("Cat or _Dog..."));
+  gimp_procedure_add_menu_path (procedure, "<Image>/Filters/Classify");
+  gimp_procedure_set_documentation (
+    procedure,
+    _("Tell whether the image shows a cat or a dog"),
+    _("Classifies what is visible (the selection's bounding box when there "
+      "is a selection) with a small convolutional network, and can add each "
+      "conv layer's feature maps as layers."),
+    name);
+  gimp_procedure_set_attribution (procedure, "gimp-catdog developers",
+                                  "gimp-catdog developers", "2026");
+
+  /* Not ACTION_OPEN: GIMP would turn a missing file into a calling error
+   * that does not name it; the plug-in reports it (see catdog_dialog). */
+  gimp_procedure_add_file_argument (procedure, "model",
+                                    _("_Model"),
+                                    _("Model file (.safetensors); unset: the "
+                                      "installed default model"),
+                                    GIMP_FILE_CHOOSER_ACTION_ANY,
+                                    TRUE, NULL, G_PARAM_READWRITE);
+  gimp_procedure_add_boolean_argument (procedure, "feature-maps",
+                                       _("Add _feature maps as layers"),
+                                       _("Add each conv layer's feature maps "
+                                         "as layers above the active layer"),
+                                       FALSE, G_PARAM_READWRITE);
+  gimp_procedure_add_string_argument (procedure, "layers",
+                                      _("Conv _layers"),
+                                      _("Comma-separated conv layer names "
+                                        "(e.g. \"conv1,conv3\"), or \"all\""),
+                                      "all", G_PARAM_READWRITE);
+  gimp_procedure_add_choice_argument (procedure, "maps-style",
+                                      _("Maps _style"),
+                                      _("mosaic: one layer per conv layer with "
+                                        "all its channels tiled; channels: one "
+                                        "layer per channel in a group per conv "
+                                        "layer"),
+                                      gimp_choice_new_with_values (
+                                        "mosaic", CATDOG_MAPS_MOSAIC,
+                                        _("One mosaic per conv layer"), NULL,
+                                        "channels", CATDOG_MAPS_CHANNELS,
+                                        _("One layer per channel"), NULL,
+                                        NULL),
+                                      "mosaic", G_PARAM_READWRITE);
+  gimp_procedure_add_choice_argument (procedure, "colormap",
+                                      _("_Colormap"),
+                                      _("Colours of the feature maps"),
+                                      gimp_choice_new_with_values (
+                                        "gray", CNN_COLORMAP_GRAY,
+                                        _("Gray"), NULL,
+                                        "viridis", CNN_COLORMAP_VIRIDIS,
+                                        _("Viridis"), NULL,
+                                        NULL),
+                                      "gray", G_PARAM_READWRITE);
+
+  gimp_procedure_add_string_return_value (procedure, "label",
+                                          _("Label"),
+                                          _("The predicted label: cat or dog"),
+                                          NULL, G_PARAM_READWRITE);
+  gimp_procedure_add_double_return_value (procedure, "probability",
+                                          _("Probability"),
+                                          _("The predicted label's "
+                                            "probability"),
+                                          0.0, 1.0, 0.5, G_PARAM_READWRITE);
+  gimp_procedure_add_double_return_value (procedure, "dog-probability",
+                                          _("Dog probability"),
+                                          _("The probability of dog"),
+                                          0.0, 1.0, 0.5, G_PARAM_READWRITE);
+  return procedure;
+}
+
+/* Translations live in locale/ next to the plug-in's binary. */
+static gboolean
+catdog_set_i18n (GimpPlugIn   *plug_in,
+                 const gchar  *procedure_name,
+                 gchar       **gettext_domain,
+                 gchar       **catalog_dir)
+{
+  *gettext_domain = g_strdup (GETTEXT_PACKAGE);
+  *catalog_dir    = g_strdup ("locale");
+  return TRUE;
+}
+
+static void
+catdog_plug_in_class_init (CatdogPlugInClass *klass)
+{
+  GimpPlugInClass *plug_in_class = GIMP_PLUG_IN_CLASS (klass);
+
+  plug_in_class->query_procedures = catdog_query_procedures;
+  plug_in_class->create_procedure = catdog_create_procedure;
+  plug_in_class->set_i18n         = catdog_set_i18n;
+}
+
+static void
+catdog_plug_in_init (CatdogPlugIn *plug_in)
+{
+}
+
+/* GIMP_MAIN, plus remembering the plug-in's folder for its model. */
+int
+main (int   argc,
+      char *argv[])
+{
+  gchar *exe = g_canonicalize_filename (argc > 0 ? argv[0] : ".", NULL);
+
+  catdog_plug_in_dir = g_path_get_dirname (exe);
+  g_free (exe);
+  return gimp_main (CATDOG_TYPE_PLUG_IN, argc, argv);
+}

@@ -1,0 +1,289 @@
+"""Shared pieces of the plug-in tests.
+
+Each test gets its own folder under the build tree holding a private GIMP
+profile (GIMP3_DIRECTORY) with the freshly built plug-in installed the way
+`meson install` lays it out: plug-ins/catdog/{catdog, catdog.safetensors,
+locale/}.  GIMP always runs headless, with --quit and under `timeout`, so
+a failing batch command can never hang the suite.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+PROC = "plug-in-catdog-classify"
+SRC = os.environ.get("CATDOG_SOURCE_ROOT", "")
+CATDOG = os.environ.get("CATDOG", "")
+PLUGIN = os.environ.get("CATDOG_PLUGIN", "")
+MAKE_MODEL = os.environ.get("CATDOG_MAKE_MODEL", "")
+WORK_ROOT = os.environ.get("CATDOG_PLUGIN_WORK", "")
+DATA = os.path.join(SRC, "tests", "data")
+SHIPPED_MODEL = os.path.join(SRC, "weights", "catdog.safetensors")
+GIMP_CONSOLE = shutil.which("gimp-console-3.0")
+# One GIMP run: ~6 s with a fresh profile (it queries every plug-in),
+# ~2 s after; the rest is our work.  Generous for a loaded 2-core machine.
+GIMP_TIMEOUT = 240
+
+
+def skip(why):
+    print(f"SKIP: {why}")
+    sys.exit(77)
+
+
+def require_gimp():
+    for name, value in [("CATDOG_SOURCE_ROOT", SRC), ("CATDOG", CATDOG),
+                        ("CATDOG_PLUGIN", PLUGIN), ("CATDOG_PLUGIN_WORK", WORK_ROOT)]:
+        if not value:
+            skip(f"{name} is not set (run through meson test)")
+    if not GIMP_CONSOLE:
+        skip("gimp-console-3.0 is not installed (run through tools/gimp3-env)")
+    if shutil.which("timeout") is None:
+        skip("the timeout command is missing")
+
+
+class Checks:
+    """Counts checks; every failure is printed with what was expected."""
+
+    def __init__(self):
+        self.failures = 0
+        self.count = 0
+
+    def ok(self, cond, msg):
+        self.count += 1
+        print(("ok   " if cond else "FAIL ") + msg)
+        if not cond:
+            self.failures += 1
+        return cond
+
+    def near(self, got, want, tol, msg):
+        good = got is not None and want is not None and abs(got - want) <= tol
+        return self.ok(good, f"{msg}: {got!r} vs {want!r} (tolerance {tol:g})")
+
+    def done(self):
+        print(f"{self.count - self.failures}/{self.count} checks passed")
+        sys.exit(1 if self.failures else 0)
+
+
+class Profile:
+    """A private GIMP profile with the built plug-in installed."""
+
+    def __init__(self, name):
+        self.work = os.path.join(WORK_ROOT, name)
+        self.profile = os.path.join(self.work, "profile")
+        self.plugin_dir = os.path.join(self.profile, "plug-ins", "catdog")
+        self.files = os.path.join(self.work, "files")
+        # The profile survives between runs (GIMP then skips re-querying
+        # unchanged plug-ins); the test's own files do not.
+        shutil.rmtree(self.files, ignore_errors=True)
+        os.makedirs(self.files)
+        os.makedirs(os.path.join(self.plugin_dir, "locale"), exist_ok=True)
+        shutil.copy2(PLUGIN, os.path.join(self.plugin_dir, "catdog"))
+        shutil.copy2(SHIPPED_MODEL, os.path.join(self.plugin_dir, "catdog.safetensors"))
+        user_model = self.user_model_path()
+        if os.path.exists(user_model):
+            os.remove(user_model)
+
+    def user_model_path(self):
+        return os.path.join(self.profile, "catdog", "catdog.safetensors")
+
+    def path(self, *parts):
+        return os.path.join(self.files, *parts)
+
+    def env(self):
+        env = dict(os.environ)
+        env.pop("DISPLAY", None)
+        env["GIMP3_DIRECTORY"] = self.profile
+        env["XDG_CACHE_HOME"] = os.path.join(self.work, "cache")
+        return env
+
+    def run(self, argv, cwd=None, timeout=GIMP_TIMEOUT):
+        """Runs a command line (a GIMP batch run) under `timeout`."""
+        full = ["timeout", "-k", "10", str(timeout)] + argv
+        proc = subprocess.run(full, cwd=cwd or self.files, env=self.env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+        return proc
+
+    def run_python(self, script, params, timeout=GIMP_TIMEOUT):
+        """Runs script inside GIMP (python-fu-eval) with PARAMS, a dict
+        available to it as a JSON file; returns the JSON it writes to
+        PARAMS["result"], or None (the run's output is printed)."""
+        params = dict(params, result=self.path("result.json"))
+        with open(self.path("params.json"), "w") as f:
+            json.dump(params, f)
+        with open(self.path("script.py"), "w") as f:
+            f.write(f"PARAMS_FILE = {self.path('params.json')!r}\n")
+            f.write(GIMP_PRELUDE)
+            f.write(indent(script))
+            f.write(GIMP_EPILOGUE)
+        code = f"exec(open({self.path('script.py')!r}).read())"
+        proc = self.run([GIMP_CONSOLE, "-i", "--batch-interpreter=python-fu-eval",
+                         "-b", code, "--quit"], timeout=timeout)
+        if proc.returncode != 0 or not os.path.exists(params["result"]):
+            print(f"GIMP exited with {proc.returncode}")
+            print(proc.stdout)
+            print(proc.stderr)
+            return None
+        with open(params["result"]) as f:
+            return json.load(f)
+
+
+# Helpers available to scripts run inside GIMP.
+GIMP_PRELUDE = r'''
+import json, os, shutil, traceback
+import gi
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gimp, Gio, Gegl
+
+P = json.load(open(PARAMS_FILE))
+R = {}
+PDB = Gimp.get_pdb()
+
+
+def load(path):
+    return Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(path))
+
+
+def save_xcf(image, path):
+    Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(path), None)
+
+
+def count_layers(image):
+    """All layers, inside groups too."""
+    def walk(items):
+        n = 0
+        for it in items:
+            n += 1
+            if it.is_group():
+                n += walk(it.get_children())
+        return n
+    return walk(image.get_layers())
+
+
+def classify(image, **args):
+    """Runs the procedure; returns a dict with status and return values
+    or the error message."""
+    proc = PDB.lookup_procedure("plug-in-catdog-classify")
+    config = proc.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", image.get_selected_layers())
+    for name, value in args.items():
+        name = name.replace("_", "-")
+        if name == "model":
+            value = Gio.File.new_for_path(value)
+        config.set_property(name, value)
+    values = proc.run(config)
+    status = values.index(0)
+    if status == Gimp.PDBStatusType.SUCCESS:
+        return {"status": "success", "label": values.index(1),
+                "probability": values.index(2), "dog_probability": values.index(3)}
+    return {"status": status.value_nick, "error": PDB.get_last_error()}
+
+
+def layer_tree(items):
+    out = []
+    for it in items:
+        ok, x, y = it.get_offsets()
+        node = {"name": it.get_name(), "group": it.is_group(),
+                "width": it.get_width(), "height": it.get_height(),
+                "x": x, "y": y, "visible": it.get_visible()}
+        if it.is_group():
+            node["children"] = layer_tree(it.get_children())
+        out.append(node)
+    return out
+
+
+def find_layer(items, name):
+    for it in items:
+        if it.get_name() == name:
+            return it
+        if it.is_group():
+            found = find_layer(it.get_children(), name)
+            if found:
+                return found
+    return None
+
+
+def dump_pixels(layer, path):
+    """The layer's pixels as 8-bit sRGB, row after row."""
+    buf = layer.get_buffer()
+    rect = Gegl.Rectangle.new(0, 0, layer.get_width(), layer.get_height())
+    data = buf.get(rect, 1.0, "R'G'B' u8", Gegl.AbyssPolicy.NONE)
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+
+
+try:
+'''
+
+GIMP_EPILOGUE = r'''
+except Exception:
+    R["exception"] = traceback.format_exc()
+with open(P["result"], "w") as f:
+    json.dump(R, f, indent=1)
+'''
+
+
+def indent(script):
+    """Scripts are written flush left; they run inside the prelude's try."""
+    return "".join("    " + line if line.strip() else line
+                   for line in script.splitlines(True))
+
+
+def catdog_classify(files, model):
+    """`catdog classify --json` on files: {file: (label, p, p_dog)}."""
+    proc = subprocess.run([CATDOG, "classify", "--json", "--model", model] + files,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=300)
+    if proc.returncode != 0:
+        print(proc.stdout, proc.stderr)
+        return {}
+    doc = json.loads(proc.stdout)
+    return {im["file"]: (im["label"], im["probability"], im["dog_probability"])
+            for im in doc["images"] if "label" in im}
+
+
+def model_info(path):
+    """`catdog info` output, or None when the file does not load."""
+    proc = subprocess.run([CATDOG, "info", path], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True, timeout=60)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+# A model must be at least this good (its recorded validation accuracy)
+# before the tests hold it to calling the sample cats cats and dogs dogs.
+GOOD_ACCURACY = 0.7
+
+
+def test_model(profile):
+    """(path, trained, good): the shipped model when it is a real one, else
+    an untrained article network with fixed random weights (enough for
+    everything but the cat/dog verdicts); good: trained well enough for
+    the verdicts to be checked."""
+    info = model_info(SHIPPED_MODEL) if os.path.getsize(SHIPPED_MODEL) > 0 else None
+    if info:
+        m = re.search(r"val_accuracy ([0-9.]+)", info)
+        accuracy = float(m.group(1)) if m else 0.0
+        if accuracy < GOOD_ACCURACY:
+            print(f"     (the shipped model records val_accuracy {accuracy}, below "
+                  f"{GOOD_ACCURACY}: its cat/dog verdicts are not checked)")
+        return SHIPPED_MODEL, True, accuracy >= GOOD_ACCURACY
+    print("     (the shipped model is a placeholder: an untrained network stands in,"
+          " cat/dog verdicts are not checked)")
+    path = profile.path("random-article.safetensors")
+    subprocess.run([MAKE_MODEL, "article", "7", path], check=True, timeout=120)
+    return path, False, False
+
+
+def crop_jpeg(src, dst, width, height, quality=95):
+    """A photo small enough that `catdog classify` decodes it at full size
+    (no DCT scaling), exactly as GIMP does: the same pixels on both sides."""
+    from PIL import Image
+    with Image.open(src) as im:
+        left = (im.width - width) // 2
+        top = (im.height - height) // 2
+        im.crop((left, top, left + width, top + height)).save(dst, quality=quality)

@@ -1,0 +1,112 @@
+#!/bin/sh
+# short_run.sh - a short real training run (suite 'train'): 300 photos of
+# ../shared/data/catdog (or $CATDOG_DATA), one epoch of a small network.
+#   1. two runs with the same seed and threads write the same bytes;
+#   2. a run stopped after 7 steps (as Ctrl-C does: exit 130, checkpoint)
+#      and resumed writes the same bytes as the uninterrupted run;
+#   3. a damaged checkpoint is refused; SIGINT (Ctrl-C) stops cleanly with a checkpoint, status 130;
+#   4. a different seed gives different weights;
+#   5. catdog eval of the result prints its contract line.
+# Exit 77 (skip) when the data set or the binary is absent.
+set -u
+
+if [ -z "${CATDOG:-}" ] || [ ! -x "$CATDOG" ]; then
+    echo "SKIP: \$CATDOG does not name the catdog binary"
+    exit 77
+fi
+src=${CATDOG_SOURCE_ROOT:-../..}
+data=${CATDOG_DATA:-$src/../shared/data/catdog}
+if [ ! -d "$data/train/cats" ] || [ ! -d "$data/validation/dogs" ]; then
+    echo "SKIP: no data set at $data (set CATDOG_DATA to a folder with train/ and validation/)"
+    exit 77
+fi
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT INT TERM
+
+checks=0
+failures=0
+fail() {
+    failures=$((failures + 1))
+    echo "FAILED: $*"
+    [ -s "$tmp/err" ] && sed 's/^/  stderr: /' "$tmp/err" | tail -n 5
+}
+check() { # check CONDITION-STATUS DESCRIPTION
+    checks=$((checks + 1))
+    [ "$1" -eq 0 ] || fail "$2"
+}
+
+arch='{"schema":1,"name":"short","input":[48,48,3],"labels":["cat","dog"],
+"preprocess":{"resize":"squash","scale":0.00392156862745098,"mean":[0,0,0],"std":[1,1,1]},
+"layers":[
+{"type":"conv2d","name":"conv1","filters":8,"kernel":3,"padding":"same","bias":false},
+{"type":"batchnorm","name":"bn1"},{"type":"relu","name":"relu1"},
+{"type":"maxpool","name":"pool1","size":2,"stride":2},
+{"type":"conv2d","name":"conv2","filters":16,"kernel":3,"padding":"same","bias":false},
+{"type":"batchnorm","name":"bn2"},{"type":"relu","name":"relu2"},
+{"type":"gap","name":"gap"},{"type":"dropout","name":"drop","rate":0.2},
+{"type":"dense","name":"fc","units":1},{"type":"sigmoid","name":"prob"}]}'
+
+train() { # train OUT EXTRA...
+    out=$1
+    shift
+    "$CATDOG" train --data "$data" --out "$out" --arch "$arch" --limit 150 \
+        --epochs 1 --batch 16 --threads 2 --seed 5 "$@" >"$tmp/log" 2>"$tmp/err"
+}
+
+train "$tmp/a.safetensors"
+check $? "first run failed"
+train "$tmp/b.safetensors"
+check $? "second run failed"
+cmp -s "$tmp/a.safetensors" "$tmp/b.safetensors"
+check $? "two runs with the same seed and threads differ"
+grep -q "validation accuracy" "$tmp/err"
+check $? "no per-epoch validation line"
+
+train "$tmp/c.safetensors" --stop-after 7
+rc=$?
+test "$rc" -eq 130
+check $? "--stop-after: exit status $rc, expected 130"
+test -s "$tmp/c.safetensors.ckpt" && test ! -e "$tmp/c.safetensors"
+check $? "--stop-after: expected a checkpoint and no model yet"
+"$CATDOG" train --data "$data" --out "$tmp/c.safetensors" --limit 150 \
+    --resume "$tmp/c.safetensors.ckpt" >"$tmp/log" 2>"$tmp/err"
+check $? "resume failed"
+cmp -s "$tmp/a.safetensors" "$tmp/c.safetensors"
+check $? "stop + resume differs from one uninterrupted run"
+
+# A damaged checkpoint is refused, naming the file.
+cp "$tmp/c.safetensors.ckpt" "$tmp/bad.ckpt"
+printf 'X' | dd of="$tmp/bad.ckpt" bs=1 seek=200 conv=notrunc 2>/dev/null
+"$CATDOG" train --data "$data" --out "$tmp/f.safetensors" --limit 150 \
+    --resume "$tmp/bad.ckpt" >"$tmp/log" 2>"$tmp/err"
+rc=$?
+test "$rc" -eq 1 && grep -q "bad.ckpt.*damaged" "$tmp/err"
+check $? "a damaged checkpoint: status $rc, $(cat "$tmp/err")"
+
+# Ctrl-C: SIGINT stops after the current batch with a checkpoint, status 130.
+"$CATDOG" train --data "$data" --out "$tmp/e.safetensors" --arch "$arch" --limit 150 \
+    --epochs 1000 --batch 16 --threads 2 >"$tmp/log" 2>"$tmp/err" &
+pid=$!
+sleep 2
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+test "$rc" -eq 130 && test -s "$tmp/e.safetensors.ckpt"
+check $? "SIGINT: exit status $rc (expected 130) or no checkpoint"
+grep -q "resume" "$tmp/err"
+check $? "SIGINT: no hint to resume"
+
+"$CATDOG" train --data "$data" --out "$tmp/d.safetensors" --arch "$arch" --limit 150 \
+    --epochs 1 --batch 16 --threads 2 --seed 6 >"$tmp/log" 2>"$tmp/err"
+check $? "run with another seed failed"
+cmp -s "$tmp/a.safetensors" "$tmp/d.safetensors"
+test $? -ne 0
+check $? "another seed gave the same bytes"
+
+"$CATDOG" eval --model "$tmp/a.safetensors" --limit 50 "$data/validation" >"$tmp/out" 2>"$tmp/err"
+check $? "eval failed"
+tail -n 1 "$tmp/out" | grep -Eq '^accuracy [01]\.[0-9]{4} logloss [0-9]+\.[0-9]{4} n 100$'
+check $? "eval's last line is not 'accuracy A logloss L n 100': $(tail -n 1 "$tmp/out")"
+
+echo "short_run: $checks checks, $failures failed"
+[ "$failures" -eq 0 ]

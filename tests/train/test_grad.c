@@ -1,0 +1,475 @@
+/* test_grad.c - backward passes checked two ways:
+ *   1. each scalar reference backward op (grad.c) against central finite
+ *      differences of the reference forward op (ops_ref.c, grad.c);
+ *   2. each fast kernel (train_kernels.c), forward and backward, with one
+ *      and with three threads, against the references.
+ * Then the whole trainer: gradients of the mean loss of small networks
+ * against finite differences of the loss, for a sample of parameters. */
+#include "../check.h"
+#include "cnn_train.h"
+#include "train_kernels.h"
+
+#include <stdlib.h>
+
+static uint64_t rng_state = 12345;
+
+static float frand(void)
+{
+    return (float)(tk_uniform(rng_state++, 0) * 2.0 - 1.0);
+}
+
+static float *rand_array(size_t n)
+{
+    float *a = malloc(n * sizeof *a);
+    for (size_t i = 0; i < n; i++) a[i] = frand();
+    return a;
+}
+
+static float *zeros(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
+
+/* Largest |a - b| relative to max(1, max |b|). */
+static double rel_diff(const float *a, const float *b, size_t n)
+{
+    double worst = 0.0, scale = 1.0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(b[i]) > scale) scale = fabs(b[i]);
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= worst)) worst = d; /* NaN propagates */
+    }
+    return worst / scale;
+}
+
+/* sum r[i] * y[i]: the scalar the finite differences differentiate. */
+static double dot(const float *r, const float *y, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)r[i] * y[i];
+    return s;
+}
+
+typedef double (*loss_fn)(void *ctx);
+
+/* Checks analytic gradient g of x (n values) against central differences
+ * of loss, on up to `samples` evenly spread elements. */
+static void fd_check(const char *what, loss_fn loss, void *ctx, float *x,
+                     const float *g, size_t n, int samples, float h,
+                     double tol)
+{
+    size_t step = n / (size_t)samples ? n / (size_t)samples : 1;
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i += step) {
+        float keep = x[i];
+        x[i] = keep + h;
+        double lp = loss(ctx);
+        x[i] = keep - h;
+        double lm = loss(ctx);
+        x[i] = keep;
+        double fd = (lp - lm) / (2.0 * h);
+        double err = fabs(fd - g[i]) / fmax(1.0, fabs(fd));
+        if (!(err <= worst)) worst = err;
+    }
+    CHECKF(worst <= tol, "%s: finite-difference error %.3g > %.3g", what, worst, tol);
+}
+
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    tk_conv g;
+    float *in, *w, *b, *out, *r;
+} conv_ctx;
+
+static double conv_loss(void *p)
+{
+    conv_ctx *c = p;
+    const tk_conv *g = &c->g;
+    cnn_ref_conv2d(c->in, g->n, g->h, g->w, g->c, c->w, c->b, g->oc, g->k,
+                   g->stride, g->pad_top, g->pad_left, g->oh, g->ow, c->out);
+    return dot(c->r, c->out, (size_t)g->n * g->oh * g->ow * g->oc);
+}
+
+static void test_conv(int n, int h, int w, int c, int oc, int k, int stride,
+                      int pad)
+{
+    char what[128];
+    snprintf(what, sizeof what, "conv n%d %dx%dx%d->%d k%d s%d p%d", n, h, w, c,
+             oc, k, stride, pad);
+    conv_ctx x;
+    x.g = (tk_conv){n, h, w, c, oc, k, stride, pad, pad,
+                    (h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1};
+    const tk_conv *g = &x.g;
+    size_t ni = (size_t)n * h * w * c, nw = (size_t)oc * c * k * k;
+    size_t no = (size_t)n * g->oh * g->ow * oc;
+    x.in = rand_array(ni);
+    x.w = rand_array(nw);
+    x.b = rand_array((size_t)oc);
+    x.out = zeros(no);
+    x.r = rand_array(no);
+    float *din = zeros(ni), *dw = zeros(nw), *db = zeros((size_t)oc);
+    ref_conv2d_backward(g, x.in, x.w, x.r, din, dw, db);
+    fd_check(what, conv_loss, &x, x.in, din, ni, 40, 1e-2f, 2e-3);
+    fd_check(what, conv_loss, &x, x.w, dw, nw, 40, 1e-2f, 2e-3);
+    fd_check(what, conv_loss, &x, x.b, db, (size_t)oc, 10, 1e-2f, 2e-3);
+
+    for (int threads = 1; threads <= 3; threads += 2) {
+        float *wt = zeros(nw), *wf = zeros(nw), *out = zeros(no);
+        float *fdin = zeros(ni), *fdw = zeros(nw), *fdb = zeros((size_t)oc);
+        float *scratch = zeros(tk_conv_scratch_floats(g, threads));
+        tk_conv_pack_forward(g, x.w, wt);
+        tk_conv_pack_backward(g, x.w, wf);
+        tk_conv_forward(g, x.in, wt, x.b, out, scratch, threads);
+        conv_loss(&x);
+        CHECKF(rel_diff(out, x.out, no) < 1e-5, "%s forward, %d threads: %g", what,
+               threads, rel_diff(out, x.out, no));
+        tk_conv_backward_weight(g, x.in, x.r, fdw, fdb, scratch, threads);
+        tk_conv_backward_input(g, x.r, wf, x.w, fdin, scratch, threads);
+        CHECKF(rel_diff(fdw, dw, nw) < 1e-5, "%s dw, %d threads: %g", what, threads,
+               rel_diff(fdw, dw, nw));
+        CHECKF(rel_diff(fdb, db, (size_t)oc) < 1e-5, "%s db, %d threads", what, threads);
+        CHECKF(rel_diff(fdin, din, ni) < 1e-5, "%s din, %d threads: %g", what, threads,
+               rel_diff(fdin, din, ni));
+        free(wt); free(wf); free(out); free(fdin); free(fdw); free(fdb); free(scratch);
+    }
+    free(x.in); free(x.w); free(x.b); free(x.out); free(x.r);
+    free(din); free(dw); free(db);
+}
+
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    size_t pixels;
+    int c;
+    float *x, *gamma, *beta, *y, *r;
+} bn_ctx;
+
+static double bn_loss(void *p)
+{
+    bn_ctx *b = p;
+    ref_batchnorm_train_forward(b->x, b->pixels, b->c, b->gamma, b->beta, 1e-5f, b->y);
+    return dot(b->r, b->y, b->pixels * b->c);
+}
+
+static void test_batchnorm(size_t pixels, int c)
+{
+    bn_ctx b = {pixels, c, NULL, NULL, NULL, NULL, NULL};
+    size_t n = pixels * c;
+    b.x = rand_array(n);
+    for (size_t i = 0; i < n; i++) b.x[i] = b.x[i] * 3.0f + 1.0f; /* off-centre */
+    b.gamma = rand_array((size_t)c);
+    b.beta = rand_array((size_t)c);
+    b.y = zeros(n);
+    b.r = rand_array(n);
+    float *dx = zeros(n), *dg = zeros((size_t)c), *dbt = zeros((size_t)c);
+    ref_batchnorm_backward(b.x, b.r, pixels, c, b.gamma, 1e-5f, dx, dg, dbt);
+    fd_check("batchnorm dx", bn_loss, &b, b.x, dx, n, 40, 1e-2f, 3e-3);
+    fd_check("batchnorm dgamma", bn_loss, &b, b.gamma, dg, (size_t)c, 10, 1e-2f, 2e-3);
+    fd_check("batchnorm dbeta", bn_loss, &b, b.beta, dbt, (size_t)c, 10, 1e-2f, 2e-3);
+
+    for (int threads = 1; threads <= 3; threads += 2) {
+        float *y = zeros(n), *mean = zeros((size_t)c), *var = zeros((size_t)c);
+        float *inv = zeros((size_t)c), *fdx = zeros(n), *fdg = zeros((size_t)c);
+        float *fdb = zeros((size_t)c);
+        double *scratch = calloc(tk_bn_scratch_doubles(c, threads), sizeof *scratch);
+        tk_bn_forward_train(b.x, pixels, c, b.gamma, b.beta, 1e-5f, y, mean, var, inv,
+                            scratch, threads);
+        bn_loss(&b);
+        CHECKF(rel_diff(y, b.y, n) < 1e-5, "batchnorm forward, %d threads", threads);
+        tk_bn_backward(b.x, b.r, pixels, c, b.gamma, mean, inv, fdx, fdg, fdb, scratch,
+                       threads);
+        CHECKF(rel_diff(fdx, dx, n) < 1e-4, "batchnorm dx, %d threads: %g", threads,
+               rel_diff(fdx, dx, n));
+        CHECKF(rel_diff(fdg, dg, (size_t)c) < 1e-4, "batchnorm dgamma, %d threads", threads);
+        CHECKF(rel_diff(fdb, dbt, (size_t)c) < 1e-4, "batchnorm dbeta, %d threads", threads);
+        /* Inference mode with these statistics is the same function. */
+        tk_bn_forward_eval(b.x, pixels, c, b.gamma, b.beta, mean, var, 1e-5f, fdx, threads);
+        CHECKF(rel_diff(fdx, y, n) < 1e-5, "batchnorm eval vs train, %d threads", threads);
+        free(y); free(mean); free(var); free(inv); free(fdx); free(fdg); free(fdb);
+        free(scratch);
+    }
+    free(b.x); free(b.gamma); free(b.beta); free(b.y); free(b.r);
+    free(dx); free(dg); free(dbt);
+}
+
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    int n, h, w, c, k, s, oh, ow;
+    float *in, *out, *r;
+} pool_ctx;
+
+static double pool_loss(void *p)
+{
+    pool_ctx *q = p;
+    cnn_ref_maxpool(q->in, q->n, q->h, q->w, q->c, q->k, q->s, q->oh, q->ow, q->out);
+    return dot(q->r, q->out, (size_t)q->n * q->oh * q->ow * q->c);
+}
+
+static void test_maxpool(int n, int h, int w, int c, int k, int s)
+{
+    pool_ctx q = {n, h, w, c, k, s, (h - k) / s + 1, (w - k) / s + 1, NULL, NULL, NULL};
+    size_t ni = (size_t)n * h * w * c, no = (size_t)n * q.oh * q.ow * c;
+    /* Distinct values at least 0.05 apart: a step of 0.01 keeps the argmax. */
+    q.in = zeros(ni);
+    for (size_t i = 0; i < ni; i++) q.in[i] = (float)((i * 7919) % ni) * 0.05f;
+    q.out = zeros(no);
+    q.r = rand_array(no);
+    float *din = zeros(ni);
+    ref_maxpool_backward(q.in, q.r, n, h, w, c, k, s, q.oh, q.ow, din);
+    fd_check("maxpool", pool_loss, &q, q.in, din, ni, 60, 1e-2f, 1e-3);
+    for (int threads = 1; threads <= 3; threads += 2) {
+        float *out = zeros(no), *fdin = zeros(ni);
+        tk_maxpool_forward(q.in, n, h, w, c, k, s, q.oh, q.ow, out, threads);
+        pool_loss(&q);
+        CHECKF(rel_diff(out, q.out, no) == 0.0, "maxpool forward, %d threads", threads);
+        tk_maxpool_backward(q.in, out, q.r, n, h, w, c, k, s, q.oh, q.ow, fdin, threads);
+        CHECKF(rel_diff(fdin, din, ni) < 1e-6, "maxpool backward, %d threads", threads);
+        free(out); free(fdin);
+    }
+    /* Ties: the gradient goes to exactly one element per window. */
+    float tie_in[8] = {1, 1, 1, 1, 1, 1, 1, 1}, tie_out[2] = {1, 1}, tie_d[2] = {1, 1};
+    float tie_g[8];
+    tk_maxpool_backward(tie_in, tie_out, tie_d, 1, 2, 2, 2, 2, 2, 1, 1, tie_g, 1);
+    CHECK(tie_g[0] == 1 && tie_g[1] == 1 && tie_g[2] + tie_g[4] + tie_g[6] == 0);
+    free(q.in); free(q.out); free(q.r); free(din);
+}
+
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    int n, in_f, units;
+    float *in, *w, *b, *out, *r;
+} dense_ctx;
+
+static double dense_loss(void *p)
+{
+    dense_ctx *d = p;
+    cnn_ref_dense(d->in, d->n, d->in_f, d->w, d->b, d->units, d->out);
+    return dot(d->r, d->out, (size_t)d->n * d->units);
+}
+
+static void test_dense(int n, int in_f, int units)
+{
+    dense_ctx d = {n, in_f, units, NULL, NULL, NULL, NULL, NULL};
+    size_t ni = (size_t)n * in_f, nw = (size_t)in_f * units, no = (size_t)n * units;
+    d.in = rand_array(ni);
+    d.w = rand_array(nw);
+    d.b = rand_array((size_t)units);
+    d.out = zeros(no);
+    d.r = rand_array(no);
+    float *din = zeros(ni), *dw = zeros(nw), *db = zeros((size_t)units);
+    ref_dense_backward(d.in, d.r, n, in_f, d.w, units, din, dw, db);
+    fd_check("dense din", dense_loss, &d, d.in, din, ni, 30, 1e-2f, 2e-3);
+    fd_check("dense dw", dense_loss, &d, d.w, dw, nw, 30, 1e-2f, 2e-3);
+    fd_check("dense db", dense_loss, &d, d.b, db, (size_t)units, 10, 1e-2f, 2e-3);
+    for (int threads = 1; threads <= 3; threads += 2) {
+        float *wt = zeros(nw), *out = zeros(no), *fdin = zeros(ni), *fdw = zeros(nw);
+        float *fdb = zeros((size_t)units);
+        tk_dense_pack(d.w, in_f, units, wt);
+        tk_dense_forward(d.in, n, in_f, wt, d.b, units, out, threads);
+        dense_loss(&d);
+        CHECKF(rel_diff(out, d.out, no) < 1e-5, "dense forward %dx%d, %d threads", in_f,
+               units, threads);
+        tk_dense_backward(d.in, d.r, n, in_f, d.w, units, fdin, fdw, fdb, threads);
+        CHECKF(rel_diff(fdin, din, ni) < 1e-5, "dense din %dx%d, %d threads", in_f, units, threads);
+        CHECKF(rel_diff(fdw, dw, nw) < 1e-5, "dense dw %dx%d, %d threads", in_f, units, threads);
+        CHECKF(rel_diff(fdb, db, (size_t)units) < 1e-5, "dense db, %d threads", threads);
+        free(wt); free(out); free(fdin); free(fdw); free(fdb);
+    }
+    free(d.in); free(d.w); free(d.b); free(d.out); free(d.r);
+    free(din); free(dw); free(db);
+}
+
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    int n, h, w, c;
+    float *in, *out, *r;
+} gap_ctx;
+
+static double gap_loss(void *p)
+{
+    gap_ctx *q = p;
+    cnn_ref_gap(q->in, q->n, q->h, q->w, q->c, q->out);
+    return dot(q->r, q->out, (size_t)q->n * q->c);
+}
+
+typedef struct {
+    size_t n;
+    float *x, *y, *r;
+    float rate;
+    uint64_t key;
+    int relu;
+} elem_ctx;
+
+static double elem_loss(void *p)
+{
+    elem_ctx *e = p;
+    if (e->relu)
+        for (size_t i = 0; i < e->n; i++) e->y[i] = e->x[i] > 0.0f ? e->x[i] : 0.0f;
+    else
+        tk_dropout_forward(e->x, e->n, e->rate, e->key, e->y);
+    return dot(e->r, e->y, e->n);
+}
+
+static void test_elementwise(void)
+{
+    gap_ctx q = {3, 5, 4, 7, NULL, NULL, NULL};
+    size_t ni = (size_t)3 * 5 * 4 * 7, no = 3 * 7;
+    q.in = rand_array(ni);
+    q.out = zeros(no);
+    q.r = rand_array(no);
+    float *din = zeros(ni), *fdin = zeros(ni);
+    ref_gap_backward(q.r, 3, 5, 4, 7, din);
+    fd_check("gap", gap_loss, &q, q.in, din, ni, 40, 1e-2f, 1e-3);
+    float *out = zeros(no);
+    tk_gap_forward(q.in, 3, 5, 4, 7, out);
+    gap_loss(&q);
+    CHECK(rel_diff(out, q.out, no) < 1e-6);
+    tk_gap_backward(q.r, 3, 5, 4, 7, fdin);
+    CHECK(rel_diff(fdin, din, ni) < 1e-6);
+    free(q.in); free(q.out); free(q.r); free(din); free(fdin); free(out);
+
+    elem_ctx e = {500, rand_array(500), zeros(500), rand_array(500), 0.3f, 99, 1};
+    for (size_t i = 0; i < e.n; i++)
+        if (fabsf(e.x[i]) < 0.05f) e.x[i] = 0.5f; /* away from the kink */
+    float *dx = zeros(e.n), *fdx = zeros(e.n), *y = zeros(e.n);
+    ref_relu_backward(e.x, e.r, e.n, dx);
+    fd_check("relu", elem_loss, &e, e.x, dx, e.n, 100, 1e-2f, 1e-4);
+    tk_relu_forward(e.x, e.n, y, 2);
+    tk_relu_backward(y, e.r, e.n, fdx, 2);
+    CHECK(rel_diff(fdx, dx, e.n) == 0.0);
+
+    e.relu = 0;
+    tk_dropout_backward(e.r, e.n, e.rate, e.key, dx);
+    fd_check("dropout", elem_loss, &e, e.x, dx, e.n, 100, 1e-2f, 1e-4);
+    size_t kept = 0;
+    tk_dropout_forward(e.x, e.n, e.rate, e.key, y);
+    for (size_t i = 0; i < e.n; i++) kept += y[i] != 0.0f;
+    CHECKF(kept > 300 && kept < 400, "dropout kept %zu of 500 at rate 0.3", kept);
+    free(e.x); free(e.y); free(e.r); free(dx); free(fdx); free(y);
+
+    /* Binary cross-entropy on the logit: derivative and extreme logits. */
+    for (int yv = 0; yv <= 1; yv++)
+        for (float z = -6.0f; z <= 6.0f; z += 1.5f) {
+            double dz, h = 1e-3;
+            cnn_bce_logit(z, yv, &dz);
+            double fd = (cnn_bce_logit((float)(z + h), yv, NULL) -
+                         cnn_bce_logit((float)(z - h), yv, NULL)) / (2 * h);
+            CHECK_NEAR(dz, fd, 1e-4);
+        }
+    double dz;
+    CHECK_NEAR(cnn_bce_logit(200.0f, 0, &dz), 200.0, 1e-9);
+    CHECK_NEAR(dz, 1.0, 1e-12);
+    CHECK_NEAR(cnn_bce_logit(200.0f, 1, &dz), 0.0, 1e-12);
+    CHECK_NEAR(cnn_bce_logit(-200.0f, 1, &dz), 200.0, 1e-9);
+    CHECK_NEAR(dz, -1.0, 1e-12);
+}
+
+/* ------------------------------------------------------------------ */
+/* Whole networks through the trainer                                 */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    cnn_trainer *t;
+    const float *inputs;
+    const uint8_t *labels;
+    int n;
+} net_ctx;
+
+static double net_loss(void *p)
+{
+    net_ctx *c = p;
+    double loss = 0.0;
+    cnn_trainer_loss_grad(c->t, c->inputs, c->labels, c->n, &loss, NULL);
+    return loss;
+}
+
+static void test_network(const char *spec, double tol)
+{
+    cnn_model *m = NULL;
+    cnn_trainer *t = NULL;
+    CHECK_OK(cnn_model_from_spec(spec, &m));
+    if (!m) return;
+    CHECK_OK(cnn_model_init(m, 7));
+    cnn_train_options o = cnn_train_defaults();
+    o.batch = 4;
+    o.threads = 2;
+    CHECK_OK(cnn_trainer_create(m, &o, &t));
+    if (!t) {
+        cnn_model_free(m);
+        return;
+    }
+    size_t in = (size_t)m->in_h * m->in_w * m->in_c;
+    float *inputs = rand_array(in * 4);
+    uint8_t labels[4] = {0, 1, 1, 0};
+    net_ctx c = {t, inputs, labels, 4};
+    const float *grads;
+    double loss;
+    CHECK_OK(cnn_trainer_loss_grad(t, inputs, labels, 4, &loss, &grads));
+    float *g = malloc(m->n_params * sizeof *g);
+    memcpy(g, grads, m->n_params * sizeof *g);
+    /* Each trainable tensor (running statistics are not parameters). */
+    for (int i = 0; i < m->n_layers; i++) {
+        cnn_layer *L = &m->layers[i];
+        char what[160];
+        if (L->weight) {
+            snprintf(what, sizeof what, "network %s: %s.weight", m->name, L->name);
+            fd_check(what, net_loss, &c, L->weight, g + (L->weight - m->params),
+                     L->n_weight, 12, 1e-2f, tol);
+        }
+        if (L->bias) {
+            snprintf(what, sizeof what, "network %s: %s.bias", m->name, L->name);
+            fd_check(what, net_loss, &c, L->bias, g + (L->bias - m->params), L->n_bias,
+                     6, 1e-2f, tol);
+        }
+    }
+    free(g);
+    free(inputs);
+    cnn_trainer_free(t);
+    cnn_model_free(m);
+}
+
+int main(void)
+{
+    test_conv(2, 7, 6, 3, 20, 3, 1, 1);   /* same, oc with a vector tail */
+    test_conv(2, 9, 8, 17, 32, 3, 1, 0);  /* valid */
+    test_conv(1, 9, 9, 5, 6, 3, 2, 1);    /* stride 2 */
+    test_conv(2, 6, 6, 4, 16, 5, 1, 2);   /* 5x5 */
+    test_batchnorm(300, 5);
+    test_batchnorm(1000, 33);
+    test_maxpool(2, 6, 6, 5, 2, 2);
+    test_maxpool(1, 7, 7, 3, 3, 2);       /* overlapping windows */
+    test_maxpool(2, 7, 5, 3, 2, 2);       /* an uncovered border */
+    test_dense(3, 37, 1);
+    test_dense(5, 40, 35);
+    test_elementwise();
+    /* Conv/BN/ReLU/pool, valid and same padding, flatten, dense, dropout. */
+    test_network("{\"schema\":1,\"name\":\"gradnet1\",\"input\":[12,12,3],"
+                 "\"labels\":[\"cat\",\"dog\"],\"layers\":["
+                 "{\"type\":\"conv2d\",\"name\":\"c1\",\"filters\":6,\"kernel\":3,\"padding\":\"same\",\"bias\":false},"
+                 "{\"type\":\"batchnorm\",\"name\":\"bn1\"},"
+                 "{\"type\":\"relu\",\"name\":\"r1\"},"
+                 "{\"type\":\"maxpool\",\"name\":\"p1\",\"size\":2,\"stride\":2},"
+                 "{\"type\":\"conv2d\",\"name\":\"c2\",\"filters\":5,\"kernel\":3,\"padding\":\"valid\"},"
+                 "{\"type\":\"relu\",\"name\":\"r2\"},"
+                 "{\"type\":\"flatten\",\"name\":\"f\"},"
+                 "{\"type\":\"dense\",\"name\":\"d1\",\"units\":8},"
+                 "{\"type\":\"dropout\",\"name\":\"dr\",\"rate\":0.25},"
+                 "{\"type\":\"dense\",\"name\":\"d2\",\"units\":1},"
+                 "{\"type\":\"sigmoid\",\"name\":\"prob\"}]}",
+                 3e-2);
+    /* The shipped model's shape of head: batch-norm, global pooling. */
+    test_network("{\"schema\":1,\"name\":\"gradnet2\",\"input\":[10,10,3],"
+                 "\"labels\":[\"cat\",\"dog\"],\"layers\":["
+                 "{\"type\":\"conv2d\",\"name\":\"c1\",\"filters\":8,\"kernel\":3,\"padding\":\"same\",\"bias\":false},"
+                 "{\"type\":\"batchnorm\",\"name\":\"bn1\"},"
+                 "{\"type\":\"relu\",\"name\":\"r1\"},"
+                 "{\"type\":\"conv2d\",\"name\":\"c2\",\"filters\":16,\"kernel\":3,\"padding\":\"same\",\"bias\":false},"
+                 "{\"type\":\"batchnorm\",\"name\":\"bn2\"},"
+                 "{\"type\":\"relu\",\"name\":\"r2\"},"
+                 "{\"type\":\"gap\",\"name\":\"gap\"},"
+                 "{\"type\":\"dense\",\"name\":\"fc\",\"units\":1},"
+                 "{\"type\":\"sigmoid\",\"name\":\"prob\"}]}",
+                 3e-2);
+    return check_done("test_grad");
+}
