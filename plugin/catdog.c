@@ -12,6 +12,9 @@
 #define PLUG_IN_BINARY "catdog"
 #define PLUG_IN_ROLE   "gimp-catdog"
 
+/* GEGL's tile cache in the plug-in process. */
+#define CATDOG_TILE_CACHE_BYTES (32 << 20)
+
 /* The model shipped with the plug-in, installed next to its binary. */
 #define CATDOG_SHIPPED_MODEL "catdog.safetensors"
 
@@ -135,17 +138,21 @@ catdog_classify (GimpImage           *image,
                    _("Not enough memory for the network's input."));
       goto out;
     }
-  st = cnn_preprocess (model, pixels.pixels, pixels.width, pixels.height,
-                       pixels.stride, pixels.channels, input);
-  if (st == CNN_OK)
-    st = cnn_net_create (model, 1, &net);
+  st = cnn_net_create (model, 1, &net);
   if (st == CNN_OK)
     st = cnn_net_set_threads (net, 0);
+  if (st != CNN_OK)
+    {
+      catdog_set_core_error (error, st, prefix);
+      goto out;
+    }
+  st = cnn_preprocess (model, pixels.pixels, pixels.width, pixels.height,
+                       pixels.stride, pixels.channels, input);
   if (st == CNN_OK)
     st = cnn_net_forward (net, input, 1, &logit);
   if (st != CNN_OK)
     {
-      catdog_set_core_error (error, st, prefix);
+      catdog_set_core_error (error, st, _("Cannot classify the image"));
       goto out;
     }
 
@@ -199,7 +206,7 @@ catdog_dialog (GimpProcedure       *procedure,
 
   /* The "model" argument accepts any path (see its registration), which
    * GimpProcedureDialog cannot show; an open-file chooser bound to it can. */
-  model = gimp_file_chooser_new (GIMP_FILE_CHOOSER_ACTION_OPEN, _("_Model"),
+  model = gimp_file_chooser_new (GIMP_FILE_CHOOSER_ACTION_OPEN, _("Mo_del"),
                                  _("Choose a model file"), NULL);
   g_object_bind_property (config, "model", model, "file",
                           G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
@@ -252,6 +259,10 @@ catdog_run (GimpProcedure        *procedure,
   gboolean        ok;
 
   gegl_init (NULL, NULL);
+  /* Reading a huge image through its mipmaps streams every full-size tile
+   * through the plug-in once; a small cache keeps only a few at a time. */
+  g_object_set (gegl_config (), "tile-cache-size",
+                (guint64) CATDOG_TILE_CACHE_BYTES, NULL);
 
   if (run_mode == GIMP_RUN_INTERACTIVE && ! catdog_dialog (procedure, config))
     {
@@ -345,7 +356,7 @@ catdog_create_procedure (GimpPlugIn  *plug_in,
   /* Not ACTION_OPEN: GIMP would turn a missing file into a calling error
    * that does not name it; the plug-in reports it (see catdog_dialog). */
   gimp_procedure_add_file_argument (procedure, "model",
-                                    _("_Model"),
+                                    _("Mo_del"),
                                     _("Model file (.safetensors); unset: the "
                                       "installed default model"),
                                     GIMP_FILE_CHOOSER_ACTION_ANY,
@@ -356,12 +367,12 @@ catdog_create_procedure (GimpPlugIn  *plug_in,
                                          "as layers above the active layer"),
                                        FALSE, G_PARAM_READWRITE);
   gimp_procedure_add_string_argument (procedure, "layers",
-                                      _("Conv _layers"),
+                                      _("Conv la_yers"),
                                       _("Comma-separated conv layer names "
                                         "(e.g. \"conv1,conv3\"), or \"all\""),
                                       "all", G_PARAM_READWRITE);
   gimp_procedure_add_choice_argument (procedure, "maps-style",
-                                      _("Maps _style"),
+                                      _("Maps s_tyle"),
                                       _("mosaic: one layer per conv layer with "
                                         "all its channels tiled; channels: one "
                                         "layer per channel in a group per conv "
@@ -374,7 +385,7 @@ catdog_create_procedure (GimpPlugIn  *plug_in,
                                         NULL),
                                       "mosaic", G_PARAM_READWRITE);
   gimp_procedure_add_choice_argument (procedure, "colormap",
-                                      _("_Colormap"),
+                                      _("Color_map"),
                                       _("Colours of the feature maps"),
                                       gimp_choice_new_with_values (
                                         "gray", CNN_COLORMAP_GRAY,

@@ -18,8 +18,8 @@
  *   duplicate of the image (GIMP shares its tiles, nothing is copied) is
  *   scaled down by GIMP, its visible layers are merged at that small size,
  *   and the merged layer is read.  Compositing after the reduction is what
- *   GIMP's own zoomed-out view does; it can differ from compositing at full
- *   size only for non-linear blend modes, by a fraction of a level. */
+ *   GIMP's own zoomed-out view does; with non-linear blend modes or finely
+ *   detailed masks it differs a little from compositing at full size. */
 #include "catdog-plugin.h"
 
 #define CATDOG_READ_OVERSAMPLE 4

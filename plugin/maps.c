@@ -390,10 +390,12 @@ channel_layers (GimpImage      *image,
   gint           channels   = (colormap == CNN_COLORMAP_GRAY) ? 1 : 3;
   gsize          n_pixels   = (gsize) tap->view.w * (gsize) tap->view.h;
   guint8        *map        = g_try_malloc (n_pixels);
-  guint8        *rgb        = g_try_malloc (n_pixels * 3);
+  guint8        *rgb        = NULL;
   gboolean       ok         = TRUE;
 
-  if (! map || ! rgb)
+  if (channels == 3)
+    rgb = g_try_malloc (n_pixels * 3);
+  if (! map || (channels == 3 && ! rgb))
     {
       g_set_error (error, CATDOG_ERROR, 0,
                    _("Not enough memory for the maps of %s."),

@@ -122,6 +122,12 @@ image.crop(w, h, x, y)
 R["selection_crop"] = classify(image, model=M)
 image.delete()
 
+# Nothing visible: nothing to classify.
+image = load(cat)
+image.get_layers()[0].set_visible(False)
+R["invisible"] = classify(image, model=M)
+image.delete()
+
 # Several layers (read through a merged duplicate): an exact copy on top
 # changes nothing the user sees.
 image = load(cat)
@@ -233,6 +239,9 @@ if success("selection") and success("selection_crop"):
 if success("two_layers"):
     checks.near(res["two_layers"]["dog_probability"], p_cat, 1e-6,
                 "an opaque copy on top: the merged duplicate looks the same")
+r = res.get("invisible", {})
+checks.ok(r.get("status") == "execution-error" and "visible" in r.get("error", ""),
+          f"no visible layer: execution error ({r.get('error')})")
 if success("large"):
     checks.near(res["large"]["dog_probability"], p_cat, 5e-3,
                 "4x enlarged, read reduced: close to the original")
