@@ -18,10 +18,12 @@
 #define CATDOG_ERROR (catdog_error_quark ())
 GQuark catdog_error_quark (void);
 
-/* The user's installed default model, used in preference to the one
- * shipped next to the plug-in: <GIMP profile>/catdog/catdog.safetensors
- * (gimp_directory() honours GIMP3_DIRECTORY).  Free with g_free(). */
-gchar *catdog_user_model_path (void);
+#define CATDOG_INSTALL_PROC "plug-in-catdog-install-weights"
+
+/* The user's models folder, <GIMP profile>/catdog/models (gimp_directory()
+ * honours GIMP3_DIRECTORY); catdog-models.h says what it holds.  Free
+ * with g_free(). */
+gchar *catdog_models_dir (void);
 
 /* Sets *error from the core's last failure: "prefix: core message". */
 void catdog_set_core_error (GError    **error,

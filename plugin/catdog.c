@@ -3,11 +3,14 @@
  * Registers plug-in-catdog-classify, reads what the user sees (input.c),
  * runs the CNN core, returns label and probabilities, and optionally adds
  * the feature maps as layers (maps.c).  In batch mode nothing but return
- * values comes out; interactively a dialog asks for the arguments and the
- * result is shown as a message. */
+ * values comes out; interactively a dialog (ui/catdog-panel.c inside a
+ * GimpProcedureDialog) asks for the arguments and then shows the result.
+ * Also registers plug-in-catdog-install-weights (ui/catdog-models.c). */
 #include <libgimp/gimpui.h>
 
 #include "catdog-plugin.h"
+#include "catdog-models.h"
+#include "catdog-panel.h"
 
 #define PLUG_IN_BINARY "catdog"
 #define PLUG_IN_ROLE   "gimp-catdog"
@@ -51,26 +54,32 @@ catdog_set_core_error (GError    **error,
 }
 
 gchar *
-catdog_user_model_path (void)
+catdog_models_dir (void)
 {
-  return g_build_filename (gimp_directory (), "catdog",
-                           CATDOG_SHIPPED_MODEL, NULL);
+  return g_build_filename (gimp_directory (), "catdog", "models", NULL);
 }
 
-/* The user's installed default model if there is one, else the shipped
- * one (which may be missing: loading it then reports the path). */
+static gchar *
+catdog_shipped_model_path (void)
+{
+  return g_build_filename (catdog_plug_in_dir, CATDOG_SHIPPED_MODEL, NULL);
+}
+
+/* The model the user made the default in the models folder if there is
+ * one, else the shipped one (which may be missing: loading it then
+ * reports the path). */
 static GFile *
 catdog_default_model (void)
 {
-  gchar *user = catdog_user_model_path ();
+  gchar *dir  = catdog_models_dir ();
+  gchar *path = catdog_models_get_default (dir);
   GFile *file;
 
-  if (g_file_test (user, G_FILE_TEST_IS_REGULAR))
-    file = g_file_new_for_path (user);
-  else
-    file = g_file_new_build_filename (catdog_plug_in_dir,
-                                      CATDOG_SHIPPED_MODEL, NULL);
-  g_free (user);
+  if (! path)
+    path = catdog_shipped_model_path ();
+  file = g_file_new_for_path (path);
+  g_free (path);
+  g_free (dir);
   return file;
 }
 
@@ -191,36 +200,114 @@ out:
   return ok;
 }
 
-static gboolean
+/* OK makes no sense with feature maps wanted and no layer checked. */
+static void
+catdog_dialog_update_ok (GObject    *panel,
+                         GParamSpec *pspec,
+                         GtkDialog  *dialog)
+{
+  gboolean maps;
+  gint     n_checked;
+
+  g_object_get (panel, "feature-maps", &maps, "n-checked", &n_checked, NULL);
+  gtk_dialog_set_response_sensitive (dialog, GTK_RESPONSE_OK,
+                                     ! maps || n_checked > 0);
+}
+
+/* Shows the dialog; returns it when the user chose OK (the caller runs
+ * the procedure, then catdog_dialog_finish()), NULL when cancelled. */
+static GtkWidget *
 catdog_dialog (GimpProcedure       *procedure,
                GimpProcedureConfig *config)
 {
   GtkWidget *dialog;
-  gboolean   run;
-
-  GtkWidget *model;
+  GtkWidget *panel;
   GtkWidget *content;
+  gchar     *models_dir = catdog_models_dir ();
+  gchar     *shipped    = catdog_shipped_model_path ();
+  const gchar *names[] = { "model", "layers", "feature-maps", "maps-style",
+                           "colormap" };
+  const gchar *props[] = { "file", "layers", "feature-maps", "maps-style",
+                           "colormap" };
+  GList     *bindings = NULL;
+  gsize      i;
 
   gimp_ui_init (PLUG_IN_BINARY);
   dialog = gimp_procedure_dialog_new (procedure, config, _("Cat or Dog"));
+  gtk_window_set_default_size (GTK_WINDOW (dialog), 720, -1);
 
-  /* The "model" argument accepts any path (see its registration), which
-   * GimpProcedureDialog cannot show; an open-file chooser bound to it can. */
-  model = gimp_file_chooser_new (GIMP_FILE_CHOOSER_ACTION_OPEN, _("Mo_del"),
-                                 _("Choose a model file"), NULL);
-  g_object_bind_property (config, "model", model, "file",
-                          G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
+  panel = catdog_panel_new (models_dir, shipped);
+  gtk_container_set_border_width (GTK_CONTAINER (panel), 12);
   content = gtk_dialog_get_content_area (GTK_DIALOG (dialog));
-  gtk_container_set_border_width (GTK_CONTAINER (model), 12);
-  gtk_box_pack_start (GTK_BOX (content), model, FALSE, FALSE, 0);
-  gtk_widget_show (model);
+  gtk_box_pack_start (GTK_BOX (content), panel, TRUE, TRUE, 0);
+  /* The panel edits the procedure's arguments: GimpProcedureConfig
+   * remembers them across runs and GIMP sessions. */
+  for (i = 0; i < G_N_ELEMENTS (names); i++)
+    bindings = g_list_prepend (bindings,
+      g_object_bind_property (config, names[i], panel, props[i],
+                              G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE));
+  g_object_set_data_full (G_OBJECT (dialog), "catdog-bindings", bindings,
+                          (GDestroyNotify) g_list_free);
+  g_signal_connect (panel, "notify::n-checked",
+                    G_CALLBACK (catdog_dialog_update_ok), dialog);
+  g_signal_connect (panel, "notify::feature-maps",
+                    G_CALLBACK (catdog_dialog_update_ok), dialog);
+  g_object_set_data (G_OBJECT (dialog), "catdog-panel", panel);
+  gtk_widget_show (panel);
 
-  gimp_procedure_dialog_fill (GIMP_PROCEDURE_DIALOG (dialog),
-                              "feature-maps", "layers", "maps-style",
-                              "colormap", NULL);
-  run = gimp_procedure_dialog_run (GIMP_PROCEDURE_DIALOG (dialog));
+  g_free (shipped);
+  g_free (models_dir);
+  if (! gimp_procedure_dialog_run (GIMP_PROCEDURE_DIALOG (dialog)))
+    {
+      gtk_widget_destroy (dialog);
+      return NULL;
+    }
+  /* Nothing to change while the network runs. */
+  gtk_widget_set_sensitive (panel, FALSE);
+  gtk_dialog_set_response_sensitive (GTK_DIALOG (dialog), GTK_RESPONSE_OK,
+                                     FALSE);
+  while (gtk_events_pending ())
+    gtk_main_iteration ();
+  return dialog;
+}
+
+/* The verdict in the dialog, with a confidence bar, until it is closed. */
+static void
+catdog_dialog_finish (GtkWidget          *dialog,
+                      const CatdogResult *result)
+{
+  GtkWidget *panel = g_object_get_data (G_OBJECT (dialog), "catdog-panel");
+  GList     *bindings = g_object_get_data (G_OBJECT (dialog),
+                                          "catdog-bindings");
+  GtkWidget *close;
+  GList     *children, *l;
+
+  /* The values that ran are the ones GIMP remembers: changes made now
+   * must not reach the config. */
+  for (l = bindings; l; l = l->next)
+    g_binding_unbind (l->data);
+  gtk_widget_set_sensitive (panel, TRUE);
+  catdog_panel_show_result (CATDOG_PANEL (panel), result->label,
+                            result->probability);
+  /* Only Close (and Help) remain: the run is done. */
+  children = gtk_container_get_children (GTK_CONTAINER (gtk_widget_get_parent (
+    gtk_dialog_get_widget_for_response (GTK_DIALOG (dialog),
+                                        GTK_RESPONSE_OK))));
+  for (l = children; l; l = l->next)
+    {
+      gint response = gtk_dialog_get_response_for_widget (GTK_DIALOG (dialog),
+                                                          l->data);
+
+      if (response != GTK_RESPONSE_HELP)
+        gtk_widget_hide (l->data);
+    }
+  g_list_free (children);
+  close = gtk_dialog_add_button (GTK_DIALOG (dialog), _("_Close"),
+                                 GTK_RESPONSE_CLOSE);
+  gtk_widget_grab_default (close);
+  gtk_widget_grab_focus (close);
+  gtk_dialog_run (GTK_DIALOG (dialog));
   gtk_widget_destroy (dialog);
-  return run;
 }
 
 /* The layer the maps go above: the selected one, else the top. */
@@ -256,6 +343,7 @@ catdog_run (GimpProcedure        *procedure,
   gchar          *layers       = NULL;
   gboolean        feature_maps = FALSE;
   GError         *error        = NULL;
+  GtkWidget      *dialog       = NULL;
   gboolean        ok;
 
   gegl_init (NULL, NULL);
@@ -264,7 +352,8 @@ catdog_run (GimpProcedure        *procedure,
   g_object_set (gegl_config (), "tile-cache-size",
                 (guint64) CATDOG_TILE_CACHE_BYTES, NULL);
 
-  if (run_mode == GIMP_RUN_INTERACTIVE && ! catdog_dialog (procedure, config))
+  if (run_mode == GIMP_RUN_INTERACTIVE &&
+      ! (dialog = catdog_dialog (procedure, config)))
     {
       gegl_exit ();
       return gimp_procedure_new_return_values (procedure, GIMP_PDB_CANCEL,
@@ -295,10 +384,19 @@ catdog_run (GimpProcedure        *procedure,
   gegl_exit ();
 
   if (! ok)
-    return gimp_procedure_new_return_values (procedure,
-                                             GIMP_PDB_EXECUTION_ERROR, error);
+    {
+      if (dialog)
+        gtk_widget_destroy (dialog);
+      return gimp_procedure_new_return_values (procedure,
+                                               GIMP_PDB_EXECUTION_ERROR, error);
+    }
 
-  if (run_mode != GIMP_RUN_NONINTERACTIVE)
+  if (dialog)
+    {
+      gimp_displays_flush ();
+      catdog_dialog_finish (dialog, &result);
+    }
+  else if (run_mode != GIMP_RUN_NONINTERACTIVE)
     {
       gchar *message = g_strdup_printf (_("Cat or Dog: %s (%.1f%% confidence)"),
                                         result.label,
@@ -317,10 +415,92 @@ catdog_run (GimpProcedure        *procedure,
   return values;
 }
 
+/* plug-in-catdog-install-weights: the dialog's "Install weights..." for
+ * scripts and batch mode. */
+static GimpValueArray *
+catdog_install_run (GimpProcedure        *procedure,
+                    GimpProcedureConfig  *config,
+                    gpointer              run_data)
+{
+  GimpValueArray *values;
+  GFile          *file         = NULL;
+  gboolean        overwrite    = FALSE;
+  gboolean        make_default = FALSE;
+  gchar          *source       = NULL;
+  gchar          *dir          = catdog_models_dir ();
+  gchar          *installed    = NULL;
+  GError         *error        = NULL;
+
+  g_object_get (config, "file", &file, "overwrite", &overwrite,
+                "make-default", &make_default, NULL);
+  source = file ? g_file_get_path (file) : NULL;
+  if (! source)
+    g_set_error (&error, CATDOG_ERROR, 0,
+                 _("Give the model file to install (a local "
+                   ".safetensors file)."));
+  else
+    installed = catdog_models_install (dir, source, overwrite, &error);
+  if (installed && make_default &&
+      ! catdog_models_set_default (dir, installed, &error))
+    g_clear_pointer (&installed, g_free);
+  g_clear_object (&file);
+  g_free (source);
+  g_free (dir);
+
+  if (! installed)
+    return gimp_procedure_new_return_values (procedure,
+                                             GIMP_PDB_EXECUTION_ERROR, error);
+  values = gimp_procedure_new_return_values (procedure, GIMP_PDB_SUCCESS,
+                                             NULL);
+  GIMP_VALUES_TAKE_STRING (values, 1, installed);
+  return values;
+}
+
+static GimpProcedure *
+catdog_create_install_procedure (GimpPlugIn  *plug_in,
+                                 const gchar *name)
+{
+  GimpProcedure *procedure;
+
+  procedure = gimp_procedure_new (plug_in, name, GIMP_PDB_PROC_TYPE_PLUGIN,
+                                  catdog_install_run, NULL, NULL);
+  gimp_procedure_set_documentation (
+    procedure,
+    _("Install a Cat or Dog model into the user's models folder"),
+    _("Checks the model file as fully as loading it does, compares its "
+      "SHA-256 with FILE.sha256 or the checksum in its metadata when there "
+      "is one, and copies it into catdog/models/ in the GIMP profile "
+      "through a temporary file, so GIMP never sees a partial model.  An "
+      "installed model of the same name is only replaced with "
+      "\"overwrite\"."),
+    name);
+  gimp_procedure_set_attribution (procedure, "gimp-catdog developers",
+                                  "gimp-catdog developers", "2026");
+  gimp_procedure_add_file_argument (procedure, "file", _("_Model file"),
+                                    _("The .safetensors file to install"),
+                                    GIMP_FILE_CHOOSER_ACTION_ANY,
+                                    FALSE, NULL, G_PARAM_READWRITE);
+  gimp_procedure_add_boolean_argument (procedure, "overwrite",
+                                       _("_Replace"),
+                                       _("Replace an installed model of the "
+                                         "same name"),
+                                       FALSE, G_PARAM_READWRITE);
+  gimp_procedure_add_boolean_argument (procedure, "make-default",
+                                       _("Make it the _default"),
+                                       _("Use it when no model is given"),
+                                       FALSE, G_PARAM_READWRITE);
+  gimp_procedure_add_string_return_value (procedure, "path",
+                                          _("Installed path"),
+                                          _("Where the model was installed"),
+                                          NULL, G_PARAM_READWRITE);
+  return procedure;
+}
+
 static GList *
 catdog_query_procedures (GimpPlugIn *plug_in)
 {
-  return g_list_append (NULL, g_strdup (CATDOG_PROC));
+  return g_list_append (g_list_append (NULL, g_strdup (CATDOG_PROC)),
+                        g_strdup (CATDOG_INSTALL_PROC));
 }
 
 static GimpProcedure *
@@ -329,6 +509,8 @@ catdog_create_procedure (GimpPlugIn  *plug_in,
 {
   GimpProcedure *procedure;
 
+  if (! strcmp (name, CATDOG_INSTALL_PROC))
+    return catdog_create_install_procedure (plug_in, name);
   if (strcmp (name, CATDOG_PROC))
     return NULL;
 

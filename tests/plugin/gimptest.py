@@ -81,12 +81,37 @@ class Profile:
         os.makedirs(os.path.join(self.plugin_dir, "locale"), exist_ok=True)
         shutil.copy2(PLUGIN, os.path.join(self.plugin_dir, "catdog"))
         shutil.copy2(SHIPPED_MODEL, os.path.join(self.plugin_dir, "catdog.safetensors"))
-        user_model = self.user_model_path()
-        if os.path.exists(user_model):
-            os.remove(user_model)
+        # The catalogs meson built, where set_i18n points GIMP.
+        build = os.environ.get("CATDOG_BUILD_ROOT", "")
+        po = os.path.join(build, "po")
+        for lang in (os.listdir(po) if build and os.path.isdir(po) else []):
+            mo = os.path.join(po, lang, "LC_MESSAGES", "gimp-catdog.mo")
+            if os.path.exists(mo):
+                dst = os.path.join(self.plugin_dir, "locale", lang, "LC_MESSAGES")
+                os.makedirs(dst, exist_ok=True)
+                shutil.copy2(mo, dst)
+        # No installed models, no default: each test starts from the
+        # shipped model.
+        shutil.rmtree(self.models_dir(), ignore_errors=True)
+
+    def models_dir(self):
+        """The user's models folder (what Install weights fills)."""
+        return os.path.join(self.profile, "catdog", "models")
 
     def user_model_path(self):
-        return os.path.join(self.profile, "catdog", "catdog.safetensors")
+        return os.path.join(self.models_dir(), "user.safetensors")
+
+    def default_marker_path(self):
+        """Names the default model of the models folder."""
+        return os.path.join(self.models_dir(), "default")
+
+    def install_user_model(self, src):
+        """Puts src in the models folder as the default model, as
+        plug-in-catdog-install-weights with make-default would."""
+        os.makedirs(self.models_dir(), exist_ok=True)
+        shutil.copy(src, self.user_model_path())
+        with open(self.default_marker_path(), "w") as f:
+            f.write(os.path.basename(self.user_model_path()) + "\n")
 
     def path(self, *parts):
         return os.path.join(self.files, *parts)

@@ -70,7 +70,11 @@ image = load(cat)
 R["default_shipped"] = classify(image)
 os.makedirs(os.path.dirname(P["user_model"]), exist_ok=True)
 shutil.copy(M, P["user_model"])
+R["default_installed_unmarked"] = classify(image)
+with open(P["default_marker"], "w") as f:
+    f.write(os.path.basename(P["user_model"]) + "\n")
 R["default_user"] = classify(image)
+os.remove(P["default_marker"])
 os.remove(P["user_model"])
 
 # Broken models leave the image alone, with or without feature maps.
@@ -152,6 +156,7 @@ image.delete()
 res = profile.run_python(SCRIPT, {
     "model": model, "exact": exact, "same_pixels": list(same_pixels), "photos": photos, "corrupt": corrupt,
     "missing": missing, "user_model": profile.user_model_path(),
+    "default_marker": profile.default_marker_path(),
 })
 checks.ok(res is not None and "exception" not in res,
           "GIMP ran the checks" + (f": {res['exception']}" if res and "exception" in res else ""))
@@ -205,6 +210,9 @@ else:
     checks.ok(r.get("status") == "execution-error" and
               "plug-ins/catdog/catdog.safetensors" in r.get("error", ""),
               f"no model given, placeholder shipped model: execution error naming it ({r})")
+r = res.get("default_installed_unmarked", {})
+checks.ok(r == res.get("default_shipped"),
+          f"an installed model that is not marked default is not used ({r})")
 if success("default_user"):
     checks.near(res["default_user"]["dog_probability"], res.get(cat, {}).get("dog_probability"),
                 1e-12, "no model given: the user's installed model comes first")

@@ -20,8 +20,7 @@ model, trained, _ = gt.test_model(profile)
 if not trained:
     # The recipes use the default model: install the stand-in as the
     # user's model in the private profile.
-    os.makedirs(os.path.dirname(profile.user_model_path()), exist_ok=True)
-    shutil.copy(model, profile.user_model_path())
+    profile.install_user_model(model)
 
 with open(os.path.join(gt.SRC, "README.md")) as f:
     readme = f.read()

@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""The interactive plug-in in GIMP's GUI, under Xvfb: the PDB opens it in
+interactive mode, the dialog shows the shipped model's conv layers, the
+keyboard turns feature maps on and unchecks conv2, OK runs it, the result
+(label and confidence bar) shows in the dialog, and the image gains
+feature-map layers for exactly conv1 and conv3.  A second run with
+RUN-WITH-LAST-VALS repeats those settings without a dialog.  Then the
+same dialog in German (LANGUAGE=de with a real LANG): menu label and
+title translated.  Screenshots go to the test's folder."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import gimptest as gt
+
+XVFB_FLAG = "CATDOG_UNDER_XVFB"
+if os.environ.get(XVFB_FLAG) != "1":
+    xvfb = shutil.which("xvfb-run")
+    dbus = shutil.which("dbus-run-session")
+    if not xvfb or not dbus:
+        gt.skip("xvfb-run and dbus-run-session are needed for the GUI test")
+    env = dict(os.environ, **{XVFB_FLAG: "1"})
+    os.execvpe(xvfb, [xvfb, "-a", "-s", "-screen 0 1280x800x24", dbus, "--",
+                      sys.executable, os.path.abspath(__file__)], env)
+
+gt.require_gimp()
+for tool in ("xdotool", "import", "gimp"):
+    if not shutil.which(tool):
+        gt.skip(f"{tool} is not installed")
+GIMP = shutil.which("gimp")
+checks = gt.Checks()
+
+# Waits longer than a GIMP start with a fresh profile on a busy machine.
+WAIT = 90
+
+
+def xdo(*args):
+    return subprocess.run(["xdotool"] + list(args), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=30)
+
+
+def find_window(title, proc, timeout=WAIT):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        out = xdo("search", "--onlyvisible", "--name", f"^{title}$").stdout.split()
+        if out:
+            return out[-1]
+        time.sleep(0.3)
+    return None
+
+
+def screenshot(win, path):
+    subprocess.run(["import", "-window", win, path], timeout=30,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return os.path.exists(path)
+
+
+def keys(win, *names):
+    xdo("windowfocus", "--sync", win)
+    for name in names:
+        xdo("key", "--clearmodifiers", name)
+        time.sleep(0.4)
+
+
+def image_size(path):
+    out = subprocess.run(["identify", "-format", "%w %h %k", path],
+                         stdout=subprocess.PIPE, text=True, timeout=30).stdout.split()
+    return [int(v) for v in out] if len(out) == 3 else None
+
+
+SCRIPT = r'''
+image = load(P["photo"])
+photo = image.get_layers()[0]
+Gimp.Display.new(image)
+proc = PDB.lookup_procedure("plug-in-catdog-classify")
+R["menu_label"] = proc.get_menu_label()
+
+
+def run(mode):
+    config = proc.create_config()
+    config.set_property("run-mode", mode)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", [photo])
+    values = proc.run(config)
+    status = values.index(0)
+    if status != Gimp.PDBStatusType.SUCCESS:
+        return {"status": status.value_nick, "error": PDB.get_last_error()}
+    return {"status": "success", "label": values.index(1),
+            "probability": values.index(2)}
+
+
+if P["interactive"]:
+    R["interactive"] = run(Gimp.RunMode.INTERACTIVE)
+    R["after_interactive"] = layer_tree(image.get_layers())
+    # What the network sees again: the photo alone.
+    for item in image.get_layers():
+        if item.is_group():
+            item.set_visible(False)
+    image.set_selected_layers([photo])
+    R["last_vals"] = run(Gimp.RunMode.WITH_LAST_VALS)
+    R["after_last_vals"] = layer_tree(image.get_layers())
+else:
+    R["cancelled"] = run(Gimp.RunMode.INTERACTIVE)
+'''
+
+
+def gui_run(profile, interactive, env_extra, drive):
+    """Starts GIMP's GUI running SCRIPT; drive(proc) works the dialog."""
+    params = {"photo": os.path.join(gt.DATA, "dog.409.jpg"),
+              "interactive": interactive, "result": profile.path("result.json")}
+    import json
+    with open(profile.path("params.json"), "w") as f:
+        json.dump(params, f)
+    with open(profile.path("script.py"), "w") as f:
+        f.write(f"PARAMS_FILE = {profile.path('params.json')!r}\n")
+        f.write(gt.GIMP_PRELUDE)
+        f.write(gt.indent(SCRIPT))
+        f.write(gt.GIMP_EPILOGUE)
+    env = profile.env()
+    env.update({"DISPLAY": os.environ["DISPLAY"], "NO_AT_BRIDGE": "1",
+                "LANG": "en_US.UTF-8"})
+    env.update(env_extra)
+    code = f"exec(open({profile.path('script.py')!r}).read())"
+    proc = subprocess.Popen(["timeout", "-k", "10", "150", GIMP, "--no-splash",
+                             "--batch-interpreter=python-fu-eval", "-b", code,
+                             "--quit"], cwd=profile.files, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        drive(proc)
+        out, _ = proc.communicate(timeout=WAIT)
+    except Exception as exc:
+        proc.kill()
+        out, _ = proc.communicate()
+        print(f"driving the dialog failed: {exc!r}")
+    result = None
+    if os.path.exists(params["result"]):
+        with open(params["result"]) as f:
+            result = json.load(f)
+    if not result or "exception" in result:
+        print(out)
+    return result or {}
+
+
+# --- English: open, check, uncheck conv2, run, see the result --------------
+profile = gt.Profile("dialog")
+# Last values from an earlier run of this test would change the dialog.
+shutil.rmtree(os.path.join(profile.profile, "plug-in-settings"), ignore_errors=True)
+shots = {}
+
+
+def drive_english(proc):
+    win = find_window("Cat or Dog", proc)
+    checks.ok(win is not None, "the dialog opened (window 'Cat or Dog')")
+    if not win:
+        return
+    time.sleep(1.5)
+    shots["open"] = profile.path("dialog-open.png")
+    screenshot(win, shots["open"])
+    # Feature maps on (Alt+F), focus the layer list (Alt+L), second row
+    # (conv2), Enter toggles its check box off, OK (Alt+O).
+    keys(win, "alt+f", "alt+l", "Home", "Down", "Return")
+    time.sleep(0.5)
+    shots["before_ok"] = profile.path("dialog-before-ok.png")
+    screenshot(win, shots["before_ok"])
+    keys(win, "alt+o")
+    # The result replaces OK with Close; wait for the run to finish.
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(1.0)
+        if find_window("Cat or Dog", proc, timeout=1):
+            shot = profile.path("dialog-result.png")
+            screenshot(win, shot)
+            # The result frame makes the window taller than before.
+            a, b = image_size(shot), image_size(shots["open"])
+            if a and b and a[1] > b[1]:
+                shots["result"] = shot
+                break
+    checks.ok("result" in shots, "the dialog shows the result after the run")
+    time.sleep(0.5)
+    if "result" in shots:
+        screenshot(win, shots["result"])
+    keys(win, "Return")
+
+
+t0 = time.time()
+res = gui_run(profile, True, {}, drive_english)
+print(f"     (English run: {time.time() - t0:.1f} s)")
+
+for name, shot in shots.items():
+    size = image_size(shot) if os.path.exists(shot) else None
+    checks.ok(size is not None and size[0] >= 400 and size[1] >= 400 and size[2] > 50,
+              f"screenshot {name}: {shot} {size} (width, height, colours)")
+
+r = res.get("interactive", {})
+checks.ok(r.get("status") == "success" and r.get("label") in ("cat", "dog"),
+          f"the interactive run succeeded ({r})")
+
+
+def map_layers(tree):
+    groups = [n for n in tree if n["group"] and n["name"].startswith("Feature maps - ")]
+    return [[c["name"].split(" - ")[0] for c in g.get("children", [])] for g in groups]
+
+
+after = map_layers(res.get("after_interactive", []))
+checks.ok(after == [["conv1", "conv3"]],
+          f"the image gained feature maps for exactly the checked layers ({after})")
+r = res.get("last_vals", {})
+checks.ok(r.get("status") == "success" and
+          r.get("label") == res.get("interactive", {}).get("label"),
+          f"RUN-WITH-LAST-VALS ran without a dialog, same verdict ({r})")
+after = map_layers(res.get("after_last_vals", []))
+checks.ok(after == [["conv1", "conv3"]] * 2,
+          f"... with the same layers, conv1 and conv3 ({after})")
+checks.ok(res.get("menu_label") == "Cat or _Dog...", f"English menu label ({res.get('menu_label')!r})")
+
+# A new GIMP session (gimp-console) remembers the dialog's values.
+LAST = r'''
+image = load(P["photo"])
+proc = PDB.lookup_procedure("plug-in-catdog-classify")
+config = proc.create_config()
+config.set_property("run-mode", Gimp.RunMode.WITH_LAST_VALS)
+config.set_property("image", image)
+config.set_core_object_array("drawables", image.get_selected_layers())
+R["status"] = proc.run(config).index(0).value_nick
+R["tree"] = layer_tree(image.get_layers())
+'''
+res2 = profile.run_python(LAST, {"photo": os.path.join(gt.DATA, "dog.409.jpg")}) or {}
+after = map_layers(res2.get("tree", []))
+checks.ok(res2.get("status") == "success" and after == [["conv1", "conv3"]],
+          f"the next GIMP session repeats the last values: conv1, conv3 ({res2.get('status')}, {after})")
+
+# --- German: LANGUAGE=de with a real LANG; cancelled -------------------------
+profile_de = gt.Profile("dialog-de")
+
+
+def drive_german(proc):
+    win = find_window("Katze oder Hund", proc)
+    checks.ok(win is not None, "LANGUAGE=de: the dialog's title is 'Katze oder Hund'")
+    if not win:
+        return
+    time.sleep(1.5)
+    shots["de"] = profile_de.path("dialog-de.png")
+    screenshot(win, shots["de"])
+    keys(win, "Escape")
+
+
+res = gui_run(profile_de, False, {"LANGUAGE": "de"}, drive_german)
+checks.ok(res.get("menu_label") == "Katze oder _Hund …",
+          f"LANGUAGE=de: German menu label ({res.get('menu_label')!r})")
+checks.ok(res.get("cancelled", {}).get("status") == "cancel",
+          f"Escape cancels ({res.get('cancelled')})")
+checks.ok(os.path.exists(shots.get("de", "")), "German screenshot saved")
+print("screenshots: " + " ".join(sorted(shots.values())))
+checks.done()

@@ -1,0 +1,405 @@
+/* test_panel.c - the dialog's panel on its own, on a real (virtual)
+ * display: it lists the installed and the shipped models and the chosen
+ * model's conv layers, the check boxes and All/None drive "layers",
+ * switching models updates the list; then a screenshot is saved and
+ * checked (size of the window, not blank).
+ *   test_panel SHIPPED_MODEL SCREENSHOT.png */
+#include <string.h>
+
+#include <glib/gstdio.h>
+#include <gtk/gtk.h>
+
+#include "catdog-models.h"
+#include "catdog-panel.h"
+#include "check.h"
+
+/* A model unlike the article: other layer names, counts and sizes. */
+static const char SMALL_SPEC[] =
+  "{\"schema\": 1, \"name\": \"small\", \"input\": [64, 64, 3],"
+  " \"labels\": [\"cat\", \"dog\"],"
+  " \"preprocess\": {\"resize\": \"squash\", \"scale\": 0.00392156862745098,"
+  "   \"mean\": [0,0,0], \"std\": [1,1,1]}, \"flatten\": \"hwc\","
+  " \"layers\": ["
+  "  {\"type\": \"conv2d\", \"name\": \"c1\", \"filters\": 8, \"kernel\": 3,"
+  "   \"stride\": 1, \"padding\": \"same\"}, {\"type\": \"relu\", \"name\": \"r1\"},"
+  "  {\"type\": \"conv2d\", \"name\": \"c2\", \"filters\": 16, \"kernel\": 3,"
+  "   \"stride\": 2, \"padding\": \"same\"}, {\"type\": \"relu\", \"name\": \"r2\"},"
+  "  {\"type\": \"conv2d\", \"name\": \"c3\", \"filters\": 16, \"kernel\": 3,"
+  "   \"stride\": 2, \"padding\": \"same\"}, {\"type\": \"relu\", \"name\": \"r3\"},"
+  "  {\"type\": \"conv2d\", \"name\": \"c4\", \"filters\": 24, \"kernel\": 3,"
+  "   \"stride\": 1, \"padding\": \"valid\"}, {\"type\": \"relu\", \"name\": \"r4\"},"
+  "  {\"type\": \"gap\", \"name\": \"gap\"},"
+  "  {\"type\": \"dense\", \"name\": \"fc\", \"units\": 1},"
+  "  {\"type\": \"sigmoid\", \"name\": \"prob\"}]}";
+
+static void
+pump (guint ms)
+{
+  gint64 end = g_get_monotonic_time () + (gint64) ms * 1000;
+
+  do
+    {
+      while (gtk_events_pending ())
+        gtk_main_iteration ();
+      g_usleep (10000);
+    }
+  while (g_get_monotonic_time () < end);
+}
+
+static gint
+n_rows (GtkTreeView *view)
+{
+  return gtk_tree_model_iter_n_children (gtk_tree_view_get_model (view), NULL);
+}
+
+/* Column `col` of row `row` as text (ints printed). */
+static gchar *
+cell (GtkTreeView *view,
+      gint         row,
+      gint         col)
+{
+  GtkTreeModel *model = gtk_tree_view_get_model (view);
+  GtkTreeIter   iter;
+  GValue        v = G_VALUE_INIT;
+  gchar        *text;
+
+  if (! gtk_tree_model_iter_nth_child (model, &iter, NULL, row))
+    return g_strdup ("<no row>");
+  gtk_tree_model_get_value (model, &iter, col, &v);
+  text = G_VALUE_HOLDS_STRING (&v) ? g_value_dup_string (&v)
+         : G_VALUE_HOLDS_INT (&v)  ? g_strdup_printf ("%d", g_value_get_int (&v))
+         : g_strdup (g_value_get_boolean (&v) ? "TRUE" : "FALSE");
+  g_value_unset (&v);
+  return text;
+}
+
+static gboolean
+cell_is (GtkTreeView *view,
+         gint         row,
+         gint         col,
+         const gchar *want)
+{
+  gchar   *got = cell (view, row, col);
+  gboolean ok  = ! strcmp (got, want);
+
+  if (! ok)
+    fprintf (stderr, "row %d column %d: \"%s\", expected \"%s\"\n", row, col,
+             got, want);
+  g_free (got);
+  return ok;
+}
+
+static gchar *
+layers_of (GtkWidget *panel)
+{
+  gchar *s;
+
+  g_object_get (panel, "layers", &s, NULL);
+  return s;
+}
+
+static gint
+checked_of (GtkWidget *panel)
+{
+  gint n;
+
+  g_object_get (panel, "n-checked", &n, NULL);
+  return n;
+}
+
+#define CHECK_LAYERS(panel, want)                                          \
+  do {                                                                     \
+    gchar *got_ = layers_of (panel);                                       \
+    CHECKF (! g_strcmp0 (got_, want), "layers \"%s\", expected \"%s\"",     \
+            got_, want);                                                   \
+    g_free (got_);                                                         \
+  } while (0)
+
+/* What a click on the check box of row `row` does. */
+static void
+click_check (GtkTreeView *view,
+             gint         row)
+{
+  GtkTreeViewColumn *col   = gtk_tree_view_get_column (view, 0);
+  GList             *cells = gtk_cell_layout_get_cells (GTK_CELL_LAYOUT (col));
+  gchar             *path  = g_strdup_printf ("%d", row);
+
+  g_signal_emit_by_name (cells->data, "toggled", path);
+  g_free (path);
+  g_list_free (cells);
+}
+
+static void
+select_row (GtkTreeView *view,
+            gint         row)
+{
+  GtkTreePath *path = gtk_tree_path_new_from_indices (row, -1);
+
+  gtk_tree_view_set_cursor (view, path, NULL, FALSE);
+  gtk_tree_path_free (path);
+}
+
+static gint
+find_row (GtkTreeView *view,
+          gint         col,
+          const gchar *prefix)
+{
+  gint i;
+
+  for (i = 0; i < n_rows (view); i++)
+    {
+      gchar   *text = cell (view, i, col);
+      gboolean hit  = g_str_has_prefix (text, prefix);
+
+      g_free (text);
+      if (hit)
+        return i;
+    }
+  return -1;
+}
+
+static void
+check_screenshot (GtkWidget   *window,
+                  const gchar *out)
+{
+  GdkWindow *gw = gtk_widget_get_window (window);
+  gint       w  = gdk_window_get_width (gw);
+  gint       h  = gdk_window_get_height (gw);
+  GdkPixbuf *shot = gdk_pixbuf_get_from_window (gw, 0, 0, w, h);
+  GHashTable *colours = g_hash_table_new (g_direct_hash, g_direct_equal);
+  GError    *error = NULL;
+  GdkPixbuf *back;
+  gint       x, y;
+
+  CHECK (shot != NULL);
+  if (! shot)
+    return;
+  CHECK (gdk_pixbuf_save (shot, out, "png", &error, NULL));
+  if (error)
+    fprintf (stderr, "%s\n", error->message);
+  g_clear_error (&error);
+
+  /* Read back what was written, as a viewer would. */
+  back = gdk_pixbuf_new_from_file (out, &error);
+  CHECKF (back != NULL, "%s", error ? error->message : "");
+  g_clear_error (&error);
+  if (back)
+    {
+      const guint8 *px   = gdk_pixbuf_read_pixels (back);
+      gint          nch  = gdk_pixbuf_get_n_channels (back);
+      gint          rs   = gdk_pixbuf_get_rowstride (back);
+
+      CHECKF (gdk_pixbuf_get_width (back) == w &&
+              gdk_pixbuf_get_height (back) == h,
+              "screenshot %dx%d, window %dx%d", gdk_pixbuf_get_width (back),
+              gdk_pixbuf_get_height (back), w, h);
+      CHECKF (w >= 400 && h >= 400, "window %dx%d", w, h);
+      for (y = 0; y < gdk_pixbuf_get_height (back); y++)
+        for (x = 0; x < gdk_pixbuf_get_width (back); x++)
+          {
+            const guint8 *p = px + y * rs + x * nch;
+
+            g_hash_table_add (colours,
+                              GUINT_TO_POINTER ((p[0] << 16) | (p[1] << 8) | p[2]));
+          }
+      /* Text, frames and the bar: far more than a blank or one-colour
+       * window. */
+      CHECKF (g_hash_table_size (colours) >= 20, "%u colours",
+              g_hash_table_size (colours));
+      g_object_unref (back);
+    }
+  g_hash_table_unref (colours);
+  g_object_unref (shot);
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  gchar       *dir, *models, *small_src, *small, *path;
+  cnn_model   *m = NULL;
+  GError      *error = NULL;
+  GtkWidget   *window, *panel;
+  GtkTreeView *mv, *lv;
+  GFile       *file = NULL;
+  gint         row;
+
+  if (argc != 3)
+    {
+      fprintf (stderr, "usage: %s SHIPPED_MODEL SCREENSHOT.png\n", argv[0]);
+      return 2;
+    }
+  if (! gtk_init_check (&argc, &argv))
+    {
+      printf ("SKIP: no display (run under xvfb-run)\n");
+      return 77;
+    }
+  if (! g_file_test (argv[1], G_FILE_TEST_IS_REGULAR) ||
+      cnn_model_load (argv[1], &m) != CNN_OK)
+    {
+      printf ("SKIP: the shipped model %s does not load: %s\n", argv[1],
+              cnn_last_error ());
+      return 77;
+    }
+  cnn_model_free (m);
+  m = NULL;
+
+  dir = g_dir_make_tmp ("catdog-ui-XXXXXX", &error);
+  g_assert_no_error (error);
+  models    = g_build_filename (dir, "models", NULL);
+  small_src = g_build_filename (dir, "small.safetensors", NULL);
+  CHECK_OK (cnn_model_from_spec (SMALL_SPEC, &m));
+  CHECK_OK (cnn_model_init (m, 3));
+  CHECK_OK (cnn_model_save (m, small_src, CNN_DTYPE_F32,
+                            "{\"metrics\": {\"val_accuracy\": 0.625}}"));
+  cnn_model_free (m);
+  small = catdog_models_install (models, small_src, FALSE, &error);
+  CHECKF (small != NULL, "%s", error ? error->message : "");
+  g_clear_error (&error);
+
+  window = gtk_window_new (GTK_WINDOW_TOPLEVEL);
+  gtk_window_set_title (GTK_WINDOW (window), "Cat or Dog");
+  gtk_window_set_default_size (GTK_WINDOW (window), 640, 660);
+  gtk_container_set_border_width (GTK_CONTAINER (window), 12);
+  panel = catdog_panel_new (models, argv[1]);
+  gtk_container_add (GTK_CONTAINER (window), panel);
+  gtk_widget_show_all (window);
+  pump (300);
+
+  mv = catdog_panel_get_model_view (CATDOG_PANEL (panel));
+  lv = catdog_panel_get_layer_view (CATDOG_PANEL (panel));
+
+  /* Both models listed; the shipped one is the default (nothing marked). */
+  CHECKF (n_rows (mv) == 2, "%d models listed", n_rows (mv));
+  CHECK (cell_is (mv, 0, CATDOG_MODEL_COL_NAME, "small"));
+  CHECK (cell_is (mv, 0, CATDOG_MODEL_COL_SUMMARY, "4 conv (8, 16, 16, 24), global pool"));
+  CHECK (cell_is (mv, 0, CATDOG_MODEL_COL_INPUT, "64x64 RGB"));
+  CHECK (cell_is (mv, 0, CATDOG_MODEL_COL_ACCURACY, "62.5%"));
+  CHECK (cell_is (mv, 1, CATDOG_MODEL_COL_PATH, argv[1]));
+  CHECK (cell_is (mv, 1, CATDOG_MODEL_COL_INPUT, "150x150 RGB"));
+  CHECK (cell_is (mv, 1, CATDOG_MODEL_COL_SUMMARY, "3 conv (32, 64, 128), dense 512"));
+  {
+    gchar *name = cell (mv, 1, CATDOG_MODEL_COL_NAME);
+    gchar *size = cell (mv, 1, CATDOG_MODEL_COL_SIZE);
+    gchar *want = g_format_size (38070730);
+
+    CHECKF (g_str_has_suffix (name, "(default)"), "shipped row \"%s\"", name);
+    CHECKF (g_str_has_suffix (size, "MB"), "size \"%s\" (e.g. %s)", size, want);
+    g_free (want);
+    g_free (size);
+    g_free (name);
+  }
+  g_object_get (panel, "file", &file, NULL);
+  CHECK (file == NULL);
+
+  /* The shipped (article) model's conv layers, all checked. */
+  CHECKF (n_rows (lv) == 3, "%d conv layers", n_rows (lv));
+  CHECK (cell_is (lv, 0, CATDOG_LAYER_COL_NAME, "conv1"));
+  CHECK (cell_is (lv, 0, CATDOG_LAYER_COL_MAPS, "32"));
+  CHECK (cell_is (lv, 0, CATDOG_LAYER_COL_SIZE, "148x148"));
+  CHECK (cell_is (lv, 1, CATDOG_LAYER_COL_NAME, "conv2"));
+  CHECK (cell_is (lv, 1, CATDOG_LAYER_COL_MAPS, "64"));
+  CHECK (cell_is (lv, 1, CATDOG_LAYER_COL_SIZE, "72x72"));
+  CHECK (cell_is (lv, 2, CATDOG_LAYER_COL_NAME, "conv3"));
+  CHECK (cell_is (lv, 2, CATDOG_LAYER_COL_MAPS, "128"));
+  CHECK (cell_is (lv, 2, CATDOG_LAYER_COL_SIZE, "34x34"));
+  CHECK_LAYERS (panel, "all");
+  CHECK (checked_of (panel) == 3);
+
+  /* Check boxes, None, All, and Enter on a row. */
+  click_check (lv, 1);
+  CHECK (cell_is (lv, 1, CATDOG_LAYER_COL_CHECKED, "FALSE"));
+  CHECK_LAYERS (panel, "conv1,conv3");
+  CHECK (checked_of (panel) == 2);
+  gtk_button_clicked (catdog_panel_get_none_button (CATDOG_PANEL (panel)));
+  CHECK_LAYERS (panel, "");
+  CHECK (checked_of (panel) == 0);
+  gtk_button_clicked (catdog_panel_get_all_button (CATDOG_PANEL (panel)));
+  CHECK_LAYERS (panel, "all");
+  CHECK (checked_of (panel) == 3);
+  {
+    GtkTreePath *p = gtk_tree_path_new_from_indices (2, -1);
+
+    gtk_tree_view_row_activated (lv, p, gtk_tree_view_get_column (lv, 1));
+    gtk_tree_path_free (p);
+  }
+  CHECK_LAYERS (panel, "conv1,conv2");
+  /* Set from outside (GIMP's remembered values). */
+  g_object_set (panel, "layers", "conv2", NULL);
+  CHECK (cell_is (lv, 0, CATDOG_LAYER_COL_CHECKED, "FALSE"));
+  CHECK (cell_is (lv, 1, CATDOG_LAYER_COL_CHECKED, "TRUE"));
+  CHECK (cell_is (lv, 2, CATDOG_LAYER_COL_CHECKED, "FALSE"));
+  CHECK (checked_of (panel) == 1);
+
+  /* Another model: its own layers (none of the chosen names: all). */
+  row = find_row (mv, CATDOG_MODEL_COL_NAME, "small");
+  select_row (mv, row);
+  pump (50);
+  CHECKF (n_rows (lv) == 4, "%d conv layers in the small model", n_rows (lv));
+  CHECK (cell_is (lv, 0, CATDOG_LAYER_COL_NAME, "c1"));
+  CHECK (cell_is (lv, 0, CATDOG_LAYER_COL_SIZE, "64x64"));
+  CHECK (cell_is (lv, 1, CATDOG_LAYER_COL_SIZE, "32x32"));
+  CHECK (cell_is (lv, 3, CATDOG_LAYER_COL_NAME, "c4"));
+  CHECK (cell_is (lv, 3, CATDOG_LAYER_COL_MAPS, "24"));
+  CHECK (cell_is (lv, 3, CATDOG_LAYER_COL_SIZE, "14x14"));
+  CHECK_LAYERS (panel, "all");
+  g_object_get (panel, "file", &file, NULL);
+  path = file ? g_file_get_path (file) : NULL;
+  CHECKF (! g_strcmp0 (path, small), "file %s, expected %s", path, small);
+  g_free (path);
+  g_clear_object (&file);
+  click_check (lv, 0);
+  CHECK_LAYERS (panel, "c2,c3,c4");
+
+  /* Made the default: marked in the list, the row means "default". */
+  CHECK (catdog_models_set_default (models, small, NULL));
+  g_object_set (panel, "file", NULL, NULL);
+  catdog_panel_refresh (CATDOG_PANEL (panel));
+  CHECK (cell_is (mv, 0, CATDOG_MODEL_COL_NAME, "small (default)"));
+  CHECK (cell_is (mv, 1, CATDOG_MODEL_COL_WEIGHT, "400"));
+  CHECK (n_rows (lv) == 4);
+  CHECK (catdog_models_set_default (models, NULL, NULL));
+
+  /* Back to the article model; the layers of the last choice carry over
+   * by name where they exist. */
+  g_object_set (panel, "layers", "conv1,conv3", NULL);
+  select_row (mv, find_row (mv, CATDOG_MODEL_COL_PATH, argv[1]));
+  catdog_panel_refresh (CATDOG_PANEL (panel));
+  pump (50);
+  CHECK (n_rows (lv) == 3);
+  CHECK_LAYERS (panel, "conv1,conv3");
+
+  /* Maps options follow the properties, both ways. */
+  g_object_set (panel, "feature-maps", TRUE, "maps-style", "channels",
+                "colormap", "viridis", NULL);
+  {
+    gboolean maps;
+    gchar   *style, *cmap;
+
+    g_object_get (panel, "feature-maps", &maps, "maps-style", &style,
+                  "colormap", &cmap, NULL);
+    CHECK (maps && ! strcmp (style, "channels") && ! strcmp (cmap, "viridis"));
+    CHECK (gtk_widget_is_sensitive (GTK_WIDGET (lv)));
+    g_free (style);
+    g_free (cmap);
+  }
+  g_object_set (panel, "feature-maps", FALSE, NULL);
+  CHECK (! gtk_widget_is_sensitive (GTK_WIDGET (lv)));
+  g_object_set (panel, "feature-maps", TRUE, "maps-style", "mosaic", NULL);
+
+  /* A picture of the dialog as a user sees it after a run. */
+  catdog_panel_show_result (CATDOG_PANEL (panel), "dog", 0.873);
+  pump (400);
+  check_screenshot (window, argv[2]);
+
+  gtk_widget_destroy (window);
+  g_unlink (small);
+  g_unlink (small_src);
+  g_rmdir (models);
+  g_rmdir (dir);
+  g_free (small);
+  g_free (small_src);
+  g_free (models);
+  g_free (dir);
+  return check_done ("test_panel");
+}

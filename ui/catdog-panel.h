@@ -1,0 +1,66 @@
+/* catdog-panel.h - the plug-in dialog's contents as a plain GTK 3 widget
+ * (no libgimp): model chooser, conv layer list, maps options, "Install
+ * weights...", and the result once the image has been classified.
+ *
+ * Its properties carry the procedure's arguments, so the plug-in binds
+ * them to its GimpProcedureConfig, and a test program drives it alone:
+ *   "file"          GFile   the chosen model; NULL: the default model
+ *   "layers"        string  "all" or comma-separated conv layer names
+ *   "feature-maps"  boolean
+ *   "maps-style"    string  "mosaic" or "channels"
+ *   "colormap"      string  "gray" or "viridis"
+ *   "n-checked"     int     conv layers checked (read-only)
+ */
+#ifndef CATDOG_PANEL_H
+#define CATDOG_PANEL_H
+
+#include <gtk/gtk.h>
+
+#define CATDOG_TYPE_PANEL (catdog_panel_get_type ())
+G_DECLARE_FINAL_TYPE (CatdogPanel, catdog_panel, CATDOG, PANEL, GtkBox)
+
+/* Columns of the two lists, for tests and accessibility tools. */
+enum
+{
+  CATDOG_MODEL_COL_PATH,      /* string */
+  CATDOG_MODEL_COL_NAME,      /* string, "(default)" added to the default */
+  CATDOG_MODEL_COL_SUMMARY,   /* string: architecture, or why it is unusable */
+  CATDOG_MODEL_COL_INPUT,     /* string: "150x150 RGB" */
+  CATDOG_MODEL_COL_SIZE,      /* string: "38.1 MB" */
+  CATDOG_MODEL_COL_ACCURACY,  /* string: "76.0%" or "" */
+  CATDOG_MODEL_COL_WEIGHT,    /* int: bold for the default */
+  CATDOG_MODEL_N_COLS
+};
+
+enum
+{
+  CATDOG_LAYER_COL_CHECKED,   /* boolean */
+  CATDOG_LAYER_COL_NAME,      /* string */
+  CATDOG_LAYER_COL_MAPS,      /* int */
+  CATDOG_LAYER_COL_SIZE,      /* string: "148x148" */
+  CATDOG_LAYER_N_COLS
+};
+
+/* models_dir: the user's models folder (catdog-models.h); shipped_model:
+ * the model that comes with the plug-in (may be NULL). */
+GtkWidget   *catdog_panel_new             (const gchar  *models_dir,
+                                           const gchar  *shipped_model);
+
+/* Re-reads the models folder (after an install from elsewhere). */
+void         catdog_panel_refresh         (CatdogPanel  *panel);
+
+/* Shows the verdict: the label and a bar for its probability. */
+void         catdog_panel_show_result     (CatdogPanel  *panel,
+                                           const gchar  *label,
+                                           gdouble       probability);
+
+/* The path of the model the panel would use (the default when "file" is
+ * NULL), or NULL when there is none (g_free). */
+gchar       *catdog_panel_get_model_path  (CatdogPanel  *panel);
+
+GtkTreeView *catdog_panel_get_model_view  (CatdogPanel  *panel);
+GtkTreeView *catdog_panel_get_layer_view  (CatdogPanel  *panel);
+GtkButton   *catdog_panel_get_all_button  (CatdogPanel  *panel);
+GtkButton   *catdog_panel_get_none_button (CatdogPanel  *panel);
+
+#endif /* CATDOG_PANEL_H */
