@@ -46,6 +46,11 @@ void cnn_free_aligned(void *p);
 cnn_status cnn_write_file_atomic(const char *path, const void *const *parts,
                                  const size_t *sizes, int n_parts);
 
+/* cnn_model_from_spec for the description of a model file whose tensors
+ * take data_bytes: an architecture with far more parameters than those
+ * bytes can hold is refused before its parameters are allocated. */
+cnn_status cnn_model_from_file_spec(const char *spec, size_t data_bytes, cnn_model **out);
+
 /* Reads a whole file (refusing files larger than max_size). */
 cnn_status cnn_read_file(const char *path, size_t max_size, void **data,
                          size_t *size);

@@ -162,7 +162,11 @@ typedef struct {
 } cnn_train_run;
 
 /* Trains until the configured number of epochs is reached (continuing
- * from the trainer's position after cnn_trainer_resume). */
+ * from the trainer's position after cnn_trainer_resume).  After every
+ * epoch: re-estimates the batch-norm running statistics under the current
+ * weights (the average batch statistics of up to 100 un-augmented
+ * training batches; training itself never reads them), evaluates the
+ * validation set, reports, writes the checkpoint and the model. */
 cnn_status cnn_trainer_run(cnn_trainer *t, const cnn_dataset *d,
                            const cnn_train_run *run);
 

@@ -33,12 +33,30 @@ const char *cnn_last_error(void) { return error_message; }
 
 void cnn_clear_error(void) { error_message[0] = '\0'; }
 
+/* Messages quote names read from untrusted files (tensor names, fields,
+ * dtypes) and end up on terminals: control characters, including UTF-8
+ * encoded C1 controls (U+0080..U+009F, e.g. CSI), become '?', so that a
+ * hostile file can neither send escape sequences nor forge output lines. */
+static void defang(char *p)
+{
+    for (; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c == 0x7f) {
+            *p = '?';
+        } else if (c == 0xc2 && (unsigned char)p[1] >= 0x80 && (unsigned char)p[1] <= 0x9f) {
+            p[0] = p[1] = '?';
+            p++;
+        }
+    }
+}
+
 cnn_status cnn_fail(cnn_status s, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(error_message, sizeof error_message, fmt, ap);
     va_end(ap);
+    defang(error_message);
     return s;
 }
 
@@ -59,6 +77,7 @@ cnn_status cnn_fail_prefix(cnn_status s, const char *fmt, ...)
     if (m > room) m = room;
     memcpy(error_message + n + 2, old, m);
     error_message[n + 2 + m] = '\0';
+    defang(error_message);
     return s;
 }
 

@@ -24,6 +24,14 @@
 /* Progressive files normally have about 10 scans; thousands of tiny scans
  * are a known way to make a small file take minutes to decode. */
 #define MAX_SCANS 1000
+/* Scans can also be few but each cover the whole image: the work is the
+ * blocks all scans read.  libjpeg's own progressive files read each block
+ * about 6 times (the DC scans and 4 AC scans for luma); beyond this many
+ * passes over the whole image, or MIN_SCAN_BLOCKS for small images, a file
+ * is refused.  Repeating one 99-byte scan of an 8192 x 8192 image 980
+ * times (a 0.5 MB file) would otherwise take about 20 s. */
+#define MAX_SCAN_PASSES 32
+#define MIN_SCAN_BLOCKS ((uint64_t)1 << 22)
 
 typedef struct {
     struct jpeg_error_mgr pub;
@@ -32,6 +40,10 @@ typedef struct {
     int code;      /* libjpeg message code of the failure */
     int warning;   /* the failure was a warning we treat as fatal */
     int too_many_scans;
+    int too_much_work;
+    int last_scan;           /* input_scan_number already counted */
+    uint64_t scan_blocks;    /* blocks read by the scans so far */
+    uint64_t block_budget;
 } jpeg_guard;
 
 /* State that must survive a longjmp out of libjpeg: it lives on the heap,
@@ -79,14 +91,36 @@ static void guard_emit_message(j_common_ptr cinfo, int level)
 
 static void guard_output_message(j_common_ptr cinfo) { (void)cinfo; }
 
+/* libjpeg calls this at least once per scan (and per row of blocks), so
+ * each scan is counted when it starts, before its data is decoded. */
 static void scan_limit_monitor(j_common_ptr cinfo)
 {
     j_decompress_ptr d = (j_decompress_ptr)cinfo; /* only installed on one */
+    jpeg_guard *g = (jpeg_guard *)cinfo->err;
     if (d->input_scan_number > MAX_SCANS) {
-        jpeg_guard *g = (jpeg_guard *)cinfo->err;
         g->too_many_scans = 1;
         longjmp(g->jump, 1);
     }
+    if (d->input_scan_number == g->last_scan) return;
+    g->last_scan = d->input_scan_number;
+    for (int i = 0; i < d->comps_in_scan && i < MAX_COMPS_IN_SCAN; i++) {
+        const jpeg_component_info *c = d->cur_comp_info[i];
+        if (c) g->scan_blocks += (uint64_t)c->width_in_blocks * c->height_in_blocks;
+    }
+    if (g->scan_blocks > g->block_budget) {
+        g->too_much_work = 1;
+        longjmp(g->jump, 1);
+    }
+}
+
+/* The scans' block budget of a file whose header has been read. */
+static uint64_t scan_block_budget(j_decompress_ptr d)
+{
+    uint64_t blocks = 0;
+    for (int i = 0; i < d->num_components; i++)
+        blocks += (uint64_t)d->comp_info[i].width_in_blocks * d->comp_info[i].height_in_blocks;
+    uint64_t budget = blocks * MAX_SCAN_PASSES;
+    return budget > MIN_SCAN_BLOCKS ? budget : MIN_SCAN_BLOCKS;
 }
 
 /* What a buffer that is not a JPEG looks like, for the error message.
@@ -263,6 +297,11 @@ static cnn_status map_libjpeg_failure(jpeg_job *job, size_t size)
     if (g->too_many_scans)
         return cnn_fail(CNN_ERR_LIMIT, "%s: progressive JPEG with more than %d scans", job->name,
                         MAX_SCANS);
+    if (g->too_much_work)
+        return cnn_fail(CNN_ERR_LIMIT,
+                        "%s: progressive JPEG whose scans read the image more than %d times "
+                        "over (scan %d); refused as too slow to decode", job->name,
+                        MAX_SCAN_PASSES, g->last_scan);
     if (g->warning && g->code == JWRN_JPEG_EOF)
         return cnn_fail(CNN_ERR_FORMAT, "%s: truncated JPEG (data ends after %zu bytes)",
                         job->name, size);
@@ -321,6 +360,7 @@ static cnn_status decode_body(jpeg_job *job, const uint8_t *data, size_t size,
     jpeg_mem_src(cinfo, data, (unsigned long)size);
     if (jpeg_read_header(cinfo, TRUE) != JPEG_HEADER_OK)
         return cnn_fail(CNN_ERR_FORMAT, "%s: JPEG holds tables but no image", job->name);
+    job->err.block_budget = scan_block_budget(cinfo);
 
     uint64_t max_pixels = opt && opt->max_pixels ? opt->max_pixels : CNN_MAX_IMAGE_PIXELS;
     uint64_t declared = (uint64_t)cinfo->image_width * cinfo->image_height;
@@ -443,6 +483,7 @@ static cnn_status decode(const char *name, const uint8_t *data, size_t size,
     job->err.pub.error_exit = guard_error_exit;
     job->err.pub.emit_message = guard_emit_message;
     job->err.pub.output_message = guard_output_message;
+    job->err.block_budget = UINT64_MAX; /* until the header is read */
 
     cnn_status s = decode_guarded(job, data, size, opt, out);
     if (job->created) jpeg_destroy_decompress(&job->cinfo);

@@ -541,6 +541,17 @@ static cnn_status infer_shapes(cnn_model *m, const int *pad_spec)
                         "last layer \"%s\" outputs %s",
                         m->layers[m->n_layers - 1].name, out_text);
     }
+    /* A 1x1x1 input through flatten, dropout and sigmoid alone would be
+     * its own logit: nothing to run, so a broken file, not a model. */
+    bool computes = false;
+    for (int i = 0; i < m->n_layers && !computes; i++) {
+        cnn_layer_type t = m->layers[i].type;
+        computes = t != CNN_LAYER_FLATTEN && t != CNN_LAYER_DROPOUT && t != CNN_LAYER_SIGMOID;
+    }
+    if (!computes)
+        return cnn_fail(CNN_ERR_MODEL,
+                        "the network has only flatten, dropout or sigmoid layers: nothing "
+                        "computes its output");
     m->n_params = (size_t)params;
     m->macs = macs;
     m->activation_bytes = (size_t)act * sizeof(float);
@@ -574,7 +585,13 @@ static cnn_status allocate_params(cnn_model *m)
     return CNN_OK;
 }
 
-static cnn_status build(const cJSON *root, cnn_model *m)
+/* Parameters a model file may declare whatever its size: a few MB, so
+ * that small broken files still get the precise message of the tensor
+ * check instead of the coarse one below. */
+#define UNCHECKED_PARAMS ((size_t)1 << 20)
+
+/* data_bytes: the tensor data a file holds (SIZE_MAX: not from a file). */
+static cnn_status build(const cJSON *root, size_t data_bytes, cnn_model *m)
 {
     if (!cJSON_IsObject(root))
         return cnn_fail(CNN_ERR_FORMAT, "the model description is not a JSON object");
@@ -655,10 +672,23 @@ static cnn_status build(const cJSON *root, cnn_model *m)
                                 j + 1, i + 1, m->layers[i].name);
     }
     if ((s = infer_shapes(m, pad_spec))) return s;
+    /* Every parameter takes at least 2 bytes (F16, BF16) in the file: a
+     * tiny file must not make us allocate (and zero) up to the 1 GiB that
+     * CNN_MAX_PARAMS allows before its tensors are even looked at. */
+    if (m->n_params > UNCHECKED_PARAMS && m->n_params > data_bytes / 2)
+        return cnn_fail(CNN_ERR_MODEL,
+                        "the architecture has %zu parameters, which need at least %zu "
+                        "bytes of tensor data, but the file holds only %zu",
+                        m->n_params, m->n_params * 2, data_bytes);
     return allocate_params(m);
 }
 
 cnn_status cnn_model_from_spec(const char *spec, cnn_model **out)
+{
+    return cnn_model_from_file_spec(spec, SIZE_MAX, out);
+}
+
+cnn_status cnn_model_from_file_spec(const char *spec, size_t data_bytes, cnn_model **out)
 {
     if (!out) return cnn_fail(CNN_ERR_ARG, "model spec: out is NULL");
     *out = NULL;
@@ -695,7 +725,7 @@ cnn_status cnn_model_from_spec(const char *spec, cnn_model **out)
 
     cnn_model *m = cnn_alloc(1, sizeof *m);
     cnn_status s = m ? CNN_OK : CNN_ERR_NOMEM;
-    if (!s) s = build(root, m);
+    if (!s) s = build(root, data_bytes, m);
     cJSON_Delete(root);
     if (!s) {
         size_t len = strlen(text);

@@ -10,22 +10,37 @@
  *     the caller, who gets logits.
  *   - Every step writes its own buffer in one arena, so after a forward
  *     pass each layer's output is still there: taps are views, not copies.
+ *   - Weights are repacked for the kernel set (kernels.h): conv weights in
+ *     blocks of output channels, dense weights transposed, in blocks of
+ *     units, and in bf16 or f16 when that loses nothing (or when asked:
+ *     net_internal.h), since a dense layer at batch 1 is bound by how fast
+ *     its weights stream from memory.
  *
- * Threads: OpenMP with static partitioning over independent outputs
- * (image x row for convolutions, units for dense layers).  Every output
- * element is computed by one thread in a fixed order, so results do not
- * depend on the thread count. */
+ * Kernels: the set for the best instruction set this CPU has, chosen when
+ * the net is created (cpu.c); the scalar reference ops (ops_ref.c) are the
+ * ground truth the tests hold every set to.
+ *
+ * Threads: a pool of its own per net (pool.h).  Each step is cut into a
+ * fixed set of independent items (image x rows x block of channels for
+ * convolutions, blocks of units for dense layers, rows for pooling) that
+ * the threads take as they come; an item is computed the same way in a
+ * fixed order whichever thread takes it, so results depend neither on the
+ * thread count nor on timing. */
+/* madvise(MADV_HUGEPAGE) is a Linux extension. */
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE
+#endif
 #include "cnn_internal.h"
+#include "net_internal.h"
+#include "pool.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#ifdef _OPENMP
-#include <omp.h>
-#define CNN_OMP_FOR(nt) _Pragma("omp parallel for schedule(static) num_threads(nt)")
-#else
-#define CNN_OMP_FOR(nt) (void)(nt);
+#include <time.h>
+#ifdef __linux__
+#include <sys/mman.h>
 #endif
 
 typedef enum { STEP_CONV, STEP_DENSE, STEP_POOL, STEP_GAP, STEP_AFFINE, STEP_RELU } step_kind;
@@ -33,20 +48,27 @@ typedef enum { STEP_CONV, STEP_DENSE, STEP_POOL, STEP_GAP, STEP_AFFINE, STEP_REL
 typedef struct {
     step_kind kind;
     int layer;           /* model layer this step computes */
+    char name[160];      /* the layers it computes, '+'-separated */
     int relu;            /* apply relu to the output */
     int in_buf, out_buf; /* buffer indices; -1 is the network input */
     int h, w, c;         /* input shape (flat tensors: 1 x 1 x features) */
     int oh, ow, oc;      /* output shape */
     int k, stride, pad_top, pad_left;
     int fold_bn;         /* conv: batchnorm layer folded into it, or -1 */
-    float *weight;       /* conv: [k][k][c][oc]; dense: [in][units] */
-    float *bias;         /* conv, dense: [oc]; affine: shift [c] */
+    cnn_wfmt wfmt;       /* dense: weight storage */
+    size_t weight_bytes; /* packed weights */
+    double nonzero;      /* dense: fraction of non-zero inputs in the last pass */
+    void *weight;        /* conv: [oc/B][k][k][c][B] f32; dense: blocks [in][B] */
+    float *bias;         /* conv: [oc/B*B]; dense: [oc]; affine: shift [c] */
     float *scale;        /* affine: [c] */
 } step;
 
 struct cnn_net {
     const cnn_model *m;
-    int max_batch, threads;
+    const cnn_kernels *kern;
+    cnn_isa isa;
+    cnn_pool *pool;
+    int max_batch;
     int n_steps;
     step steps[CNN_MAX_LAYERS + 1];
     int n_bufs;
@@ -57,131 +79,151 @@ struct cnn_net {
     int tap_buf[CNN_MAX_LAYERS];
     int tap_h[CNN_MAX_LAYERS], tap_w[CNN_MAX_LAYERS], tap_c[CNN_MAX_LAYERS];
     int last_n;         /* images in the last forward pass */
-    float *block;       /* packed parameters */
+    unsigned char *block; /* packed parameters */
+    size_t block_bytes;
     float *arena;       /* activations */
+    size_t arena_bytes;
+    int32_t *nz;        /* dense: indices of non-zero inputs, [max_batch][max_in] */
+    int *n_nz;          /* [max_batch] */
+    size_t max_dense_in;
 };
 
 /* ------------------------------------------------------------------ */
-/* Kernels                                                            */
+/* Threads                                                            */
 /* ------------------------------------------------------------------ */
 
-enum { XB = 4, OCB = 32 };
+typedef struct {
+    const cnn_net *net;
+    const step *s;
+    const float *in;
+    float *out;
+    int n;
+} step_run;
 
-/* One output row of a convolution: pixels in groups of XB, output
- * channels in blocks of OCB kept in a small accumulator array that the
- * compiler keeps in vector registers; the channel loop is contiguous in
- * both the packed weights and the output. */
-static void conv_row(const step *s, const float *in, float *out, int oy)
+
+/* ------------------------------------------------------------------ */
+/* Steps                                                              */
+/* ------------------------------------------------------------------ */
+
+/* Rows of a conv step per item: enough that a narrow layer still fills
+ * the kernel's pixel tiles several times over. */
+static int conv_group(const cnn_net *net, const step *s)
 {
-    const int k = s->k, c = s->c, oc = s->oc, w = s->w, h = s->h;
-    for (int ox0 = 0; ox0 < s->ow; ox0 += XB) {
-        const int nx = s->ow - ox0 < XB ? s->ow - ox0 : XB;
-        for (int o0 = 0; o0 < oc; o0 += OCB) {
-            const int no = oc - o0 < OCB ? oc - o0 : OCB;
-            float acc[XB][OCB];
-            for (int j = 0; j < XB; j++)
-                for (int o = 0; o < OCB; o++)
-                    acc[j][o] = (o < no && s->bias) ? s->bias[o0 + o] : 0.0f;
-            for (int ky = 0; ky < k; ky++) {
-                const int y = oy * s->stride - s->pad_top + ky;
-                if (y < 0 || y >= h) continue;
-                for (int kx = 0; kx < k; kx++) {
-                    const float *wk = s->weight + ((size_t)(ky * k + kx) * c) * oc + o0;
-                    const float *px[XB];
-                    for (int j = 0; j < XB; j++) {
-                        const int x = (ox0 + j) * s->stride - s->pad_left + kx;
-                        px[j] = (j < nx && x >= 0 && x < w) ? in + ((size_t)y * w + x) * c : NULL;
-                    }
-                    if (no == OCB) {
-                        for (int i = 0; i < c; i++) {
-                            const float *wr = wk + (size_t)i * oc;
-                            for (int j = 0; j < XB; j++) {
-                                if (!px[j]) continue;
-                                const float v = px[j][i];
-                                for (int o = 0; o < OCB; o++) acc[j][o] += v * wr[o];
-                            }
-                        }
-                    } else {
-                        for (int i = 0; i < c; i++) {
-                            const float *wr = wk + (size_t)i * oc;
-                            for (int j = 0; j < XB; j++) {
-                                if (!px[j]) continue;
-                                const float v = px[j][i];
-                                for (int o = 0; o < no; o++) acc[j][o] += v * wr[o];
-                            }
-                        }
-                    }
-                }
-            }
-            for (int j = 0; j < nx; j++) {
-                float *dst = out + ((size_t)oy * s->ow + ox0 + j) * oc + o0;
-                for (int o = 0; o < no; o++)
-                    dst[o] = (s->relu && !(acc[j][o] > 0.0f)) ? 0.0f : acc[j][o];
-            }
-        }
-    }
+    const int want = 4 * net->kern->conv_pixels;
+    const int rows = (want + s->ow - 1) / s->ow;
+    return rows < 1 ? 1 : rows > s->oh ? s->oh : rows;
 }
 
-static void run_conv(const step *s, const float *in, float *out, int n, int nt)
+/* Items: (image, group of output rows, block of output channels), blocks
+ * fastest. */
+static void conv_items(void *ctx, size_t i0, size_t i1)
 {
-    const int rows = n * s->oh;
+    const step_run *r = ctx;
+    const step *s = r->s;
+    const cnn_conv_shape shape = {
+        s->h, s->w, s->c, s->oc, s->k, s->stride, s->pad_top, s->pad_left, s->oh, s->ow, s->relu,
+    };
+    const int bl = r->net->kern->conv_block, n_ocb = (s->oc + bl - 1) / bl;
+    const int g = conv_group(r->net, s), groups = (s->oh + g - 1) / g;
     const size_t in_img = (size_t)s->h * s->w * s->c, out_img = (size_t)s->oh * s->ow * s->oc;
-    CNN_OMP_FOR(nt)
-    for (int r = 0; r < rows; r++) {
-        const int b = r / s->oh, oy = r % s->oh;
-        conv_row(s, in + b * in_img, out + b * out_img, oy);
+    for (size_t i = i0; i < i1; i++) {
+        const int ocb = (int)(i % (size_t)n_ocb);
+        const size_t rg = i / (size_t)n_ocb;
+        const int b = (int)(rg / (size_t)groups), y0 = (int)(rg % (size_t)groups) * g;
+        const int y1 = s->oh - y0 < g ? s->oh : y0 + g;
+        r->net->kern->conv_rows(&shape, r->in + b * in_img, s->weight, s->bias, r->out + b * out_img,
+                                y0, y1, ocb);
     }
 }
 
-/* Dense with the weights transposed to [in][units]: each input value
- * scales one contiguous row, so the weights stream from memory once per
- * batch and the unit loop vectorises.  Zero inputs (common after relu)
- * are skipped: adding 0 * w changes nothing since weights are finite. */
-static void run_dense(const step *s, const float *in, float *out, int n, int nt)
+/* First index of the sorted list idx[0..n) that is >= v. */
+static int lower_bound(const int32_t *idx, int n, int32_t v)
 {
-    const int units = s->oc, in_f = s->c;
-    const int chunks = nt > 1 ? nt : 1;
-    CNN_OMP_FOR(nt)
-    for (int t = 0; t < chunks; t++) {
-        const int u0 = (int)((long long)units * t / chunks);
-        const int u1 = (int)((long long)units * (t + 1) / chunks);
-        for (int b = 0; b < n; b++)
-            for (int u = u0; u < u1; u++) out[(size_t)b * units + u] = s->bias ? s->bias[u] : 0.0f;
-        for (int i = 0; i < in_f; i++) {
-            const float *wr = s->weight + (size_t)i * units;
-            for (int b = 0; b < n; b++) {
-                const float v = in[(size_t)b * in_f + i];
-                if (v == 0.0f) continue;
-                float *o = out + (size_t)b * units;
-                for (int u = u0; u < u1; u++) o[u] += v * wr[u];
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (idx[mid] < v) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* Items: blocks of units (kernels.h), for every image.  One image
+ * streams each block once; several take a block in chunks of rows small
+ * enough to stay in this core's L2 cache while every image uses them.  A
+ * unit's sum runs over the rows in the same order either way. */
+static void dense_items(void *ctx, size_t b0, size_t b1)
+{
+    const step_run *r = ctx;
+    const cnn_net *net = r->net;
+    const step *s = r->s;
+    const int units = s->oc, in_f = s->c, bl = net->kern->dense_block;
+    const size_t esize = s->wfmt == CNN_WFMT_F32 ? 4 : 2;
+    for (size_t blk = b0; blk < b1; blk++) {
+        const int u0 = (int)blk * bl, width = units - u0 < bl ? units - u0 : bl;
+        const unsigned char *w = (const unsigned char *)s->weight + (size_t)u0 * in_f * esize;
+        for (int b = 0; b < r->n; b++)
+            for (int u = u0; u < u0 + width; u++)
+                r->out[(size_t)b * units + u] = s->bias ? s->bias[u] : 0.0f;
+        if (r->n == 1) {
+            net->kern->dense_acc(r->in, net->nz, net->n_nz[0], w, s->wfmt, width, r->out + u0);
+        } else {
+            const size_t rows = ((size_t)512 << 10) / ((size_t)width * esize);
+            const int chunk = rows < 64 ? 64 : rows > (size_t)in_f ? in_f : (int)rows;
+            for (int c0 = 0; c0 < in_f; c0 += chunk) {
+                const int c1 = in_f - c0 < chunk ? in_f : c0 + chunk;
+                for (int b = 0; b < r->n; b++) {
+                    const int32_t *idx = net->nz + (size_t)b * net->max_dense_in;
+                    const int j0 = lower_bound(idx, net->n_nz[b], c0);
+                    const int j1 = lower_bound(idx, net->n_nz[b], c1);
+                    net->kern->dense_acc(r->in + (size_t)b * in_f, idx + j0, j1 - j0, w, s->wfmt,
+                                         width, r->out + (size_t)b * units + u0);
+                }
             }
         }
         if (s->relu)
-            for (int b = 0; b < n; b++)
-                for (int u = u0; u < u1; u++)
-                    if (!(out[(size_t)b * units + u] > 0.0f)) out[(size_t)b * units + u] = 0.0f;
+            for (int b = 0; b < r->n; b++)
+                for (int u = u0; u < u0 + width; u++)
+                    if (!(r->out[(size_t)b * units + u] > 0.0f)) r->out[(size_t)b * units + u] = 0.0f;
     }
 }
 
-static void run_pool(const step *s, const float *in, float *out, int n, int nt)
+static void run_dense(const cnn_net *net, step *s, const float *in, float *out, int n)
 {
-    const int rows = n * s->oh, c = s->c, k = s->k;
-    CNN_OMP_FOR(nt)
-    for (int r = 0; r < rows; r++) {
-        const int b = r / s->oh, oy = r % s->oh;
-        for (int ox = 0; ox < s->ow; ox++) {
-            float *dst = out + (((size_t)b * s->oh + oy) * s->ow + ox) * c;
-            const float *first = in + (((size_t)b * s->h + oy * s->stride) * s->w + ox * s->stride) * c;
-            for (int i = 0; i < c; i++) dst[i] = first[i];
-            for (int ky = 0; ky < k; ky++)
-                for (int kx = 0; kx < k; kx++) {
-                    const float *src = in + (((size_t)b * s->h + oy * s->stride + ky) * s->w +
-                                             ox * s->stride + kx) * c;
-                    for (int i = 0; i < c; i++) dst[i] = src[i] > dst[i] ? src[i] : dst[i];
-                }
-            if (s->relu)
-                for (int i = 0; i < c; i++) dst[i] = dst[i] > 0.0f ? dst[i] : 0.0f;
+    /* Zero inputs (common after a relu) are skipped: adding 0 * w changes
+     * nothing since weights are finite. */
+    size_t total = 0;
+    for (int b = 0; b < n; b++) {
+        const float *x = in + (size_t)b * s->c;
+        int32_t *idx = net->nz + (size_t)b * net->max_dense_in;
+        int cnt = 0;
+        for (int i = 0; i < s->c; i++) {
+            idx[cnt] = i;
+            cnt += x[i] != 0.0f;
         }
+        net->n_nz[b] = cnt;
+        total += (size_t)cnt;
+    }
+    s->nonzero = (double)total / ((double)n * s->c);
+    step_run r = {net, s, in, out, n};
+    const int bl = net->kern->dense_block;
+    cnn_pool_for(net->pool, (size_t)(s->oc + bl - 1) / (size_t)bl, 1, dense_items, &r);
+}
+
+/* Items: (image, output row). */
+static void pool_items(void *ctx, size_t i0, size_t i1)
+{
+    const step_run *r = ctx;
+    const step *s = r->s;
+    const size_t in_img = (size_t)s->h * s->w * s->c, out_img = (size_t)s->oh * s->ow * s->c;
+    for (size_t row = i0; row < i1;) {
+        /* Runs of rows of one image per call. */
+        const int b = (int)(row / (size_t)s->oh), y0 = (int)(row % (size_t)s->oh);
+        const size_t left = i1 - row;
+        const int y1 = (size_t)(s->oh - y0) < left ? s->oh : y0 + (int)left;
+        r->net->kern->maxpool_rows(r->in + b * in_img, s->w, s->c, s->k, s->stride, s->ow, s->relu,
+                                   y0, y1, r->out + b * out_img);
+        row += (size_t)(y1 - y0);
     }
 }
 
@@ -211,6 +253,140 @@ static void run_pointwise(const step *s, const float *in, float *out, int n)
 }
 
 /* ------------------------------------------------------------------ */
+/* Weight packing                                                     */
+/* ------------------------------------------------------------------ */
+
+static uint32_t float_bits(float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, sizeof b);
+    return b;
+}
+
+/* Nonzero unless f (bits b) is exactly a finite bf16 / f16.  Branch-free
+ * and without variable shifts, so that a scan of millions of weights
+ * vectorises even for SSE2. */
+static inline uint32_t inexact_bf16(uint32_t b)
+{
+    return (b & 0xffffu) | (((b >> 23) & 0xffu) == 0xffu);
+}
+static inline uint32_t inexact_f16(float f)
+{
+    /* Biased float32 exponents 113..142 are f16's normal range (10
+     * mantissa bits kept); below, f16 holds the multiples of 2^-24 (its
+     * subnormals and zero), which |f| * 2^24 being a whole number tells:
+     * the scaling is exact, the number is below 2^10 there, and adding
+     * and taking away 2^23 rounds it to a whole number. */
+    const uint32_t mag = float_bits(f) & 0x7fffffffu, e = mag >> 23;
+    const uint32_t normal_ok = (e - 113u <= 29u) & ((mag & 0x1fffu) == 0);
+    float t = fabsf(f) * 0x1p24f;
+    t = e < 113u ? t : 0.0f;
+    const uint32_t small_ok = (e < 113u) & ((t + 0x1p23f) - 0x1p23f == t);
+    return !(normal_ok | small_ok);
+}
+
+/* The f16 bit pattern of an exactly representable f. */
+static inline uint16_t f16_of_exact(float f)
+{
+    const uint32_t b = float_bits(f), sign = (b >> 16) & 0x8000u, mag = b & 0x7fffffffu;
+    const uint32_t small = (uint32_t)(int32_t)(fabsf(f) * 0x1p24f * (mag < (113u << 23)));
+    return (uint16_t)(sign | (mag >= (113u << 23) ? (mag >> 13) - (112u << 10) : small));
+}
+
+/* Whether all n values are exact in fmt (bf16 or f16). */
+static bool all_exact(const float *w, size_t n, cnn_wfmt fmt)
+{
+    enum { RUN = 4096 };
+    for (size_t i0 = 0; i0 < n; i0 += RUN) {
+        const size_t i1 = n - i0 < RUN ? n : i0 + RUN;
+        uint32_t bad = 0;
+        if (fmt == CNN_WFMT_BF16)
+            for (size_t i = i0; i < i1; i++) bad |= inexact_bf16(float_bits(w[i]));
+        else
+            for (size_t i = i0; i < i1; i++) bad |= inexact_f16(w[i]);
+        if (bad) return false;
+    }
+    return true;
+}
+
+/* The storage a dense layer gets under policy p. */
+static cnn_status dense_format(const cnn_layer *L, cnn_dense_policy p, cnn_wfmt *fmt)
+{
+    switch (p) {
+    case CNN_DENSE_F32: *fmt = CNN_WFMT_F32; return CNN_OK;
+    case CNN_DENSE_BF16: *fmt = CNN_WFMT_BF16; return CNN_OK;
+    case CNN_DENSE_F16:
+        for (size_t i = 0; i < L->n_weight; i++)
+            if (!(fabsf(L->weight[i]) <= 65504.0f))
+                return cnn_fail(CNN_ERR_UNSUPPORTED,
+                                "layer %s: weight %zu (%g) does not fit in f16", L->name, i,
+                                (double)L->weight[i]);
+        *fmt = CNN_WFMT_F16;
+        return CNN_OK;
+    case CNN_DENSE_AUTO: break;
+    }
+    *fmt = all_exact(L->weight, L->n_weight, CNN_WFMT_BF16)  ? CNN_WFMT_BF16
+           : all_exact(L->weight, L->n_weight, CNN_WFMT_F16) ? CNN_WFMT_F16
+                                                               : CNN_WFMT_F32;
+    return CNN_OK;
+}
+
+/* One block of width units starting at unit u0: w [units][in] -> dst
+ * [in][width], in format fmt, exactly (the values were checked) when
+ * exact, else rounded to nearest even.  A square tile at a time goes
+ * through a small buffer: read along the source rows, written along the
+ * destination rows, the conversion on contiguous values (it vectorises);
+ * the source lines of the next tile are prefetched, as no hardware
+ * prefetcher follows 64 rows at once. */
+static void pack_block(const float *w, int in_f, int u0, int width, cnn_wfmt fmt, bool exact,
+                       void *dst)
+{
+    enum { T = 64 };
+    float tile[T][T];
+    for (int t0 = 0; t0 < width; t0 += T)
+        for (int i0 = 0; i0 < in_f; i0 += T) {
+            const int nt = width - t0 < T ? width - t0 : T, ni = in_f - i0 < T ? in_f - i0 : T;
+            if (i0 + T < in_f)
+                for (int t = 0; t < nt; t++)
+                    for (int i = i0 + T; i < i0 + 2 * T && i < in_f; i += 16)
+                        __builtin_prefetch(w + (size_t)(u0 + t0 + t) * in_f + i, 0, 0);
+            for (int t = 0; t < nt; t++) {
+                const float *src = w + (size_t)(u0 + t0 + t) * in_f + i0;
+                for (int i = 0; i < ni; i++) tile[i][t] = src[i];
+            }
+            for (int i = 0; i < ni; i++) {
+                const size_t at = (size_t)(i0 + i) * width + t0;
+                const float *v = tile[i];
+                if (fmt == CNN_WFMT_F32) {
+                    memcpy((float *)dst + at, v, (size_t)nt * sizeof(float));
+                } else {
+                    uint16_t *d = (uint16_t *)dst + at;
+                    if (fmt == CNN_WFMT_BF16 && exact)
+                        for (int t = 0; t < nt; t++) d[t] = (uint16_t)(float_bits(v[t]) >> 16);
+                    else if (fmt == CNN_WFMT_BF16)
+                        for (int t = 0; t < nt; t++) d[t] = cnn_f32_to_bf16(v[t]);
+                    else if (exact)
+                        for (int t = 0; t < nt; t++) d[t] = f16_of_exact(v[t]);
+                    else
+                        for (int t = 0; t < nt; t++) d[t] = cnn_f32_to_f16(v[t]);
+                }
+            }
+        }
+}
+
+/* w [units][in] -> blocks of bl units, each [in][width] (kernels.h). */
+static void pack_dense(const float *w, int units, int in_f, int bl, cnn_wfmt fmt,
+                       cnn_dense_policy p, void *dst)
+{
+    const size_t esize = fmt == CNN_WFMT_F32 ? 4 : 2;
+    const bool exact = p == CNN_DENSE_AUTO;
+    for (int u0 = 0; u0 < units; u0 += bl) {
+        const int width = units - u0 < bl ? units - u0 : bl;
+        pack_block(w, in_f, u0, width, fmt, exact, (unsigned char *)dst + (size_t)u0 * in_f * esize);
+    }
+}
+
+/* ------------------------------------------------------------------ */
 /* Planning                                                           */
 /* ------------------------------------------------------------------ */
 
@@ -226,7 +402,62 @@ static int new_buf(cnn_net *net, size_t elems)
     return net->n_bufs++;
 }
 
+static void name_append(step *s, const char *name)
+{
+    size_t len = strlen(s->name);
+    if (len + 1 < sizeof s->name) snprintf(s->name + len, sizeof s->name - len, "+%s", name);
+}
+
+/* Bytes of a packed block, rounded up to a cache line. */
+static bool block_add(size_t *total, size_t count, size_t size)
+{
+    size_t b;
+    return cnn_mul_size(count, size, &b) && b <= SIZE_MAX - 64 &&
+           cnn_add_size(*total, (b + 63) & ~(size_t)63, total);
+}
+
+/* A zeroed block, 64-byte aligned; big ones on 2 MB boundaries with
+ * transparent huge pages asked for (Linux), so that streaming the dense
+ * weights does not walk the page tables every 4 KB.  Freed with
+ * cnn_free_aligned. */
+static void *alloc_block(size_t bytes)
+{
+    const size_t huge = (size_t)2 << 20;
+    if (bytes < 2 * huge || bytes > SIZE_MAX - huge) return cnn_alloc_aligned(bytes, 1);
+    void *p = NULL;
+    bytes = (bytes + huge - 1) & ~(huge - 1);
+    if (posix_memalign(&p, huge, bytes) != 0) {
+        cnn_fail(CNN_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
+        return NULL;
+    }
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    madvise(p, bytes, MADV_HUGEPAGE); /* only advice: failure is harmless */
+#endif
+    memset(p, 0, bytes);
+    return p;
+}
+
+/* The next count x size bytes of the block sized with block_add. */
+static void *take(unsigned char **p, size_t count, size_t size)
+{
+    void *r = *p;
+    *p += (count * size + 63) & ~(size_t)63;
+    return r;
+}
+
+void cnn_net_options_init(cnn_net_options *o)
+{
+    o->isa = -1;
+    o->dense = CNN_DENSE_AUTO;
+}
+
 cnn_status cnn_net_create(const cnn_model *m, int max_batch, cnn_net **out)
+{
+    return cnn_net_create_opts(m, max_batch, NULL, out);
+}
+
+cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_options *opt,
+                               cnn_net **out)
 {
     if (!out) return cnn_fail(CNN_ERR_ARG, "cnn_net_create: out is NULL");
     *out = NULL;
@@ -234,16 +465,24 @@ cnn_status cnn_net_create(const cnn_model *m, int max_batch, cnn_net **out)
         return cnn_fail(CNN_ERR_ARG, "cnn_net_create: no model or no layers");
     if (max_batch < 1 || max_batch > 4096)
         return cnn_fail(CNN_ERR_ARG, "cnn_net_create: batch size %d is not in 1..4096", max_batch);
+    cnn_net_options defaults;
+    cnn_net_options_init(&defaults);
+    if (!opt) opt = &defaults;
+    if (opt->isa < -1 || opt->isa >= CNN_ISA_COUNT)
+        return cnn_fail(CNN_ERR_ARG, "cnn_net_create: instruction set %d does not exist", opt->isa);
+    const cnn_isa isa = opt->isa < 0 ? cnn_isa_default() : (cnn_isa)opt->isa;
+    if (!cnn_kernels_for(isa))
+        return cnn_fail(CNN_ERR_UNSUPPORTED, "cnn_net_create: this CPU cannot run the %s kernels",
+                        cnn_isa_name(isa));
 
     cnn_net *net = cnn_alloc(1, sizeof *net);
     if (!net) return CNN_ERR_NOMEM;
     net->m = m;
+    net->isa = isa;
+    net->kern = cnn_kernels_for(isa);
     net->max_batch = max_batch;
-#ifdef _OPENMP
-    net->threads = omp_get_num_procs();
-#else
-    net->threads = 1;
-#endif
+    cnn_status pst = cnn_pool_create(cnn_cpu_count(), &net->pool);
+    if (pst != CNN_OK) return fail_free(net, pst);
 
     /* Pass 1: steps and the size of the packed parameter block. */
     size_t packed = 0;
@@ -269,6 +508,7 @@ cnn_status cnn_net_create(const cnn_model *m, int max_batch, cnn_net **out)
         case CNN_LAYER_RELU:
             if (prev && !prev->relu && prev->out_buf == cur) {
                 prev->relu = 1;
+                name_append(prev, L->name);
                 if (last_conv_tap >= 0) net->tap_buf[last_conv_tap] = cur;
                 continue;
             }
@@ -278,6 +518,7 @@ cnn_status cnn_net_create(const cnn_model *m, int max_batch, cnn_net **out)
              * the conv yet). */
             if (prev && prev->kind == STEP_CONV && !prev->relu && prev->fold_bn < 0) {
                 prev->fold_bn = li;
+                name_append(prev, L->name);
                 continue;
             }
             break;
@@ -290,24 +531,40 @@ cnn_status cnn_net_create(const cnn_model *m, int max_batch, cnn_net **out)
         step *s = &net->steps[net->n_steps++];
         memset(s, 0, sizeof *s);
         s->layer = li;
+        snprintf(s->name, sizeof s->name, "%s", L->name);
         s->fold_bn = -1;
         s->in_buf = cur;
         s->h = L->in_h, s->w = L->in_w, s->c = L->in_c;
         s->oh = L->out_h, s->ow = L->out_w, s->oc = L->out_c;
         size_t out_elems = (size_t)L->out_h * L->out_w * L->out_c;
+        bool ok = true;
         switch (L->type) {
-        case CNN_LAYER_CONV2D:
+        case CNN_LAYER_CONV2D: {
             s->kind = STEP_CONV;
             s->k = L->kernel, s->stride = L->stride;
             s->pad_top = L->pad_top, s->pad_left = L->pad_left;
-            packed += L->n_weight + (size_t)L->filters;
+            const size_t bl = (size_t)net->kern->conv_block;
+            const size_t blocks = ((size_t)L->filters + bl - 1) / bl;
+            size_t wcount = 0;
+            ok = cnn_mul_size(blocks * bl, (size_t)L->kernel * L->kernel, &wcount) &&
+                 cnn_mul_size(wcount, (size_t)L->in_c, &wcount);
+            s->weight_bytes = wcount * sizeof(float);
+            ok = ok && block_add(&packed, wcount, sizeof(float)) &&
+                 block_add(&packed, blocks * bl, sizeof(float));
             break;
-        case CNN_LAYER_DENSE:
+        }
+        case CNN_LAYER_DENSE: {
             s->kind = STEP_DENSE;
             s->c = L->in_h * L->in_w * L->in_c;
             s->h = s->w = 1;
-            packed += L->n_weight + (size_t)L->units;
+            cnn_status st = dense_format(L, opt->dense, &s->wfmt);
+            if (st != CNN_OK) return fail_free(net, st);
+            s->weight_bytes = L->n_weight * (s->wfmt == CNN_WFMT_F32 ? 4 : 2);
+            ok = block_add(&packed, L->n_weight, s->wfmt == CNN_WFMT_F32 ? 4 : 2) &&
+                 block_add(&packed, (size_t)L->units, sizeof(float));
+            if ((size_t)s->c > net->max_dense_in) net->max_dense_in = (size_t)s->c;
             break;
+        }
         case CNN_LAYER_MAXPOOL:
             s->kind = STEP_POOL;
             s->k = L->kernel, s->stride = L->stride;
@@ -317,7 +574,9 @@ cnn_status cnn_net_create(const cnn_model *m, int max_batch, cnn_net **out)
             break;
         case CNN_LAYER_BATCHNORM:
             s->kind = STEP_AFFINE;
-            packed += 2 * (size_t)L->in_c;
+            /* Two take()s below, each rounded up on its own. */
+            ok = block_add(&packed, (size_t)L->in_c, sizeof(float)) &&
+                 block_add(&packed, (size_t)L->in_c, sizeof(float));
             break;
         case CNN_LAYER_RELU:
             s->kind = STEP_RELU;
@@ -325,8 +584,9 @@ cnn_status cnn_net_create(const cnn_model *m, int max_batch, cnn_net **out)
             break;
         default:
             return fail_free(net, cnn_fail(CNN_ERR_UNSUPPORTED, "layer %s: type %s cannot run",
-                                               L->name, cnn_layer_type_name(L->type)));
+                                           L->name, cnn_layer_type_name(L->type)));
         }
+        if (!ok) return fail_free(net, cnn_fail(CNN_ERR_LIMIT, "layer %s: parameters overflow", L->name));
         s->out_buf = cur = new_buf(net, out_elems);
         if (L->type == CNN_LAYER_CONV2D) {
             int t = net->n_taps++;
@@ -345,32 +605,38 @@ cnn_status cnn_net_create(const cnn_model *m, int max_batch, cnn_net **out)
                                            net->buf_elems[cur]));
 
     /* Pass 2: pack parameters (folding batchnorm) and lay out the arena. */
-    net->block = cnn_alloc_aligned(packed ? packed : 1, sizeof(float));
-    size_t total = 0;
+    size_t total = 0, nz_count = 0;
     for (int b = 0; b < net->n_bufs; b++) {
         size_t e;
         if (!cnn_mul_size(net->buf_elems[b], (size_t)max_batch, &e) ||
             !cnn_add_size(total, (e + 15) & ~(size_t)15, &total))
             return fail_free(net, cnn_fail(CNN_ERR_LIMIT, "activation memory overflows"));
     }
-    net->arena = net->block ? cnn_alloc_aligned(total ? total : 1, sizeof(float)) : NULL;
-    if (!net->block || !net->arena) return fail_free(net, CNN_ERR_NOMEM);
+    if (!cnn_mul_size(net->max_dense_in, (size_t)max_batch, &nz_count))
+        return fail_free(net, cnn_fail(CNN_ERR_LIMIT, "dense scratch overflows"));
+    net->block_bytes = packed ? packed : 64;
+    net->arena_bytes = (total ? total : 1) * sizeof(float);
+    net->block = alloc_block(net->block_bytes);
+    net->arena = net->block ? alloc_block((total ? total : 1) * sizeof(float)) : NULL;
+    net->nz = net->arena ? cnn_alloc_aligned(nz_count ? nz_count : 1, sizeof(int32_t)) : NULL;
+    net->n_nz = net->nz ? cnn_alloc((size_t)max_batch, sizeof(int)) : NULL;
+    if (!net->n_nz) return fail_free(net, CNN_ERR_NOMEM);
     for (size_t b = 0, off = 0; b < (size_t)net->n_bufs; b++) {
         net->bufs[b] = net->arena + off;
         off += (net->buf_elems[b] * (size_t)max_batch + 15) & ~(size_t)15;
     }
 
-    float *p = net->block;
+    unsigned char *p = net->block;
     for (int si = 0; si < net->n_steps; si++) {
         step *s = &net->steps[si];
         const cnn_layer *L = &m->layers[s->layer];
         if (s->kind == STEP_CONV) {
             const cnn_layer *bn = s->fold_bn >= 0 ? &m->layers[s->fold_bn] : NULL;
-            const int k = L->kernel, c = L->in_c, oc = L->filters;
-            s->weight = p;
-            p += L->n_weight;
-            s->bias = p;
-            p += oc;
+            const int k = L->kernel, c = L->in_c, oc = L->filters, bl = net->kern->conv_block;
+            const int blocks = (oc + bl - 1) / bl;
+            float *w = take(&p, s->weight_bytes, 1);
+            s->weight = w;
+            s->bias = take(&p, (size_t)blocks * bl, sizeof(float));
             for (int o = 0; o < oc; o++) {
                 double f = 1.0, shift = 0.0;
                 if (bn) {
@@ -378,28 +644,22 @@ cnn_status cnn_net_create(const cnn_model *m, int max_batch, cnn_net **out)
                     shift = bn->bias[o] - bn->mean[o] * f;
                 }
                 s->bias[o] = (float)((L->bias ? L->bias[o] : 0.0) * f + shift);
+                const int ob = o / bl, ol = o % bl;
                 for (int i = 0; i < c; i++)
                     for (int ky = 0; ky < k; ky++)
                         for (int kx = 0; kx < k; kx++)
-                            s->weight[((size_t)(ky * k + kx) * c + i) * oc + o] =
+                            w[((((size_t)ob * k + ky) * k + kx) * c + i) * bl + ol] =
                                 (float)(L->weight[(((size_t)o * c + i) * k + ky) * k + kx] * f);
             }
         } else if (s->kind == STEP_DENSE) {
             const int units = L->units, in_f = s->c;
-            s->weight = p;
-            p += L->n_weight;
-            s->bias = p;
-            p += units;
-            for (int u = 0; u < units; u++) {
-                s->bias[u] = L->bias ? L->bias[u] : 0.0f;
-                for (int i = 0; i < in_f; i++)
-                    s->weight[(size_t)i * units + u] = L->weight[(size_t)u * in_f + i];
-            }
+            s->weight = take(&p, s->weight_bytes, 1);
+            s->bias = take(&p, (size_t)units, sizeof(float));
+            for (int u = 0; u < units; u++) s->bias[u] = L->bias ? L->bias[u] : 0.0f;
+            pack_dense(L->weight, units, in_f, net->kern->dense_block, s->wfmt, opt->dense, s->weight);
         } else if (s->kind == STEP_AFFINE) {
-            s->scale = p;
-            p += L->in_c;
-            s->bias = p;
-            p += L->in_c;
+            s->scale = take(&p, (size_t)L->in_c, sizeof(float));
+            s->bias = take(&p, (size_t)L->in_c, sizeof(float));
             for (int i = 0; i < L->in_c; i++) {
                 double f = L->weight[i] / sqrt((double)L->var[i] + L->eps);
                 s->scale[i] = (float)f;
@@ -416,6 +676,9 @@ void cnn_net_free(cnn_net *net)
     if (!net) return;
     cnn_free_aligned(net->block);
     cnn_free_aligned(net->arena);
+    cnn_free_aligned(net->nz);
+    free(net->n_nz);
+    cnn_pool_free(net->pool);
     free(net);
 }
 
@@ -424,39 +687,62 @@ cnn_status cnn_net_set_threads(cnn_net *net, int threads)
     if (!net) return cnn_fail(CNN_ERR_ARG, "cnn_net_set_threads: net is NULL");
     if (threads < 0 || threads > 1024)
         return cnn_fail(CNN_ERR_ARG, "thread count %d is not in 0..1024", threads);
-#ifdef _OPENMP
-    net->threads = threads == 0 ? omp_get_num_procs() : threads;
-#else
-    net->threads = 1;
-#endif
+    const int n = threads == 0 ? cnn_cpu_count() : threads;
+    if (n == cnn_pool_size(net->pool)) return CNN_OK;
+    cnn_pool *p = NULL;
+    cnn_status st = cnn_pool_create(n, &p);
+    if (st != CNN_OK) return st;
+    cnn_pool_free(net->pool);
+    net->pool = p;
     return CNN_OK;
 }
 
-cnn_status cnn_net_forward(cnn_net *net, const float *input, int n, float *logits)
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+cnn_status cnn_net_forward_timed(cnn_net *net, const float *input, int n, float *logits,
+                                 double *step_seconds)
 {
     if (!net || !input || !logits)
         return cnn_fail(CNN_ERR_ARG, "cnn_net_forward: NULL argument");
     if (n < 1 || n > net->max_batch)
         return cnn_fail(CNN_ERR_ARG, "cnn_net_forward: batch of %d images, the net takes 1..%d",
                         n, net->max_batch);
-    const int nt = net->threads;
     for (int si = 0; si < net->n_steps; si++) {
-        const step *s = &net->steps[si];
+        step *s = &net->steps[si];
+        const double t0 = step_seconds ? now_seconds() : 0.0;
         const float *in = s->in_buf < 0 ? input : net->bufs[s->in_buf];
         float *out = net->bufs[s->out_buf];
+        step_run r = {net, s, in, out, n};
         switch (s->kind) {
-        case STEP_CONV: run_conv(s, in, out, n, nt); break;
-        case STEP_DENSE: run_dense(s, in, out, n, nt); break;
-        case STEP_POOL: run_pool(s, in, out, n, nt); break;
+        case STEP_CONV: {
+            const int bl = net->kern->conv_block, g = conv_group(net, s);
+            cnn_pool_for(net->pool,
+                         (size_t)n * (size_t)((s->oh + g - 1) / g) * (size_t)((s->oc + bl - 1) / bl),
+                         1, conv_items, &r);
+            break;
+        }
+        case STEP_DENSE: run_dense(net, s, in, out, n); break;
+        case STEP_POOL: cnn_pool_for(net->pool, (size_t)n * s->oh, 4, pool_items, &r); break;
         case STEP_GAP: run_gap(s, in, out, n); break;
         case STEP_AFFINE:
         case STEP_RELU: run_pointwise(s, in, out, n); break;
         }
+        if (step_seconds) step_seconds[si] = now_seconds() - t0;
     }
     const float *res = net->bufs[net->steps[net->n_steps - 1].out_buf];
     memcpy(logits, res, (size_t)n * sizeof *logits);
     net->last_n = n;
     return CNN_OK;
+}
+
+cnn_status cnn_net_forward(cnn_net *net, const float *input, int n, float *logits)
+{
+    return cnn_net_forward_timed(net, input, n, logits, NULL);
 }
 
 int cnn_net_tap_count(const cnn_net *net) { return net ? net->n_taps : 0; }
@@ -475,5 +761,42 @@ cnn_status cnn_net_tap(const cnn_net *net, int i, cnn_tensor_view *out, const cn
     out->w = net->tap_w[i];
     out->c = net->tap_c[i];
     if (layer) *layer = &net->m->layers[net->tap_layer[i]];
+    return CNN_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Introspection (net_internal.h)                                     */
+/* ------------------------------------------------------------------ */
+
+cnn_isa cnn_net_isa(const cnn_net *net) { return net ? net->isa : CNN_ISA_PORTABLE; }
+
+size_t cnn_net_bytes(const cnn_net *net)
+{
+    if (!net) return 0;
+    return sizeof *net + net->block_bytes + net->arena_bytes +
+           net->max_dense_in * (size_t)net->max_batch * sizeof(int32_t);
+}
+
+int cnn_net_step_count(const cnn_net *net) { return net ? net->n_steps : 0; }
+
+cnn_status cnn_net_step_info(const cnn_net *net, int i, cnn_step_info *out)
+{
+    if (!net || !out) return cnn_fail(CNN_ERR_ARG, "cnn_net_step_info: NULL argument");
+    if (i < 0 || i >= net->n_steps)
+        return cnn_fail(CNN_ERR_ARG, "step %d does not exist (the net has %d)", i, net->n_steps);
+    const step *s = &net->steps[i];
+    static const char *const kinds[] = {"conv", "dense", "maxpool", "gap", "batchnorm", "relu"};
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", s->name);
+    out->kind = kinds[s->kind];
+    out->h = s->h, out->w = s->w, out->c = s->c;
+    out->oh = s->oh, out->ow = s->ow, out->oc = s->oc;
+    if (s->kind == STEP_CONV)
+        out->flops = 2.0 * s->oh * s->ow * (double)s->oc * s->k * s->k * s->c;
+    else if (s->kind == STEP_DENSE)
+        out->flops = 2.0 * s->c * (double)s->oc;
+    out->wfmt = s->wfmt;
+    out->weight_bytes = s->weight_bytes;
+    out->nonzero = s->nonzero;
     return CNN_OK;
 }

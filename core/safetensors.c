@@ -494,7 +494,7 @@ cnn_status cnn_model_load_memory(const void *data, size_t size, cnn_model **out)
     if (!s) s = check_description(catdog, &chw);
 
     cnn_model *m = NULL;
-    if (!s && (s = cnn_model_from_spec(catdog, &m)))
+    if (!s && (s = cnn_model_from_file_spec(catdog, size - 8 - header_len, &m)))
         cnn_fail_prefix(s, "catdog metadata");
     if (!s) s = load_tensors(m, root, bytes + 8 + header_len, size - 8 - header_len);
     if (!s && chw) s = apply_chw(m);

@@ -8,6 +8,7 @@ int cmd_info(int argc, char **argv);
 int cmd_maps(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* The model used when --model is not given: $CATDOG_MODEL if set, else
  * the installed default (CATDOG_DATADIR), else the source tree's

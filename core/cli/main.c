@@ -18,6 +18,7 @@ static const command commands[] = {
     {"maps", cmd_maps, "write each conv layer's feature maps as PNG mosaics"},
     {"train", cmd_train, "train a model"},
     {"eval", cmd_eval, "measure a model on labelled photos"},
+    {"bench", cmd_bench, "measure inference speed against this CPU's peak"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -7,6 +7,7 @@ locale/}.  GIMP always runs headless, with --quit and under `timeout`, so
 a failing batch command can never hang the suite.
 """
 import json
+import math
 import os
 import re
 import shutil
@@ -60,6 +61,19 @@ class Checks:
     def near(self, got, want, tol, msg):
         good = got is not None and want is not None and abs(got - want) <= tol
         return self.ok(good, f"{msg}: {got!r} vs {want!r} (tolerance {tol:g})")
+
+    def near_logit(self, got, want, tol, msg):
+        """Probabilities compared as logits, the quantity the network
+        computes: a small input change moves the logit by a similar amount
+        whether the probability is near 0.5 or near 1."""
+        def logit(p):
+            p = min(max(p, 1e-6), 1 - 1e-6)
+            return math.log(p / (1 - p))
+        if got is None or want is None:
+            return self.ok(False, f"{msg}: {got!r} vs {want!r}")
+        diff = abs(logit(got) - logit(want))
+        return self.ok(diff <= tol, f"{msg}: {got!r} vs {want!r} (logit difference "
+                                    f"{diff:.3g}, tolerance {tol:g})")
 
     def done(self):
         print(f"{self.count - self.failures}/{self.count} checks passed")

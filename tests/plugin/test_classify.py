@@ -3,11 +3,12 @@
 
 - the same pixels give the same probabilities as `catdog classify` (to
   1e-5): a PNG holding exactly what catdog decodes from a JPEG;
-- the same JPEG files give the same probabilities to BOUND_DECODE where
-  both decode at full size (GIMP's JPEG loader uses libjpeg-turbo's float
-  IDCT, catdog the integer one: up to 3 levels apart on a few percent of
-  the pixels), and to BOUND_SCALED where catdog uses libjpeg's scaled
-  decoding (see README, "What is classified");
+- the same JPEG files give the same label, and the same logit to
+  BOUND_IDCT where both decode at full size (GIMP's JPEG loader uses
+  libjpeg-turbo's float IDCT, catdog the integer one: up to 3 levels apart
+  on a few percent of the pixels), the same probability to BOUND_SCALED
+  where catdog uses libjpeg's scaled decoding and GIMP decodes every pixel
+  and scales with GEGL (see README, "What is classified");
 - with a trained model, cat photos say cat and dog photos dog;
 - the default model: the shipped one, or the user's installed one first;
 - a missing or corrupt model is an execution error naming the file, and
@@ -43,10 +44,14 @@ for path in exact:
     same_pixels[png] = path
 photos = [os.path.join(gt.DATA, name) for name in
           ("cat.178.jpg", "cat.835.jpg", "dog.409.jpg", "dog.701.jpg")]
-BOUND_DECODE = 1e-3
-# An untrained network reacts to small pixel differences far more than a
-# trained one (measured: up to 1e-2 against 2.5e-4).
-BOUND_SCALED = 1e-3 if trained else 0.02
+# Decoding differences.  Identical pixels agree to 1e-5 (below).  Measured
+# with the shipped catdog-v1 (epoch 7): the IDCT alone moves the logit by
+# at most 0.008 (0.0017 in probability at p = 0.65, above the 1e-3,
+# hence a bound on the logit); the two resampling paths of big photos move
+# the probability by at most 0.0017 (logits far out, near p = 0.004, move
+# more, so the bound there is on the probability).
+BOUND_IDCT = 0.05
+BOUND_SCALED = 0.005
 
 corrupt = profile.path("corrupt.safetensors")
 with open(model, "rb") as src, open(corrupt, "wb") as dst:
@@ -183,10 +188,16 @@ for path in list(same_pixels) + exact + photos:
     if not cli.get(path):
         continue
     label, p, p_dog = cli[path]
-    tol = 1e-5 if path in same_pixels else BOUND_DECODE if path in exact else BOUND_SCALED
     checks.ok(r["label"] == label, f"{name}: GIMP says {r['label']}, catdog {label}")
-    checks.near(r["probability"], p, tol, f"{name}: probability GIMP vs catdog")
-    checks.near(r["dog_probability"], p_dog, tol, f"{name}: dog-probability GIMP vs catdog")
+    if path in same_pixels:
+        checks.near(r["probability"], p, 1e-5, f"{name}: probability GIMP vs catdog")
+        checks.near(r["dog_probability"], p_dog, 1e-5, f"{name}: dog-probability GIMP vs catdog")
+    elif path in exact:
+        checks.near_logit(r["dog_probability"], p_dog, BOUND_IDCT,
+                          f"{name}: dog-probability GIMP vs catdog (IDCT only)")
+    else:
+        checks.near(r["dog_probability"], p_dog, BOUND_SCALED,
+                    f"{name}: dog-probability GIMP vs catdog (scaled decoding)")
     checks.near(r["probability"], max(r["dog_probability"], 1 - r["dog_probability"]),
                 1e-12, f"{name}: probability is that of the label")
     diffs.append((name, r["dog_probability"] - p_dog))

@@ -1,0 +1,89 @@
+/* cpu.c - which kernel set this machine runs.
+ *
+ * The AVX2 and AVX-512 sets live in files built with those ISA flags;
+ * this file has none, and nothing from those files runs before the checks
+ * below (__builtin_cpu_supports also checks that the OS saves the wider
+ * registers). */
+#include "kernels.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *cnn_isa_name(cnn_isa isa)
+{
+    switch (isa) {
+    case CNN_ISA_PORTABLE: return "portable";
+    case CNN_ISA_AVX2: return "avx2";
+    case CNN_ISA_AVX512: return "avx512";
+    case CNN_ISA_COUNT: break;
+    }
+    return "unknown";
+}
+
+bool cnn_isa_supported(cnn_isa isa)
+{
+    switch (isa) {
+    case CNN_ISA_PORTABLE: return true;
+#ifdef CNN_HAVE_X86_KERNELS
+    case CNN_ISA_AVX2:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
+    case CNN_ISA_AVX512:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+    case CNN_ISA_AVX2:
+    case CNN_ISA_AVX512:
+        return false;
+#endif
+    case CNN_ISA_COUNT: break;
+    }
+    return false;
+}
+
+cnn_isa cnn_isa_default(void)
+{
+    const char *force = getenv("CATDOG_FORCE_PORTABLE");
+    if (force && *force && strcmp(force, "0") != 0) return CNN_ISA_PORTABLE;
+    for (int i = CNN_ISA_COUNT - 1; i > CNN_ISA_PORTABLE; i--)
+        if (cnn_isa_supported((cnn_isa)i)) return (cnn_isa)i;
+    return CNN_ISA_PORTABLE;
+}
+
+const cnn_kernels *cnn_kernels_for(cnn_isa isa)
+{
+    if (!cnn_isa_supported(isa)) return NULL;
+    switch (isa) {
+#ifdef CNN_HAVE_X86_KERNELS
+    case CNN_ISA_AVX2: return &cnn_kernels_avx2;
+    case CNN_ISA_AVX512: return &cnn_kernels_avx512;
+#endif
+    default: return &cnn_kernels_portable;
+    }
+}
+
+void cnn_cpu_name(char *buf, size_t size)
+{
+    if (size == 0) return;
+    snprintf(buf, size, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        /* x86: "model name : ..."; some ARM kernels: "Hardware : ...". */
+        if (strncmp(line, "model name", 10) != 0 && strncmp(line, "Hardware", 8) != 0) continue;
+        const char *v = strchr(line, ':');
+        if (!v) continue;
+        v++;
+        while (*v == ' ' || *v == '\t') v++;
+        size_t n = strcspn(v, "\n");
+        if (n == 0) continue;
+        snprintf(buf, size, "%.*s", (int)n, v);
+        break;
+    }
+    fclose(f);
+}

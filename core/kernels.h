@@ -1,0 +1,108 @@
+/* kernels.h - the inference kernels, one set per instruction set, and the
+ * run-time choice between them.  Internal to the core.
+ *
+ * kernels_impl.h is one source compiled three times (kernels_generic.c,
+ * kernels_avx2.c, kernels_avx512.c), each with its own ISA flags (see
+ * core/meson.build); nothing else in the build gets an ISA flag.  cpu.c
+ * asks the CPU what it can run and hands out the matching set.  Setting
+ * CATDOG_FORCE_PORTABLE=1 makes the portable set the default, so that the
+ * test suite can run the path ARM and old x86 machines take.
+ *
+ * Every kernel computes each output element in one fixed order (the
+ * reduction over the kernel window and input channels, in the packed
+ * weights' order, one fused multiply-add per term where the ISA has FMA),
+ * whatever part of the output it is asked for: results do not depend on
+ * how callers split the work between threads.  The sets differ from each
+ * other by rounding only (the portable set has no FMA on x86-64). */
+#ifndef CNN_KERNELS_H
+#define CNN_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    CNN_ISA_PORTABLE = 0, /* plain C with 128-bit vectors (SSE2, NEON) */
+    CNN_ISA_AVX2,         /* AVX2 + FMA + F16C */
+    CNN_ISA_AVX512,       /* AVX-512 F/BW/VL/DQ */
+    CNN_ISA_COUNT
+} cnn_isa;
+
+/* Storage of packed dense weights. */
+typedef enum {
+    CNN_WFMT_F32 = 0,
+    CNN_WFMT_BF16,
+    CNN_WFMT_F16
+} cnn_wfmt;
+
+/* One conv layer, for one image. */
+typedef struct {
+    int h, w, c;                  /* input */
+    int oc, k, stride, pad_top, pad_left;
+    int oh, ow;                   /* output */
+    int relu;                     /* clamp the output at 0 */
+} cnn_conv_shape;
+
+typedef struct {
+    const char *name; /* "avx512", "avx2", "portable" */
+
+    /* Conv weights are packed in blocks of conv_block output channels
+     * (a multiple of 4, at most 32): wpack is [ceil(oc / B)][k][k][c][B],
+     * channels past oc zero, bias [ceil(oc / B) * B]. */
+    int conv_block;
+    /* Output pixels the conv kernel keeps in registers at once: a call
+     * should cover several times as many. */
+    int conv_pixels;
+    /* Output rows [oy0, oy1) of one image, output channels
+     * [ocb * B, ocb * B + B) clipped to oc: bias, convolution, relu.
+     * in, out: NHWC.  Each output is computed the same way whatever rows
+     * a call covers. */
+    void (*conv_rows)(const cnn_conv_shape *s, const float *in, const float *wpack,
+                      const float *bias, float *out, int oy0, int oy1, int ocb);
+
+    /* Dense weights are stored transposed, in blocks of dense_block units:
+     * block b is [in][width] row-major, width = min(B, units - b * B), so
+     * that a block streams from memory in one sequential pass. */
+    int dense_block;
+    /* out[u] += sum over j of x[idx[j]] * W[idx[j]][u] for u in [0, width),
+     * j ascending, W one block in format fmt.  Callers pass the indices of
+     * the non-zero inputs (skipping a zero input changes nothing, weights
+     * being finite) and may split a sum into consecutive parts. */
+    void (*dense_acc)(const float *x, const int32_t *idx, int n_idx, const void *w,
+                      cnn_wfmt fmt, int width, float *out);
+
+    /* Output rows [y0, y1) of a k x k max pool with stride `stride` over
+     * one (h, w, c) image, ow outputs per row, clamped at 0 if relu. */
+    void (*maxpool_rows)(const float *in, int w, int c, int k, int stride, int ow,
+                         int relu, int y0, int y1, float *out);
+
+    /* A loop of independent multiply-adds on this set's widest vectors:
+     * `iters` iterations, *flops floating-point operations in all.  The
+     * result depends on every accumulator, so none can be optimised away. */
+    float (*fma_loop)(long iters, double *flops);
+} cnn_kernels;
+
+extern const cnn_kernels cnn_kernels_portable;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define CNN_HAVE_X86_KERNELS 1
+extern const cnn_kernels cnn_kernels_avx2;
+extern const cnn_kernels cnn_kernels_avx512;
+#endif
+
+/* "portable", "avx2", "avx512". */
+const char *cnn_isa_name(cnn_isa isa);
+
+/* Whether this build has the set and this CPU (and OS) can run it. */
+bool cnn_isa_supported(cnn_isa isa);
+
+/* The best supported set, or the portable one when the environment
+ * variable CATDOG_FORCE_PORTABLE is set to anything but "" or "0". */
+cnn_isa cnn_isa_default(void);
+
+/* The kernel set for isa, or NULL when it is not supported here. */
+const cnn_kernels *cnn_kernels_for(cnn_isa isa);
+
+/* The CPU's marketing name (Linux: /proc/cpuinfo), or "unknown CPU". */
+void cnn_cpu_name(char *buf, size_t size);
+
+#endif /* CNN_KERNELS_H */

@@ -1,0 +1,627 @@
+/* kernels_impl.h - the inference kernels, written once with GCC/clang
+ * vector extensions and compiled once per instruction set.  Not a public
+ * header: kernels_generic.c, kernels_avx2.c and kernels_avx512.c include
+ * it after defining
+ *   KN(name)   the set's name for a function (name_avx2, ...)
+ *   KSET       the name of the cnn_kernels table to define
+ *   KNAME      its printable name
+ *   VW         floats per vector
+ *   CONV_NV    vectors of output channels in a conv tile (the packed
+ *              weight block: VW*CONV_NV channels)
+ *   CONV_P     output pixels in a conv tile
+ *   DENSE_NV   vectors of units a dense block keeps in registers
+ *   PEAK_NACC  independent accumulators of the peak loop
+ *   F16_LOAD(p) (optional) an intrinsic loading VW halves as a vector
+ *   VFMA(a, b, c) (optional) a * b + c in one rounding, where the ISA has
+ *              a fused multiply-add
+ * and each is compiled with its ISA's flags only (core/meson.build).
+ *
+ * Convolution (direct, NHWC): a tile is CONV_P output pixels times
+ * VW*CONV_NV output channels, kept in registers while the reduction runs
+ * over the window.  In NHWC the k*c inputs a window row needs are
+ * contiguous, and so are the matching packed weights, so the reduction is
+ * one flat loop per window row whatever the kernel size, stride or channel
+ * count: each step loads CONV_NV weight vectors and broadcasts one input
+ * per pixel.  Pixels whose window crosses the padding run the same loop
+ * over the part of each row that is inside.  Bias starts the sums and
+ * relu is applied on the way out.  See conv_rows for how tiles are formed
+ * and when the input channels are taken in slices.
+ *
+ * Dense: the weights are stored transposed, in blocks of DENSE_NV*VW
+ * units ([in][width] each), so one input scales one contiguous row of a
+ * block and a block is one sequential stream.  The block's units stay in
+ * registers while the non-zero inputs stream by; with no reuse at batch 1
+ * the layer is bound by memory bandwidth, so rows are prefetched ahead
+ * and may be stored as bf16 or f16 (widened to f32 on load, f32
+ * accumulation). */
+#include "kernels.h"
+
+#include <string.h>
+
+#if !defined(__GNUC__) && !defined(__clang__)
+#error "the kernels need GCC or clang (vector extensions)"
+#endif
+
+/* Vector helpers are always inlined: no vector value crosses a call, so
+ * the ABI notes about passing vectors do not concern us. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#define KINLINE static inline __attribute__((always_inline))
+
+/* Multiply-adds, vector and scalar, rounded alike: fused where the ISA
+ * has FMA, two roundings where it has not.  Explicit rather than left to
+ * the compiler's contraction, which it applies to some expressions and not
+ * others: the same output computed by two paths (a vector lane, a scalar
+ * tail; f32 or exact f16 weights) must come out the same. */
+#ifdef VFMA
+#define SFMA(a, b, c) __builtin_fmaf((a), (b), (c))
+#else
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define SFMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+typedef float vf __attribute__((vector_size(VW * 4)));
+typedef float vfu __attribute__((vector_size(VW * 4), aligned(4), may_alias));
+typedef int32_t vi __attribute__((vector_size(VW * 4)));
+typedef uint32_t vu __attribute__((vector_size(VW * 4)));
+typedef uint16_t vh __attribute__((vector_size(VW * 2)));
+typedef uint16_t vhu __attribute__((vector_size(VW * 2), aligned(2), may_alias));
+
+KINLINE vf vload(const float *p) { return *(const vfu *)p; }
+KINLINE void vstore(float *p, vf v) { *(vfu *)p = v; }
+/* x - 0 is x for every x (unlike x + 0, which turns -0 into +0), so the
+ * compiler folds the subtraction away and only the broadcast remains. */
+KINLINE vf vsplat(float x) { return x - (vf){0}; }
+/* x where x > 0, else +0 (NaN included), as the reference relu. */
+KINLINE vf vrelu(vf x) { return (vf)((vi)x & (vi)(x > (vf){0})); }
+/* a where a > b, else b: the reference max pool's comparison. */
+KINLINE vf vmax(vf a, vf b)
+{
+    vi m = (vi)(a > b);
+    return (vf)(((vi)a & m) | ((vi)b & ~m));
+}
+
+KINLINE vf load_bf16(const uint16_t *p)
+{
+    vu u = __builtin_convertvector(*(const vhu *)p, vu) << 16;
+    return (vf)u;
+}
+
+KINLINE vf load_f16(const uint16_t *p)
+{
+#ifdef F16_LOAD
+    return F16_LOAD(p);
+#else
+    /* Exponent and mantissa moved into place as a float32 bit pattern,
+     * then scaled by 2^(127 - 15): exact for normal and subnormal halves.
+     * The planner stores only finite halves, so inf/NaN never occur. */
+    vu h = __builtin_convertvector(*(const vhu *)p, vu);
+    vf mag = (vf)((h & 0x7fffu) << 13) * vsplat(0x1p112f);
+    return (vf)((vu)mag | ((h & 0x8000u) << 16));
+#endif
+}
+
+/* ------------------------------------------------------------------ */
+/* Convolution                                                        */
+/* ------------------------------------------------------------------ */
+
+enum { TILE_OC = VW * CONV_NV };
+
+/* A block of output channels whose weights take more than CONV_SLICE_ABOVE
+ * bytes runs as several passes over slices of the input channels, each
+ * slice's weights at most CONV_L1_WEIGHTS, so that they stay in the L1
+ * cache next to the inputs a tile reads.  Smaller blocks run in one pass:
+ * the L2 cache feeds them fast enough, and every pass costs a store and
+ * a load of the outputs.  (Measured on the article's and catdog-v1's
+ * layers.) */
+enum { CONV_L1_WEIGHTS = 40 * 1024, CONV_SLICE_ABOVE = 96 * 1024 };
+
+/* What a tile sums: for each of nky window rows (rs input floats apart,
+ * wrs weight floats apart), nseg segments (sin input floats, sw weight
+ * floats apart) of len values, the weights of the first value at w. */
+typedef struct {
+    ptrdiff_t rs, sin;
+    size_t wrs, sw;
+    int nky, nseg, len;
+    const float *w;
+    const float *bias; /* starts the sums; NULL: continue those in out */
+    int n_oc;          /* channels of out written (<= TILE_OC) */
+    int relu;          /* clamp at 0 on the way out (last pass only) */
+} conv_job;
+
+KINLINE vf load_partial(const float *p, int n)
+{
+    float tmp[VW] = {0};
+    memcpy(tmp, p, (size_t)n * sizeof *tmp);
+    return vload(tmp);
+}
+
+/* Stores one pixel's channels: n_oc of them, clamped if relu. */
+KINLINE void store_pixel(float *o, const vf *acc, int n_oc, int relu)
+{
+    if (n_oc == TILE_OC) {
+        for (int v = 0; v < CONV_NV; v++) vstore(o + v * VW, relu ? vrelu(acc[v]) : acc[v]);
+        return;
+    }
+    float tmp[TILE_OC];
+    for (int v = 0; v < CONV_NV; v++) vstore(tmp + v * VW, relu ? vrelu(acc[v]) : acc[v]);
+    memcpy(o, tmp, (size_t)n_oc * sizeof *tmp);
+}
+
+/* The first value of a pixel's sums: bias, or what an earlier pass left. */
+KINLINE vf start_value(const conv_job *j, const float *o, int v)
+{
+    if (j->bias) return vload(j->bias + v * VW);
+    const int n = j->n_oc - v * VW;
+    return n >= VW ? vload(o + v * VW) : load_partial(o + v * VW, n > 0 ? n : 0);
+}
+
+/* P pixels: pixel j's window at in[ioff[j]] (its first value inside the
+ * image), its outputs at out + ooff[j].  The pixels need not be
+ * neighbours: a tile may span rows.  When ROW (a constant), they are
+ * neighbours in one row instead, pixel j at ioff[0] + j * ps and
+ * ooff[0] + j * os, and the addresses take fewer registers.  Each output
+ * is one chain of fused multiply-adds in a fixed order. */
+KINLINE void conv_tile(const int P, const int ROW, const float *in, const ptrdiff_t *ioff,
+                       ptrdiff_t ps, const conv_job *jb, float *out, const ptrdiff_t *ooff,
+                       ptrdiff_t os)
+{
+    vf acc[CONV_P][CONV_NV];
+#pragma GCC unroll 16
+    for (int j = 0; j < P; j++)
+#pragma GCC unroll 16
+        for (int v = 0; v < CONV_NV; v++)
+            acc[j][v] = start_value(jb, out + (ROW ? ooff[0] + j * os : ooff[j]), v);
+    /* The nky x nseg segments as one loop: fewer live registers. */
+    const int segs = jb->nky * jb->nseg, len = jb->len;
+    int r = 0, g = 0;
+    for (int t = 0; t < segs; t++) {
+        const ptrdiff_t base = r * jb->rs + g * jb->sin;
+        const float *wr = jb->w + r * jb->wrs + g * jb->sw;
+        if (++g == jb->nseg) g = 0, r++;
+        if (ROW) {
+            const float *p = in + ioff[0] + base;
+            for (int i = 0; i < len; i++) {
+                vf wv[CONV_NV];
+#pragma GCC unroll 16
+                for (int v = 0; v < CONV_NV; v++) wv[v] = vload(wr + (size_t)i * TILE_OC + v * VW);
+#pragma GCC unroll 16
+                for (int j = 0; j < P; j++) {
+                    const vf x = vsplat(p[j * ps + i]);
+#pragma GCC unroll 16
+                    for (int v = 0; v < CONV_NV; v++) acc[j][v] = VFMA(x, wv[v], acc[j][v]);
+                }
+            }
+        } else {
+            const float *p[CONV_P];
+#pragma GCC unroll 16
+            for (int j = 0; j < P; j++) p[j] = in + ioff[j] + base;
+            for (int i = 0; i < len; i++) {
+                vf wv[CONV_NV];
+#pragma GCC unroll 16
+                for (int v = 0; v < CONV_NV; v++) wv[v] = vload(wr + (size_t)i * TILE_OC + v * VW);
+#pragma GCC unroll 16
+                for (int j = 0; j < P; j++) {
+                    const vf x = vsplat(p[j][i]);
+#pragma GCC unroll 16
+                    for (int v = 0; v < CONV_NV; v++) acc[j][v] = VFMA(x, wv[v], acc[j][v]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < P; j++)
+        store_pixel(out + (ROW ? ooff[0] + j * os : ooff[j]), acc[j], jb->n_oc, jb->relu);
+}
+
+typedef void (*conv_tile_fn)(const float *, const ptrdiff_t *, ptrdiff_t, const conv_job *,
+                             float *, const ptrdiff_t *, ptrdiff_t);
+
+/* Two functions per tile width (pixels anywhere, pixels in a row), so
+ * that each keeps its accumulators in registers. */
+#define CONV_TILE_FN(P)                                                                          \
+    static void KN(conv_tile_##P)(const float *in, const ptrdiff_t *ioff, ptrdiff_t ps,          \
+                                  const conv_job *jb, float *out, const ptrdiff_t *ooff,         \
+                                  ptrdiff_t os)                                                  \
+    {                                                                                            \
+        conv_tile(P, 0, in, ioff, ps, jb, out, ooff, os);                                        \
+    }                                                                                            \
+    static void KN(conv_row_tile_##P)(const float *in, const ptrdiff_t *ioff, ptrdiff_t ps,      \
+                                      const conv_job *jb, float *out, const ptrdiff_t *ooff,     \
+                                      ptrdiff_t os)                                              \
+    {                                                                                            \
+        conv_tile(P, 1, in, ioff, ps, jb, out, ooff, os);                                        \
+    }
+#if CONV_P < 2 || CONV_P > 12
+#error "CONV_P must be from 2 to 12"
+#endif
+CONV_TILE_FN(1)
+CONV_TILE_FN(2)
+#if CONV_P >= 3
+CONV_TILE_FN(3)
+#endif
+#if CONV_P >= 4
+CONV_TILE_FN(4)
+#endif
+#if CONV_P >= 5
+CONV_TILE_FN(5)
+#endif
+#if CONV_P >= 6
+CONV_TILE_FN(6)
+#endif
+#if CONV_P >= 7
+CONV_TILE_FN(7)
+#endif
+#if CONV_P >= 8
+CONV_TILE_FN(8)
+#endif
+#if CONV_P >= 9
+CONV_TILE_FN(9)
+#endif
+#if CONV_P >= 10
+CONV_TILE_FN(10)
+#endif
+#if CONV_P >= 11
+CONV_TILE_FN(11)
+#endif
+#if CONV_P >= 12
+CONV_TILE_FN(12)
+#endif
+
+static const conv_tile_fn KN(conv_tiles)[CONV_P + 1] = {
+    NULL, KN(conv_tile_1), KN(conv_tile_2),
+#if CONV_P >= 3
+    KN(conv_tile_3),
+#endif
+#if CONV_P >= 4
+    KN(conv_tile_4),
+#endif
+#if CONV_P >= 5
+    KN(conv_tile_5),
+#endif
+#if CONV_P >= 6
+    KN(conv_tile_6),
+#endif
+#if CONV_P >= 7
+    KN(conv_tile_7),
+#endif
+#if CONV_P >= 8
+    KN(conv_tile_8),
+#endif
+#if CONV_P >= 9
+    KN(conv_tile_9),
+#endif
+#if CONV_P >= 10
+    KN(conv_tile_10),
+#endif
+#if CONV_P >= 11
+    KN(conv_tile_11),
+#endif
+#if CONV_P >= 12
+    KN(conv_tile_12),
+#endif
+};
+static const conv_tile_fn KN(conv_row_tiles)[CONV_P + 1] = {
+    NULL, KN(conv_row_tile_1), KN(conv_row_tile_2),
+#if CONV_P >= 3
+    KN(conv_row_tile_3),
+#endif
+#if CONV_P >= 4
+    KN(conv_row_tile_4),
+#endif
+#if CONV_P >= 5
+    KN(conv_row_tile_5),
+#endif
+#if CONV_P >= 6
+    KN(conv_row_tile_6),
+#endif
+#if CONV_P >= 7
+    KN(conv_row_tile_7),
+#endif
+#if CONV_P >= 8
+    KN(conv_row_tile_8),
+#endif
+#if CONV_P >= 9
+    KN(conv_row_tile_9),
+#endif
+#if CONV_P >= 10
+    KN(conv_row_tile_10),
+#endif
+#if CONV_P >= 11
+    KN(conv_row_tile_11),
+#endif
+#if CONV_P >= 12
+    KN(conv_row_tile_12),
+#endif
+};
+
+/* One pixel at the edge of the image, whose window is partly outside:
+ * alone in its tile, its CONV_NV accumulators would each wait for the
+ * previous multiply-add, so each segment's sum is split four ways (by the
+ * position in the segment) and the parts added at the end. */
+static void KN(conv_edge)(const float *in, ptrdiff_t off, const conv_job *jb, float *out)
+{
+    vf acc[4][CONV_NV];
+    for (int v = 0; v < CONV_NV; v++) {
+        acc[0][v] = start_value(jb, out, v);
+        acc[1][v] = acc[2][v] = acc[3][v] = (vf){0};
+    }
+    for (int r = 0; r < jb->nky; r++)
+        for (int g = 0; g < jb->nseg; g++) {
+            const float *p = in + off + r * jb->rs + g * jb->sin;
+            const float *wr = jb->w + r * jb->wrs + g * jb->sw;
+            int i = 0;
+            for (; i + 4 <= jb->len; i += 4)
+                for (int u = 0; u < 4; u++) {
+                    const vf x = vsplat(p[i + u]);
+                    for (int v = 0; v < CONV_NV; v++)
+                        acc[u][v] = VFMA(x, vload(wr + (size_t)(i + u) * TILE_OC + v * VW), acc[u][v]);
+                }
+            for (; i < jb->len; i++) {
+                const vf x = vsplat(p[i]);
+                for (int v = 0; v < CONV_NV; v++)
+                    acc[0][v] = VFMA(x, vload(wr + (size_t)i * TILE_OC + v * VW), acc[0][v]);
+            }
+        }
+    vf sum[CONV_NV];
+    for (int v = 0; v < CONV_NV; v++) sum[v] = (acc[0][v] + acc[1][v]) + (acc[2][v] + acc[3][v]);
+    store_pixel(out, sum, jb->n_oc, jb->relu);
+}
+
+static int imin(int a, int b) { return a < b ? a : b; }
+static int imax(int a, int b) { return a > b ? a : b; }
+
+/* Output rows [oy0, oy1) of one image, output channels [ocb * TILE_OC,
+ * + TILE_OC) clipped to oc.  Pixels whose window lies wholly inside the
+ * image go in tiles of CONV_P, which run on from one row to the next (a
+ * narrow layer still fills its tiles); the window rows inside must be the
+ * same for the whole tile, so a change of them (padded rows at the top
+ * and bottom) starts a new one.  Pixels at the left and right edges, whose
+ * window is cut, go one by one.  When the block's weights are too big for
+ * the L1 cache, the whole of this runs once per slice of input channels,
+ * each pass continuing the sums the previous one left in out: every
+ * output is still one chain of multiply-adds, in a fixed order. */
+static void KN(conv_rows)(const cnn_conv_shape *s, const float *in, const float *wpack,
+                          const float *bias, float *out, int oy0, int oy1, int ocb)
+{
+    const int k = s->k, c = s->c, st = s->stride, kc = k * c;
+    const ptrdiff_t rs = (ptrdiff_t)s->w * c;
+    const size_t wrs = (size_t)kc * TILE_OC;
+    /* Output columns whose window is wholly inside: [x_lo, x_hi). */
+    const int pl = s->pad_left;
+    int x_lo = (pl + st - 1) / st;
+    int x_hi = s->w - k + pl >= 0 ? (s->w - k + pl) / st + 1 : 0;
+    x_lo = imin(x_lo, s->ow);
+    x_hi = imax(x_lo, imin(x_hi, s->ow));
+
+    const int oc0 = ocb * TILE_OC, n_oc = imin(TILE_OC, s->oc - oc0);
+    const float *wb = wpack + (size_t)ocb * k * wrs;
+    float *o0 = out + oc0;
+    const size_t block_bytes = (size_t)k * wrs * sizeof(float);
+    const int passes =
+        block_bytes <= CONV_SLICE_ABOVE
+            ? 1
+            : (int)imin(c, (int)((block_bytes + CONV_L1_WEIGHTS - 1) / CONV_L1_WEIGHTS));
+    const int slice = (c + passes - 1) / passes;
+
+    for (int c0 = 0; c0 < c; c0 += slice) {
+        const int cl = imin(slice, c - c0);
+        conv_job jb = {rs, c, wrs, (size_t)c * TILE_OC, 0, 0, 0, NULL,
+                       c0 == 0 ? bias + oc0 : NULL, n_oc, s->relu && c0 + cl == c};
+        ptrdiff_t ioff[CONV_P], ooff[CONV_P];
+        int np = 0, t_ky0 = 0, t_nky = 0, t_oy = 0;
+        const ptrdiff_t ps = (ptrdiff_t)st * c;
+        for (int oy = oy0; oy < oy1; oy++) {
+            /* Window rows inside the image, the same for the whole row. */
+            const int iy = oy * st - s->pad_top;
+            const int ky0 = imax(0, -iy), ky1 = imin(k, s->h - iy);
+            const int nky = imax(0, ky1 - ky0);
+            /* Offsets formed from the first row and column inside the
+             * image are never negative. */
+            const ptrdiff_t row_off = (ptrdiff_t)(iy + ky0) * rs + c0;
+            const ptrdiff_t orow = (ptrdiff_t)oy * s->ow * s->oc;
+            for (int ox = 0; ox < s->ow; ox++) {
+                if (ox == x_lo) ox = x_hi;
+                if (ox >= s->ow) break;
+                const int ix = ox * st - pl;
+                const int kx0 = imax(0, -ix), kx1 = imin(k, s->w - ix);
+                const int nkx = imax(0, kx1 - kx0);
+                /* One run of nkx * c values, or nkx runs of cl. */
+                jb.nky = nkx ? nky : 0;
+                jb.nseg = cl == c ? 1 : nkx;
+                jb.len = cl == c ? nkx * c : cl;
+                jb.w = wb + ((size_t)ky0 * kc + (size_t)kx0 * c + (size_t)c0) * TILE_OC;
+                KN(conv_edge)(in, row_off + (ptrdiff_t)(ix + kx0) * c, &jb,
+                              o0 + orow + (ptrdiff_t)ox * s->oc);
+            }
+            if (x_lo == x_hi) continue;
+            jb.nseg = cl == c ? 1 : k;
+            jb.len = cl == c ? kc : cl;
+            if (np && (ky0 != t_ky0 || nky != t_nky)) {
+                jb.nky = t_nky;
+                jb.w = wb + ((size_t)t_ky0 * kc + (size_t)c0) * TILE_OC;
+                /* Every earlier row added pixels: the tile's last is in oy - 1. */
+                (t_oy == oy - 1 ? KN(conv_row_tiles) : KN(conv_tiles))[np](in, ioff, ps, &jb, o0,
+                                                                           ooff, s->oc);
+                np = 0;
+            }
+            t_ky0 = ky0, t_nky = nky;
+            jb.nky = nky;
+            jb.w = wb + ((size_t)ky0 * kc + (size_t)c0) * TILE_OC;
+            for (int ox = x_lo; ox < x_hi; ox++) {
+                if (np == 0) t_oy = oy;
+                ioff[np] = row_off + (ptrdiff_t)(ox * st - pl) * c;
+                ooff[np] = orow + (ptrdiff_t)ox * s->oc;
+                if (++np == CONV_P) {
+                    (t_oy == oy ? KN(conv_row_tiles) : KN(conv_tiles))[np](in, ioff, ps, &jb, o0,
+                                                                           ooff, s->oc);
+                    np = 0;
+                }
+            }
+        }
+        if (np) {
+            jb.nseg = cl == c ? 1 : k;
+            jb.len = cl == c ? kc : cl;
+            jb.nky = t_nky;
+            jb.w = wb + ((size_t)t_ky0 * kc + (size_t)c0) * TILE_OC;
+            (t_oy == oy1 - 1 ? KN(conv_row_tiles) : KN(conv_tiles))[np](in, ioff, ps, &jb, o0, ooff,
+                                                                        s->oc);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Dense                                                              */
+/* ------------------------------------------------------------------ */
+
+/* Rows this many non-zero inputs ahead are prefetched. */
+enum { DENSE_PREFETCH = 8 };
+
+KINLINE vf load_w(const void *w, size_t at, int fmt)
+{
+    if (fmt == CNN_WFMT_BF16) return load_bf16((const uint16_t *)w + at);
+    if (fmt == CNN_WFMT_F16) return load_f16((const uint16_t *)w + at);
+    return vload((const float *)w + at);
+}
+
+/* NV vectors of units starting at u of a block ldw units wide, over all
+ * the given inputs. */
+KINLINE void dense_strip(const int NV, const int fmt, const float *x, const int32_t *idx,
+                         int n_idx, const void *w, size_t ldw, int u, float *out)
+{
+    const size_t esize = fmt == CNN_WFMT_F32 ? 4 : 2;
+    const size_t strip_bytes = (size_t)NV * VW * esize;
+    vf acc[DENSE_NV];
+    for (int v = 0; v < NV; v++) acc[v] = vload(out + u + v * VW);
+    for (int j = 0; j < n_idx; j++) {
+        if (j + DENSE_PREFETCH < n_idx) {
+            const char *pf = (const char *)w + ((size_t)idx[j + DENSE_PREFETCH] * ldw + u) * esize;
+            for (size_t b = 0; b < strip_bytes; b += 64) __builtin_prefetch(pf + b, 0, 0);
+        }
+        const vf xv = vsplat(x[idx[j]]);
+        const size_t row = (size_t)idx[j] * ldw + u;
+        for (int v = 0; v < NV; v++) acc[v] = VFMA(xv, load_w(w, row + (size_t)v * VW, fmt), acc[v]);
+    }
+    for (int v = 0; v < NV; v++) vstore(out + u + v * VW, acc[v]);
+}
+
+static float KN(wscalar)(const void *w, size_t at, int fmt)
+{
+    if (fmt == CNN_WFMT_BF16) {
+        uint32_t b = (uint32_t)((const uint16_t *)w)[at] << 16;
+        float f;
+        memcpy(&f, &b, sizeof f);
+        return f;
+    }
+    if (fmt == CNN_WFMT_F16) {
+        uint16_t h[VW] = {0};
+        h[0] = ((const uint16_t *)w)[at];
+        return load_f16(h)[0];
+    }
+    return ((const float *)w)[at];
+}
+
+/* A block of width units: full strips, then narrower ones for the rest
+ * (a block narrower than DENSE_NV vectors is the last of its layer). */
+#define DENSE_FMT(FMT, SUFFIX)                                                                  \
+    static void KN(dense_##SUFFIX)(const float *x, const int32_t *idx, int n_idx,              \
+                                   const void *w, int width, float *out)                       \
+    {                                                                                           \
+        const size_t ldw = (size_t)width;                                                       \
+        const int u1 = width;                                                                   \
+        int u = 0;                                                                              \
+        for (; u + DENSE_NV * VW <= u1; u += DENSE_NV * VW)                                     \
+            dense_strip(DENSE_NV, FMT, x, idx, n_idx, w, ldw, u, out);                          \
+        if (DENSE_NV > 8 && u + 8 * VW <= u1) {                                                 \
+            dense_strip(8, FMT, x, idx, n_idx, w, ldw, u, out);                                 \
+            u += 8 * VW;                                                                        \
+        }                                                                                       \
+        if (DENSE_NV > 4 && u + 4 * VW <= u1) {                                                 \
+            dense_strip(4, FMT, x, idx, n_idx, w, ldw, u, out);                                 \
+            u += 4 * VW;                                                                        \
+        }                                                                                       \
+        for (; u + VW <= u1; u += VW) dense_strip(1, FMT, x, idx, n_idx, w, ldw, u, out);       \
+        for (; u < u1; u++) {                                                                   \
+            float a = out[u];                                                                   \
+            for (int j = 0; j < n_idx; j++)                                                     \
+                a = SFMA(x[idx[j]], KN(wscalar)(w, (size_t)idx[j] * ldw + (size_t)u, FMT), a);  \
+            out[u] = a;                                                                         \
+        }                                                                                       \
+    }
+DENSE_FMT(CNN_WFMT_F32, f32)
+DENSE_FMT(CNN_WFMT_BF16, bf16)
+DENSE_FMT(CNN_WFMT_F16, f16)
+
+static void KN(dense_acc)(const float *x, const int32_t *idx, int n_idx, const void *w,
+                          cnn_wfmt fmt, int width, float *out)
+{
+    switch (fmt) {
+    case CNN_WFMT_BF16: KN(dense_bf16)(x, idx, n_idx, w, width, out); break;
+    case CNN_WFMT_F16: KN(dense_f16)(x, idx, n_idx, w, width, out); break;
+    case CNN_WFMT_F32: KN(dense_f32)(x, idx, n_idx, w, width, out); break;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Max pool                                                           */
+/* ------------------------------------------------------------------ */
+
+static void KN(maxpool_rows)(const float *in, int w, int c, int k, int stride, int ow,
+                             int relu, int y0, int y1, float *out)
+{
+    const size_t rs = (size_t)w * c;
+    for (int oy = y0; oy < y1; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            const float *first = in + (size_t)oy * stride * rs + (size_t)ox * stride * c;
+            float *dst = out + ((size_t)oy * ow + ox) * c;
+            int i = 0;
+            for (; i + VW <= c; i += VW) {
+                vf m = vload(first + i);
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++) m = vmax(vload(first + ky * rs + (size_t)kx * c + i), m);
+                vstore(dst + i, relu ? vrelu(m) : m);
+            }
+            for (; i < c; i++) {
+                float m = first[i];
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++) {
+                        const float v = first[ky * rs + (size_t)kx * c + i];
+                        m = v > m ? v : m;
+                    }
+                dst[i] = relu && !(m > 0.0f) ? 0.0f : m;
+            }
+        }
+}
+
+/* ------------------------------------------------------------------ */
+/* Peak                                                               */
+/* ------------------------------------------------------------------ */
+
+static float KN(fma_loop)(long iters, double *flops)
+{
+    vf a[PEAK_NACC];
+    for (int j = 0; j < PEAK_NACC; j++) a[j] = vsplat((float)j);
+    vf m = vsplat(0.999f), b = vsplat(0.001f);
+    for (long it = 0; it < iters; it++) {
+        /* Unrolled, so that the accumulators live in registers. */
+#pragma GCC unroll 32
+        for (int j = 0; j < PEAK_NACC; j++) a[j] = VFMA(a[j], m, b);
+    }
+    vf s = a[0];
+    for (int j = 1; j < PEAK_NACC; j++) s += a[j];
+    float r = 0;
+    for (int i = 0; i < VW; i++) r += s[i];
+    *flops = 2.0 * VW * PEAK_NACC * (double)iters;
+    return r;
+}
+
+const cnn_kernels KSET = {
+    KNAME,
+    TILE_OC,
+    CONV_P,
+    KN(conv_rows),
+    DENSE_NV * VW,
+    KN(dense_acc),
+    KN(maxpool_rows),
+    KN(fma_loop),
+};

@@ -1,0 +1,470 @@
+/* test_kernels.c - every kernel set this machine can run (kernels.h)
+ * against the scalar reference ops, across shapes, strides, paddings,
+ * weight formats and thread counts; the run-time choice of set; dense
+ * weight storage chosen by the planner.  Sets the CPU lacks are reported
+ * and skipped (the test fails only on what it can run). */
+#include "check.h"
+#include "cnn_internal.h"
+#include "net_internal.h"
+
+#include <stdlib.h>
+
+static uint64_t rng = 0x243F6A8885A308D3ull;
+static float frand(void) /* uniform in [-1, 1) */
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
+}
+
+static float bf16_round(float f) { return cnn_bf16_to_f32(cnn_f32_to_bf16(f)); }
+static float f16_round(float f) { return cnn_f16_to_f32(cnn_f32_to_f16(f)); }
+
+/* ------------------------------------------------------------------ */
+/* Convolution                                                        */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    int h, w, c, oc, k, stride, pt, pl, pb, pr;
+} conv_case;
+
+/* The documented packing (kernels.h), written independently of net.c. */
+static float *pack_conv(const float *w, int oc, int c, int k, int bl)
+{
+    const int blocks = (oc + bl - 1) / bl;
+    float *p = calloc((size_t)blocks * bl * k * k * c, sizeof *p);
+    for (int o = 0; o < oc; o++)
+        for (int i = 0; i < c; i++)
+            for (int ky = 0; ky < k; ky++)
+                for (int kx = 0; kx < k; kx++)
+                    p[((((size_t)(o / bl) * k + ky) * k + kx) * c + i) * bl + o % bl] =
+                        w[(((size_t)o * c + i) * k + ky) * k + kx];
+    return p;
+}
+
+static void check_conv(const cnn_kernels *kern, const conv_case *cc, int relu)
+{
+    const int oh = (cc->h + cc->pt + cc->pb - cc->k) / cc->stride + 1;
+    const int ow = (cc->w + cc->pl + cc->pr - cc->k) / cc->stride + 1;
+    if (oh < 1 || ow < 1) return;
+    const size_t n_in = (size_t)cc->h * cc->w * cc->c, n_out = (size_t)oh * ow * cc->oc;
+    const size_t n_w = (size_t)cc->oc * cc->c * cc->k * cc->k;
+    const int bl = kern->conv_block, blocks = (cc->oc + bl - 1) / bl;
+    float *in = malloc(n_in * sizeof *in), *w = malloc(n_w * sizeof *w);
+    float *bias = calloc((size_t)blocks * bl, sizeof *bias);
+    float *ref = malloc(n_out * sizeof *ref), *out = malloc(n_out * sizeof *out);
+    for (size_t i = 0; i < n_in; i++) in[i] = frand();
+    for (size_t i = 0; i < n_w; i++) w[i] = frand();
+    for (int o = 0; o < cc->oc; o++) bias[o] = 0.5f * frand();
+    float *wp = pack_conv(w, cc->oc, cc->c, cc->k, bl);
+
+    cnn_ref_conv2d(in, 1, cc->h, cc->w, cc->c, w, bias, cc->oc, cc->k, cc->stride, cc->pt, cc->pl,
+                   oh, ow, ref);
+    if (relu) cnn_ref_relu(ref, n_out);
+    const cnn_conv_shape s = {cc->h, cc->w, cc->c, cc->oc, cc->k, cc->stride, cc->pt, cc->pl,
+                              oh, ow, relu};
+    /* Rows one by one, and in groups of 3, channel blocks in a scrambled
+     * order: each output must be computed the same way either way. */
+    for (size_t i = 0; i < n_out; i++) out[i] = 12345.0f;
+    const int items = oh * blocks;
+    for (int t = 0; t < items; t++) {
+        const int item = (int)(((long long)t * 7919) % items);
+        kern->conv_rows(&s, in, wp, bias, out, item / blocks, item / blocks + 1, item % blocks);
+    }
+    float *grouped = malloc(n_out * sizeof *grouped);
+    for (int b = 0; b < blocks; b++)
+        for (int y = 0; y < oh; y += 3)
+            kern->conv_rows(&s, in, wp, bias, grouped, y, y + 3 < oh ? y + 3 : oh, b);
+    CHECKF(memcmp(out, grouped, n_out * sizeof *out) == 0,
+           "%s conv %dx%dx%d -> %d, k %d stride %d: rows in groups differ bitwise from one by one",
+           kern->name, cc->h, cc->w, cc->c, cc->oc, cc->k, cc->stride);
+    free(grouped);
+    /* Each output sums c*k*k products of values below 1 in magnitude. */
+    const double tol = 2e-6 * (cc->c * cc->k * cc->k + 1);
+    double err = 0;
+    size_t worst = 0;
+    for (size_t i = 0; i < n_out; i++) {
+        const double d = fabs((double)out[i] - ref[i]);
+        if (!(d <= err)) err = d, worst = i;
+    }
+    CHECKF(err <= tol,
+           "%s conv %dx%dx%d -> %d, k %d stride %d pad %d/%d/%d/%d relu %d: error %g at %zu "
+           "(%g vs %g)",
+           kern->name, cc->h, cc->w, cc->c, cc->oc, cc->k, cc->stride, cc->pt, cc->pl, cc->pb, cc->pr,
+           relu, err, worst, out[worst], ref[worst]);
+    free(in), free(w), free(bias), free(ref), free(out), free(wp);
+}
+
+static void test_conv(const cnn_kernels *kern)
+{
+    static const conv_case cases[] = {
+        /* the article's layers */
+        {150, 150, 3, 32, 3, 1, 0, 0, 0, 0},
+        {74, 74, 32, 64, 3, 1, 0, 0, 0, 0},
+        {36, 36, 64, 128, 3, 1, 0, 0, 0, 0},
+        /* 'same' padding, odd sizes, channel counts off every block */
+        {37, 37, 64, 128, 3, 1, 1, 1, 1, 1},
+        {9, 9, 256, 40, 3, 1, 1, 1, 1, 1},
+        {23, 19, 3, 5, 3, 2, 1, 0, 1, 1},
+        {12, 11, 5, 33, 5, 1, 2, 2, 2, 2},
+        {13, 17, 7, 1, 1, 1, 0, 0, 0, 0},
+        {9, 12, 1, 64, 3, 1, 1, 1, 1, 1},
+        {9, 12, 64, 3, 2, 2, 0, 0, 1, 0},
+        {30, 31, 16, 17, 3, 3, 1, 2, 1, 0},
+        {8, 40, 4, 24, 4, 2, 2, 1, 1, 2},
+        /* padding as large as the kernel: windows wholly outside */
+        {5, 6, 3, 8, 3, 1, 3, 3, 3, 3},
+        {1, 1, 2, 3, 3, 1, 1, 1, 1, 1},
+        /* rows narrower and wider than every tile */
+        {3, 2, 8, 48, 2, 1, 0, 0, 0, 0},
+        {4, 100, 9, 20, 3, 1, 0, 1, 0, 1},
+        /* weights too big for L1: input channels in slices (every set) */
+        {7, 9, 700, 12, 3, 2, 1, 1, 1, 1},
+        {8, 8, 200, 20, 5, 1, 2, 2, 2, 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int relu = 0; relu <= 1; relu++) check_conv(kern, &cases[i], relu);
+}
+
+/* ------------------------------------------------------------------ */
+/* Dense                                                              */
+/* ------------------------------------------------------------------ */
+
+static void check_dense(const cnn_kernels *kern, cnn_wfmt fmt, int in_f, int width,
+                        double zero_fraction)
+{
+    float *x = malloc((size_t)in_f * sizeof *x), *w = malloc((size_t)in_f * width * sizeof *w);
+    void *wq = malloc((size_t)in_f * width * 4);
+    int32_t *idx = malloc((size_t)in_f * sizeof *idx);
+    float *out = malloc((size_t)width * sizeof *out), *out2 = malloc((size_t)width * sizeof *out2);
+    int n_idx = 0;
+    for (int i = 0; i < in_f; i++) {
+        x[i] = (frand() + 1.0f) / 2.0f < zero_fraction ? 0.0f : frand();
+        if (x[i] != 0.0f) idx[n_idx++] = i;
+    }
+    /* w [in][width] holds the values the format can store exactly. */
+    for (size_t i = 0; i < (size_t)in_f * width; i++) {
+        float v = frand();
+        if (fmt == CNN_WFMT_BF16) {
+            v = bf16_round(v);
+            ((uint16_t *)wq)[i] = cnn_f32_to_bf16(v);
+        } else if (fmt == CNN_WFMT_F16) {
+            /* Some tiny values, to exercise f16 subnormals. */
+            if (i % 17 == 3) v *= 1e-5f;
+            v = f16_round(v);
+            ((uint16_t *)wq)[i] = cnn_f32_to_f16(v);
+        } else {
+            ((float *)wq)[i] = v;
+        }
+        w[i] = v;
+    }
+    for (int u = 0; u < width; u++) out[u] = out2[u] = 0.25f * (float)u;
+    kern->dense_acc(x, idx, n_idx, wq, fmt, width, out);
+    /* The same sum in three consecutive parts gives the same bits. */
+    const int a = n_idx / 3, b = 2 * n_idx / 3;
+    kern->dense_acc(x, idx, a, wq, fmt, width, out2);
+    kern->dense_acc(x, idx + a, b - a, wq, fmt, width, out2);
+    kern->dense_acc(x, idx + b, n_idx - b, wq, fmt, width, out2);
+    double err = 0;
+    for (int u = 0; u < width; u++) {
+        double r = 0.25 * u;
+        for (int i = 0; i < in_f; i++) r += (double)x[i] * w[(size_t)i * width + u];
+        const double d = fabs(out[u] - r);
+        if (!(d <= err)) err = d;
+    }
+    static const char *const names[] = {"f32", "bf16", "f16"};
+    /* Half storage of exactly representable weights changes nothing. */
+    if (fmt != CNN_WFMT_F32) {
+        for (int u = 0; u < width; u++) out2[u] = 0.25f * (float)u;
+        kern->dense_acc(x, idx, n_idx, w, CNN_WFMT_F32, width, out2);
+        CHECKF(memcmp(out, out2, (size_t)width * sizeof *out) == 0,
+               "%s dense %s in %d width %d: differs bitwise from f32 weights", kern->name,
+               names[fmt], in_f, width);
+        for (int u = 0; u < width; u++) out2[u] = 0.25f * (float)u;
+        kern->dense_acc(x, idx, a, wq, fmt, width, out2);
+        kern->dense_acc(x, idx + a, b - a, wq, fmt, width, out2);
+        kern->dense_acc(x, idx + b, n_idx - b, wq, fmt, width, out2);
+    }
+    CHECKF(err <= 1e-6 * in_f, "%s dense %s in %d width %d zeros %.0f%%: error %g", kern->name,
+           names[fmt], in_f, width, 100 * zero_fraction, err);
+    CHECKF(memcmp(out, out2, (size_t)width * sizeof *out) == 0,
+           "%s dense %s in %d width %d: a sum split in parts differs bitwise", kern->name,
+           names[fmt], in_f, width);
+    free(x), free(w), free(wq), free(idx), free(out), free(out2);
+}
+
+static void test_dense(const cnn_kernels *kern)
+{
+    const int bl = kern->dense_block;
+    const int widths[] = {1, 3, 4, 7, 8, 15, 16, 17, 33, 64, 100, bl - 1, bl};
+    for (int f = CNN_WFMT_F32; f <= CNN_WFMT_F16; f++)
+        for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
+            check_dense(kern, (cnn_wfmt)f, 37, widths[i], 0.0);
+            check_dense(kern, (cnn_wfmt)f, 1000, widths[i], 0.5);
+        }
+    check_dense(kern, CNN_WFMT_F32, 5, 16, 1.0); /* nothing to add */
+}
+
+/* ------------------------------------------------------------------ */
+/* Max pool                                                           */
+/* ------------------------------------------------------------------ */
+
+static void test_pool(const cnn_kernels *kern)
+{
+    static const int cases[][5] = {/* h, w, c, k, stride */
+                                   {148, 148, 32, 2, 2}, {9, 11, 5, 3, 2}, {8, 8, 35, 2, 1},
+                                   {7, 5, 1, 3, 1},      {6, 6, 16, 3, 3}, {4, 9, 17, 2, 2}};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        const int h = cases[t][0], w = cases[t][1], c = cases[t][2], k = cases[t][3],
+                  st = cases[t][4];
+        const int oh = (h - k) / st + 1, ow = (w - k) / st + 1;
+        const size_t n_in = (size_t)h * w * c, n_out = (size_t)oh * ow * c;
+        float *in = malloc(n_in * sizeof *in), *ref = malloc(n_out * sizeof *ref),
+              *out = malloc(n_out * sizeof *out);
+        for (size_t i = 0; i < n_in; i++) in[i] = frand();
+        for (int relu = 0; relu <= 1; relu++) {
+            cnn_ref_maxpool(in, 1, h, w, c, k, st, oh, ow, ref);
+            if (relu) cnn_ref_relu(ref, n_out);
+            /* In two calls, split at an odd row. */
+            kern->maxpool_rows(in, w, c, k, st, ow, relu, 0, oh / 2, out);
+            kern->maxpool_rows(in, w, c, k, st, ow, relu, oh / 2, oh, out);
+            CHECKF(memcmp(out, ref, n_out * sizeof *out) == 0,
+                   "%s maxpool %dx%dx%d k %d stride %d relu %d differs from the reference",
+                   kern->name, h, w, c, k, st, relu);
+        }
+        free(in), free(ref), free(out);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Whole networks on every set and thread count                       */
+/* ------------------------------------------------------------------ */
+
+static const char *const nets[] = {
+    "article",
+    /* 'same' padding, batchnorm folded, gap, off-block channels */
+    "{\"schema\":1,\"name\":\"n1\",\"input\":[37,29,3],\"layers\":["
+    "{\"type\":\"conv2d\",\"name\":\"c1\",\"filters\":24,\"kernel\":3,\"stride\":1,\"padding\":\"same\",\"bias\":false},"
+    "{\"type\":\"batchnorm\",\"name\":\"b1\"},{\"type\":\"relu\",\"name\":\"r1\"},"
+    "{\"type\":\"maxpool\",\"name\":\"p1\",\"size\":2,\"stride\":2},"
+    "{\"type\":\"conv2d\",\"name\":\"c2\",\"filters\":40,\"kernel\":3,\"stride\":2,\"padding\":1},"
+    "{\"type\":\"relu\",\"name\":\"r2\"},"
+    "{\"type\":\"conv2d\",\"name\":\"c3\",\"filters\":70,\"kernel\":3,\"stride\":1,\"padding\":\"same\"},"
+    "{\"type\":\"relu\",\"name\":\"r3\"},{\"type\":\"gap\",\"name\":\"g\"},"
+    "{\"type\":\"dense\",\"name\":\"d1\",\"units\":300},{\"type\":\"relu\",\"name\":\"r4\"},"
+    "{\"type\":\"dense\",\"name\":\"d2\",\"units\":1},{\"type\":\"sigmoid\",\"name\":\"s\"}]}",
+};
+
+static void randomize_biases(cnn_model *m)
+{
+    for (int li = 0; li < m->n_layers; li++) {
+        cnn_layer *L = &m->layers[li];
+        if (L->type == CNN_LAYER_BATCHNORM) {
+            for (int i = 0; i < L->out_c; i++) {
+                L->weight[i] = 1.0f + 0.5f * frand();
+                L->bias[i] = 0.2f * frand();
+                L->mean[i] = 0.3f * frand();
+                L->var[i] = 0.5f + 0.4f * frand();
+            }
+        } else if (L->bias) {
+            for (size_t i = 0; i < L->n_bias; i++) L->bias[i] = 0.1f * frand();
+        }
+    }
+}
+
+/* Logits of n images on isa with `threads` threads, in batches of
+ * `batch`; returns 0 when the net cannot be made. */
+static int run_net(const cnn_model *m, int isa, cnn_dense_policy dense, int threads, int batch,
+                   const float *input, int n, float *logits)
+{
+    cnn_net_options o;
+    cnn_net_options_init(&o);
+    o.isa = isa;
+    o.dense = dense;
+    cnn_net *net = NULL;
+    if (cnn_net_create_opts(m, batch, &o, &net) != CNN_OK) return 0;
+    CHECK_OK(cnn_net_set_threads(net, threads));
+    const size_t in_elems = (size_t)m->in_h * m->in_w * m->in_c;
+    for (int b0 = 0; b0 < n; b0 += batch)
+        CHECK_OK(cnn_net_forward(net, input + b0 * in_elems, batch, logits + b0));
+    cnn_net_free(net);
+    return 1;
+}
+
+static double max_abs_diff(const float *a, const float *b, int n)
+{
+    double e = 0;
+    for (int i = 0; i < n; i++) {
+        const double d = fabs((double)a[i] - b[i]);
+        if (!(d <= e)) e = d;
+    }
+    return e;
+}
+
+static void test_nets(void)
+{
+    enum { N = 3 };
+    for (size_t ni = 0; ni < sizeof nets / sizeof nets[0]; ni++) {
+        cnn_model *m = NULL;
+        CHECK_OK(cnn_model_from_spec(nets[ni], &m));
+        if (!m) continue;
+        CHECK_OK(cnn_model_init(m, 7));
+        randomize_biases(m);
+        const size_t in_elems = (size_t)m->in_h * m->in_w * m->in_c;
+        float *input = malloc(sizeof(float) * in_elems * N);
+        for (size_t i = 0; i < in_elems * N; i++) input[i] = (frand() + 1.0f) / 2.0f;
+        float ref[N], logits[N];
+        /* The baseline: the portable set (test_ops holds the default set,
+         * and the portable one when forced, to the reference ops). */
+        CHECK(run_net(m, CNN_ISA_PORTABLE, CNN_DENSE_F32, 1, 1, input, N, ref));
+        for (int isa = 0; isa < CNN_ISA_COUNT; isa++) {
+            if (!cnn_isa_supported((cnn_isa)isa)) continue;
+            float first[N];
+            CHECK(run_net(m, isa, CNN_DENSE_F32, 1, 1, input, N, first));
+            /* Probabilities (and logits, far more sensitive) agree across
+             * sets: they differ by rounding only. */
+            const double e = max_abs_diff(first, ref, N);
+            CHECKF(e <= 1e-4, "%s on %s: logits differ from portable by %g", m->name,
+                   cnn_isa_name((cnn_isa)isa), e);
+            for (int threads = 1; threads <= 3; threads++)
+                for (int batch = 1; batch <= N; batch += N - 1) {
+                    CHECK(run_net(m, isa, CNN_DENSE_F32, threads, batch, input, N, logits));
+                    CHECKF(memcmp(first, logits, sizeof first) == 0,
+                           "%s on %s, %d threads, batch %d: logits differ bitwise from 1 thread",
+                           m->name, cnn_isa_name((cnn_isa)isa), threads, batch);
+                }
+            /* Rounded dense weights: close, and the same on any thread count. */
+            for (int d = CNN_DENSE_BF16; d <= CNN_DENSE_F16; d++) {
+                float one[N];
+                CHECK(run_net(m, isa, (cnn_dense_policy)d, 1, 1, input, N, one));
+                CHECK(run_net(m, isa, (cnn_dense_policy)d, 2, N, input, N, logits));
+                CHECKF(memcmp(one, logits, sizeof one) == 0,
+                       "%s on %s, dense policy %d: 2 threads differ from 1", m->name,
+                       cnn_isa_name((cnn_isa)isa), d);
+                const double ed = max_abs_diff(one, first, N);
+                CHECKF(ed <= (d == CNN_DENSE_BF16 ? 0.05 : 0.01) * (1 + fabs(first[0])),
+                       "%s on %s, dense policy %d: logits off by %g", m->name,
+                       cnn_isa_name((cnn_isa)isa), d, ed);
+            }
+        }
+        free(input);
+        cnn_model_free(m);
+    }
+}
+
+/* The planner keeps dense weights in bf16/f16 exactly when nothing is
+ * lost, and the results are then the f32 results, bit for bit. */
+static void test_dense_storage(void)
+{
+    cnn_model *m = NULL;
+    CHECK_OK(cnn_model_from_spec(nets[1], &m));
+    if (!m) return;
+    CHECK_OK(cnn_model_init(m, 3));
+    randomize_biases(m);
+    const int d1 = cnn_model_find_layer(m, "d1");
+    CHECK(d1 >= 0);
+    if (d1 < 0) return;
+    cnn_layer *L = &m->layers[d1];
+    const size_t in_elems = (size_t)m->in_h * m->in_w * m->in_c;
+    float *input = malloc(sizeof(float) * in_elems);
+    for (size_t i = 0; i < in_elems; i++) input[i] = (frand() + 1.0f) / 2.0f;
+
+    static const cnn_wfmt expect[] = {CNN_WFMT_F32, CNN_WFMT_BF16, CNN_WFMT_F16};
+    for (int variant = 0; variant < 3; variant++) {
+        for (size_t i = 0; i < L->n_weight; i++) {
+            if (variant == 1) L->weight[i] = bf16_round(L->weight[i]);
+            /* f16 values that bf16 cannot hold, tiny ones included. */
+            if (variant == 2) L->weight[i] = f16_round((i % 5 == 0 ? 1e-6f : 1.0f) * (frand() * 0.3f + 0.0009765625f));
+        }
+        cnn_net_options o;
+        cnn_net_options_init(&o);
+        cnn_net *net = NULL;
+        CHECK_OK(cnn_net_create_opts(m, 1, &o, &net));
+        if (!net) continue;
+        cnn_step_info info = {0};
+        int found = 0;
+        for (int s = 0; s < cnn_net_step_count(net); s++) {
+            CHECK_OK(cnn_net_step_info(net, s, &info));
+            if (strncmp(info.name, "d1", 2) == 0) {
+                found = 1;
+                break;
+            }
+        }
+        CHECKF(found && info.wfmt == expect[variant], "variant %d: dense stored as %d, expected %d",
+               variant, (int)info.wfmt, (int)expect[variant]);
+        float auto_logit, f32_logit;
+        CHECK_OK(cnn_net_forward(net, input, 1, &auto_logit));
+        cnn_net_free(net);
+        o.dense = CNN_DENSE_F32;
+        CHECK_OK(cnn_net_create_opts(m, 1, &o, &net));
+        CHECK_OK(cnn_net_forward(net, input, 1, &f32_logit));
+        cnn_net_free(net);
+        CHECKF(memcmp(&auto_logit, &f32_logit, sizeof auto_logit) == 0,
+               "variant %d: lossless storage changed the logit (%.9g vs %.9g)", variant,
+               auto_logit, f32_logit);
+    }
+    /* f16 refuses what it cannot hold. */
+    L->weight[0] = 1e6f;
+    cnn_net_options o;
+    cnn_net_options_init(&o);
+    o.dense = CNN_DENSE_F16;
+    cnn_net *net = NULL;
+    CHECK_FAILS(cnn_net_create_opts(m, 1, &o, &net), CNN_ERR_UNSUPPORTED, "does not fit in f16");
+    free(input);
+    cnn_model_free(m);
+}
+
+static void test_dispatch(void)
+{
+    CHECK(cnn_isa_supported(CNN_ISA_PORTABLE));
+    CHECK(cnn_kernels_for(CNN_ISA_PORTABLE) == &cnn_kernels_portable);
+    const char *saved = getenv("CATDOG_FORCE_PORTABLE");
+    char *copy = saved ? strdup(saved) : NULL;
+    setenv("CATDOG_FORCE_PORTABLE", "1", 1);
+    CHECK(cnn_isa_default() == CNN_ISA_PORTABLE);
+    setenv("CATDOG_FORCE_PORTABLE", "0", 1);
+    const cnn_isa best = cnn_isa_default();
+    CHECK(cnn_isa_supported(best));
+    for (int i = best + 1; i < CNN_ISA_COUNT; i++) CHECK(!cnn_isa_supported((cnn_isa)i));
+    if (copy) setenv("CATDOG_FORCE_PORTABLE", copy, 1);
+    else unsetenv("CATDOG_FORCE_PORTABLE");
+    free(copy);
+
+    cnn_model *m = NULL;
+    CHECK_OK(cnn_model_from_spec("article", &m));
+    cnn_net_options o;
+    cnn_net_options_init(&o);
+    cnn_net *net = NULL;
+    for (int i = 0; i < CNN_ISA_COUNT; i++)
+        if (!cnn_isa_supported((cnn_isa)i)) {
+            o.isa = i;
+            CHECK_FAILS(cnn_net_create_opts(m, 1, &o, &net), CNN_ERR_UNSUPPORTED, "cannot run");
+        }
+    o.isa = CNN_ISA_COUNT;
+    CHECK_FAILS(cnn_net_create_opts(m, 1, &o, &net), CNN_ERR_ARG, "does not exist");
+    cnn_model_free(m);
+}
+
+int main(void)
+{
+    printf("kernel sets:");
+    for (int i = 0; i < CNN_ISA_COUNT; i++)
+        printf(" %s (%s)", cnn_isa_name((cnn_isa)i),
+               cnn_isa_supported((cnn_isa)i) ? "tested" : "not on this CPU, skipped");
+    printf("; default %s\n", cnn_isa_name(cnn_isa_default()));
+    for (int i = 0; i < CNN_ISA_COUNT; i++) {
+        const cnn_kernels *k = cnn_kernels_for((cnn_isa)i);
+        if (!k) continue;
+        test_conv(k);
+        test_dense(k);
+        test_pool(k);
+        double flops = 0;
+        const float r = k->fma_loop(1000, &flops);
+        CHECK(flops > 0 && r == r);
+    }
+    test_nets();
+    test_dense_storage();
+    test_dispatch();
+    return check_done("test_kernels");
+}
