@@ -43,66 +43,62 @@ static float *pack_conv(const float *w, int oc, int c, int k, int bl)
     return p;
 }
 
-static void check_conv(const cnn_kernels *kern, const conv_case *cc, int relu)
+/* One kernel set on one case against the reference outputs (ref, and
+ * ref_relu with relu applied). */
+static void check_conv(const cnn_kernels *kern, const conv_case *cc, const float *in,
+                       const float *w, const float *bias, const float *ref,
+                       const float *ref_relu, int oh, int ow)
 {
-    const int oh = (cc->h + cc->pt + cc->pb - cc->k) / cc->stride + 1;
-    const int ow = (cc->w + cc->pl + cc->pr - cc->k) / cc->stride + 1;
-    if (oh < 1 || ow < 1) return;
-    const size_t n_in = (size_t)cc->h * cc->w * cc->c, n_out = (size_t)oh * ow * cc->oc;
-    const size_t n_w = (size_t)cc->oc * cc->c * cc->k * cc->k;
+    const size_t n_out = (size_t)oh * ow * cc->oc;
     const int bl = kern->conv_block, blocks = (cc->oc + bl - 1) / bl;
-    float *in = malloc(n_in * sizeof *in), *w = malloc(n_w * sizeof *w);
-    float *bias = calloc((size_t)blocks * bl, sizeof *bias);
-    float *ref = malloc(n_out * sizeof *ref), *out = malloc(n_out * sizeof *out);
-    for (size_t i = 0; i < n_in; i++) in[i] = frand();
-    for (size_t i = 0; i < n_w; i++) w[i] = frand();
-    for (int o = 0; o < cc->oc; o++) bias[o] = 0.5f * frand();
+    float *bpad = calloc((size_t)blocks * bl, sizeof *bpad);
+    memcpy(bpad, bias, (size_t)cc->oc * sizeof *bpad);
     float *wp = pack_conv(w, cc->oc, cc->c, cc->k, bl);
-
-    cnn_ref_conv2d(in, 1, cc->h, cc->w, cc->c, w, bias, cc->oc, cc->k, cc->stride, cc->pt, cc->pl,
-                   oh, ow, ref);
-    if (relu) cnn_ref_relu(ref, n_out);
-    const cnn_conv_shape s = {cc->h, cc->w, cc->c, cc->oc, cc->k, cc->stride, cc->pt, cc->pl,
-                              oh, ow, relu};
-    /* Rows one by one, and in groups of 3, channel blocks in a scrambled
-     * order: each output must be computed the same way either way. */
-    for (size_t i = 0; i < n_out; i++) out[i] = 12345.0f;
-    const int items = oh * blocks;
-    for (int t = 0; t < items; t++) {
-        const int item = (int)(((long long)t * 7919) % items);
-        kern->conv_rows(&s, in, wp, bias, out, item / blocks, item / blocks + 1, item % blocks);
-    }
-    float *grouped = malloc(n_out * sizeof *grouped);
-    for (int b = 0; b < blocks; b++)
-        for (int y = 0; y < oh; y += 3)
-            kern->conv_rows(&s, in, wp, bias, grouped, y, y + 3 < oh ? y + 3 : oh, b);
-    CHECKF(memcmp(out, grouped, n_out * sizeof *out) == 0,
-           "%s conv %dx%dx%d -> %d, k %d stride %d: rows in groups differ bitwise from one by one",
-           kern->name, cc->h, cc->w, cc->c, cc->oc, cc->k, cc->stride);
-    free(grouped);
+    float *out = malloc(n_out * sizeof *out), *grouped = malloc(n_out * sizeof *grouped);
     /* Each output sums c*k*k products of values below 1 in magnitude. */
     const double tol = 2e-6 * (cc->c * cc->k * cc->k + 1);
-    double err = 0;
-    size_t worst = 0;
-    for (size_t i = 0; i < n_out; i++) {
-        const double d = fabs((double)out[i] - ref[i]);
-        if (!(d <= err)) err = d, worst = i;
+    for (int relu = 0; relu <= 1; relu++) {
+        const cnn_conv_shape s = {cc->h, cc->w, cc->c, cc->oc, cc->k, cc->stride, cc->pt, cc->pl,
+                                  oh, ow, relu};
+        const float *want = relu ? ref_relu : ref;
+        /* Rows one by one, channel blocks in a scrambled order, then rows
+         * in groups of 3: each output must be computed the same way. */
+        for (size_t i = 0; i < n_out; i++) out[i] = 12345.0f;
+        const int items = oh * blocks;
+        for (int t = 0; t < items; t++) {
+            const int item = (int)(((long long)t * 7919) % items);
+            kern->conv_rows(&s, in, wp, bpad, out, item / blocks, item / blocks + 1, item % blocks);
+        }
+        for (int b = 0; b < blocks; b++)
+            for (int y = 0; y < oh; y += 3)
+                kern->conv_rows(&s, in, wp, bpad, grouped, y, y + 3 < oh ? y + 3 : oh, b);
+        CHECKF(memcmp(out, grouped, n_out * sizeof *out) == 0,
+               "%s conv %dx%dx%d -> %d, k %d stride %d: rows in groups differ bitwise from one by "
+               "one",
+               kern->name, cc->h, cc->w, cc->c, cc->oc, cc->k, cc->stride);
+        double err = 0;
+        size_t worst = 0;
+        for (size_t i = 0; i < n_out; i++) {
+            const double d = fabs((double)out[i] - want[i]);
+            if (!(d <= err)) err = d, worst = i;
+        }
+        CHECKF(err <= tol,
+               "%s conv %dx%dx%d -> %d, k %d stride %d pad %d/%d/%d/%d relu %d: error %g at %zu "
+               "(%g vs %g)",
+               kern->name, cc->h, cc->w, cc->c, cc->oc, cc->k, cc->stride, cc->pt, cc->pl, cc->pb,
+               cc->pr, relu, err, worst, out[worst], want[worst]);
     }
-    CHECKF(err <= tol,
-           "%s conv %dx%dx%d -> %d, k %d stride %d pad %d/%d/%d/%d relu %d: error %g at %zu "
-           "(%g vs %g)",
-           kern->name, cc->h, cc->w, cc->c, cc->oc, cc->k, cc->stride, cc->pt, cc->pl, cc->pb, cc->pr,
-           relu, err, worst, out[worst], ref[worst]);
-    free(in), free(w), free(bias), free(ref), free(out), free(wp);
+    free(bpad), free(wp), free(out), free(grouped);
 }
 
-static void test_conv(const cnn_kernels *kern)
+static void test_conv(void)
 {
     static const conv_case cases[] = {
-        /* the article's layers */
+        /* the article's first layer, and its others on smaller images
+         * (whole networks: test_ops, parity) */
         {150, 150, 3, 32, 3, 1, 0, 0, 0, 0},
-        {74, 74, 32, 64, 3, 1, 0, 0, 0, 0},
-        {36, 36, 64, 128, 3, 1, 0, 0, 0, 0},
+        {20, 26, 32, 64, 3, 1, 0, 0, 0, 0},
+        {14, 14, 64, 128, 3, 1, 0, 0, 0, 0},
         /* 'same' padding, odd sizes, channel counts off every block */
         {37, 37, 64, 128, 3, 1, 1, 1, 1, 1},
         {9, 9, 256, 40, 3, 1, 1, 1, 1, 1},
@@ -123,8 +119,28 @@ static void test_conv(const cnn_kernels *kern)
         {7, 9, 700, 12, 3, 2, 1, 1, 1, 1},
         {8, 8, 200, 20, 5, 1, 2, 2, 2, 2},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        for (int relu = 0; relu <= 1; relu++) check_conv(kern, &cases[i], relu);
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        const conv_case *cc = &cases[t];
+        const int oh = (cc->h + cc->pt + cc->pb - cc->k) / cc->stride + 1;
+        const int ow = (cc->w + cc->pl + cc->pr - cc->k) / cc->stride + 1;
+        const size_t n_in = (size_t)cc->h * cc->w * cc->c, n_out = (size_t)oh * ow * cc->oc;
+        const size_t n_w = (size_t)cc->oc * cc->c * cc->k * cc->k;
+        float *in = malloc(n_in * sizeof *in), *w = malloc(n_w * sizeof *w);
+        float *bias = malloc((size_t)cc->oc * sizeof *bias);
+        float *ref = malloc(n_out * sizeof *ref), *ref_relu = malloc(n_out * sizeof *ref_relu);
+        for (size_t i = 0; i < n_in; i++) in[i] = frand();
+        for (size_t i = 0; i < n_w; i++) w[i] = frand();
+        for (int o = 0; o < cc->oc; o++) bias[o] = 0.5f * frand();
+        cnn_ref_conv2d(in, 1, cc->h, cc->w, cc->c, w, bias, cc->oc, cc->k, cc->stride, cc->pt,
+                       cc->pl, oh, ow, ref);
+        memcpy(ref_relu, ref, n_out * sizeof *ref);
+        cnn_ref_relu(ref_relu, n_out);
+        for (int i = 0; i < CNN_ISA_COUNT; i++) {
+            const cnn_kernels *k = cnn_kernels_for((cnn_isa)i);
+            if (k) check_conv(k, cc, in, w, bias, ref, ref_relu, oh, ow);
+        }
+        free(in), free(w), free(bias), free(ref), free(ref_relu);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -273,22 +289,27 @@ static void randomize_biases(cnn_model *m)
     }
 }
 
-/* Logits of n images on isa with `threads` threads, in batches of
- * `batch`; returns 0 when the net cannot be made. */
-static int run_net(const cnn_model *m, int isa, cnn_dense_policy dense, int threads, int batch,
-                   const float *input, int n, float *logits)
+static cnn_net *make_net(const cnn_model *m, int isa, cnn_dense_policy dense, int batch)
 {
     cnn_net_options o;
     cnn_net_options_init(&o);
     o.isa = isa;
     o.dense = dense;
     cnn_net *net = NULL;
-    if (cnn_net_create_opts(m, batch, &o, &net) != CNN_OK) return 0;
+    CHECK_OK(cnn_net_create_opts(m, batch, &o, &net));
+    return net;
+}
+
+/* Logits of n images with `threads` threads, in batches of `batch` (the
+ * net's size); returns 0 without a net. */
+static int run_net(cnn_net *net, const cnn_model *m, int threads, int batch, const float *input,
+                   int n, float *logits)
+{
+    if (!net) return 0;
     CHECK_OK(cnn_net_set_threads(net, threads));
     const size_t in_elems = (size_t)m->in_h * m->in_w * m->in_c;
     for (int b0 = 0; b0 < n; b0 += batch)
         CHECK_OK(cnn_net_forward(net, input + b0 * in_elems, batch, logits + b0));
-    cnn_net_free(net);
     return 1;
 }
 
@@ -317,11 +338,14 @@ static void test_nets(void)
         float ref[N], logits[N];
         /* The baseline: the portable set (test_ops holds the default set,
          * and the portable one when forced, to the reference ops). */
-        CHECK(run_net(m, CNN_ISA_PORTABLE, CNN_DENSE_F32, 1, 1, input, N, ref));
+        cnn_net *base = make_net(m, CNN_ISA_PORTABLE, CNN_DENSE_F32, 1);
+        CHECK(run_net(base, m, 1, 1, input, N, ref));
+        cnn_net_free(base);
         for (int isa = 0; isa < CNN_ISA_COUNT; isa++) {
             if (!cnn_isa_supported((cnn_isa)isa)) continue;
+            cnn_net *one = make_net(m, isa, CNN_DENSE_F32, 1), *all = make_net(m, isa, CNN_DENSE_F32, N);
             float first[N];
-            CHECK(run_net(m, isa, CNN_DENSE_F32, 1, 1, input, N, first));
+            CHECK(run_net(one, m, 1, 1, input, N, first));
             /* Probabilities (and logits, far more sensitive) agree across
              * sets: they differ by rounding only. */
             const double e = max_abs_diff(first, ref, N);
@@ -329,20 +353,24 @@ static void test_nets(void)
                    cnn_isa_name((cnn_isa)isa), e);
             for (int threads = 1; threads <= 3; threads++)
                 for (int batch = 1; batch <= N; batch += N - 1) {
-                    CHECK(run_net(m, isa, CNN_DENSE_F32, threads, batch, input, N, logits));
+                    CHECK(run_net(batch == 1 ? one : all, m, threads, batch, input, N, logits));
                     CHECKF(memcmp(first, logits, sizeof first) == 0,
                            "%s on %s, %d threads, batch %d: logits differ bitwise from 1 thread",
                            m->name, cnn_isa_name((cnn_isa)isa), threads, batch);
                 }
+            cnn_net_free(one);
+            cnn_net_free(all);
             /* Rounded dense weights: close, and the same on any thread count. */
             for (int d = CNN_DENSE_BF16; d <= CNN_DENSE_F16; d++) {
-                float one[N];
-                CHECK(run_net(m, isa, (cnn_dense_policy)d, 1, 1, input, N, one));
-                CHECK(run_net(m, isa, (cnn_dense_policy)d, 2, N, input, N, logits));
-                CHECKF(memcmp(one, logits, sizeof one) == 0,
+                float single[N];
+                cnn_net *net = make_net(m, isa, (cnn_dense_policy)d, N);
+                CHECK(run_net(net, m, 1, N, input, N, single));
+                CHECK(run_net(net, m, 2, N, input, N, logits));
+                cnn_net_free(net);
+                CHECKF(memcmp(single, logits, sizeof single) == 0,
                        "%s on %s, dense policy %d: 2 threads differ from 1", m->name,
                        cnn_isa_name((cnn_isa)isa), d);
-                const double ed = max_abs_diff(one, first, N);
+                const double ed = max_abs_diff(single, first, N);
                 CHECKF(ed <= (d == CNN_DENSE_BF16 ? 0.05 : 0.01) * (1 + fabs(first[0])),
                        "%s on %s, dense policy %d: logits off by %g", m->name,
                        cnn_isa_name((cnn_isa)isa), d, ed);
@@ -456,13 +484,13 @@ int main(void)
     for (int i = 0; i < CNN_ISA_COUNT; i++) {
         const cnn_kernels *k = cnn_kernels_for((cnn_isa)i);
         if (!k) continue;
-        test_conv(k);
         test_dense(k);
         test_pool(k);
         double flops = 0;
         const float r = k->fma_loop(1000, &flops);
         CHECK(flops > 0 && r == r);
     }
+    test_conv();
     test_nets();
     test_dense_storage();
     test_dispatch();
