@@ -704,18 +704,19 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Steps [s0, s1) on images [b0, b0 + n), adding each step's time to
- * step_seconds[step] when not NULL. */
-static void run_steps(cnn_net *net, const float *input, int b0, int n, int s0, int s1,
-                      double *step_seconds)
+cnn_status cnn_net_forward_timed(cnn_net *net, const float *input, int n, float *logits,
+                                 double *step_seconds)
 {
-    const size_t in_img = (size_t)net->m->in_h * net->m->in_w * net->m->in_c;
-    for (int si = s0; si < s1; si++) {
+    if (!net || !input || !logits)
+        return cnn_fail(CNN_ERR_ARG, "cnn_net_forward: NULL argument");
+    if (n < 1 || n > net->max_batch)
+        return cnn_fail(CNN_ERR_ARG, "cnn_net_forward: batch of %d images, the net takes 1..%d",
+                        n, net->max_batch);
+    for (int si = 0; si < net->n_steps; si++) {
         step *s = &net->steps[si];
         const double t0 = step_seconds ? now_seconds() : 0.0;
-        const size_t in_elems = s->in_buf < 0 ? in_img : net->buf_elems[s->in_buf];
-        const float *in = (s->in_buf < 0 ? input : net->bufs[s->in_buf]) + (size_t)b0 * in_elems;
-        float *out = net->bufs[s->out_buf] + (size_t)b0 * net->buf_elems[s->out_buf];
+        const float *in = s->in_buf < 0 ? input : net->bufs[s->in_buf];
+        float *out = net->bufs[s->out_buf];
         step_run r = {net, s, in, out, n};
         switch (s->kind) {
         case STEP_CONV: {
@@ -731,31 +732,8 @@ static void run_steps(cnn_net *net, const float *input, int b0, int n, int s0, i
         case STEP_AFFINE:
         case STEP_RELU: run_pointwise(s, in, out, n); break;
         }
-        if (step_seconds) step_seconds[si] += now_seconds() - t0;
+        if (step_seconds) step_seconds[si] = now_seconds() - t0;
     }
-}
-
-cnn_status cnn_net_forward_timed(cnn_net *net, const float *input, int n, float *logits,
-                                 double *step_seconds)
-{
-    if (!net || !input || !logits)
-        return cnn_fail(CNN_ERR_ARG, "cnn_net_forward: NULL argument");
-    if (n < 1 || n > net->max_batch)
-        return cnn_fail(CNN_ERR_ARG, "cnn_net_forward: batch of %d images, the net takes 1..%d",
-                        n, net->max_batch);
-    /* Up to the first dense layer, one image at a time through all the
-     * steps, so that its activations stay in the caches; from there on,
-     * the whole batch at once, so that each dense layer's weights are
-     * read once for all images.  Every image is computed the same way
-     * either way. */
-    int first_dense = net->n_steps;
-    for (int si = 0; si < net->n_steps && first_dense == net->n_steps; si++)
-        if (net->steps[si].kind == STEP_DENSE) first_dense = si;
-    if (step_seconds)
-        for (int si = 0; si < net->n_steps; si++) step_seconds[si] = 0.0;
-    for (int b = 0; b < n; b++)
-        run_steps(net, input, b, 1, 0, first_dense, step_seconds);
-    run_steps(net, input, 0, n, first_dense, net->n_steps, step_seconds);
     const float *res = net->bufs[net->steps[net->n_steps - 1].out_buf];
     memcpy(logits, res, (size_t)n * sizeof *logits);
     net->last_n = n;

@@ -27,7 +27,8 @@ fi
 card=$src/weights/README.md
 model=$src/weights/catdog.safetensors
 tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' INT TERM
 
 failures=0
 fail() {
