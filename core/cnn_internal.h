@@ -42,7 +42,8 @@ void cnn_free_aligned(void *p);
 
 /* Writes size bytes to path atomically: a temporary file in the same
  * folder, fsync, rename, fsync of the folder.  Nothing is left behind on
- * failure. */
+ * failure, and a success also removes the temporary files that killed
+ * writers of the same path left (see error.c). */
 cnn_status cnn_write_file_atomic(const char *path, const void *const *parts,
                                  const size_t *sizes, int n_parts);
 

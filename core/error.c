@@ -2,6 +2,7 @@
  * and atomic file writes. */
 #include "cnn_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static _Thread_local char error_message[512];
@@ -127,6 +129,33 @@ static int write_all(int fd, const void *buf, size_t n)
     return 0;
 }
 
+/* A writer killed between mkstemp() and rename() leaves its temporary
+ * file behind, and nothing will ever finish it.  The next successful write
+ * of the same file removes such leftovers: regular files named exactly
+ * ".BASE.tmp-XXXXXX" in the same folder, last modified at least a minute
+ * ago (a younger one may belong to another writer still at work; no write
+ * of ours takes that long between two data blocks). */
+static void remove_stale_temporaries(const char *dir, const char *base)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    size_t blen = strlen(base);
+    time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        if (n[0] != '.' || strncmp(n + 1, base, blen) != 0 ||
+            strncmp(n + 1 + blen, ".tmp-", 5) != 0 || strlen(n + 1 + blen + 5) != 6)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+            now - st.st_mtime < 60)
+            continue;
+        (void)unlinkat(dirfd(d), n, 0);
+    }
+    closedir(d);
+}
+
 cnn_status cnn_write_file_atomic(const char *path, const void *const *parts,
                                  const size_t *sizes, int n_parts)
 {
@@ -185,6 +214,7 @@ cnn_status cnn_write_file_atomic(const char *path, const void *const *parts,
         (void)fsync(dfd);
         close(dfd);
     }
+    remove_stale_temporaries(dir, base);
     free(tmp);
     free(dir);
     return CNN_OK;

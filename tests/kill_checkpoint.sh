@@ -11,6 +11,8 @@
 #   - nothing but the data set, the checkpoint and the model is visible in
 #     the folder: a half-written file only ever exists under a hidden
 #     temporary name, never under the checkpoint's or the model's.
+# At the end, the next clean checkpoint save removes a killed writer's
+# stale temporary file but leaves a fresh one (another writer's) alone.
 # Exit 77 (skip) when catdog has no working train command.
 set -u
 
@@ -144,6 +146,15 @@ for delay in $delays; do
     round=$((round + 1))
 done
 
+# What kills leave behind is cleaned up by the next successful save of the
+# same file, except for a temporary file younger than a minute: that may
+# be another writer's, still at work.
+printf 'killed writer\n' >"$work/.kill.ckpt.tmp-AAAAAA"
+touch -d '2 minutes ago' "$work/.kill.ckpt.tmp-AAAAAA"
+printf 'busy writer\n' >"$work/.kill.ckpt.tmp-CCCCCC"
+printf 'not ours\n' >"$work/.kill.ckpt.tmp-DDDDDDD"
+touch -d '2 minutes ago' "$work/.kill.ckpt.tmp-DDDDDDD"
+
 # The last checkpoint still resumes: one more step, then a clean stop.
 checks=$((checks + 1))
 if [ -f "$ckpt" ]; then
@@ -154,6 +165,12 @@ if [ -f "$ckpt" ]; then
 else
     fail "no checkpoint at the end"
 fi
+checks=$((checks + 1))
+[ ! -e "$work/.kill.ckpt.tmp-AAAAAA" ] ||
+    fail "a killed writer's temporary file (2 minutes old) survived the next checkpoint save"
+checks=$((checks + 1))
+[ -e "$work/.kill.ckpt.tmp-CCCCCC" ] && [ -e "$work/.kill.ckpt.tmp-DDDDDDD" ] ||
+    fail "the checkpoint save removed a temporary file that was not a stale leftover of its own"
 checks=$((checks + 1))
 [ "$hit_writes" -ge 1 ] ||
     fail "no kill landed during a write ($hit_writes of $((rounds / 2)) tries); the test proves nothing"
