@@ -704,6 +704,44 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Whole images through steps [0, s1), each on one thread. */
+typedef struct {
+    cnn_net *net;
+    const float *input;
+    int s1;
+} image_run;
+
+/* Items: images.  Each image runs the steps alone, on the calling thread,
+ * computing exactly the items that a step-by-step pass computes for it. */
+static void image_items(void *ctx, size_t b0, size_t b1)
+{
+    const image_run *ir = ctx;
+    const cnn_net *net = ir->net;
+    const size_t in_img = (size_t)net->m->in_h * net->m->in_w * net->m->in_c;
+    for (size_t b = b0; b < b1; b++) {
+        for (int si = 0; si < ir->s1; si++) {
+            const step *s = &net->steps[si];
+            const float *in = s->in_buf < 0 ? ir->input + b * in_img
+                                            : net->bufs[s->in_buf] + b * net->buf_elems[s->in_buf];
+            float *out = net->bufs[s->out_buf] + b * net->buf_elems[s->out_buf];
+            step_run r = {net, s, in, out, 1};
+            switch (s->kind) {
+            case STEP_CONV: {
+                const int bl = net->kern->conv_block, g = conv_group(net, s);
+                conv_items(&r, 0,
+                           (size_t)((s->oh + g - 1) / g) * (size_t)((s->oc + bl - 1) / bl));
+                break;
+            }
+            case STEP_POOL: pool_items(&r, 0, (size_t)s->oh); break;
+            case STEP_GAP: run_gap(s, in, out, 1); break;
+            case STEP_AFFINE:
+            case STEP_RELU: run_pointwise(s, in, out, 1); break;
+            case STEP_DENSE: break; /* never: s1 stops before the first dense step */
+            }
+        }
+    }
+}
+
 cnn_status cnn_net_forward_timed(cnn_net *net, const float *input, int n, float *logits,
                                  double *step_seconds)
 {
@@ -712,7 +750,29 @@ cnn_status cnn_net_forward_timed(cnn_net *net, const float *input, int n, float 
     if (n < 1 || n > net->max_batch)
         return cnn_fail(CNN_ERR_ARG, "cnn_net_forward: batch of %d images, the net takes 1..%d",
                         n, net->max_batch);
-    for (int si = 0; si < net->n_steps; si++) {
+    /* A batch runs whole images per thread up to the first dense layer:
+     * an image's activations stay in one core's caches from layer to
+     * layer, and the threads meet once per batch instead of once per step
+     * (each meeting costs a wait for the slowest thread, which on a busy
+     * machine can be one that the system has just taken off its core).
+     * From the first dense layer on, the batch runs step by step, so that
+     * each weight is read once for all images.  One image, a batch too
+     * small to keep the threads busy, or per-step timing: step by step
+     * throughout, each step split across the threads.  Every image is
+     * computed exactly the same way in all cases. */
+    int s0 = 0;
+    const int threads = cnn_pool_size(net->pool);
+    if (n > 1 && !step_seconds && (threads == 1 || n >= 2 * threads)) {
+        s0 = net->n_steps;
+        for (int si = 0; si < net->n_steps; si++)
+            if (net->steps[si].kind == STEP_DENSE) {
+                s0 = si;
+                break;
+            }
+        image_run ir = {net, input, s0};
+        cnn_pool_for(net->pool, (size_t)n, 1, image_items, &ir);
+    }
+    for (int si = s0; si < net->n_steps; si++) {
         step *s = &net->steps[si];
         const double t0 = step_seconds ? now_seconds() : 0.0;
         const float *in = s->in_buf < 0 ? input : net->bufs[s->in_buf];
