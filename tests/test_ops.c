@@ -3,6 +3,7 @@
  * many shapes, thread counts and batch sizes. */
 #include "check.h"
 #include "cnn_internal.h"
+#include "random.h"
 
 #include <stdlib.h>
 
@@ -90,14 +91,6 @@ static void test_pool_dense_gap_hand(void)
 /* Fast path vs reference on whole networks                           */
 /* ------------------------------------------------------------------ */
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static float frand(void) /* uniform in [-1, 1) */
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
-}
 
 /* Reference forward: every layer with the cnn_ref_* ops, in double-
  * accumulating scalar code, keeping each conv's tap (after the run of
@@ -159,23 +152,6 @@ static float *ref_forward(const cnn_model *m, const float *input, int n, float *
     return cur;
 }
 
-static void randomize(cnn_model *m)
-{
-    for (int li = 0; li < m->n_layers; li++) {
-        cnn_layer *L = &m->layers[li];
-        if (L->type == CNN_LAYER_BATCHNORM) {
-            for (int i = 0; i < L->out_c; i++) {
-                L->weight[i] = 1.0f + 0.5f * frand();
-                L->bias[i] = 0.2f * frand();
-                L->mean[i] = 0.3f * frand();
-                L->var[i] = 0.5f + 0.4f * frand();
-            }
-        } else if (L->bias) {
-            for (size_t i = 0; i < L->n_bias; i++) L->bias[i] = 0.1f * frand();
-        }
-    }
-}
-
 /* Max |a - b| relative to max(1, max |b|). */
 static double rel_err(const float *a, const float *b, size_t n)
 {
@@ -195,7 +171,7 @@ static void check_net(const char *spec, const char *what)
     CHECKF(st == CNN_OK, "%s: from_spec: %s", what, cnn_last_error());
     if (st != CNN_OK) return;
     CHECK_OK(cnn_model_init(m, 42));
-    randomize(m);
+    randomize_biases(m);
 
     const int n = 3;
     size_t in_elems = (size_t)m->in_h * m->in_w * m->in_c;
