@@ -264,8 +264,8 @@ typedef struct {
 } cnn_tensor_view;
 
 /* Feature-map taps: after a forward pass, the output of each conv layer
- * (after the batch-norm and ReLU that directly follow it, as the network
- * computes it).  Views stay valid until the next forward pass. */
+ * (after the batch-norm, ReLU and dropout layers that directly follow it,
+ * as the network computes it).  Views stay valid until the next forward pass. */
 int cnn_net_tap_count(const cnn_net *net);
 cnn_status cnn_net_tap(const cnn_net *net, int i, cnn_tensor_view *out,
                        const cnn_layer **layer);
@@ -299,6 +299,49 @@ void cnn_mosaic_size(int c, int w, int h, int *cols, int *rows,
 
 /* The colormap's 256 RGB entries (gray: v, v, v). */
 const uint8_t (*cnn_colormap_table(cnn_colormap cmap))[3];
+
+/* ------------------------------------------------------------------ */
+/* Where the network looks: Grad-CAM and the most active channels      */
+/* ------------------------------------------------------------------ */
+
+/* Grad-CAM of the predicted label's logit (not the sigmoid, which
+ * saturates) for image `index` of the last cnn_net_forward(), at
+ * feature-map tap `tap` (0 .. cnn_net_tap_count() - 1, or -1 for the last
+ * conv tap).  The predicted label is labels[1] when logit >= 0 (p >= 0.5,
+ * as `catdog classify` decides), else labels[0], whose own logit is
+ * -logit; so with s = +1 or -1 accordingly, A the tap's maps (after the
+ * conv's batch-norm and ReLU, as cnn_net_tap() shows them) and
+ * g = d (s * logit) / d A:
+ *   weight[c] = mean over (y, x) of g[y][x][c]
+ *   cam[y][x] = max(0, sum over c of weight[c] * A[y][x][c])
+ * then divided by its maximum, so the values are in [0, 1] (all 0 when no
+ * location counts in favour of the predicted label).  Inference mode:
+ * batch-norm uses its running statistics, dropout is the identity.
+ * cam must hold cam_len >= h * w floats, h and w being the tap's map
+ * size.  *logit (if not NULL) gets the image's logit (s * logit >= 0),
+ * recomputed in double-precision sums: it may differ from the forward
+ * pass's in the last bits. */
+cnn_status cnn_net_gradcam(cnn_net *net, int index, int tap, float *cam,
+                           size_t cam_len, float *logit);
+
+/* Stretches a cam_h x cam_w map of values in [0, 1] over width x height
+ * pixels (bilinear, the map's corners on the image's corners' pixel
+ * centres; one pixel across sits on the map's middle) as
+ * round(255 * value), values outside [0, 1] and NaN clipped; out has
+ * height rows of width bytes, stride bytes apart.  Unless the sizes line
+ * up, the map's peak falls between pixels: the brightest pixel may be a
+ * little under 255 (`catdog cam` stretches it back to 255). */
+cnn_status cnn_cam_to_u8(const float *cam, int cam_h, int cam_w, int width,
+                         int height, uint8_t *out, size_t stride);
+
+/* After a forward pass: the channels of tap `tap`, image `index`, in
+ * decreasing order of their mean activation over the map (ties: lower
+ * channel first).  Writes min(k, c) channel numbers to channels and, if
+ * means is not NULL, their means; *count gets how many were written
+ * (k >= 0; pass k = c for all of them). */
+cnn_status cnn_net_top_channels(const cnn_net *net, int tap, int index,
+                                int k, int *channels, float *means,
+                                int *count);
 
 /* ------------------------------------------------------------------ */
 /* Half-precision helpers                                             */

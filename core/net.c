@@ -492,9 +492,11 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
         const cnn_layer *L = &m->layers[li];
         step *prev = net->n_steps ? &net->steps[net->n_steps - 1] : NULL;
         /* A relu or batchnorm directly after a conv (or its fused run)
-         * still belongs to that conv's tap. */
+         * still belongs to that conv's tap; so does a dropout, the
+         * identity at inference. */
         int extends_tap = last_conv_tap >= 0 &&
-                          (L->type == CNN_LAYER_RELU || L->type == CNN_LAYER_BATCHNORM);
+                          (L->type == CNN_LAYER_RELU || L->type == CNN_LAYER_BATCHNORM ||
+                           L->type == CNN_LAYER_DROPOUT);
         if (!extends_tap) last_conv_tap = -1;
 
         switch (L->type) {
@@ -829,6 +831,8 @@ cnn_status cnn_net_tap(const cnn_net *net, int i, cnn_tensor_view *out, const cn
 /* ------------------------------------------------------------------ */
 
 cnn_isa cnn_net_isa(const cnn_net *net) { return net ? net->isa : CNN_ISA_PORTABLE; }
+
+const cnn_model *cnn_net_model(const cnn_net *net) { return net ? net->m : NULL; }
 
 size_t cnn_net_bytes(const cnn_net *net)
 {

@@ -33,6 +33,9 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
 /* The kernel set the net runs. */
 cnn_isa cnn_net_isa(const cnn_net *net);
 
+/* The model the net was planned from. */
+const cnn_model *cnn_net_model(const cnn_net *net);
+
 /* Bytes the net owns: packed weights, activations and scratch. */
 size_t cnn_net_bytes(const cnn_net *net);
 

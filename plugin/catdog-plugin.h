@@ -43,6 +43,12 @@ typedef struct
   gint    channels;
   gsize   stride;
   gint    reduction;    /* the image was read at 1/reduction of its size */
+  /* The region read, in image coordinates at full size: the canvas, or
+   * the selection's bounding box. */
+  gint    region_x;
+  gint    region_y;
+  gint    region_width;
+  gint    region_height;
 } CatdogPixels;
 
 /* Reads what the user sees: the visible layers composited, restricted to
@@ -57,7 +63,7 @@ gboolean catdog_read_visible (GimpImage     *image,
 void     catdog_pixels_clear (CatdogPixels  *pixels);
 
 /* ------------------------------------------------------------------ */
-/* maps.c: feature maps as layers                                       */
+/* maps.c: feature maps as layers, and putting new layers in the image */
 /* ------------------------------------------------------------------ */
 
 typedef enum
@@ -70,19 +76,71 @@ typedef enum
  * bytes at the image's precision (1 GB). */
 #define CATDOG_CHANNELS_BUDGET ((guint64) 1000 * 1000 * 1000)
 
-/* Adds the feature maps of the last forward pass of net as layers above
- * `above` (NULL: at the top of the stack), all inside one undo group.
- * layers is "all" (or empty) or a comma-separated list of conv layer
- * names.  On failure the image is left as it was. */
-gboolean catdog_add_feature_maps (GimpImage        *image,
-                                  GimpLayer        *above,
-                                  const cnn_net    *net,
-                                  const gchar      *layers,
-                                  CatdogMapsStyle   style,
-                                  cnn_colormap      colormap,
-                                  const gchar      *group_name,
-                                  gdouble           progress_start,
-                                  GError          **error);
+/* Layers made while still detached from the layer tree, put into the
+ * image all at once (one undo group) or deleted: a failure anywhere on
+ * the way leaves the image as it was. */
+typedef struct _CatdogPending CatdogPending;
+
+CatdogPending *catdog_pending_new   (void);
+/* Deletes the layers that did not make it into the image. */
+void           catdog_pending_free  (CatdogPending *pending);
+
+/* Adds the feature maps of the last forward pass of net: a group
+ * group_name holding them (see maps.c).  layers is "all" (or empty) or a
+ * comma-separated list of conv layer names.  top > 0 keeps only each
+ * layer's `top` most active channels.  Progress runs from progress_start
+ * to progress_end. */
+gboolean catdog_pending_add_feature_maps (CatdogPending    *pending,
+                                          GimpImage        *image,
+                                          const cnn_net    *net,
+                                          const gchar      *layers,
+                                          CatdogMapsStyle   style,
+                                          cnn_colormap      colormap,
+                                          gint              top,
+                                          const gchar      *group_name,
+                                          gdouble           progress_start,
+                                          gdouble           progress_end,
+                                          GError          **error);
+
+/* Adds a detached layer that goes above everything added before it;
+ * pending owns it from now on. */
+void     catdog_pending_add_layer  (CatdogPending  *pending,
+                                    GimpLayer      *layer);
+
+/* Inserts what pending holds right above `above` (NULL: at the top of
+ * the stack), inside one undo group.  On failure nothing stays in the
+ * image. */
+gboolean catdog_pending_insert     (CatdogPending  *pending,
+                                    GimpImage      *image,
+                                    GimpLayer      *above,
+                                    GError        **error);
+
+/* The feature-map tap of the conv layer called name; NULL or "" is the
+ * last conv layer.  Sets *error naming the model's conv layers when
+ * there is no such layer. */
+gboolean catdog_find_tap           (const cnn_net  *net,
+                                    const gchar    *name,
+                                    gint           *index,
+                                    GError        **error);
+
+/* ------------------------------------------------------------------ */
+/* heatmap.c: Grad-CAM as a layer                                      */
+/* ------------------------------------------------------------------ */
+
+/* The heat map never gets more than this many pixels on a side before
+ * it is enlarged to the layer (a Grad-CAM map has a few dozen). */
+#define CATDOG_HEATMAP_MAX_SIDE 4096
+
+/* A detached layer covering the classified region of image (pixels'
+ * region_*) showing where the last forward pass of net (built from model)
+ * looked, by Grad-CAM at the conv layer called layer_name ("" or NULL:
+ * the last one).  NULL with *error set on failure. */
+GimpLayer *catdog_heatmap_layer (GimpImage           *image,
+                                 const cnn_model     *model,
+                                 cnn_net             *net,
+                                 const gchar         *layer_name,
+                                 const CatdogPixels  *pixels,
+                                 GError             **error);
 
 /* ------------------------------------------------------------------ */
 /* scale.c: how a map or a mosaic is enlarged or reduced                */

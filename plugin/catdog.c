@@ -2,9 +2,10 @@
  *
  * Registers plug-in-catdog-classify, reads what the user sees (input.c),
  * runs the CNN core, returns label and probabilities, and optionally adds
- * the feature maps as layers (maps.c).  In batch mode nothing but return
- * values comes out; interactively a dialog (ui/catdog-panel.c inside a
- * GimpProcedureDialog) asks for the arguments and then shows the result.
+ * the feature maps (maps.c) and a Grad-CAM heat map (heatmap.c) as
+ * layers.  In batch mode nothing but return values comes out;
+ * interactively a dialog (ui/catdog-panel.c inside a GimpProcedureDialog)
+ * asks for the arguments and then shows the result.
  * Also registers plug-in-catdog-install-weights (ui/catdog-models.c). */
 #include <libgimp/gimpui.h>
 
@@ -35,6 +36,18 @@ struct _CatdogPlugIn
 };
 
 G_DEFINE_TYPE (CatdogPlugIn, catdog_plug_in, GIMP_TYPE_PLUG_IN)
+
+/* What to add besides the verdict: the procedure's arguments. */
+typedef struct
+{
+  gboolean         feature_maps;
+  gchar           *layers;
+  CatdogMapsStyle  style;
+  cnn_colormap     colormap;
+  gint             top;
+  gboolean         heatmap;
+  gchar           *heatmap_layer;
+} CatdogOptions;
 
 typedef struct
 {
@@ -94,16 +107,61 @@ dog_probability (const cnn_model *model,
   return p_positive;
 }
 
+/* The layers the options ask for, made detached, then put into the
+ * image together (one undo group): all or nothing. */
 static gboolean
-catdog_classify (GimpImage           *image,
-                 GimpLayer           *above,
-                 GFile               *model_file,
-                 gboolean             feature_maps,
-                 const gchar         *layers,
-                 CatdogMapsStyle      style,
-                 cnn_colormap         colormap,
-                 CatdogResult        *result,
-                 GError             **error)
+catdog_add_layers (GimpImage            *image,
+                   GimpLayer            *above,
+                   const cnn_model      *model,
+                   cnn_net              *net,
+                   const CatdogPixels   *pixels,
+                   const CatdogOptions  *options,
+                   const CatdogResult   *result,
+                   GError              **error)
+{
+  CatdogPending *pending = catdog_pending_new ();
+  gboolean       ok      = TRUE;
+
+  if (options->feature_maps)
+    {
+      gchar *group_name;
+
+      gimp_progress_set_text (_("Cat or Dog: adding feature maps"));
+      group_name = g_strdup_printf (_("Feature maps - %s %.1f%%"),
+                                    result->label,
+                                    100.0 * result->probability);
+      ok = catdog_pending_add_feature_maps (pending, image, net,
+                                            options->layers, options->style,
+                                            options->colormap, options->top,
+                                            group_name, 0.5,
+                                            options->heatmap ? 0.9 : 1.0,
+                                            error);
+      g_free (group_name);
+    }
+  if (ok && options->heatmap)
+    {
+      GimpLayer *heatmap;
+
+      gimp_progress_set_text (_("Cat or Dog: computing the heat map"));
+      heatmap = catdog_heatmap_layer (image, model, net,
+                                      options->heatmap_layer, pixels, error);
+      if (heatmap)
+        catdog_pending_add_layer (pending, heatmap);
+      ok = (heatmap != NULL);
+    }
+  if (ok)
+    ok = catdog_pending_insert (pending, image, above, error);
+  catdog_pending_free (pending);
+  return ok;
+}
+
+static gboolean
+catdog_classify (GimpImage            *image,
+                 GimpLayer            *above,
+                 GFile                *model_file,
+                 const CatdogOptions  *options,
+                 CatdogResult         *result,
+                 GError              **error)
 {
   const gchar  *model_name = gimp_file_get_utf8_name (model_file);
   gchar        *path       = g_file_get_path (model_file);
@@ -172,22 +230,11 @@ catdog_classify (GimpImage           *image,
   result->dog_probability = dog_probability (model, p);
   gimp_progress_update (0.5);
 
-  if (feature_maps)
-    {
-      gchar *group_name;
-
-      gimp_progress_set_text (_("Cat or Dog: adding feature maps"));
-      group_name = g_strdup_printf (_("Feature maps - %s %.1f%%"),
-                                    result->label,
-                                    100.0 * result->probability);
-      ok = catdog_add_feature_maps (image, above, net, layers, style,
-                                    colormap, group_name, 0.5, error);
-      g_free (group_name);
-    }
+  if (options->feature_maps || options->heatmap)
+    ok = catdog_add_layers (image, above, model, net, &pixels, options,
+                            result, error);
   else
-    {
-      ok = TRUE;
-    }
+    ok = TRUE;
   gimp_progress_update (1.0);
 
 out:
@@ -226,9 +273,9 @@ catdog_dialog (GimpProcedure       *procedure,
   gchar     *models_dir = catdog_models_dir ();
   gchar     *shipped    = catdog_shipped_model_path ();
   const gchar *names[] = { "model", "layers", "feature-maps", "maps-style",
-                           "colormap" };
+                           "colormap", "top", "heatmap", "heatmap-layer" };
   const gchar *props[] = { "file", "layers", "feature-maps", "maps-style",
-                           "colormap" };
+                           "colormap", "top", "heatmap", "heatmap-layer" };
   GList     *bindings = NULL;
   gsize      i;
 
@@ -271,7 +318,16 @@ catdog_dialog (GimpProcedure       *procedure,
   return dialog;
 }
 
-/* The verdict in the dialog, with a confidence bar, until it is closed. */
+/* "Cat or Dog: dog (87.3% confidence)" (g_free). */
+static gchar *
+catdog_verdict (const CatdogResult *result)
+{
+  return g_strdup_printf (_("Cat or Dog: %s (%.1f%% confidence)"),
+                          result->label, 100.0 * result->probability);
+}
+
+/* The verdict in the dialog, with a confidence bar, until it is closed;
+ * the title says it too, where a glance at the window list finds it. */
 static void
 catdog_dialog_finish (GtkWidget          *dialog,
                       const CatdogResult *result)
@@ -279,8 +335,12 @@ catdog_dialog_finish (GtkWidget          *dialog,
   GtkWidget *panel = g_object_get_data (G_OBJECT (dialog), "catdog-panel");
   GList     *bindings = g_object_get_data (G_OBJECT (dialog),
                                           "catdog-bindings");
+  gchar     *title = catdog_verdict (result);
   GtkWidget *close;
   GList     *children, *l;
+
+  gtk_window_set_title (GTK_WINDOW (dialog), title);
+  g_free (title);
 
   /* The values that ran are the ones GIMP remembers: changes made now
    * must not reach the config. */
@@ -339,9 +399,8 @@ catdog_run (GimpProcedure        *procedure,
 {
   GimpValueArray *values;
   CatdogResult    result       = { { 0 }, 0.0, 0.0 };
+  CatdogOptions   options      = { 0 };
   GFile          *model_file   = NULL;
-  gchar          *layers       = NULL;
-  gboolean        feature_maps = FALSE;
   GError         *error        = NULL;
   GtkWidget      *dialog       = NULL;
   gboolean        ok;
@@ -361,23 +420,26 @@ catdog_run (GimpProcedure        *procedure,
     }
 
   g_object_get (config,
-                "model",        &model_file,
-                "feature-maps", &feature_maps,
-                "layers",       &layers,
+                "model",         &model_file,
+                "feature-maps",  &options.feature_maps,
+                "layers",        &options.layers,
+                "top",           &options.top,
+                "heatmap",       &options.heatmap,
+                "heatmap-layer", &options.heatmap_layer,
                 NULL);
+  options.style    = gimp_procedure_config_get_choice_id (config,
+                                                          "maps-style");
+  options.colormap = gimp_procedure_config_get_choice_id (config,
+                                                          "colormap");
   if (! model_file)
     model_file = catdog_default_model ();
 
   gimp_progress_init (_("Cat or Dog: reading the image"));
   ok = catdog_classify (image, catdog_anchor_layer (image, drawables),
-                        model_file, feature_maps, layers,
-                        gimp_procedure_config_get_choice_id (config,
-                                                             "maps-style"),
-                        gimp_procedure_config_get_choice_id (config,
-                                                             "colormap"),
-                        &result, &error);
+                        model_file, &options, &result, &error);
   g_object_unref (model_file);
-  g_free (layers);
+  g_free (options.layers);
+  g_free (options.heatmap_layer);
   /* Before returning: GEGL's tile cache still talks to GIMP when it shuts
    * down, which fails once GIMP has the return values and closes the
    * connection. */
@@ -398,9 +460,7 @@ catdog_run (GimpProcedure        *procedure,
     }
   else if (run_mode != GIMP_RUN_NONINTERACTIVE)
     {
-      gchar *message = g_strdup_printf (_("Cat or Dog: %s (%.1f%% confidence)"),
-                                        result.label,
-                                        100.0 * result.probability);
+      gchar *message = catdog_verdict (&result);
 
       gimp_message (message);
       g_free (message);
@@ -530,7 +590,8 @@ catdog_create_procedure (GimpPlugIn  *plug_in,
     _("Tell whether the image shows a cat or a dog"),
     _("Classifies what is visible (the selection's bounding box when there "
       "is a selection) with a small convolutional network, and can add each "
-      "conv layer's feature maps as layers."),
+      "conv layer's feature maps as layers and a Grad-CAM heat map of where "
+      "the network looked."),
     name);
   gimp_procedure_set_attribution (procedure, "gimp-catdog developers",
                                   "gimp-catdog developers", "2026");
@@ -576,6 +637,26 @@ catdog_create_procedure (GimpPlugIn  *plug_in,
                                         _("Viridis"), NULL,
                                         NULL),
                                       "gray", G_PARAM_READWRITE);
+  /* Appended after the first arguments, so calls that give them by
+   * position keep working. */
+  gimp_procedure_add_boolean_argument (procedure, "heatmap",
+                                       _("Heat map (_Grad-CAM)"),
+                                       _("Add a layer showing where the "
+                                         "network looked (Grad-CAM on the "
+                                         "logit)"),
+                                       FALSE, G_PARAM_READWRITE);
+  gimp_procedure_add_string_argument (procedure, "heatmap-layer",
+                                      _("Heat-map conv lay_er"),
+                                      _("The conv layer the heat map looks "
+                                        "at; unset or empty: the last one"),
+                                      NULL, G_PARAM_READWRITE);
+  gimp_procedure_add_int_argument (procedure, "top",
+                                   _("To_p channels"),
+                                   _("Show only each conv layer's N most "
+                                     "active channels (highest mean "
+                                     "activation), most active first; 0: "
+                                     "all"),
+                                   0, CNN_MAX_CHANNELS, 0, G_PARAM_READWRITE);
 
   gimp_procedure_add_string_return_value (procedure, "label",
                                           _("Label"),

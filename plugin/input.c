@@ -255,6 +255,8 @@ catdog_read_visible (GimpImage     *image,
 
   memset (out, 0, sizeof *out);
 
+  /* An empty selection counts as none, as for GIMP's own filters: the
+   * whole canvas is classified. */
   if (! gimp_selection_bounds (image, &has_selection, &x1, &y1, &x2, &y2) ||
       ! has_selection)
     {
@@ -279,6 +281,10 @@ catdog_read_visible (GimpImage     *image,
     }
 
   reduction = choose_reduction (x2 - x1, y2 - y1, input_width, input_height);
+  out->region_x      = x1;
+  out->region_y      = y1;
+  out->region_width  = x2 - x1;
+  out->region_height = y2 - y1;
 
   if (single)
     return read_drawable (GIMP_DRAWABLE (single), x1, y1, x2 - x1, y2 - y1,

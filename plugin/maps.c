@@ -1,10 +1,12 @@
-/* maps.c - feature maps as ordinary image layers.
+/* maps.c - feature maps as ordinary image layers, and how new layers get
+ * into the image.
  *
  * Every layer is created and filled while it is still detached from the
- * layer tree; only when all pixels are written are the groups and layers
- * inserted, inside one undo group.  A failure on the way (a bad layer
- * name, no memory) therefore deletes the detached layers and leaves the
- * image as it was.
+ * layer tree (a CatdogPending holds it); only when all pixels are written
+ * are the groups and layers inserted, inside one undo group.  A failure
+ * on the way (a bad layer name, no memory, a heat map that cannot be
+ * computed) therefore deletes the detached layers and leaves the image
+ * as it was.
  *
  * mosaic:   one group "Feature maps ..." holding one layer per conv layer,
  *           "conv2 - 64 maps, 72x72", the cnn_mosaic_render() picture (the
@@ -16,7 +18,11 @@
  *           (pixel blocks) and centred.  The factor is the largest that
  *           fits the canvas, lowered where needed so that all layers stay
  *           under CATDOG_CHANNELS_BUDGET bytes; if even factor 1 is over
- *           the budget the style is refused. */
+ *           the budget the style is refused.
+ * top = K:  in both styles only the K channels of highest mean activation
+ *           of each conv layer, most active first (a mosaic tiles them in
+ *           that order, as `catdog maps --top K` does; channel layers go
+ *           from the top down), named "conv2 - top 3 of 64 maps, 72x72". */
 #include "catdog-plugin.h"
 
 /* Rows written per gegl_buffer_set(): bounded memory for huge layers. */
@@ -24,9 +30,12 @@
 
 typedef struct
 {
+  gint             index;      /* for cnn_net_tap() */
   const cnn_layer *layer;
   cnn_tensor_view  view;
-  gint             factor;   /* channels style: integer enlargement */
+  gint             factor;     /* channels style: integer enlargement */
+  gint             n_channels; /* how many channels are shown */
+  gint            *channels;   /* those, in order; NULL: all, 0 .. c-1 */
 } Tap;
 
 typedef struct
@@ -35,6 +44,23 @@ typedef struct
   GPtrArray *layers;   /* GimpLayer *, detached until inserted */
   guint      inserted; /* how many of layers are in the image */
 } Batch;
+
+struct _CatdogPending
+{
+  gchar     *group_name; /* the feature maps' outer group; NULL: none */
+  GPtrArray *batches;    /* Batch *, the outer group's contents */
+  GPtrArray *above;      /* GimpLayer *, top-level, above the group; the
+                            last added goes on top */
+  guint      above_inserted;
+};
+
+static void
+tap_clear (gpointer data)
+{
+  Tap *tap = data;
+
+  g_clear_pointer (&tap->channels, g_free);
+}
 
 static void
 batch_free (gpointer data)
@@ -56,28 +82,126 @@ batch_new (gchar *name)
   return batch;
 }
 
-/* Deletes the layers of batches that never made it into the image. */
-static void
-delete_detached (GPtrArray *batches)
+CatdogPending *
+catdog_pending_new (void)
 {
-  for (guint b = 0; b < batches->len; b++)
+  CatdogPending *pending = g_new0 (CatdogPending, 1);
+
+  pending->batches = g_ptr_array_new_with_free_func (batch_free);
+  pending->above   = g_ptr_array_new ();
+  return pending;
+}
+
+/* Deletes the layers that never made it into the image. */
+void
+catdog_pending_free (CatdogPending *pending)
+{
+  if (! pending)
+    return;
+  for (guint b = 0; b < pending->batches->len; b++)
     {
-      Batch *batch = g_ptr_array_index (batches, b);
+      Batch *batch = g_ptr_array_index (pending->batches, b);
 
       for (guint i = batch->inserted; i < batch->layers->len; i++)
         gimp_item_delete (GIMP_ITEM (g_ptr_array_index (batch->layers, i)));
     }
+  for (guint i = pending->above_inserted; i < pending->above->len; i++)
+    gimp_item_delete (GIMP_ITEM (g_ptr_array_index (pending->above, i)));
+  g_ptr_array_unref (pending->batches);
+  g_ptr_array_unref (pending->above);
+  g_free (pending->group_name);
+  g_free (pending);
+}
+
+void
+catdog_pending_add_layer (CatdogPending *pending,
+                          GimpLayer     *layer)
+{
+  g_ptr_array_add (pending->above, layer);
 }
 
 static gchar *
 tap_title (const Tap *tap)
 {
+  if (tap->channels)
+    return g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
+                                         "%s - top %d of %d map, %dx%d",
+                                         "%s - top %d of %d maps, %dx%d",
+                                         (gulong) tap->view.c),
+                            tap->layer->name, tap->n_channels, tap->view.c,
+                            tap->view.w, tap->view.h);
   return g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
                                        "%s - %d map, %dx%d",
                                        "%s - %d maps, %dx%d",
                                        (gulong) tap->view.c),
                           tap->layer->name, tap->view.c,
                           tap->view.w, tap->view.h);
+}
+
+/* "conv1, conv2, conv3" (g_free). */
+static gchar *
+conv_layer_names (const cnn_net *net)
+{
+  GString *known = g_string_new (NULL);
+
+  for (gint t = 0; t < cnn_net_tap_count (net); t++)
+    {
+      const cnn_layer *layer = NULL;
+      cnn_tensor_view  view;
+
+      if (cnn_net_tap (net, t, &view, &layer) == CNN_OK)
+        g_string_append_printf (known, "%s%s", known->len ? ", " : "",
+                                layer->name);
+    }
+  return g_string_free (known, FALSE);
+}
+
+static void
+set_no_layer_error (const cnn_net  *net,
+                    const gchar    *name,
+                    GError        **error)
+{
+  gchar *known = conv_layer_names (net);
+
+  g_set_error (error, CATDOG_ERROR, 0,
+               _("The model has no conv layer called \"%s\" (its conv "
+                 "layers: %s)."), name, known);
+  g_free (known);
+}
+
+gboolean
+catdog_find_tap (const cnn_net  *net,
+                 const gchar    *name,
+                 gint           *index,
+                 GError        **error)
+{
+  gint n_taps = cnn_net_tap_count (net);
+
+  if (n_taps <= 0)
+    {
+      g_set_error (error, CATDOG_ERROR, 0,
+                   _("The model has no conv layer."));
+      return FALSE;
+    }
+  if (! name || ! *name)
+    {
+      *index = n_taps - 1;
+      return TRUE;
+    }
+  for (gint t = 0; t < n_taps; t++)
+    {
+      const cnn_layer *layer = NULL;
+      cnn_tensor_view  view;
+
+      if (cnn_net_tap (net, t, &view, &layer) == CNN_OK &&
+          ! strcmp (layer->name, name))
+        {
+          *index = t;
+          return TRUE;
+        }
+    }
+  set_no_layer_error (net, name, error);
+  return FALSE;
 }
 
 /* The taps named in spec ("all", empty, or "conv1, conv3"), in network
@@ -121,23 +245,7 @@ select_taps (const cnn_net  *net,
             }
           if (! found)
             {
-              GString *known = g_string_new (NULL);
-
-              for (gint t = 0; t < n_taps; t++)
-                {
-                  const cnn_layer *layer = NULL;
-                  cnn_tensor_view  view;
-
-                  if (cnn_net_tap (net, t, &view, &layer) == CNN_OK)
-                    g_string_append_printf (known, "%s%s",
-                                            known->len ? ", " : "",
-                                            layer->name);
-                }
-              g_set_error (error, CATDOG_ERROR, 0,
-                           _("The model has no conv layer called \"%s\" "
-                             "(its conv layers: %s)."),
-                           name, known->str);
-              g_string_free (known, TRUE);
+              set_no_layer_error (net, name, error);
               ok = FALSE;
             }
         }
@@ -151,7 +259,9 @@ select_taps (const cnn_net  *net,
 
       if (! all && ! wanted[t])
         continue;
+      tap.index = t;
       st = cnn_net_tap (net, t, &tap.view, &tap.layer);
+      tap.n_channels = tap.view.c;
       if (st != CNN_OK)
         {
           catdog_set_core_error (error, st, _("Feature maps"));
@@ -169,6 +279,33 @@ select_taps (const cnn_net  *net,
     }
   g_free (wanted);
   return ok;
+}
+
+/* Keeps only each tap's `top` channels of highest mean activation. */
+static gboolean
+select_top_channels (const cnn_net  *net,
+                     GArray         *taps,
+                     gint            top,
+                     GError        **error)
+{
+  for (guint t = 0; t < taps->len; t++)
+    {
+      Tap        *tap = &g_array_index (taps, Tap, t);
+      gint        n   = MIN (top, tap->view.c);
+      gint        count = 0;
+      cnn_status  st;
+
+      tap->channels = g_new (gint, n);
+      st = cnn_net_top_channels (net, tap->index, 0, n, tap->channels, NULL,
+                                 &count);
+      if (st != CNN_OK)
+        {
+          catdog_set_core_error (error, st, tap->layer->name);
+          return FALSE;
+        }
+      tap->n_channels = count;
+    }
+  return TRUE;
 }
 
 static gint
@@ -204,7 +341,7 @@ tap_bytes (const Tap *tap,
            gint       factor,
            gint       pixel_bytes)
 {
-  return (guint64) tap->view.c *
+  return (guint64) tap->n_channels *
          (guint64) tap->view.w * (guint64) factor *
          (guint64) tap->view.h * (guint64) factor *
          (guint64) pixel_bytes;
@@ -343,13 +480,37 @@ mosaic_layer (GimpImage      *image,
               gint            image_height,
               GError        **error)
 {
-  cnn_image   mosaic = { 0 };
-  GimpLayer  *layer  = NULL;
-  cnn_status  st;
-  gchar      *name;
-  gint        width, height;
+  cnn_image        mosaic = { 0 };
+  cnn_tensor_view  view   = tap->view;
+  gfloat          *chosen = NULL;
+  GimpLayer       *layer  = NULL;
+  cnn_status       st;
+  gchar           *name;
+  gint             width, height;
 
-  st = cnn_mosaic_render (&tap->view, 0, colormap, &mosaic);
+  /* Only the chosen channels, in their order: the maps of a tap of its
+   * own, as `catdog maps --top` renders them. */
+  if (tap->channels)
+    {
+      gsize cells = (gsize) view.h * (gsize) view.w;
+
+      chosen = g_try_new (gfloat, cells * (gsize) tap->n_channels);
+      if (! chosen)
+        {
+          g_set_error (error, CATDOG_ERROR, 0,
+                       _("Not enough memory for the maps of %s."),
+                       tap->layer->name);
+          return NULL;
+        }
+      for (gsize p = 0; p < cells; p++)
+        for (gint i = 0; i < tap->n_channels; i++)
+          chosen[p * tap->n_channels + i] =
+            tap->view.data[p * tap->view.c + tap->channels[i]];
+      view.data = chosen;
+      view.c    = tap->n_channels;
+    }
+  st = cnn_mosaic_render (&view, 0, colormap, &mosaic);
+  g_free (chosen);
   if (st != CNN_OK)
     {
       catdog_set_core_error (error, st, tap->layer->name);
@@ -373,7 +534,8 @@ mosaic_layer (GimpImage      *image,
   return layer;
 }
 
-/* One layer per channel of tap, appended to batch->layers. */
+/* One layer per chosen channel of tap, in order, appended to
+ * batch->layers. */
 static gboolean
 channel_layers (GimpImage      *image,
                 const Tap      *tap,
@@ -403,8 +565,9 @@ channel_layers (GimpImage      *image,
       ok = FALSE;
     }
 
-  for (gint c = 0; ok && c < tap->view.c; c++)
+  for (gint k = 0; ok && k < tap->n_channels; k++)
     {
+      gint          c      = tap->channels ? tap->channels[k] : k;
       const guint8 *pixels = map;
       GimpLayer    *layer;
       cnn_status    st;
@@ -438,7 +601,8 @@ channel_layers (GimpImage      *image,
       ok = write_resampled (layer, pixels, tap->view.w, tap->view.h,
                             (gsize) tap->view.w * channels, channels, error);
 
-      gimp_progress_update (progress + progress_step * (c + 1) / tap->view.c);
+      gimp_progress_update (progress +
+                            progress_step * (k + 1) / tap->n_channels);
     }
 
   g_free (map);
@@ -446,43 +610,40 @@ channel_layers (GimpImage      *image,
   return ok;
 }
 
-/* Puts the filled layers into the image: the outer group above `above`,
- * sub-groups and layers in network and channel order, top to bottom. */
+/* Puts the outer group and the sub-groups and layers it holds into the
+ * image at (parent, position), in network and channel order, top to
+ * bottom.  *outer gets the group once it is in the image. */
 static gboolean
-insert_batches (GimpImage    *image,
-                GimpLayer    *above,
-                const gchar  *group_name,
-                GPtrArray    *batches,
-                GError      **error)
+insert_group (CatdogPending  *pending,
+              GimpImage      *image,
+              GimpLayer      *parent,
+              gint            position,
+              GimpLayer     **outer)
 {
-  GimpLayer *parent   = NULL;
-  GimpLayer *outer;
-  gint       position = 0;
-  gboolean   in_image;
-  gboolean   ok;
+  GimpLayer *group = GIMP_LAYER (gimp_group_layer_new (image,
+                                                       pending->group_name));
+  gboolean   ok    = FALSE;
 
-  if (above)
+  *outer = NULL;
+  if (group && gimp_image_insert_layer (image, group, parent, position))
     {
-      parent   = GIMP_LAYER (gimp_item_get_parent (GIMP_ITEM (above)));
-      position = gimp_image_get_item_position (image, GIMP_ITEM (above));
+      *outer = group;
+      ok     = TRUE;
+    }
+  else if (group)
+    {
+      gimp_item_delete (GIMP_ITEM (group));
     }
 
-  gimp_image_undo_group_start (image);
-  gimp_image_freeze_layers (image);
-
-  outer = GIMP_LAYER (gimp_group_layer_new (image, group_name));
-  ok    = outer && gimp_image_insert_layer (image, outer, parent, position);
-  in_image = ok;
-
-  for (guint b = 0; ok && b < batches->len; b++)
+  for (guint b = 0; ok && b < pending->batches->len; b++)
     {
-      Batch     *batch = g_ptr_array_index (batches, b);
-      GimpLayer *into  = outer;
+      Batch     *batch = g_ptr_array_index (pending->batches, b);
+      GimpLayer *into  = group;
 
       if (batch->name)
         {
           into = GIMP_LAYER (gimp_group_layer_new (image, batch->name));
-          ok   = into && gimp_image_insert_layer (image, into, outer, (gint) b);
+          ok   = into && gimp_image_insert_layer (image, into, group, (gint) b);
           if (! ok && into)
             gimp_item_delete (GIMP_ITEM (into));
         }
@@ -495,17 +656,56 @@ insert_batches (GimpImage    *image,
             batch->inserted = i + 1;
         }
     }
+  return ok;
+}
+
+gboolean
+catdog_pending_insert (CatdogPending  *pending,
+                       GimpImage      *image,
+                       GimpLayer      *above,
+                       GError        **error)
+{
+  GimpLayer *parent   = NULL;
+  GimpLayer *outer    = NULL;
+  gint       position = 0;
+  gboolean   ok       = TRUE;
+
+  if (above)
+    {
+      parent   = GIMP_LAYER (gimp_item_get_parent (GIMP_ITEM (above)));
+      position = gimp_image_get_item_position (image, GIMP_ITEM (above));
+    }
+
+  gimp_image_undo_group_start (image);
+  gimp_image_freeze_layers (image);
+
+  /* From the bottom up, each new item at `position` pushes the earlier
+   * ones down: the group right above `above`, the other layers above it,
+   * the last added on top. */
+  if (pending->group_name)
+    ok = insert_group (pending, image, parent, position, &outer);
+  for (guint i = 0; ok && i < pending->above->len; i++)
+    {
+      ok = gimp_image_insert_layer (image,
+                                    g_ptr_array_index (pending->above, i),
+                                    parent, position);
+      if (ok)
+        pending->above_inserted = i + 1;
+    }
 
   if (! ok)
     {
       g_set_error (error, CATDOG_ERROR, 0,
-                   _("Could not add the feature-map layers: %s"),
+                   _("Could not add the new layers: %s"),
                    gimp_pdb_get_last_error (gimp_get_pdb ()));
-      /* Removing the group takes whatever was already inserted with it. */
-      if (in_image)
+      /* Removing the group takes whatever was already inserted with it;
+       * catdog_pending_free() deletes the rest. */
+      if (outer)
         gimp_image_remove_layer (image, outer);
-      else if (outer)
-        gimp_item_delete (GIMP_ITEM (outer));
+      for (guint i = 0; i < pending->above_inserted; i++)
+        gimp_image_remove_layer (image, g_ptr_array_index (pending->above, i));
+      g_ptr_array_remove_range (pending->above, 0, pending->above_inserted);
+      pending->above_inserted = 0;
     }
 
   gimp_image_thaw_layers (image);
@@ -514,23 +714,26 @@ insert_batches (GimpImage    *image,
 }
 
 gboolean
-catdog_add_feature_maps (GimpImage        *image,
-                         GimpLayer        *above,
-                         const cnn_net    *net,
-                         const gchar      *layers,
-                         CatdogMapsStyle   style,
-                         cnn_colormap      colormap,
-                         const gchar      *group_name,
-                         gdouble           progress_start,
-                         GError          **error)
+catdog_pending_add_feature_maps (CatdogPending    *pending,
+                                 GimpImage        *image,
+                                 const cnn_net    *net,
+                                 const gchar      *layers,
+                                 CatdogMapsStyle   style,
+                                 cnn_colormap      colormap,
+                                 gint              top,
+                                 const gchar      *group_name,
+                                 gdouble           progress_start,
+                                 gdouble           progress_end,
+                                 GError          **error)
 {
   GimpImageBaseType  base   = gimp_image_get_base_type (image);
   gint               width  = gimp_image_get_width (image);
   gint               height = gimp_image_get_height (image);
   GArray            *taps;
-  GPtrArray         *batches;
   GimpImageType      type;
   gboolean           ok;
+
+  g_return_val_if_fail (pending->group_name == NULL, FALSE);
 
   if (base == GIMP_INDEXED)
     {
@@ -550,8 +753,11 @@ catdog_add_feature_maps (GimpImage        *image,
   type = (base == GIMP_GRAY) ? GIMP_GRAY_IMAGE : GIMP_RGB_IMAGE;
 
   taps = g_array_new (FALSE, TRUE, sizeof (Tap));
+  g_array_set_clear_func (taps, tap_clear);
   ok   = select_taps (net, layers, taps, error);
 
+  if (ok && top > 0)
+    ok = select_top_channels (net, taps, top, error);
   if (ok && style == CATDOG_MAPS_CHANNELS)
     {
       gint pixel_bytes = component_bytes (gimp_image_get_precision (image)) *
@@ -560,14 +766,15 @@ catdog_add_feature_maps (GimpImage        *image,
       ok = choose_factors (taps, width, height, pixel_bytes, error);
     }
 
-  batches = g_ptr_array_new_with_free_func (batch_free);
+  if (ok)
+    pending->group_name = g_strdup (group_name);
   if (ok && style == CATDOG_MAPS_MOSAIC)
-    g_ptr_array_add (batches, batch_new (NULL));
+    g_ptr_array_add (pending->batches, batch_new (NULL));
 
   for (guint t = 0; ok && t < taps->len; t++)
     {
       const Tap *tap  = &g_array_index (taps, Tap, t);
-      gdouble    step = (1.0 - progress_start) / taps->len;
+      gdouble    step = (progress_end - progress_start) / taps->len;
       gdouble    at   = progress_start + step * t;
 
       if (style == CATDOG_MAPS_MOSAIC)
@@ -576,7 +783,8 @@ catdog_add_feature_maps (GimpImage        *image,
                                            width, height, error);
 
           if (layer)
-            g_ptr_array_add (((Batch *) g_ptr_array_index (batches, 0))->layers,
+            g_ptr_array_add (((Batch *) g_ptr_array_index (pending->batches,
+                                                           0))->layers,
                              layer);
           ok = (layer != NULL);
           gimp_progress_update (at + step);
@@ -585,18 +793,12 @@ catdog_add_feature_maps (GimpImage        *image,
         {
           Batch *batch = batch_new (tap_title (tap));
 
-          g_ptr_array_add (batches, batch);
+          g_ptr_array_add (pending->batches, batch);
           ok = channel_layers (image, tap, colormap, type, width, height,
                                batch, at, step, error);
         }
     }
 
-  if (ok)
-    ok = insert_batches (image, above, group_name, batches, error);
-  if (! ok)
-    delete_detached (batches);
-
-  g_ptr_array_unref (batches);
   g_array_unref (taps);
   return ok;
 }

@@ -13,18 +13,10 @@ import subprocess
 import sys
 import tempfile
 
-try:
-    import numpy as np
-    import torch
-except ImportError as e:
-    print(f"SKIP: PyTorch/numpy not available ({e})")
-    sys.exit(77)
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
-try:
-    import catdog_torch as ct
-except ImportError as e:
-    print(f"SKIP: safetensors not available ({e})")
-    sys.exit(77)
+import pycheck
+from pycheck import check
+
+np, torch, ct = pycheck.need("numpy", "torch", "catdog_torch")
 
 TOL = 1e-4
 BN_NET = {
@@ -59,18 +51,6 @@ GAP_NET = {
         {"type": "dense", "name": "fc", "units": 1},
     ],
 }
-
-failures = 0
-checks = 0
-
-
-def check(ok, msg):
-    global failures, checks
-    checks += 1
-    print(("ok   " if ok else "FAIL ") + msg)
-    if not ok:
-        failures += 1
-
 
 def run_case(binary, tmp, spec, dtype, seed, n=2):
     name = f"{spec['name']}-{str(dtype).split('.')[-1]}"
@@ -133,8 +113,7 @@ def main():
         run_case(binary, tmp, ct.ARTICLE, torch.bfloat16, 3)
         run_case(binary, tmp, BN_NET, torch.float32, 4, n=3)
         run_case(binary, tmp, GAP_NET, torch.float32, 5)
-    print(f"parity: {checks} checks, {failures} failed")
-    return 1 if failures else 0
+    return pycheck.done("parity")
 
 
 if __name__ == "__main__":

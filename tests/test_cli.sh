@@ -11,23 +11,8 @@
 # Exit 77 (skip) when neither part 2 nor part 3 could run.
 set -u
 
-if [ -z "${CATDOG:-}" ] || [ ! -x "$CATDOG" ]; then
-    echo "SKIP: \$CATDOG does not name the catdog binary"
-    exit 77
-fi
-src=${CATDOG_SOURCE_ROOT:-..}
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
-
-checks=0
-failures=0
-skipped=""
-
-fail() {
-    failures=$((failures + 1))
-    echo "FAILED: $*"
-    if [ -s "$tmp/err" ]; then sed 's/^/  stderr: /' "$tmp/err" | head -n 5; fi
-}
+# shellcheck source=tests/check.sh
+. "$(dirname "$0")/check.sh"
 
 # run ARG...: runs catdog; stdout in $tmp/out, stderr in $tmp/err, status in $rc.
 run() {
@@ -39,18 +24,6 @@ run() {
 expect() {
     checks=$((checks + 1))
     [ "$rc" -eq "$1" ] || fail "$2: exit status $rc, expected $1"
-}
-
-# has FILE TEXT DESCRIPTION: FILE contains TEXT (a fixed string).
-has() {
-    checks=$((checks + 1))
-    grep -qF -- "$2" "$1" || fail "$3: '$2' not in $(basename "$1"): $(head -c 300 "$1")"
-}
-
-# same ACTUAL EXPECTED DESCRIPTION
-same() {
-    checks=$((checks + 1))
-    [ "$1" = "$2" ] || fail "$3: got '$1', expected '$2'"
 }
 
 # usage_error DESCRIPTION ARG...: a bad command line exits 2, says why on
@@ -358,9 +331,7 @@ else
         "one mosaic per conv layer of the shipped model"
 fi
 
-echo "cli: $checks checks, $failures failed"
-[ -n "$skipped" ] && echo "not run:$skipped"
-[ "$failures" -eq 0 ] || exit 1
+summary cli
 if [ "$tiny_ran" = no ] && [ "$default_ran" = no ]; then
     echo "SKIP: no model could be loaded"
     exit 77

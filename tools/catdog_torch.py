@@ -4,7 +4,9 @@ Builds a torch.nn.Module from the "catdog" JSON spec (weights/README.md),
 exports its weights to a catdog safetensors file (PyTorch's (c, h, w)
 flatten order, recorded as "flatten": "chw"), and loads such a file back.
 Used by the parity tests, the bootstrap training script and benchmarks.
-Needs python3-torch and python3-safetensors (both in the Debian 13 root).
+Shapes follow tools/catdog_convert.py's rules, from the same folder.
+Needs python3-torch, python3-safetensors and python3-numpy (all in the
+Debian 13 root).
 """
 import json
 import math
@@ -13,12 +15,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file, safe_open
 
-
-def _same_pads(size, k, stride):
-    """TensorFlow 'same' padding: (before, after) for one dimension."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + k - size, 0)
-    return total // 2, total - total // 2
+import catdog_convert as cc
 
 
 class CatdogNet(torch.nn.Module):
@@ -38,20 +35,12 @@ class CatdogNet(torch.nn.Module):
             key = name.replace(".", "_")
             if t == "conv2d":
                 k, s = layer["kernel"], layer.get("stride", 1)
-                pad = layer.get("padding", "valid")
-                if pad == "valid":
-                    pads = (0, 0, 0, 0)
-                elif pad == "same":
-                    pt, pb = _same_pads(h, k, s)
-                    pl, pr = _same_pads(w, k, s)
-                    pads = (pl, pr, pt, pb)
-                else:
-                    pads = (int(pad),) * 4
+                pt, pb, pl, pr = cc.conv_pads(layer, h, w)
+                pads = (pl, pr, pt, pb)  # F.pad's order: last dimension first
                 mods[key] = torch.nn.Conv2d(c, layer["filters"], k, s,
                                             bias=layer.get("bias", True))
                 self.plan.append((t, name, key, pads))
-                h = (h + pads[2] + pads[3] - k) // s + 1
-                w = (w + pads[0] + pads[1] - k) // s + 1
+                h, w = (h + pt + pb - k) // s + 1, (w + pl + pr - k) // s + 1
                 c = layer["filters"]
             elif t == "batchnorm":
                 mods[key] = torch.nn.BatchNorm2d(c, eps=layer.get("eps", 1e-5)) \
@@ -164,6 +153,7 @@ def load(path):
     net = CatdogNet(meta)
     tensors = {k: v.float() for k, v in load_file(path).items()}
     order = meta.get("flatten", "hwc")
+    flatten_maps = cc.walk_shapes(meta["input"], meta["layers"])[1]
     with torch.no_grad():
         prev_flat = None
         for t, name, key, _ in net.plan:
@@ -176,7 +166,7 @@ def load(path):
             wt = tensors[f"{name}.weight"]
             if t == "dense" and prev_flat is not None and order == "hwc":
                 # File input index is (h, w, c); PyTorch flattens (c, h, w).
-                h, w, c = _flatten_shape(meta, prev_flat)
+                h, w, c = flatten_maps[prev_flat]
                 wt = wt.reshape(-1, h, w, c).permute(0, 3, 1, 2).reshape(wt.shape[0], -1)
             m.weight.copy_(wt)
             if f"{name}.bias" in tensors:
@@ -189,49 +179,5 @@ def load(path):
     return net
 
 
-def _flatten_shape(meta, flatten_name):
-    """(h, w, c) of the tensor entering the named flatten layer."""
-    h, w, c = meta["input"]
-    for layer in meta["layers"]:
-        if layer["name"] == flatten_name:
-            return h, w, c
-        t = layer["type"]
-        if t == "conv2d":
-            k, s = layer["kernel"], layer.get("stride", 1)
-            pad = layer.get("padding", "valid")
-            if pad == "same":
-                h, w = -(-h // s), -(-w // s)
-            else:
-                p = 0 if pad == "valid" else int(pad)
-                h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-            c = layer["filters"]
-        elif t == "maxpool":
-            size, s = layer["size"], layer.get("stride", layer["size"])
-            h, w = (h - size) // s + 1, (w - size) // s + 1
-    raise ValueError(f"no flatten layer {flatten_name}")
-
-
-ARTICLE = {
-    "schema": 1,
-    "name": "article",
-    "input": [150, 150, 3],
-    "labels": ["cat", "dog"],
-    "preprocess": {"resize": "squash", "scale": 1 / 255, "mean": [0, 0, 0], "std": [1, 1, 1]},
-    "layers": [
-        {"type": "conv2d", "name": "conv1", "filters": 32, "kernel": 3, "stride": 1, "padding": "valid"},
-        {"type": "relu", "name": "relu1"},
-        {"type": "maxpool", "name": "pool1", "size": 2, "stride": 2},
-        {"type": "conv2d", "name": "conv2", "filters": 64, "kernel": 3, "stride": 1, "padding": "valid"},
-        {"type": "relu", "name": "relu2"},
-        {"type": "maxpool", "name": "pool2", "size": 2, "stride": 2},
-        {"type": "conv2d", "name": "conv3", "filters": 128, "kernel": 3, "stride": 1, "padding": "valid"},
-        {"type": "relu", "name": "relu3"},
-        {"type": "maxpool", "name": "pool3", "size": 2, "stride": 2},
-        {"type": "flatten", "name": "flatten"},
-        {"type": "dense", "name": "fc1", "units": 512},
-        {"type": "relu", "name": "relu4"},
-        {"type": "dropout", "name": "drop1", "rate": 0.5},
-        {"type": "dense", "name": "fc2", "units": 1},
-        {"type": "sigmoid", "name": "prob"},
-    ],
-}
+# The article's network, as core/model.c's built-in "article".
+ARTICLE = cc.BUILTIN_ARCHS["article"]

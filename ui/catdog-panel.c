@@ -18,6 +18,9 @@ struct _CatdogPanel
   gboolean      feature_maps;
   gchar        *maps_style;
   gchar        *colormap;
+  gint          top;
+  gboolean      heatmap;
+  gchar        *heatmap_layer;
 
   GHashTable   *infos;         /* path -> CatdogModelInfo, NULL if unusable */
   GtkListStore *models;
@@ -28,6 +31,11 @@ struct _CatdogPanel
   GtkWidget    *maps_check;
   GtkWidget    *style_combo;
   GtkWidget    *colormap_combo;
+  GtkWidget    *top_spin;
+  GtkWidget    *top_label;
+  GtkWidget    *heatmap_check;
+  GtkWidget    *heatmap_combo;
+  GtkWidget    *heatmap_label;
   GtkWidget    *layer_box;
   GtkWidget    *layer_view;
   GtkWidget    *all_button;
@@ -48,6 +56,9 @@ enum
   PROP_FEATURE_MAPS,
   PROP_MAPS_STYLE,
   PROP_COLORMAP,
+  PROP_TOP,
+  PROP_HEATMAP,
+  PROP_HEATMAP_LAYER,
   PROP_N_CHECKED,
   N_PROPS
 };
@@ -56,8 +67,9 @@ static GParamSpec *props[N_PROPS];
 
 G_DEFINE_TYPE (CatdogPanel, catdog_panel, GTK_TYPE_BOX)
 
-static void update_layers  (CatdogPanel *panel);
-static void select_current (CatdogPanel *panel);
+static void update_layers      (CatdogPanel *panel);
+static void select_current     (CatdogPanel *panel);
+static void sync_heatmap_combo (CatdogPanel *panel);
 
 static gchar *
 default_model_path (CatdogPanel *panel)
@@ -88,6 +100,7 @@ add_model_row (CatdogPanel *panel,
   GError          *error = NULL;
   gboolean         is_default = default_path && ! strcmp (path, default_path);
   gchar           *name, *input = NULL, *size = NULL, *accuracy = NULL;
+  gchar           *tooltip;
   GtkTreeIter      iter;
 
   if (! g_hash_table_lookup_extended (panel->infos, path, NULL,
@@ -120,6 +133,12 @@ add_model_row (CatdogPanel *panel,
       g_free (name);
       name = marked;
     }
+  /* The architecture column may be cut short: the tooltip has it whole. */
+  tooltip = g_markup_printf_escaped ("%s\n<small>%s</small>",
+                                     info ? info->summary
+                                          : _("unusable (select it for "
+                                              "details)"),
+                                     path);
   gtk_list_store_append (panel->models, &iter);
   gtk_list_store_set (panel->models, &iter,
                       CATDOG_MODEL_COL_PATH, path,
@@ -131,7 +150,9 @@ add_model_row (CatdogPanel *panel,
                       CATDOG_MODEL_COL_ACCURACY, accuracy ? accuracy : "",
                       CATDOG_MODEL_COL_WEIGHT,
                       is_default ? PANGO_WEIGHT_BOLD : PANGO_WEIGHT_NORMAL,
+                      CATDOG_MODEL_COL_TOOLTIP, tooltip,
                       -1);
+  g_free (tooltip);
   g_clear_error (&error);
   g_free (name);
   g_free (input);
@@ -343,6 +364,35 @@ layers_from_checks (CatdogPanel *panel)
   g_object_notify_by_pspec (G_OBJECT (panel), props[PROP_N_CHECKED]);
 }
 
+/* The heat map's choice of conv layers for info (NULL: none).  The last
+ * one stands for "", the default that follows the model; a layer the
+ * model does not have falls back to it. */
+static void
+update_heatmap_layers (CatdogPanel     *panel,
+                       CatdogModelInfo *info)
+{
+  GtkComboBoxText *combo = GTK_COMBO_BOX_TEXT (panel->heatmap_combo);
+  gboolean         known = ! *panel->heatmap_layer;
+  gint             i;
+
+  panel->syncing = TRUE;
+  gtk_combo_box_text_remove_all (combo);
+  for (i = 0; info && i < info->n_conv; i++)
+    {
+      const gchar *name = info->conv_names[i];
+
+      gtk_combo_box_text_append (combo, i == info->n_conv - 1 ? "" : name,
+                                 name);
+      known = known || ! strcmp (name, panel->heatmap_layer);
+    }
+  panel->syncing = FALSE;
+
+  if (info && info->n_conv > 0 && ! known)
+    g_object_set (panel, "heatmap-layer", "", NULL);
+  else
+    sync_heatmap_combo (panel);
+}
+
 /* Fills the layer list for the model in use.  Layers keep their check
  * across models by name; when none of the chosen names exists in the new
  * model, all its layers are checked. */
@@ -385,6 +435,7 @@ update_layers (CatdogPanel *panel)
       g_free (size);
     }
   panel->syncing = FALSE;
+  update_heatmap_layers (panel, info);
 
   if (error)
     {
@@ -670,7 +721,62 @@ sync_sensitivity (CatdogPanel *panel)
 {
   gtk_widget_set_sensitive (panel->style_combo, panel->feature_maps);
   gtk_widget_set_sensitive (panel->colormap_combo, panel->feature_maps);
+  gtk_widget_set_sensitive (panel->top_spin, panel->feature_maps);
+  gtk_widget_set_sensitive (panel->top_label, panel->feature_maps);
   gtk_widget_set_sensitive (panel->layer_box, panel->feature_maps);
+  gtk_widget_set_sensitive (panel->heatmap_combo, panel->heatmap);
+  gtk_widget_set_sensitive (panel->heatmap_label, panel->heatmap);
+}
+
+/* Shows "heatmap-layer" in the combo: "" and the last layer's name are
+ * both the last entry; a name the model lacks shows no entry. */
+static void
+sync_heatmap_combo (CatdogPanel *panel)
+{
+  GtkComboBox  *combo = GTK_COMBO_BOX (panel->heatmap_combo);
+  GtkTreeModel *model = gtk_combo_box_get_model (combo);
+  gint          n     = gtk_tree_model_iter_n_children (model, NULL);
+  GtkTreeIter   last;
+  gchar        *last_name = NULL;
+
+  if (n > 0 && gtk_tree_model_iter_nth_child (model, &last, NULL, n - 1))
+    gtk_tree_model_get (model, &last,
+                        gtk_combo_box_get_entry_text_column (combo),
+                        &last_name, -1);
+  panel->syncing = TRUE;
+  if (! g_strcmp0 (panel->heatmap_layer, last_name))
+    gtk_combo_box_set_active_id (combo, "");
+  else if (! gtk_combo_box_set_active_id (combo, panel->heatmap_layer))
+    gtk_combo_box_set_active (combo, -1);
+  panel->syncing = FALSE;
+  g_free (last_name);
+}
+
+static void
+heatmap_toggled (GtkToggleButton *toggle,
+                 CatdogPanel     *panel)
+{
+  if (! panel->syncing)
+    g_object_set (panel, "heatmap", gtk_toggle_button_get_active (toggle),
+                  NULL);
+}
+
+static void
+heatmap_combo_changed (GtkComboBox *combo,
+                       CatdogPanel *panel)
+{
+  const gchar *id = gtk_combo_box_get_active_id (combo);
+
+  if (! panel->syncing && id)
+    g_object_set (panel, "heatmap-layer", id, NULL);
+}
+
+static void
+top_changed (GtkSpinButton *spin,
+             CatdogPanel   *panel)
+{
+  if (! panel->syncing)
+    g_object_set (panel, "top", gtk_spin_button_get_value_as_int (spin), NULL);
 }
 
 static void
@@ -743,7 +849,7 @@ framed (const gchar *title,
   return frame;
 }
 
-static void
+static GtkCellRenderer *
 add_text_column (GtkTreeView *view,
                  const gchar *title,
                  gint         column,
@@ -760,22 +866,53 @@ add_text_column (GtkTreeView *view,
   gtk_tree_view_column_set_expand (col, expand);
   gtk_tree_view_column_set_resizable (col, TRUE);
   gtk_tree_view_append_column (view, col);
+  return cell;
 }
 
+/* A tree view measures its rows while idle, after the dialog has taken
+ * its size: the list then asks for what its rows lack (or no longer
+ * need), within its bounds, and the dialog grows to show them. */
+static void
+fit_rows (GtkAdjustment     *adjustment,
+          GtkScrolledWindow *sw)
+{
+  gdouble page    = gtk_adjustment_get_page_size (adjustment);
+  gint    current = gtk_scrolled_window_get_min_content_height (sw);
+  gint    least   = GPOINTER_TO_INT (g_object_get_data (G_OBJECT (sw),
+                                                        "catdog-min-height"));
+  gint    want;
+
+  if (page <= 0)
+    return;
+  /* Heights are whole pixels. */
+  want = CLAMP (current + (gint) (gtk_adjustment_get_upper (adjustment) -
+                                  page + 0.5),
+                least, gtk_scrolled_window_get_max_content_height (sw));
+  if (want != current)
+    gtk_scrolled_window_set_min_content_height (sw, want);
+}
+
+/* A list as tall as its rows (at least min_height, beyond max_height it
+ * scrolls) and never wider than the dialog: its columns must fit. */
 static GtkWidget *
 scrolled (GtkWidget *child,
-          gint       height)
+          gint       min_height,
+          gint       max_height)
 {
-  GtkWidget *sw = gtk_scrolled_window_new (NULL, NULL);
+  GtkScrolledWindow *sw = GTK_SCROLLED_WINDOW (gtk_scrolled_window_new (NULL,
+                                                                        NULL));
 
-  gtk_scrolled_window_set_policy (GTK_SCROLLED_WINDOW (sw),
-                                  GTK_POLICY_AUTOMATIC, GTK_POLICY_AUTOMATIC);
-  gtk_scrolled_window_set_shadow_type (GTK_SCROLLED_WINDOW (sw),
-                                       GTK_SHADOW_IN);
-  gtk_scrolled_window_set_min_content_height (GTK_SCROLLED_WINDOW (sw),
-                                              height);
+  gtk_scrolled_window_set_policy (sw, GTK_POLICY_NEVER, GTK_POLICY_AUTOMATIC);
+  gtk_scrolled_window_set_shadow_type (sw, GTK_SHADOW_IN);
+  gtk_scrolled_window_set_max_content_height (sw, max_height);
+  gtk_scrolled_window_set_min_content_height (sw, min_height);
+  gtk_scrolled_window_set_propagate_natural_height (sw, TRUE);
+  g_object_set_data (G_OBJECT (sw), "catdog-min-height",
+                     GINT_TO_POINTER (min_height));
   gtk_container_add (GTK_CONTAINER (sw), child);
-  return sw;
+  g_signal_connect (gtk_scrolled_window_get_vadjustment (sw), "changed",
+                    G_CALLBACK (fit_rows), sw);
+  return GTK_WIDGET (sw);
 }
 
 static GtkWidget *
@@ -785,23 +922,30 @@ build_model_section (CatdogPanel *panel)
   GtkWidget   *row  = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
   GtkTreeView *view;
   GtkWidget   *button;
+  GtkCellRenderer *cell;
 
   panel->models = gtk_list_store_new (CATDOG_MODEL_N_COLS, G_TYPE_STRING,
                                       G_TYPE_STRING, G_TYPE_STRING,
                                       G_TYPE_STRING, G_TYPE_STRING,
-                                      G_TYPE_STRING, G_TYPE_INT);
+                                      G_TYPE_STRING, G_TYPE_INT,
+                                      G_TYPE_STRING);
   panel->model_view = gtk_tree_view_new_with_model (GTK_TREE_MODEL (panel->models));
   view = GTK_TREE_VIEW (panel->model_view);
-  gtk_tree_view_set_tooltip_column (view, CATDOG_MODEL_COL_PATH);
+  gtk_tree_view_set_tooltip_column (view, CATDOG_MODEL_COL_TOOLTIP);
   add_text_column (view, _("Name"), CATDOG_MODEL_COL_NAME, FALSE,
                    CATDOG_MODEL_COL_WEIGHT);
-  add_text_column (view, _("Architecture"), CATDOG_MODEL_COL_SUMMARY, TRUE, -1);
+  /* The long column gives way, so that the short ones after it (Accuracy
+   * last) always show whole. */
+  cell = add_text_column (view, _("Architecture"), CATDOG_MODEL_COL_SUMMARY,
+                          TRUE, -1);
+  g_object_set (cell, "ellipsize", PANGO_ELLIPSIZE_END, "width-chars", 12,
+                NULL);
   add_text_column (view, _("Input"), CATDOG_MODEL_COL_INPUT, FALSE, -1);
   add_text_column (view, _("Size"), CATDOG_MODEL_COL_SIZE, FALSE, -1);
   add_text_column (view, _("Accuracy"), CATDOG_MODEL_COL_ACCURACY, FALSE, -1);
   g_signal_connect (gtk_tree_view_get_selection (view), "changed",
                     G_CALLBACK (model_selection_changed), panel);
-  gtk_box_pack_start (GTK_BOX (box), scrolled (panel->model_view, 90),
+  gtk_box_pack_start (GTK_BOX (box), scrolled (panel->model_view, 60, 150),
                       TRUE, TRUE, 0);
 
   panel->model_error = gtk_label_new (NULL);
@@ -867,6 +1011,24 @@ build_maps_section (CatdogPanel *panel)
   gtk_label_set_mnemonic_widget (GTK_LABEL (label), panel->colormap_combo);
   gtk_grid_attach (GTK_GRID (grid), label, 0, 1, 1, 1);
   gtk_grid_attach (GTK_GRID (grid), panel->colormap_combo, 1, 1, 1, 1);
+  panel->top_spin = gtk_spin_button_new_with_range (0, CNN_MAX_CHANNELS, 1);
+  gtk_widget_set_halign (panel->top_spin, GTK_ALIGN_START);
+  gtk_widget_set_tooltip_text (panel->top_spin,
+                               _("Only each conv layer's most active "
+                                 "channels (highest mean activation), most "
+                                 "active first; 0: all"));
+  label = gtk_label_new_with_mnemonic (_("To_p channels:"));
+  gtk_label_set_xalign (GTK_LABEL (label), 0.0);
+  gtk_label_set_mnemonic_widget (GTK_LABEL (label), panel->top_spin);
+  gtk_grid_attach (GTK_GRID (grid), label, 0, 2, 1, 1);
+  row = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
+  gtk_box_pack_start (GTK_BOX (row), panel->top_spin, FALSE, FALSE, 0);
+  /* TRANSLATORS: after the "Top channels" number */
+  panel->top_label = gtk_label_new (_("per layer (0: all)"));
+  gtk_box_pack_start (GTK_BOX (row), panel->top_label, FALSE, FALSE, 0);
+  gtk_grid_attach (GTK_GRID (grid), row, 1, 2, 1, 1);
+  g_signal_connect (panel->top_spin, "value-changed", G_CALLBACK (top_changed),
+                    panel);
   g_signal_connect (panel->style_combo, "changed", G_CALLBACK (combo_changed),
                     panel);
   g_signal_connect (panel->colormap_combo, "changed",
@@ -893,8 +1055,9 @@ build_maps_section (CatdogPanel *panel)
   gtk_label_set_xalign (GTK_LABEL (label), 0.0);
   gtk_label_set_mnemonic_widget (GTK_LABEL (label), panel->layer_view);
   gtk_box_pack_start (GTK_BOX (panel->layer_box), label, FALSE, FALSE, 0);
+  /* All the conv layers of a usual model show without scrolling. */
   gtk_box_pack_start (GTK_BOX (panel->layer_box),
-                      scrolled (panel->layer_view, 110), TRUE, TRUE, 0);
+                      scrolled (panel->layer_view, 110, 300), TRUE, TRUE, 0);
   row = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
   panel->all_button = gtk_button_new_with_mnemonic (_("_All"));
   g_signal_connect (panel->all_button, "clicked", G_CALLBACK (all_clicked),
@@ -908,6 +1071,34 @@ build_maps_section (CatdogPanel *panel)
   gtk_box_pack_start (GTK_BOX (box), panel->layer_box, TRUE, TRUE, 0);
 
   return framed (_("Feature maps"), box);
+}
+
+static GtkWidget *
+build_heatmap_section (CatdogPanel *panel)
+{
+  GtkWidget *box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
+  GtkWidget *row = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 12);
+
+  panel->heatmap_check = gtk_check_button_new_with_mnemonic (
+    _("Heat map (_Grad-CAM)"));
+  gtk_widget_set_tooltip_text (panel->heatmap_check,
+                               _("Add a layer showing where the network "
+                                 "looked to reach its verdict"));
+  g_signal_connect (panel->heatmap_check, "toggled",
+                    G_CALLBACK (heatmap_toggled), panel);
+  gtk_box_pack_start (GTK_BOX (box), panel->heatmap_check, FALSE, FALSE, 0);
+
+  panel->heatmap_combo = gtk_combo_box_text_new ();
+  g_signal_connect (panel->heatmap_combo, "changed",
+                    G_CALLBACK (heatmap_combo_changed), panel);
+  panel->heatmap_label = gtk_label_new_with_mnemonic (_("Conv lay_er:"));
+  gtk_label_set_mnemonic_widget (GTK_LABEL (panel->heatmap_label),
+                                 panel->heatmap_combo);
+  gtk_box_pack_start (GTK_BOX (row), panel->heatmap_label, FALSE, FALSE, 0);
+  gtk_box_pack_start (GTK_BOX (row), panel->heatmap_combo, FALSE, FALSE, 0);
+  gtk_box_pack_start (GTK_BOX (box), row, FALSE, FALSE, 0);
+
+  return framed (_("Where the network looks"), box);
 }
 
 static GtkWidget *
@@ -929,19 +1120,28 @@ static void
 catdog_panel_constructed (GObject *object)
 {
   CatdogPanel *panel = CATDOG_PANEL (object);
-  GtkWidget   *result;
+  GtkWidget   *result, *row, *side;
 
   G_OBJECT_CLASS (catdog_panel_parent_class)->constructed (object);
 
+  /* The model on top; below it the feature maps, with the heat map and
+   * the result beside them, so the dialog stays short enough for small
+   * screens. */
   gtk_orientable_set_orientation (GTK_ORIENTABLE (panel),
                                   GTK_ORIENTATION_VERTICAL);
   gtk_box_set_spacing (GTK_BOX (panel), 12);
   gtk_box_pack_start (GTK_BOX (panel), build_model_section (panel),
+                      FALSE, FALSE, 0);
+  row  = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 18);
+  side = gtk_box_new (GTK_ORIENTATION_VERTICAL, 12);
+  gtk_box_pack_start (GTK_BOX (row), build_maps_section (panel),
                       TRUE, TRUE, 0);
-  gtk_box_pack_start (GTK_BOX (panel), build_maps_section (panel),
-                      TRUE, TRUE, 0);
+  gtk_box_pack_start (GTK_BOX (side), build_heatmap_section (panel),
+                      FALSE, FALSE, 0);
   result = build_result_section (panel);
-  gtk_box_pack_start (GTK_BOX (panel), result, FALSE, FALSE, 0);
+  gtk_box_pack_start (GTK_BOX (side), result, FALSE, FALSE, 0);
+  gtk_box_pack_start (GTK_BOX (row), side, FALSE, FALSE, 0);
+  gtk_box_pack_start (GTK_BOX (panel), row, TRUE, TRUE, 0);
   gtk_widget_show_all (GTK_WIDGET (panel));
   /* The result frame appears with the first result. */
   g_object_bind_property (panel->result_box, "visible", result, "visible",
@@ -955,6 +1155,9 @@ catdog_panel_constructed (GObject *object)
                                panel->maps_style);
   gtk_combo_box_set_active_id (GTK_COMBO_BOX (panel->colormap_combo),
                                panel->colormap);
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (panel->top_spin), panel->top);
+  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (panel->heatmap_check),
+                                panel->heatmap);
   panel->syncing = FALSE;
   sync_sensitivity (panel);
   catdog_panel_refresh (panel);
@@ -1030,6 +1233,43 @@ catdog_panel_set_property (GObject      *object,
           }
       }
       break;
+    case PROP_TOP:
+      if (panel->top == g_value_get_int (value))
+        break;
+      panel->top = g_value_get_int (value);
+      g_object_notify_by_pspec (object, pspec);
+      if (panel->top_spin)
+        {
+          panel->syncing = TRUE;
+          gtk_spin_button_set_value (GTK_SPIN_BUTTON (panel->top_spin),
+                                     panel->top);
+          panel->syncing = FALSE;
+        }
+      break;
+    case PROP_HEATMAP:
+      if (panel->heatmap == g_value_get_boolean (value))
+        break;
+      panel->heatmap = g_value_get_boolean (value);
+      g_object_notify_by_pspec (object, pspec);
+      if (panel->heatmap_check)
+        {
+          panel->syncing = TRUE;
+          gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (panel->heatmap_check),
+                                        panel->heatmap);
+          panel->syncing = FALSE;
+          sync_sensitivity (panel);
+        }
+      break;
+    case PROP_HEATMAP_LAYER:
+      s = g_value_get_string (value);
+      if (! g_strcmp0 (s ? s : "", panel->heatmap_layer))
+        break;
+      g_free (panel->heatmap_layer);
+      panel->heatmap_layer = g_strdup (s ? s : "");
+      g_object_notify_by_pspec (object, pspec);
+      if (panel->heatmap_combo)
+        sync_heatmap_combo (panel);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -1067,6 +1307,15 @@ catdog_panel_get_property (GObject    *object,
     case PROP_COLORMAP:
       g_value_set_string (value, panel->colormap);
       break;
+    case PROP_TOP:
+      g_value_set_int (value, panel->top);
+      break;
+    case PROP_HEATMAP:
+      g_value_set_boolean (value, panel->heatmap);
+      break;
+    case PROP_HEATMAP_LAYER:
+      g_value_set_string (value, panel->heatmap_layer);
+      break;
     case PROP_N_CHECKED:
       g_value_set_int (value, panel->conv ? count_checked (panel, &total, NULL)
                                           : 0);
@@ -1087,6 +1336,7 @@ catdog_panel_finalize (GObject *object)
   g_free (panel->layers);
   g_free (panel->maps_style);
   g_free (panel->colormap);
+  g_free (panel->heatmap_layer);
   g_hash_table_unref (panel->infos);
   g_clear_object (&panel->models);
   g_clear_object (&panel->conv);
@@ -1123,6 +1373,12 @@ catdog_panel_class_init (CatdogPanelClass *klass)
     g_param_spec_string ("maps-style", NULL, NULL, "mosaic", rw);
   props[PROP_COLORMAP] =
     g_param_spec_string ("colormap", NULL, NULL, "gray", rw);
+  props[PROP_TOP] =
+    g_param_spec_int ("top", NULL, NULL, 0, CNN_MAX_CHANNELS, 0, rw);
+  props[PROP_HEATMAP] =
+    g_param_spec_boolean ("heatmap", NULL, NULL, FALSE, rw);
+  props[PROP_HEATMAP_LAYER] =
+    g_param_spec_string ("heatmap-layer", NULL, NULL, "", rw);
   props[PROP_N_CHECKED] =
     g_param_spec_int ("n-checked", NULL, NULL, 0, G_MAXINT, 0,
                       G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
@@ -1135,6 +1391,7 @@ catdog_panel_init (CatdogPanel *panel)
   panel->layers     = g_strdup ("all");
   panel->maps_style = g_strdup ("mosaic");
   panel->colormap   = g_strdup ("gray");
+  panel->heatmap_layer = g_strdup ("");
   panel->infos = g_hash_table_new_full (
     g_str_hash, g_str_equal, g_free,
     (GDestroyNotify) catdog_model_info_free);
@@ -1170,4 +1427,16 @@ GtkButton *
 catdog_panel_get_none_button (CatdogPanel *panel)
 {
   return GTK_BUTTON (panel->none_button);
+}
+
+GtkComboBox *
+catdog_panel_get_heatmap_combo (CatdogPanel *panel)
+{
+  return GTK_COMBO_BOX (panel->heatmap_combo);
+}
+
+GtkSpinButton *
+catdog_panel_get_top_spin (CatdogPanel *panel)
+{
+  return GTK_SPIN_BUTTON (panel->top_spin);
 }

@@ -9,6 +9,9 @@
  *   "feature-maps"  boolean
  *   "maps-style"    string  "mosaic" or "channels"
  *   "colormap"      string  "gray" or "viridis"
+ *   "top"           int     only each layer's N most active channels; 0: all
+ *   "heatmap"       boolean add a Grad-CAM heat map
+ *   "heatmap-layer" string  its conv layer; "": the model's last one
  *   "n-checked"     int     conv layers checked (read-only)
  */
 #ifndef CATDOG_PANEL_H
@@ -29,6 +32,7 @@ enum
   CATDOG_MODEL_COL_SIZE,      /* string: "38.1 MB" */
   CATDOG_MODEL_COL_ACCURACY,  /* string: "76.0%" or "" */
   CATDOG_MODEL_COL_WEIGHT,    /* int: bold for the default */
+  CATDOG_MODEL_COL_TOOLTIP,   /* string, markup: summary and path */
   CATDOG_MODEL_N_COLS
 };
 
@@ -62,5 +66,9 @@ GtkTreeView *catdog_panel_get_model_view  (CatdogPanel  *panel);
 GtkTreeView *catdog_panel_get_layer_view  (CatdogPanel  *panel);
 GtkButton   *catdog_panel_get_all_button  (CatdogPanel  *panel);
 GtkButton   *catdog_panel_get_none_button (CatdogPanel  *panel);
+/* The heat map's conv layers: ids are the names, except the last conv
+ * layer's, "" (the "heatmap-layer" that means the last one). */
+GtkComboBox *catdog_panel_get_heatmap_combo (CatdogPanel *panel);
+GtkSpinButton *catdog_panel_get_top_spin  (CatdogPanel  *panel);
 
 #endif /* CATDOG_PANEL_H */

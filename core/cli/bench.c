@@ -2,6 +2,7 @@
  * end to end, against this CPU's measured multiply-add peak. */
 #include "cli.h"
 #include "common.h"
+#include "i18n.h"
 #include "net_internal.h"
 #include "pool.h"
 
@@ -17,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char usage_text[] =
+static const char usage_text[] = N_(
     "usage: catdog bench [--model FILE | --arch NAME|SPEC] [--threads N[,N...]]\n"
     "                    [--batch N] [--runs N] [--isa NAME] [--dense FORMAT]\n"
     "                    [--image JPEG]\n"
@@ -50,7 +51,7 @@ static const char usage_text[] =
     "                      where exact, the default), f32, bf16 or f16\n"
     "                      (rounded: changes the results slightly)\n"
     "  -i, --image JPEG    also time this photo end to end\n"
-    "  -h, --help          show this help\n";
+    "  -h, --help          show this help\n");
 
 enum { OPT_MODEL = 1, OPT_ARCH, OPT_THREADS, OPT_BATCH, OPT_RUNS, OPT_ISA, OPT_DENSE, OPT_IMAGE,
        OPT_HELP };
@@ -155,7 +156,7 @@ static int bench_latency(const cnn_model *m, const cnn_net_options *no, int thre
 {
     cnn_net *net = NULL;
     if (cnn_net_create_opts(m, 1, no, &net) != CNN_OK || cnn_net_set_threads(net, threads) != CNN_OK) {
-        cli_error("cannot plan the network: %s", cnn_last_error());
+        cli_error(_("cannot plan the network: %s"), cnn_last_error());
         cnn_net_free(net);
         return CLI_FAILED;
     }
@@ -164,7 +165,7 @@ static int bench_latency(const cnn_model *m, const cnn_net_options *no, int thre
     double *total = malloc(sizeof(double) * (size_t)runs);
     double *col = malloc(sizeof(double) * (size_t)runs);
     if (!steps || !total || !col) {
-        cli_error("out of memory");
+        cli_error("%s", _("out of memory"));
         free(steps), free(total), free(col);
         cnn_net_free(net);
         return CLI_FAILED;
@@ -233,8 +234,8 @@ static int bench_batch(const cnn_model *m, const cnn_net_options *no, int thread
     float *logits = malloc(sizeof(float) * (size_t)batch);
     if (!input || !logits || cnn_net_create_opts(m, batch, no, &net) != CNN_OK ||
         cnn_net_set_threads(net, threads) != CNN_OK) {
-        cli_error("cannot plan the network for batch %d: %s", batch,
-                  input && logits ? cnn_last_error() : "out of memory");
+        cli_error(_("cannot plan the network for batch %d: %s"), batch,
+                  input && logits ? cnn_last_error() : _("out of memory"));
         free(input), free(logits);
         cnn_net_free(net);
         return CLI_FAILED;
@@ -288,7 +289,7 @@ static int bench_image(const cnn_model *m, const cnn_net_options *no, const char
     float *input = cli_alloc_input(m);
     double t0 = now();
     if (!input || cnn_net_create_opts(m, 1, no, &net) != CNN_OK) {
-        if (input) cli_error("cannot plan the network: %s", cnn_last_error());
+        if (input) cli_error(_("cannot plan the network: %s"), cnn_last_error());
         free(input);
         return CLI_FAILED;
     }
@@ -359,7 +360,7 @@ static int bench_image(const cnn_model *m, const cnn_net_options *no, const char
         time_classify(exe, model_path, threads[ti], image); /* page cache */
         for (int r = 0; r < RUNS && ok; r++) ok = (t[r] = time_classify(exe, model_path, threads[ti], image)) > 0;
         if (!ok) {
-            cli_error("catdog classify --model %s %s failed", model_path, image);
+            cli_error(_("catdog classify --model %s %s failed"), model_path, image);
             return CLI_FAILED;
         }
         double lo = t[0];
@@ -384,14 +385,14 @@ int cmd_bench(int argc, char **argv)
     for (int id; (id = cli_next(&p, &val)) != CLI_END;) {
         switch (id) {
         case CLI_BAD: return CLI_USAGE;
-        case CLI_OPERAND: return cli_usage_error("bench", "unexpected argument '%s'", val);
+        case CLI_OPERAND: return cli_usage_error("bench", _("unexpected argument '%s'"), val);
         case OPT_MODEL: model_path = val; break;
         case OPT_ARCH: arch = val; break;
         case OPT_THREADS:
             if (!parse_threads(val, threads, &n_threads))
                 return cli_usage_error("bench",
-                                       "--threads takes up to %d counts from 0 to 1024, "
-                                       "comma-separated, not '%s'",
+                                       _("--threads takes up to %d counts from 0 to 1024, "
+                                         "comma-separated, not '%s'"),
                                        MAX_THREAD_COUNTS, val);
             break;
         case OPT_BATCH:
@@ -405,9 +406,10 @@ int cmd_bench(int argc, char **argv)
             for (int i = 0; i < CNN_ISA_COUNT; i++)
                 if (strcmp(val, cnn_isa_name((cnn_isa)i)) == 0) found = i;
             if (found < 0)
-                return cli_usage_error("bench", "--isa must be avx512, avx2 or portable, not '%s'", val);
+                return cli_usage_error("bench", _("--isa must be avx512, avx2 or portable, not '%s'"),
+                                       val);
             if (!cnn_isa_supported((cnn_isa)found)) {
-                cli_error("bench: this CPU (or build) cannot run the %s kernels", val);
+                cli_error(_("bench: this CPU (or build) cannot run the %s kernels"), val);
                 return CLI_FAILED;
             }
             no.isa = found;
@@ -418,14 +420,15 @@ int cmd_bench(int argc, char **argv)
             else if (strcmp(val, "f32") == 0) no.dense = CNN_DENSE_F32;
             else if (strcmp(val, "bf16") == 0) no.dense = CNN_DENSE_BF16;
             else if (strcmp(val, "f16") == 0) no.dense = CNN_DENSE_F16;
-            else return cli_usage_error("bench", "--dense must be auto, f32, bf16 or f16, not '%s'", val);
+            else return cli_usage_error("bench",
+                                        _("--dense must be auto, f32, bf16 or f16, not '%s'"), val);
             break;
         case OPT_IMAGE: image = val; break;
-        case OPT_HELP: fputs(usage_text, stdout); return CLI_OK;
+        case OPT_HELP: fputs(_(usage_text), stdout); return CLI_OK;
         default: break;
         }
     }
-    if (model_path && arch) return cli_usage_error("bench", "give --model or --arch, not both");
+    if (model_path && arch) return cli_usage_error("bench", "%s", _("give --model or --arch, not both"));
     if (n_threads == 0) {
         threads[n_threads++] = 1;
         if (cnn_cpu_count() > 1) threads[n_threads++] = cnn_cpu_count();
@@ -448,6 +451,8 @@ int cmd_bench(int argc, char **argv)
     }
     const double load_seconds = now() - t0;
 
+    /* The report stays untranslated: tests/bench/compare reads its lines
+     * and README.md quotes them. */
     char cpu[256];
     cnn_cpu_name(cpu, sizeof cpu);
     const cnn_isa isa = no.isa >= 0 ? (cnn_isa)no.isa : cnn_isa_default();
@@ -474,7 +479,7 @@ int cmd_bench(int argc, char **argv)
     const size_t in_elems = (size_t)m->in_h * m->in_w * m->in_c;
     float *input = malloc(sizeof(float) * in_elems);
     if (!input) {
-        cli_error("out of memory");
+        cli_error("%s", _("out of memory"));
         cnn_model_free(m);
         return CLI_FAILED;
     }
@@ -483,7 +488,7 @@ int cmd_bench(int argc, char **argv)
         float logit;
         cnn_net *net = NULL;
         if (cnn_net_create_opts(m, 1, &no, &net) != CNN_OK) {
-            cli_error("cannot plan the network: %s", cnn_last_error());
+            cli_error(_("cannot plan the network: %s"), cnn_last_error());
             status = CLI_FAILED;
         } else {
             status = cli_run_image(m, net, image, input, &logit);

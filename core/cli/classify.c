@@ -1,13 +1,14 @@
 /* classify.c - catdog classify: one verdict per photo. */
 #include "cli.h"
 #include "common.h"
+#include "i18n.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-static const char usage_text[] =
+static const char usage_text[] = N_(
     "usage: catdog classify [--model FILE] [--json] [--threads N] IMAGE...\n"
     "\n"
     "Classifies each JPEG photo and prints one line per photo:\n"
@@ -23,7 +24,7 @@ static const char usage_text[] =
     "                     (the probability of the model's second label),\n"
     "                     or file and error\n"
     "  -t, --threads N    threads for the network (0: all cores)\n"
-    "  -h, --help         show this help\n";
+    "  -h, --help         show this help\n");
 
 enum { OPT_MODEL = 1, OPT_JSON, OPT_THREADS, OPT_HELP };
 
@@ -108,11 +109,11 @@ int cmd_classify(int argc, char **argv)
             if (!cli_parse_int("classify", "--threads", val, 0, 1024, &threads))
                 return CLI_USAGE;
             break;
-        case OPT_HELP: fputs(usage_text, stdout); return CLI_OK;
+        case OPT_HELP: fputs(_(usage_text), stdout); return CLI_OK;
         default: break;
         }
     }
-    if (n_images == 0) return cli_usage_error("classify", "no IMAGE given");
+    if (n_images == 0) return cli_usage_error("classify", "%s", _("no IMAGE given"));
     if (!model_path) model_path = cli_default_model();
 
     cnn_model *m;
@@ -123,7 +124,7 @@ int cmd_classify(int argc, char **argv)
     int status = CLI_FAILED;
     if (!input) goto done;
     if (json && !(doc = json_start(model_path, m, &jimages))) {
-        cli_error("out of memory building the JSON output");
+        cli_error("%s", _("out of memory building the JSON output"));
         goto done;
     }
 
@@ -140,7 +141,7 @@ int cmd_classify(int argc, char **argv)
         }
         if (json) {
             if (!json_add(jimages, images[i], &v, error)) {
-                cli_error("out of memory building the JSON output");
+                cli_error("%s", _("out of memory building the JSON output"));
                 status = CLI_FAILED;
                 goto done;
             }
@@ -153,7 +154,7 @@ int cmd_classify(int argc, char **argv)
     if (json) {
         char *text = cJSON_Print(doc);
         if (!text) {
-            cli_error("out of memory printing the JSON output");
+            cli_error("%s", _("out of memory printing the JSON output"));
             status = CLI_FAILED;
             goto done;
         }
@@ -161,7 +162,7 @@ int cmd_classify(int argc, char **argv)
         cJSON_free(text);
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        cli_error("cannot write the results to standard output");
+        cli_error("%s", _("cannot write the results to standard output"));
         status = CLI_FAILED;
     }
 

@@ -3,9 +3,12 @@
 #ifndef CATDOG_CLI_H
 #define CATDOG_CLI_H
 
+#include "cnn.h"
+
 int cmd_classify(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_maps(int argc, char **argv);
+int cmd_cam(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
@@ -14,5 +17,21 @@ int cmd_bench(int argc, char **argv);
  * the installed default (CATDOG_DATADIR), else the source tree's
  * weights/catdog.safetensors (for an uninstalled build). */
 const char *cli_default_model(void);
+
+/* The index in m->layers of the conv layer called name, in *index; when
+ * there is none, a usage error of command cmd that lists the model's conv
+ * layers (so that the next try works).  Returns CLI_OK or CLI_USAGE. */
+int cli_conv_layer(const cnn_model *m, const char *cmd, const char *model_path,
+                   const char *name, int *index);
+
+/* For the commands that look into the network on one IMAGE (cam, maps):
+ * runs it with an input tensor of its own, freed again since the taps
+ * keep what they look at (see cli_run_image()).  Reports failures;
+ * returns CLI_OK or CLI_FAILED. */
+int cli_run_one_image(const cnn_model *m, cnn_net *net, const char *image, float *logit);
+
+/* status, or CLI_FAILED after saying so when what was printed could not
+ * all be written (a full disk, a closed pipe). */
+int cli_check_stdout(int status);
 
 #endif

@@ -2,6 +2,7 @@
  * catdog sub-commands. */
 #include "common.h"
 #include "cli.h"
+#include "i18n.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -35,7 +36,7 @@ void cli_error(const char *fmt, ...)
 const char *cli_without_file(const char *file, const char *message)
 {
     size_t n = strlen(file);
-    if (!message || !*message) return "failed";
+    if (!message || !*message) return _("failed");
     if (strncmp(message, file, n) == 0 && message[n] == ':' && message[n + 1] == ' ')
         return message + n + 2;
     return message;
@@ -53,7 +54,9 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n(see 'catdog help %s')\n", cmd);
+    fputc('\n', stderr);
+    fprintf(stderr, _("(see 'catdog help %s')"), cmd);
+    fputc('\n', stderr);
     return CLI_USAGE;
 }
 
@@ -107,12 +110,12 @@ int cli_next(cli_parser *p, const char **value)
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
         o = find_long(p->options, name, len);
         if (!o) {
-            cli_usage_error(p->cmd, "unknown option '--%.*s'", (int)len, name);
+            cli_usage_error(p->cmd, _("unknown option '--%.*s'"), (int)len, name);
             return CLI_BAD;
         }
         if (eq) {
             if (!o->has_value) {
-                cli_usage_error(p->cmd, "option '--%s' takes no value", o->long_name);
+                cli_usage_error(p->cmd, _("option '--%s' takes no value"), o->long_name);
                 return CLI_BAD;
             }
             inline_value = eq + 1;
@@ -120,13 +123,13 @@ int cli_next(cli_parser *p, const char **value)
     } else {
         o = find_short(p->options, arg[1]);
         if (!o) {
-            cli_usage_error(p->cmd, "unknown option '-%c'", arg[1]);
+            cli_usage_error(p->cmd, _("unknown option '-%c'"), arg[1]);
             return CLI_BAD;
         }
         if (arg[2] != '\0') {
             /* "-t4" is "-t 4"; grouped flags ("-ab") are not supported. */
             if (!o->has_value) {
-                cli_usage_error(p->cmd, "unknown option '%s'", arg);
+                cli_usage_error(p->cmd, _("unknown option '%s'"), arg);
                 return CLI_BAD;
             }
             inline_value = arg + 2;
@@ -139,7 +142,7 @@ int cli_next(cli_parser *p, const char **value)
         } else if (p->next < p->argc) {
             *value = p->argv[p->next++];
         } else {
-            cli_usage_error(p->cmd, "option '--%s' needs a value", o->long_name);
+            cli_usage_error(p->cmd, _("option '--%s' needs a value"), o->long_name);
             return CLI_BAD;
         }
     }
@@ -153,7 +156,8 @@ bool cli_parse_int(const char *cmd, const char *name, const char *text,
     errno = 0;
     long v = strtol(text, &end, 10);
     if (*text == '\0' || *end != '\0' || errno == ERANGE || v < min || v > max) {
-        cli_usage_error(cmd, "%s must be a whole number from %d to %d, not '%s'",
+        /* TRANSLATORS: the first %s names the option ("--threads" or "threads") */
+        cli_usage_error(cmd, _("%s must be a whole number from %d to %d, not '%s'"),
                         name, min, max, text);
         return false;
     }
@@ -191,11 +195,11 @@ float *cli_alloc_input(const cnn_model *m)
     if (m->in_h <= 0 || m->in_w <= 0 || m->in_c <= 0 ||
         pixels / (size_t)m->in_h != (size_t)m->in_w ||
         pixels > SIZE_MAX / sizeof(float) / (size_t)m->in_c) {
-        cli_error("model input %dx%dx%d is not usable", m->in_h, m->in_w, m->in_c);
+        cli_error(_("model input %dx%dx%d is not usable"), m->in_h, m->in_w, m->in_c);
         return NULL;
     }
     float *input = malloc(pixels * (size_t)m->in_c * sizeof(float));
-    if (!input) cli_error("out of memory for the model's input");
+    if (!input) cli_error("%s", _("out of memory for the model's input"));
     return input;
 }
 
@@ -217,4 +221,42 @@ int cli_run_image(const cnn_model *m, cnn_net *net, const char *image,
         return CLI_FAILED;
     }
     return CLI_OK;
+}
+
+int cli_conv_layer(const cnn_model *m, const char *cmd, const char *model_path,
+                   const char *name, int *index)
+{
+    const int i = cnn_model_find_layer(m, name);
+    *index = i;
+    if (i >= 0 && m->layers[i].type == CNN_LAYER_CONV2D) return CLI_OK;
+    char convs[CNN_MAX_LAYERS * CNN_MAX_NAME] = "";
+    size_t used = 0;
+    for (int j = 0; j < m->n_layers; j++) {
+        if (m->layers[j].type != CNN_LAYER_CONV2D) continue;
+        int w = snprintf(convs + used, sizeof convs - used, " %s", m->layers[j].name);
+        if (w > 0 && (size_t)w < sizeof convs - used) used += (size_t)w;
+    }
+    if (i < 0)
+        return cli_usage_error(cmd, _("%s: no layer called '%s'; its conv layers are:%s"),
+                               model_path, name, convs);
+    return cli_usage_error(cmd, _("%s: '%s' is not a conv layer; its conv layers are:%s"),
+                           model_path, name, convs);
+}
+
+int cli_run_one_image(const cnn_model *m, cnn_net *net, const char *image, float *logit)
+{
+    float *input = cli_alloc_input(m);
+    if (!input) return CLI_FAILED;
+    int status = cli_run_image(m, net, image, input, logit);
+    free(input);
+    return status;
+}
+
+int cli_check_stdout(int status)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        cli_error("%s", _("cannot write to standard output"));
+        return CLI_FAILED;
+    }
+    return status;
 }

@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "cnn_train.h"
 #include "common.h"
+#include "i18n.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -10,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-static const char usage_text[] =
+static const char usage_text[] = N_(
     "usage: catdog eval [--model FILE] [--threads N] [--limit N] [--mistakes N] DIR\n"
     "\n"
     "Classifies every JPEG in DIR/cats and DIR/dogs and prints the accuracy,\n"
@@ -24,7 +25,7 @@ static const char usage_text[] =
     "  -t, --threads N    threads for the network (0: all cores)\n"
     "  --limit N          at most N images per class (first in name order)\n"
     "  --mistakes N       also list the N most confident mistakes\n"
-    "  -h, --help         show this help\n";
+    "  -h, --help         show this help\n");
 
 enum { OPT_MODEL = 1, OPT_THREADS, OPT_LIMIT, OPT_MISTAKES, OPT_HELP };
 
@@ -71,10 +72,10 @@ int cmd_eval(int argc, char **argv)
         switch (id) {
         case CLI_BAD: return CLI_USAGE;
         case CLI_OPERAND:
-            if (dir) return cli_usage_error("eval", "only one DIR, not also \"%s\"", v);
+            if (dir) return cli_usage_error("eval", _("only one DIR, not also \"%s\""), v);
             dir = v;
             break;
-        case OPT_HELP: fputs(usage_text, stdout); return CLI_OK;
+        case OPT_HELP: fputs(_(usage_text), stdout); return CLI_OK;
         case OPT_MODEL: model_path = v; break;
         case OPT_THREADS:
             if (!cli_parse_int("eval", "threads", v, 0, 256, &threads)) return CLI_USAGE;
@@ -88,7 +89,7 @@ int cmd_eval(int argc, char **argv)
         default: return CLI_USAGE;
         }
     }
-    if (!dir) return cli_usage_error("eval", "DIR (with cats/ and dogs/) is required");
+    if (!dir) return cli_usage_error("eval", "%s", _("DIR (with cats/ and dogs/) is required"));
     if (!model_path) model_path = cli_default_model();
 
     cnn_model *m = NULL;
@@ -112,7 +113,7 @@ int cmd_eval(int argc, char **argv)
         inputs = malloc(in_size * EVAL_BATCH * sizeof *inputs);
         wrong = malloc((size_t)(n > 0 ? n : 1) * sizeof *wrong);
         if (!inputs || !wrong) {
-            cli_error("out of memory for %d images", n);
+            cli_error(P_("out of memory for %d image", "out of memory for %d images", n), n);
             goto out;
         }
     }
@@ -158,19 +159,23 @@ int cmd_eval(int argc, char **argv)
     }
     double total = now_s() - t0;
     long correct = confusion[0][0] + confusion[1][1];
-    printf("model %s (%s), %d images in %s\n", model_path, m->name, n, dir);
-    printf("confusion matrix (rows: true label, columns: predicted):\n");
+    /* Everything before the matrix rows and the last line is for people;
+     * those two are read by scripts (weights/README.md's model card). */
+    /* TRANSLATORS: model FILE (NAME), N images in DIR */
+    printf(P_("model %s (%s), %d image in %s\n", "model %s (%s), %d images in %s\n", n),
+           model_path, m->name, n, dir);
+    fputs(_("confusion matrix (rows: true label, columns: predicted):\n"), stdout);
     printf("  %12s %8s %8s\n", "", m->labels[0], m->labels[1]);
     for (int y = 0; y < 2; y++)
         printf("  %12s %8ld %8ld\n", m->labels[y], confusion[y][0], confusion[y][1]);
     if (n_mistakes > 0 && n_wrong > 0) {
         qsort(wrong, (size_t)n_wrong, sizeof *wrong, by_confidence);
-        printf("most confident mistakes (file, true label, probability of the wrong one):\n");
+        fputs(_("most confident mistakes (file, true label, probability of the wrong one):\n"), stdout);
         for (int i = 0; i < n_wrong && i < n_mistakes; i++)
             printf("  %s  %s  %.4f\n", paths[wrong[i].index],
                    m->labels[labels[wrong[i].index]], wrong[i].wrong_p);
     }
-    printf("speed: %.1f images/s (decode + forward), %.1f images/s (forward only)\n",
+    printf(_("speed: %.1f images/s (decode + forward), %.1f images/s (forward only)\n"),
            total > 0 ? n / total : 0.0, t_forward > 0 ? n / t_forward : 0.0);
     printf("accuracy %.4f logloss %.4f n %d\n", n ? (double)correct / n : 0.0,
            n ? ll / n : 0.0, n);

@@ -1,6 +1,7 @@
 /* info.c - catdog info: what a model file contains. */
 #include "cli.h"
 #include "common.h"
+#include "i18n.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -8,7 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static const char usage_text[] =
+static const char usage_text[] = N_(
     "usage: catdog info [MODEL]\n"
     "\n"
     "Prints a model file's metadata (name, input, labels, preprocessing,\n"
@@ -16,7 +17,7 @@ static const char usage_text[] =
     "image) and a table of its layers.  Without MODEL: $CATDOG_MODEL or\n"
     "the installed model.\n"
     "\n"
-    "  -h, --help   show this help\n";
+    "  -h, --help   show this help\n");
 
 enum { OPT_HELP = 1 };
 
@@ -190,9 +191,9 @@ int cmd_info(int argc, char **argv)
     for (int id; (id = cli_next(&p, &val)) != CLI_END;) {
         switch (id) {
         case CLI_BAD: return CLI_USAGE;
-        case OPT_HELP: fputs(usage_text, stdout); return CLI_OK;
+        case OPT_HELP: fputs(_(usage_text), stdout); return CLI_OK;
         case CLI_OPERAND:
-            if (path) return cli_usage_error("info", "one MODEL at a time ('%s' and '%s')",
+            if (path) return cli_usage_error("info", _("one MODEL at a time ('%s' and '%s')"),
                                              path, val);
             path = val;
             break;
@@ -206,6 +207,8 @@ int cmd_info(int argc, char **argv)
         cli_file_error(path, cnn_last_error());
         return CLI_FAILED;
     }
+    /* The report stays untranslated: scripts pick its fields by their
+     * names ("parameters", the layer table's columns). */
     char a[32], b[32];
     struct stat st;
     const cnn_preproc *pre = &m->pre;
@@ -240,7 +243,7 @@ int cmd_info(int argc, char **argv)
     print_layers(m);
     cnn_model_free(m);
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        cli_error("cannot write to standard output");
+        cli_error("%s", _("cannot write to standard output"));
         return CLI_FAILED;
     }
     return CLI_OK;

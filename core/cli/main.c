@@ -2,8 +2,11 @@
 #include "cli.h"
 #include "cnn.h"
 #include "common.h"
+#include "i18n.h"
 
+#include <locale.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -13,12 +16,13 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-    {"classify", cmd_classify, "say whether photos show a cat or a dog"},
-    {"info", cmd_info, "describe a model file: metadata and layers"},
-    {"maps", cmd_maps, "write each conv layer's feature maps as PNG mosaics"},
-    {"train", cmd_train, "train a model"},
-    {"eval", cmd_eval, "measure a model on labelled photos"},
-    {"bench", cmd_bench, "measure inference speed against this CPU's peak"},
+    {"classify", cmd_classify, N_("say whether photos show a cat or a dog")},
+    {"info", cmd_info, N_("describe a model file: metadata and layers")},
+    {"maps", cmd_maps, N_("write each conv layer's feature maps as PNG mosaics")},
+    {"cam", cmd_cam, N_("show where the network looks (Grad-CAM) as a heat map")},
+    {"train", cmd_train, N_("train a model")},
+    {"eval", cmd_eval, N_("measure a model on labelled photos")},
+    {"bench", cmd_bench, N_("measure inference speed against this CPU's peak")},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -31,24 +35,27 @@ static const command *find_command(const char *name)
 
 static void usage(FILE *f)
 {
-    fputs("usage: catdog COMMAND [OPTION...] [ARG...]\n"
-          "       catdog help COMMAND\n"
-          "       catdog --version\n"
-          "\n"
-          "Commands:\n", f);
+    fputs(_("usage: catdog COMMAND [OPTION...] [ARG...]\n"
+            "       catdog help COMMAND\n"
+            "       catdog --version\n"
+            "\n"
+            "Commands:\n"), f);
     for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-    fputs("\nWithout --model, commands use $CATDOG_MODEL or the default model\n"
-          "(now ", f);
-    fputs(cli_default_model(), f);
-    fputs(").\n", f);
+        fprintf(f, "  %-10s %s\n", commands[i].name, _(commands[i].summary));
+    fputc('\n', f);
+    fprintf(f, _("Without --model, commands use $CATDOG_MODEL or the default model\n"
+                 "(now %s).\n"),
+            cli_default_model());
 }
 
 static int unknown_command(const char *name)
 {
-    fprintf(stderr, "catdog: unknown command '%s'; commands:", name);
-    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(stderr, " %s", commands[i].name);
-    fputs(" (see 'catdog --help')\n", stderr);
+    char list[128] = "";
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        size_t n = strlen(list);
+        snprintf(list + n, sizeof list - n, "%s%s", i ? " " : "", commands[i].name);
+    }
+    cli_error(_("unknown command '%s'; commands: %s (see 'catdog --help')"), name, list);
     return CLI_USAGE;
 }
 
@@ -61,7 +68,7 @@ static int help(int argc, char **argv)
         return CLI_OK;
     }
     if (argc > 2) {
-        fputs("catdog: 'help' takes one command name (see 'catdog --help')\n", stderr);
+        cli_error("%s", _("'help' takes one command name (see 'catdog --help')"));
         return CLI_USAGE;
     }
     const command *c = find_command(argv[1]);
@@ -70,8 +77,24 @@ static int help(int argc, char **argv)
     return c->run(2, args);
 }
 
+/* Messages follow the user's language (LC_MESSAGES) and the terminal's
+ * character set (LC_CTYPE, which gettext converts them to).  LC_NUMERIC
+ * stays "C": scripts read the numbers (--json, eval's last line), so a
+ * decimal comma must never appear. */
+static void init_i18n(void)
+{
+#ifdef ENABLE_NLS
+    setlocale(LC_MESSAGES, "");
+    setlocale(LC_CTYPE, "");
+    const char *dir = getenv("CATDOG_LOCALEDIR");
+    bindtextdomain(CATDOG_TEXTDOMAIN, dir && *dir ? dir : CATDOG_LOCALEDIR);
+    textdomain(CATDOG_TEXTDOMAIN);
+#endif
+}
+
 int main(int argc, char **argv)
 {
+    init_i18n();
     if (argc < 2) {
         usage(stderr);
         return CLI_USAGE;
@@ -87,7 +110,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(name, "help") == 0) return help(argc - 1, argv + 1);
     if (name[0] == '-') {
-        fprintf(stderr, "catdog: unknown option '%s' (see 'catdog --help')\n", name);
+        cli_error(_("unknown option '%s' (see 'catdog --help')"), name);
         return CLI_USAGE;
     }
     const command *c = find_command(name);

@@ -1,6 +1,7 @@
 /* maps.c - catdog maps: each conv layer's feature maps as a PNG mosaic. */
 #include "cli.h"
 #include "common.h"
+#include "i18n.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -8,9 +9,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static const char usage_text[] =
+static const char usage_text[] = N_(
     "usage: catdog maps [--model FILE] [--layer NAME|all]... [--colormap gray|viridis]\n"
-    "                   --out DIR IMAGE\n"
+    "                   [--top K] --out DIR IMAGE\n"
+    "       catdog maps [--model FILE] [--layer NAME|all]... --top K IMAGE\n"
     "\n"
     "Runs the network on IMAGE once and writes, for each chosen conv layer,\n"
     "all its feature maps (after the batch-norm and ReLU that follow it) as\n"
@@ -22,16 +24,23 @@ static const char usage_text[] =
     "  -l, --layer NAME       a conv layer (repeatable); 'all' (the default)\n"
     "                         for every conv layer\n"
     "  -c, --colormap NAME    gray (default) or viridis\n"
-    "  -o, --out DIR          folder for the PNG files\n"
+    "  -k, --top K            list each chosen layer's K most active channels\n"
+    "                         (highest mean activation over the map; 0: all),\n"
+    "                         one line per layer:\n"
+    "                           LAYER<TAB>CHANNEL:MEAN<TAB>CHANNEL:MEAN...\n"
+    "                         most active first, channels counted from 0; the\n"
+    "                         mosaics then hold only those K maps, in that order\n"
+    "  -o, --out DIR          folder for the PNG files (optional with --top)\n"
     "  -t, --threads N        threads for the network (0: all cores)\n"
-    "  -h, --help             show this help\n";
+    "  -h, --help             show this help\n");
 
-enum { OPT_MODEL = 1, OPT_LAYER, OPT_COLORMAP, OPT_OUT, OPT_THREADS, OPT_HELP };
+enum { OPT_MODEL = 1, OPT_LAYER, OPT_COLORMAP, OPT_TOP, OPT_OUT, OPT_THREADS, OPT_HELP };
 
 static const cli_option options[] = {
     {"model", 'm', true, OPT_MODEL},
     {"layer", 'l', true, OPT_LAYER},
     {"colormap", 'c', true, OPT_COLORMAP},
+    {"top", 'k', true, OPT_TOP},
     {"out", 'o', true, OPT_OUT},
     {"threads", 't', true, OPT_THREADS},
     {"help", 'h', false, OPT_HELP},
@@ -44,7 +53,7 @@ static int make_dirs(const char *dir)
     size_t n = strlen(dir);
     char *path = malloc(n + 1);
     if (!path) {
-        cli_error("out of memory");
+        cli_error(_("out of memory"));
         return CLI_FAILED;
     }
     memcpy(path, dir, n + 1);
@@ -60,7 +69,7 @@ static int make_dirs(const char *dir)
     struct stat st;
     if (!err && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) err = ENOTDIR;
     if (err) {
-        cli_error("%s: cannot create the folder: %s", dir, strerror(err));
+        cli_error(_("%s: cannot create the folder: %s"), dir, strerror(err));
         return CLI_FAILED;
     }
     return CLI_OK;
@@ -99,20 +108,9 @@ static int choose_layers(const cnn_model *m, const char *model_path, char **name
                 chosen[i] = chosen[i] || m->layers[i].type == CNN_LAYER_CONV2D;
             continue;
         }
-        int i = cnn_model_find_layer(m, names[k]);
-        if (i < 0 || m->layers[i].type != CNN_LAYER_CONV2D) {
-            /* The message lists the valid names, so the next try works. */
-            char convs[CNN_MAX_LAYERS * CNN_MAX_NAME] = "";
-            size_t used = 0;
-            for (int j = 0; j < m->n_layers; j++) {
-                if (m->layers[j].type != CNN_LAYER_CONV2D) continue;
-                int w = snprintf(convs + used, sizeof convs - used, " %s", m->layers[j].name);
-                if (w > 0 && (size_t)w < sizeof convs - used) used += (size_t)w;
-            }
-            return cli_usage_error("maps", "%s: %s '%s'; its conv layers are:%s", model_path,
-                                   i < 0 ? "no layer called" : "not a conv layer:",
-                                   names[k], convs);
-        }
+        int i;
+        int status = cli_conv_layer(m, "maps", model_path, names[k], &i);
+        if (status != CLI_OK) return status;
         chosen[i] = true;
     }
     return CLI_OK;
@@ -124,13 +122,13 @@ static int write_map(const cnn_tensor_view *t, const cnn_layer *layer,
 {
     char *path = output_path(dir, layer->name);
     if (!path) {
-        cli_error("out of memory");
+        cli_error(_("out of memory"));
         return CLI_FAILED;
     }
     cnn_image mosaic = {0};
     int status = CLI_OK;
     if (cnn_mosaic_render(t, 0, cmap, &mosaic) != CNN_OK) {
-        cli_error("layer %s: %s", layer->name, cnn_last_error());
+        cli_error(_("layer %s: %s"), layer->name, cnn_last_error());
         status = CLI_FAILED;
     } else if (cnn_image_save_png(&mosaic, path) != CNN_OK) {
         cli_file_error(path, cnn_last_error());
@@ -146,11 +144,77 @@ static int write_map(const cnn_tensor_view *t, const cnn_layer *layer,
     return status;
 }
 
+/* Lists tap t's k most active channels (k 0: all) on one line; with a
+ * folder, writes the mosaic of just those maps, most active first. */
+static int show_top(const cnn_net *net, int tap, const cnn_tensor_view *t,
+                    const cnn_layer *layer, int k, cnn_colormap cmap, const char *dir)
+{
+    const int want = k == 0 || k > t->c ? t->c : k;
+    const size_t cells = (size_t)t->h * (size_t)t->w;
+    int *channels = malloc((size_t)want * sizeof *channels);
+    float *means = malloc((size_t)want * sizeof *means);
+    float *maps = dir ? malloc(cells * (size_t)want * sizeof *maps) : NULL;
+    int count = 0, status = CLI_FAILED;
+    if (!channels || !means || (dir && !maps)) {
+        cli_error(_("out of memory"));
+        goto done;
+    }
+    if (cnn_net_top_channels(net, tap, 0, want, channels, means, &count) != CNN_OK) {
+        cli_error(_("layer %s: %s"), layer->name, cnn_last_error());
+        goto done;
+    }
+    printf("%s", layer->name);
+    for (int i = 0; i < count; i++) printf("\t%d:%.6g", channels[i], (double)means[i]);
+    putchar('\n');
+    status = CLI_OK;
+    if (dir) {
+        for (size_t p = 0; p < cells; p++)
+            for (int i = 0; i < count; i++)
+                maps[p * (size_t)count + (size_t)i] = t->data[p * (size_t)t->c + (size_t)channels[i]];
+        const cnn_tensor_view top = {maps, 1, t->h, t->w, count};
+        status = write_map(&top, layer, cmap, dir);
+    }
+
+done:
+    free(maps);
+    free(means);
+    free(channels);
+    return status;
+}
+
+/* The chosen layers' maps (or, with top >= 0, their most active
+ * channels) after the forward pass. */
+static int show_layers(const cnn_model *m, const cnn_net *net, const char *model_path,
+                       const bool *chosen, int top, cnn_colormap cmap, const char *out_dir)
+{
+    int status = CLI_OK, shown = 0;
+    for (int i = 0; i < cnn_net_tap_count(net); i++) {
+        cnn_tensor_view t;
+        const cnn_layer *layer;
+        if (cnn_net_tap(net, i, &t, &layer) != CNN_OK) {
+            cli_file_error(model_path, cnn_last_error());
+            status = CLI_FAILED;
+            continue;
+        }
+        int li = cnn_model_find_layer(m, layer->name);
+        if (li < 0 || !chosen[li]) continue;
+        int st = top >= 0 ? show_top(net, i, &t, layer, top, cmap, out_dir)
+                          : write_map(&t, layer, cmap, out_dir);
+        if (st != CLI_OK) status = CLI_FAILED;
+        else shown++;
+    }
+    if (shown == 0 && status == CLI_OK) {
+        cli_error(_("%s: the network has no feature maps to show"), model_path);
+        status = CLI_FAILED;
+    }
+    return status;
+}
+
 int cmd_maps(int argc, char **argv)
 {
     const char *model_path = NULL, *out_dir = NULL, *image = NULL;
     cnn_colormap cmap = CNN_COLORMAP_GRAY;
-    int threads = -1;
+    int threads = -1, top = -1; /* top -1: no --top */
     /* --layer values are gathered in place at the front of argv. */
     char **layer_names = argv + 1;
     int n_layer_names = 0;
@@ -162,7 +226,7 @@ int cmd_maps(int argc, char **argv)
         switch (id) {
         case CLI_BAD: return CLI_USAGE;
         case CLI_OPERAND:
-            if (image) return cli_usage_error("maps", "one IMAGE at a time ('%s' and '%s')",
+            if (image) return cli_usage_error("maps", _("one IMAGE at a time ('%s' and '%s')"),
                                               image, val);
             image = val;
             break;
@@ -174,63 +238,38 @@ int cmd_maps(int argc, char **argv)
             else if (strcmp(val, "viridis") == 0)
                 cmap = CNN_COLORMAP_VIRIDIS;
             else
-                return cli_usage_error("maps", "unknown colormap '%s' (gray or viridis)", val);
+                return cli_usage_error("maps", _("unknown colormap '%s' (gray or viridis)"), val);
+            break;
+        case OPT_TOP:
+            if (!cli_parse_int("maps", "--top", val, 0, CNN_MAX_CHANNELS, &top)) return CLI_USAGE;
             break;
         case OPT_OUT:
-            if (!*val) return cli_usage_error("maps", "--out needs a folder name");
+            if (!*val) return cli_usage_error("maps", _("--out needs a folder name"));
             out_dir = val;
             break;
         case OPT_THREADS:
             if (!cli_parse_int("maps", "--threads", val, 0, 1024, &threads))
                 return CLI_USAGE;
             break;
-        case OPT_HELP: fputs(usage_text, stdout); return CLI_OK;
+        case OPT_HELP: fputs(_(usage_text), stdout); return CLI_OK;
         default: break;
         }
     }
-    if (!out_dir) return cli_usage_error("maps", "--out DIR is required");
-    if (!image) return cli_usage_error("maps", "no IMAGE given");
+    if (!out_dir && top < 0)
+        return cli_usage_error("maps", _("--out DIR is required (or --top K to list channels)"));
+    if (!image) return cli_usage_error("maps", _("no IMAGE given"));
     if (!model_path) model_path = cli_default_model();
 
     cnn_model *m;
     cnn_net *net;
     if (cli_open_model(model_path, threads, &m, &net) != CLI_OK) return CLI_FAILED;
     bool chosen[CNN_MAX_LAYERS];
-    float *input = NULL;
     float logit;
     int status = choose_layers(m, model_path, layer_names, n_layer_names, chosen);
-    if (status != CLI_OK) goto done;
-    status = CLI_FAILED;
-    if (!(input = cli_alloc_input(m))) goto done;
-    if (cli_run_image(m, net, image, input, &logit) != CLI_OK) goto done;
-    if (make_dirs(out_dir) != CLI_OK) goto done;
-
-    status = CLI_OK;
-    int written = 0;
-    for (int i = 0; i < cnn_net_tap_count(net); i++) {
-        cnn_tensor_view t;
-        const cnn_layer *layer;
-        if (cnn_net_tap(net, i, &t, &layer) != CNN_OK) {
-            cli_file_error(model_path, cnn_last_error());
-            status = CLI_FAILED;
-            continue;
-        }
-        int li = cnn_model_find_layer(m, layer->name);
-        if (li < 0 || !chosen[li]) continue;
-        if (write_map(&t, layer, cmap, out_dir) != CLI_OK) status = CLI_FAILED;
-        else written++;
-    }
-    if (written == 0 && status == CLI_OK) {
-        cli_error("%s: the network has no feature maps to show", model_path);
-        status = CLI_FAILED;
-    }
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        cli_error("cannot write to standard output");
-        status = CLI_FAILED;
-    }
-
-done:
-    free(input);
+    if (status == CLI_OK) status = cli_run_one_image(m, net, image, &logit);
+    if (status == CLI_OK && out_dir) status = make_dirs(out_dir);
+    if (status == CLI_OK)
+        status = cli_check_stdout(show_layers(m, net, model_path, chosen, top, cmap, out_dir));
     cnn_net_free(net);
     cnn_model_free(m);
     return status;

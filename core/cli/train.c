@@ -3,13 +3,14 @@
 #include "cli.h"
 #include "cnn_train.h"
 #include "common.h"
+#include "i18n.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char usage_text[] =
+static const char usage_text[] = N_(
     "usage: catdog train --data DIR --out FILE [--arch NAME|SPEC] [--epochs N]\n"
     "                    [--batch N] [--seed N] [--threads N] [--resume CHECKPOINT]\n"
     "\n"
@@ -40,7 +41,7 @@ static const char usage_text[] =
     "  -h, --help          show this help\n"
     "\n"
     "Ctrl-C stops after the current batch and writes the checkpoint; the\n"
-    "exit status is then 130.\n";
+    "exit status is then 130.\n");
 
 enum {
     OPT_DATA = 1, OPT_OUT, OPT_ARCH, OPT_EPOCHS, OPT_BATCH, OPT_SEED,
@@ -94,13 +95,13 @@ static void progress(const cnn_train_progress *p, void *user)
     format_duration(p->elapsed_s, elapsed, sizeof elapsed);
     if (p->val_n > 0)
         fprintf(stderr,
-                "epoch %d/%d done: train loss %.4f, validation accuracy %.4f "
-                "logloss %.4f (n %d), elapsed %s, eta %s\n",
+                _("epoch %d/%d done: train loss %.4f, validation accuracy %.4f "
+                  "logloss %.4f (n %d), elapsed %s, eta %s\n"),
                 p->epoch + 1, p->epochs, p->loss, p->val_accuracy,
                 p->val_logloss, p->val_n, elapsed, eta);
     else
         fprintf(stderr,
-                "epoch %d/%d batch %d/%d  %.1f images/s  loss %.4f  lr %.2e  eta %s\n",
+                _("epoch %d/%d batch %d/%d  %.1f images/s  loss %.4f  lr %.2e  eta %s\n"),
                 p->epoch + 1, p->epochs, p->batch, p->batches, p->images_per_s,
                 p->loss, p->lr, eta);
     fflush(stderr);
@@ -112,7 +113,7 @@ static bool parse_float(const char *name, const char *text, float lo,
     char *end;
     double v = strtod(text, &end);
     if (end == text || *end || !(v >= lo && v <= hi)) {
-        cli_usage_error("train", "--%s wants a number in [%g, %g], not \"%s\"",
+        cli_usage_error("train", _("--%s wants a number in [%g, %g], not \"%s\""),
                         name, (double)lo, (double)hi, text);
         return false;
     }
@@ -136,8 +137,8 @@ int cmd_train(int argc, char **argv)
     while ((id = cli_next(&p, &v)) != CLI_END) {
         switch (id) {
         case CLI_BAD: return CLI_USAGE;
-        case CLI_OPERAND: return cli_usage_error("train", "unexpected argument \"%s\"", v);
-        case OPT_HELP: fputs(usage_text, stdout); return CLI_OK;
+        case CLI_OPERAND: return cli_usage_error("train", _("unexpected argument \"%s\""), v);
+        case OPT_HELP: fputs(_(usage_text), stdout); return CLI_OK;
         case OPT_DATA: data = v; break;
         case OPT_OUT: out = v; break;
         case OPT_ARCH: arch = v; break;
@@ -166,7 +167,7 @@ int cmd_train(int argc, char **argv)
         case OPT_OPTIMIZER:
             if (strcmp(v, "adam") == 0) opt.optimizer = CNN_OPT_ADAM;
             else if (strcmp(v, "sgd") == 0) opt.optimizer = CNN_OPT_SGD;
-            else return cli_usage_error("train", "--optimizer is adam or sgd, not \"%s\"", v);
+            else return cli_usage_error("train", _("--optimizer is adam or sgd, not \"%s\""), v);
             break;
         case OPT_LR:
             if (!parse_float("lr", v, 1e-7f, 10.0f, &opt.lr)) return CLI_USAGE;
@@ -180,19 +181,20 @@ int cmd_train(int argc, char **argv)
             if (strcmp(v, "article") == 0) opt.augment = cnn_augment_article();
             else if (strcmp(v, "none") == 0) opt.augment = (cnn_augment){0, 0, 0, 0, 0};
             else if (strcmp(v, "default") != 0)
-                return cli_usage_error("train", "--augment is default, article or none, not \"%s\"", v);
+                return cli_usage_error("train",
+                                       _("--augment is default, article or none, not \"%s\""), v);
             break;
         case OPT_DTYPE:
             if (strcmp(v, "f16") == 0) dtype = CNN_DTYPE_F16;
             else if (strcmp(v, "bf16") == 0) dtype = CNN_DTYPE_BF16;
             else if (strcmp(v, "f32") == 0) dtype = CNN_DTYPE_F32;
-            else return cli_usage_error("train", "--dtype is f16, bf16 or f32, not \"%s\"", v);
+            else return cli_usage_error("train", _("--dtype is f16, bf16 or f32, not \"%s\""), v);
             break;
         default: return CLI_USAGE;
         }
     }
-    if (!data) return cli_usage_error("train", "--data DIR is required");
-    if (!out) return cli_usage_error("train", "--out FILE is required");
+    if (!data) return cli_usage_error("train", "%s", _("--data DIR is required"));
+    if (!out) return cli_usage_error("train", "%s", _("--out FILE is required"));
     if (epochs_given) opt.epochs = epochs;
     if (!lr_given && opt.optimizer == CNN_OPT_SGD) opt.lr = 0.05f;
     if (!wd_given && opt.optimizer == CNN_OPT_SGD) opt.weight_decay = 5e-4f;
@@ -200,7 +202,7 @@ int cmd_train(int argc, char **argv)
     char default_ckpt[4096];
     if (!checkpoint) {
         if ((size_t)snprintf(default_ckpt, sizeof default_ckpt, "%s.ckpt", out) >= sizeof default_ckpt)
-            return cli_usage_error("train", "--out name too long");
+            return cli_usage_error("train", "%s", _("--out name too long"));
         checkpoint = default_ckpt;
     }
 
@@ -223,8 +225,9 @@ int cmd_train(int argc, char **argv)
             return CLI_FAILED;
         }
         if (epochs_given && epochs != cnn_trainer_options(t)->epochs) {
-            cli_error("%s was made with --epochs %d; the schedule depends on it, so "
-                      "it cannot change on resume", resume, cnn_trainer_options(t)->epochs);
+            cli_error(_("%s was made with --epochs %d; the schedule depends on it, so "
+                        "it cannot change on resume"),
+                      resume, cnn_trainer_options(t)->epochs);
             cnn_trainer_free(t);
             cnn_model_free(m);
             return CLI_FAILED;
@@ -241,15 +244,16 @@ int cmd_train(int argc, char **argv)
         }
     }
     const cnn_train_options *used = cnn_trainer_options(t);
-    fprintf(stderr, "model %s: %zu parameters, %.1f MMAC per image, input %dx%d; "
-            "%s, lr %g, batch %d, %d epochs, seed %llu, %d threads\n",
+    /* TRANSLATORS: "adam" or "sgd" is the optimizer's name (--optimizer) */
+    fprintf(stderr, _("model %s: %zu parameters, %.1f MMAC per image, input %dx%d; "
+                      "%s, lr %g, batch %d, %d epochs, seed %llu, %d threads\n"),
             m->name, m->n_params, (double)m->macs / 1e6, m->in_w, m->in_h,
             used->optimizer == CNN_OPT_ADAM ? "adam" : "sgd", (double)used->lr,
             used->batch, used->epochs, (unsigned long long)used->seed, used->threads);
 
     cnn_dataset *d = NULL;
     cnn_dataset_options dopt = {.store_size = 160, .limit = limit, .threads = used->threads};
-    fprintf(stderr, "decoding %s ...\n", data);
+    fprintf(stderr, _("decoding %s ...\n"), data);
     s = cnn_dataset_load(data, m, &dopt, &d);
     if (s) {
         cli_error("%s", cnn_last_error());
@@ -257,7 +261,7 @@ int cmd_train(int argc, char **argv)
         cnn_model_free(m);
         return CLI_FAILED;
     }
-    fprintf(stderr, "%d training and %d validation images\n",
+    fprintf(stderr, _("%d training and %d validation images\n"),
             cnn_dataset_count(d, 0), cnn_dataset_count(d, 1));
 
     cnn_train_run run = {
@@ -272,13 +276,14 @@ int cmd_train(int argc, char **argv)
     s = cnn_trainer_run(t, d, &run);
     int rc = CLI_OK;
     if (s == CNN_ERR_INTERRUPTED) {
-        fprintf(stderr, "catdog: %s; continue with --resume %s\n", cnn_last_error(), checkpoint);
+        /* TRANSLATORS: the core's "interrupted" message, then the checkpoint */
+        cli_error(_("%s; continue with --resume %s"), cnn_last_error(), checkpoint);
         rc = 130;
     } else if (s) {
         cli_error("%s", cnn_last_error());
         rc = CLI_FAILED;
     } else {
-        fprintf(stderr, "wrote %s\n", out);
+        fprintf(stderr, _("wrote %s\n"), out);
     }
     cnn_dataset_free(d);
     cnn_trainer_free(t);

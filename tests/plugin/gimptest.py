@@ -75,6 +75,21 @@ class Checks:
         return self.ok(diff <= tol, f"{msg}: {got!r} vs {want!r} (logit difference "
                                     f"{diff:.3g}, tolerance {tol:g})")
 
+    def gimp_ran(self, res):
+        """Checks that a run_python() script ran to its end; returns its
+        results, {} when it did not."""
+        self.ok(res is not None and "exception" not in res,
+                "GIMP ran the checks" +
+                (f": {res['exception']}" if res and "exception" in res else ""))
+        return res or {}
+
+    def success(self, res, key):
+        """Checks that the call recorded as res[key] (the prelude's
+        classify()) succeeded."""
+        r = res.get(key, {})
+        return self.ok(r.get("status") == "success",
+                       f"{key}: success ({r.get('error', r.get('status'))})")
+
     def done(self):
         print(f"{self.count - self.failures}/{self.count} checks passed")
         sys.exit(1 if self.failures else 0)
@@ -247,11 +262,12 @@ def find_layer(items, name):
     return None
 
 
-def dump_pixels(layer, path):
-    """The layer's pixels as 8-bit sRGB, row after row."""
+def dump_pixels(layer, path, fmt="R'G'B' u8"):
+    """The layer's pixels as 8-bit sRGB (fmt: a babl format), row after
+    row."""
     buf = layer.get_buffer()
     rect = Gegl.Rectangle.new(0, 0, layer.get_width(), layer.get_height())
-    data = buf.get(rect, 1.0, "R'G'B' u8", Gegl.AbyssPolicy.NONE)
+    data = buf.get(rect, 1.0, fmt, Gegl.AbyssPolicy.NONE)
     with open(path, "wb") as f:
         f.write(bytes(data))
 

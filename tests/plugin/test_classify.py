@@ -13,8 +13,12 @@
 - the default model: the shipped one, or the user's installed one first;
 - a missing or corrupt model is an execution error naming the file, and
   the image keeps its layers (feature maps on or off);
-- 16-bit float, indexed, gray with alpha, a rectangular selection (which
-  must equal classifying the same rectangle cropped), several layers;
+- hostile model files (truncated, empty, text, a folder): an execution
+  error naming the file, the image untouched (not even marked changed);
+- 16-bit and 32-bit float, indexed, gray with alpha, a rectangular
+  selection (which must equal classifying the same rectangle cropped), an
+  empty selection (the whole image), a layer smaller than the canvas (the
+  canvas around it is white), several layers;
 - a large image (read through GEGL's mipmaps, and with two layers through
   a duplicate GIMP reduces before merging) classifies like the original;
 - feature maps refused on an indexed image, image untouched.
@@ -58,6 +62,19 @@ with open(model, "rb") as src, open(corrupt, "wb") as dst:
     head = src.read(4096)
     dst.write(head[:8] + b"{" + b"\xff" * 200 + head[209:])
 missing = profile.path("no-such-model.safetensors")
+# Hostile model files (README "Security").
+hostile_models = {"truncated": profile.path("truncated.safetensors"),
+                  "empty": profile.path("empty.safetensors"),
+                  "text": profile.path("notes.safetensors"),
+                  "folder": profile.path("folder.safetensors")}
+with open(model, "rb") as src:
+    data = src.read()
+with open(hostile_models["truncated"], "wb") as f:
+    f.write(data[: len(data) // 3])
+open(hostile_models["empty"], "wb").close()
+with open(hostile_models["text"], "w") as f:
+    f.write("Not a model, just some notes.\n")
+os.makedirs(hostile_models["folder"])
 
 SCRIPT = r'''
 M = P["model"]
@@ -82,12 +99,18 @@ R["default_user"] = classify(image)
 os.remove(P["default_marker"])
 os.remove(P["user_model"])
 
-# Broken models leave the image alone, with or without feature maps.
+# Broken models leave the image alone, with or without feature maps and
+# heat map.
 before = count_layers(image)
+image.clean_all()
 R["corrupt"] = classify(image, model=P["corrupt"])
 R["corrupt_maps"] = classify(image, model=P["corrupt"], feature_maps=True)
 R["missing"] = classify(image, model=P["missing"])
+for key in P["hostile_models"]:
+    R[key] = classify(image, model=P["hostile_models"][key], feature_maps=True,
+                      heatmap=True)
 R["broken_layers_unchanged"] = count_layers(image) == before
+R["broken_clean"] = not image.is_dirty()
 image.delete()
 
 # Other image kinds, all made from the cat photo.
@@ -95,6 +118,15 @@ image = load(cat)
 image.convert_precision(Gimp.Precision.HALF_LINEAR)
 R["half_float"] = classify(image, model=M)
 R["half_float"]["precision"] = image.get_precision().value_nick
+image.delete()
+
+image = load(cat)
+image.convert_precision(Gimp.Precision.FLOAT_LINEAR)
+R["float"] = classify(image, model=M)
+R["float"]["precision"] = image.get_precision().value_nick
+R["float_layers"] = classify(image, model=M, feature_maps=True, maps_style="channels",
+                             top=2, heatmap=True)
+R["float_layers"]["tree"] = layer_tree(image.get_layers())
 image.delete()
 
 image = load(cat)
@@ -131,6 +163,35 @@ image.crop(w, h, x, y)
 R["selection_crop"] = classify(image, model=M)
 image.delete()
 
+# An empty selection is no selection: the whole image.
+image = load(cat)
+image.select_rectangle(Gimp.ChannelOps.REPLACE, 10, 10, 50, 50)
+image.select_rectangle(Gimp.ChannelOps.SUBTRACT, 10, 10, 50, 50)
+R["empty_selection"] = classify(image, model=M, heatmap=True)
+R["empty_selection"]["selection_empty"] = Gimp.Selection.is_empty(image)
+R["empty_selection"]["tree"] = layer_tree(image.get_layers())
+image.delete()
+
+# A layer smaller than the canvas, away from its corner: the canvas
+# around it is transparent, so white to the network, as a white layer
+# under it would be.
+image = load(cat)
+w, h = image.get_width(), image.get_height()
+image.resize(w + 200, h + 100, 120, 60)
+R["offset"] = classify(image, model=M)
+R["offset"]["offsets"] = image.get_layers()[0].get_offsets()[1:]
+R["offset_layers"] = classify(image, model=M, feature_maps=True, heatmap=True)
+R["offset_layers"]["tree"] = layer_tree(image.get_layers())
+image.delete()
+image = load(cat)
+image.resize(w + 200, h + 100, 120, 60)
+white = Gimp.Layer.new(image, "white", w + 200, h + 100, Gimp.ImageType.RGB_IMAGE, 100,
+                       Gimp.LayerMode.NORMAL)
+image.insert_layer(white, None, 1)
+white.fill(Gimp.FillType.WHITE)
+R["offset_white"] = classify(image, model=M)
+image.delete()
+
 # Nothing visible: nothing to classify.
 image = load(cat)
 image.get_layers()[0].set_visible(False)
@@ -160,18 +221,11 @@ image.delete()
 
 res = profile.run_python(SCRIPT, {
     "model": model, "exact": exact, "same_pixels": list(same_pixels), "photos": photos, "corrupt": corrupt,
-    "missing": missing, "user_model": profile.user_model_path(),
+    "missing": missing, "hostile_models": hostile_models,
+    "user_model": profile.user_model_path(),
     "default_marker": profile.default_marker_path(),
 })
-checks.ok(res is not None and "exception" not in res,
-          "GIMP ran the checks" + (f": {res['exception']}" if res and "exception" in res else ""))
-res = res or {}
-
-
-def success(key):
-    r = res.get(key, {})
-    return checks.ok(r.get("status") == "success",
-                     f"{key}: success ({r.get('error', r.get('status'))})")
+res = checks.gimp_ran(res)
 
 
 cli = gt.catdog_classify(exact + photos, model)
@@ -182,7 +236,7 @@ diffs = []
 for path in list(same_pixels) + exact + photos:
     name = os.path.basename(path)
     r = res.get(path, {})
-    if not success(path):
+    if not checks.success(res, path):
         continue
     checks.ok(r["layers_unchanged"], f"{name}: classifying adds no layer")
     if not cli.get(path):
@@ -212,7 +266,7 @@ if good:
 
 cat = photos[0]
 if trained:
-    success("default_shipped")
+    checks.success(res, "default_shipped")
     checks.near(res.get("default_shipped", {}).get("dog_probability"),
                 res.get(cat, {}).get("dog_probability"), 1e-12,
                 "no model given: the shipped model")
@@ -224,7 +278,7 @@ else:
 r = res.get("default_installed_unmarked", {})
 checks.ok(r == res.get("default_shipped"),
           f"an installed model that is not marked default is not used ({r})")
-if success("default_user"):
+if checks.success(res, "default_user"):
     checks.near(res["default_user"]["dog_probability"], res.get(cat, {}).get("dog_probability"),
                 1e-12, "no model given: the user's installed model comes first")
 
@@ -232,14 +286,29 @@ for key, path in [("corrupt", corrupt), ("corrupt_maps", corrupt), ("missing", m
     r = res.get(key, {})
     checks.ok(r.get("status") == "execution-error", f"{key} model: execution error ({r})")
     checks.ok(path in r.get("error", ""), f"{key} model: the message names the file")
+for key, path in hostile_models.items():
+    r = res.get(key, {})
+    checks.ok(r.get("status") == "execution-error" and path in r.get("error", ""),
+              f"{key} model file: execution error naming the file ({r.get('error')})")
 checks.ok(res.get("broken_layers_unchanged"), "broken models: layer count unchanged")
+checks.ok(res.get("broken_clean"), "broken models: the image is not even marked changed")
 
 p_cat = res.get(cat, {}).get("dog_probability")
-if success("half_float"):
+if checks.success(res, "half_float"):
     checks.ok(res["half_float"]["precision"] == "half-linear", "the image was 16-bit float")
     checks.near(res["half_float"]["dog_probability"], p_cat, 2e-3,
                 "16-bit float: same result as 8-bit")
-if success("indexed"):
+if checks.success(res, "float"):
+    checks.ok(res["float"]["precision"] == "float-linear", "the image was 32-bit float")
+    checks.near(res["float"]["dog_probability"], p_cat, 2e-3,
+                "32-bit float: same result as 8-bit")
+if checks.success(res, "float_layers"):
+    names = [n["name"] for n in res["float_layers"]["tree"]]
+    groups = res["float_layers"]["tree"][1].get("children", []) if len(names) == 3 else []
+    checks.ok(len(names) == 3 and names[0].startswith("Grad-CAM (") and
+              groups and all(len(g.get("children", [])) == 2 for g in groups),
+              f"32-bit float: heat map and top-2 channel layers added ({names})")
+if checks.success(res, "indexed"):
     checks.ok(res["indexed"]["base_type"] == "indexed", "the image was indexed")
     checks.near(res["indexed"]["dog_probability"], p_cat, 0.1,
                 "indexed (256 colours): close to the RGB result")
@@ -247,27 +316,51 @@ r = res.get("indexed_maps", {})
 checks.ok(r.get("status") == "execution-error" and "indexed" in r.get("error", ""),
           f"feature maps on an indexed image: refused with a clear message ({r})")
 checks.ok(r.get("layers_unchanged"), "feature maps on an indexed image: layers unchanged")
-if success("gray_alpha"):
+if checks.success(res, "gray_alpha"):
     checks.ok(res["gray_alpha"]["has_alpha"] and res["gray_alpha"]["base_type"] == "gray",
               "the image was gray with alpha")
-if success("selection") and success("selection_crop"):
+if checks.success(res, "selection") and checks.success(res, "selection_crop"):
     checks.near(res["selection"]["dog_probability"], res["selection_crop"]["dog_probability"],
                 1e-6, "a selection classifies its bounding box (= the crop)")
     checks.ok(abs(res["selection"]["dog_probability"] - (p_cat or 0)) > 1e-6,
               "the selection is not the whole image")
-if success("two_layers"):
+if checks.success(res, "two_layers"):
     checks.near(res["two_layers"]["dog_probability"], p_cat, 1e-6,
                 "an opaque copy on top: the merged duplicate looks the same")
+if checks.success(res, "empty_selection"):
+    r = res["empty_selection"]
+    checks.ok(r["selection_empty"], "the selection was empty")
+    checks.near(r["dog_probability"], p_cat, 1e-12,
+                "an empty selection: the whole image is classified")
+    top = r["tree"][0] if r["tree"] else {}
+    checks.ok((top.get("x"), top.get("y"), top.get("width"), top.get("height")) ==
+              (0, 0) + tuple(r["tree"][1][k] for k in ("width", "height")),
+              f"an empty selection: the heat map covers the whole image ({top})")
+if checks.success(res, "offset") and checks.success(res, "offset_white"):
+    checks.ok(res["offset"]["offsets"] == [120, 60],
+              f"the layer is offset in a larger canvas ({res['offset']['offsets']})")
+    checks.near(res["offset"]["dog_probability"], res["offset_white"]["dog_probability"],
+                1e-6, "a layer smaller than the canvas: the canvas around it is white")
+    checks.ok(abs(res["offset"]["dog_probability"] - (p_cat or 0)) > 1e-6,
+              "... which changes the result: the margin is seen")
+if checks.success(res, "offset_layers"):
+    tree = res["offset_layers"]["tree"]
+    top = tree[0] if tree else {}
+    checks.ok(len(tree) == 3 and (top.get("x"), top.get("y")) == (0, 0) and
+              (top.get("width"), top.get("height")) == (tree[2]["width"] + 200,
+                                                        tree[2]["height"] + 100),
+              f"a layer smaller than the canvas: the heat map covers the canvas "
+              f"({[(n['name'], n['width'], n['height']) for n in tree]})")
 r = res.get("invisible", {})
 checks.ok(r.get("status") == "execution-error" and "visible" in r.get("error", ""),
           f"no visible layer: execution error ({r.get('error')})")
-if success("large"):
+if checks.success(res, "large"):
     checks.near(res["large"]["dog_probability"], p_cat, 5e-3,
                 "4x enlarged, read reduced: close to the original")
-if success("large_two_layers"):
+if checks.success(res, "large_two_layers"):
     checks.near(res["large_two_layers"]["dog_probability"], res.get("large", {}).get(
         "dog_probability"), 5e-3, "4x enlarged, two layers (reduced by GIMP, merged)")
-if success("hidden_top"):
+if checks.success(res, "hidden_top"):
     checks.near(res["hidden_top"]["dog_probability"], p_cat, 1e-12,
                 "a hidden layer is ignored")
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """The interactive plug-in in GIMP's GUI, under Xvfb: the PDB opens it in
 interactive mode, the dialog shows the shipped model's conv layers, the
-keyboard turns feature maps on and unchecks the second conv layer, OK
-runs it, the result (label and confidence bar) shows in the dialog, and
-the image gains feature-map layers for exactly the others.  A second run with
-RUN-WITH-LAST-VALS repeats those settings without a dialog.  Then the
+keyboard turns feature maps on, unchecks the second conv layer, picks the
+channels style with the top 2 channels and turns the heat map on, OK runs
+it, the result (label and confidence bar) shows in the dialog, and the
+image gains feature-map layers for exactly the others (2 channels each)
+and the heat map.  A second run with RUN-WITH-LAST-VALS repeats those
+settings without a dialog.  Then the
 same dialog in German (LANGUAGE=de with a real LANG): menu label and
 title translated.  Screenshots go to the test's folder."""
 import os
@@ -42,6 +44,8 @@ def xdo(*args):
 
 
 def find_window(title, proc, timeout=WAIT):
+    """A visible window whose whole title matches the regular expression
+    title."""
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         out = xdo("search", "--onlyvisible", "--name", f"^{title}$").stdout.split()
@@ -96,7 +100,7 @@ if P["interactive"]:
     R["after_interactive"] = layer_tree(image.get_layers())
     # What the network sees again: the photo alone.
     for item in image.get_layers():
-        if item.is_group():
+        if item != photo:
             item.set_visible(False)
     image.set_selected_layers([photo])
     R["last_vals"] = run(Gimp.RunMode.WITH_LAST_VALS)
@@ -164,27 +168,21 @@ def drive_english(proc):
     shots["open"] = profile.path("dialog-open.png")
     screenshot(win, shots["open"])
     # Feature maps on (Alt+F), focus the layer list (Alt+L), second row
-    # (conv2), Enter toggles its check box off, OK (Alt+O).
-    keys(win, "alt+f", "alt+l", "Home", "Down", "Return")
+    # (conv2), Enter toggles its check box off; the style combo (Alt+T)
+    # one down (channels); top channels (Alt+P) 2; heat map on (Alt+G);
+    # OK (Alt+O).
+    keys(win, "alt+f", "alt+l", "Home", "Down", "Return", "alt+t", "Down",
+         "alt+p", "ctrl+a", "2", "Tab", "alt+g")
     time.sleep(0.5)
     shots["before_ok"] = profile.path("dialog-before-ok.png")
     screenshot(win, shots["before_ok"])
     keys(win, "alt+o")
-    # The result replaces OK with Close; wait for the run to finish.
-    deadline = time.time() + 60
-    while time.time() < deadline and proc.poll() is None:
+    # With the result the title says the verdict; wait for the run.
+    done = find_window(r"Cat or Dog: (cat|dog) \([0-9.]+% confidence\)", proc, timeout=60)
+    checks.ok(done == win, "the dialog shows the result after the run, its title too")
+    if done:
         time.sleep(1.0)
-        if find_window("Cat or Dog", proc, timeout=1):
-            shot = profile.path("dialog-result.png")
-            screenshot(win, shot)
-            # The result frame makes the window taller than before.
-            a, b = image_size(shot), image_size(shots["open"])
-            if a and b and a[1] > b[1]:
-                shots["result"] = shot
-                break
-    checks.ok("result" in shots, "the dialog shows the result after the run")
-    time.sleep(0.5)
-    if "result" in shots:
+        shots["result"] = profile.path("dialog-result.png")
         screenshot(win, shots["result"])
     keys(win, "Return")
 
@@ -208,15 +206,35 @@ def map_layers(tree):
     return [[c["name"].split(" - ")[0] for c in g.get("children", [])] for g in groups]
 
 
+def channel_counts(tree):
+    """Layers in each conv layer's group of each feature-map group."""
+    groups = [n for n in tree if n["group"] and n["name"].startswith("Feature maps - ")]
+    return [[len(c.get("children", [])) for c in g.get("children", [])] for g in groups]
+
+
+def heat_maps(tree):
+    return [n["name"] for n in tree if n["name"].startswith("Grad-CAM (")]
+
+
 after = map_layers(res.get("after_interactive", []))
 checks.ok(len(CONV) >= 2 and after == [WANT],
           f"the image gained feature maps for exactly the checked layers {WANT} ({after})")
+counts = channel_counts(res.get("after_interactive", []))
+checks.ok(counts == [[2] * len(WANT)],
+          f"... in the channels style, the top 2 channels of each ({counts})")
+heat = heat_maps(res.get("after_interactive", []))
+checks.ok(heat == [f"Grad-CAM ({CONV[-1] if CONV else ''})"],
+          f"... and the heat map of the last conv layer ({heat})")
 r = res.get("last_vals", {})
 checks.ok(r.get("status") == "success" and
           r.get("label") == res.get("interactive", {}).get("label"),
           f"RUN-WITH-LAST-VALS ran without a dialog, same verdict ({r})")
 after = map_layers(res.get("after_last_vals", []))
 checks.ok(after == [WANT] * 2, f"... with the same layers, {WANT} ({after})")
+counts = channel_counts(res.get("after_last_vals", []))
+heat = heat_maps(res.get("after_last_vals", []))
+checks.ok(counts == [[2] * len(WANT)] * 2 and len(heat) == 2,
+          f"... the same top channels and another heat map ({counts}, {heat})")
 checks.ok(res.get("menu_label") == "Cat or _Dog...", f"English menu label ({res.get('menu_label')!r})")
 
 # A new GIMP session (gimp-console) remembers the dialog's values.
@@ -232,8 +250,12 @@ R["tree"] = layer_tree(image.get_layers())
 '''
 res2 = profile.run_python(LAST, {"photo": os.path.join(gt.DATA, "dog.409.jpg")}) or {}
 after = map_layers(res2.get("tree", []))
-checks.ok(res2.get("status") == "success" and after == [WANT],
-          f"the next GIMP session repeats the last values: {WANT} ({res2.get('status')}, {after})")
+counts = channel_counts(res2.get("tree", []))
+heat = heat_maps(res2.get("tree", []))
+checks.ok(res2.get("status") == "success" and after == [WANT] and
+          counts == [[2] * len(WANT)] and len(heat) == 1,
+          f"the next GIMP session repeats the last values: {WANT}, top 2, heat map "
+          f"({res2.get('status')}, {after}, {counts}, {heat})")
 
 # --- German: LANGUAGE=de with a real LANG; cancelled -------------------------
 profile_de = gt.Profile("dialog-de")

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """plug-in-catdog-install-weights through gimp-console: a valid model is
 installed into <profile>/catdog/models and returned; the same name is
-refused unless "overwrite"; a truncated file, a wrong checksum and a
-non-model file are refused with a message naming the problem and leave
-the folder as it was; "make-default" makes plug-in-catdog-classify use
-it when no model is given."""
+refused unless "overwrite"; a truncated file, a wrong checksum, a
+non-model file and a 4 EiB header length are refused with a message
+naming the problem and leave the folder as it was, and so is a call
+without a file; "make-default" makes plug-in-catdog-classify use it when
+no model is given."""
 import hashlib
 import os
 import shutil
@@ -29,6 +30,10 @@ with open(summed + ".sha256", "w") as f:
 notes = profile.path("notes.safetensors")
 with open(notes, "w") as f:
     f.write("not a model\n")
+# A header length of 4 EiB: refused before any allocation.
+huge = profile.path("huge.safetensors")
+with open(huge, "wb") as f:
+    f.write((1 << 62).to_bytes(8, "little") + b'{"__metadata__": {}}')
 
 SCRIPT = r'''
 proc = PDB.lookup_procedure("plug-in-catdog-install-weights")
@@ -36,7 +41,8 @@ proc = PDB.lookup_procedure("plug-in-catdog-install-weights")
 
 def install(path, **args):
     config = proc.create_config()
-    config.set_property("file", Gio.File.new_for_path(path))
+    if path:
+        config.set_property("file", Gio.File.new_for_path(path))
     for name, value in args.items():
         config.set_property(name.replace("_", "-"), value)
     values = proc.run(config)
@@ -50,9 +56,10 @@ def listing():
     return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
 
-for name in ("truncated", "summed", "notes"):
+for name in ("truncated", "summed", "notes", "huge"):
     R[name] = install(P[name])
     R[name + "_listing"] = listing()
+R["no_file"] = install(None)
 R["good"] = install(P["good"])
 R["again"] = install(P["good"])
 R["overwrite"] = install(P["good"], overwrite=True, make_default=True)
@@ -62,11 +69,10 @@ R["default"] = classify(image)
 R["explicit"] = classify(image, model=P["good"])
 '''
 
-res = profile.run_python(SCRIPT, {
+res = checks.gimp_ran(profile.run_python(SCRIPT, {
     "models": profile.models_dir(), "good": good, "truncated": truncated,
-    "summed": summed, "notes": notes,
-    "photo": os.path.join(gt.DATA, "cat.178.jpg")}) or {}
-checks.ok("exception" not in res, f"the script ran ({res.get('exception', '')})")
+    "summed": summed, "notes": notes, "huge": huge,
+    "photo": os.path.join(gt.DATA, "cat.178.jpg")}))
 
 installed = os.path.join(profile.models_dir(), "mine.safetensors")
 r = res.get("good", {})
@@ -77,12 +83,16 @@ if os.path.exists(installed):
         checks.ok(hashlib.sha256(f.read()).digest() == hashlib.sha256(data).digest(),
                   "the installed file is identical to the source")
 for name, words in [("truncated", "truncated.safetensors"),
-                    ("summed", "SHA-256"), ("notes", "Not a usable model")]:
+                    ("summed", "SHA-256"), ("notes", "Not a usable model"),
+                    ("huge", "header length")]:
     r = res.get(name, {})
     checks.ok(r.get("status") == "execution-error" and words in (r.get("error") or ""),
               f"{name}: refused, the message says {words!r} ({r})")
     checks.ok(res.get(name + "_listing") == [],
               f"{name}: nothing left in the models folder ({res.get(name + '_listing')})")
+r = res.get("no_file", {})
+checks.ok(r.get("status") == "execution-error" and "model file" in (r.get("error") or ""),
+          f"no file given: refused ({r})")
 r = res.get("again", {})
 checks.ok(r.get("status") == "execution-error" and "already installed" in (r.get("error") or ""),
           f"the same name again is refused ({r})")

@@ -14,7 +14,10 @@
   (std = 0) and comes out black;
 - the channels style under the 1 GB budget: the factor is lowered when
   that is enough, else the style is refused and the image keeps its
-  layers; the viridis colormap is refused on a gray image.
+  layers (unless `top` keeps few enough channels); the viridis colormap
+  is refused on a gray image;
+- `top`: each conv layer's channels are the ones `catdog maps --top`
+  lists, in its order, in both styles; the mosaic equals its PNG.
 The photo is small enough that catdog and GIMP decode it at full size;
 its PNG copy gives both exactly the same pixels.
 """
@@ -131,6 +134,11 @@ R["too_wide"] = classify(image, model=P["too_wide"], feature_maps=True,
                          maps_style="channels")
 R["too_wide"]["layers_unchanged"] = count_layers(image) == before
 image.delete()
+image = wide_image(420)
+R["too_wide_top"] = classify(image, model=P["too_wide"], feature_maps=True,
+                             maps_style="channels", top=64)
+R["too_wide_top_tree"] = layer_tree(image.get_layers())
+image.delete()
 image = wide_image(900)
 R["wide"] = classify(image, model=P["wide"], feature_maps=True, maps_style="channels")
 R["wide_tree"] = layer_tree(image.get_layers())
@@ -144,18 +152,41 @@ R["gray_viridis"]["layers_unchanged"] = count_layers(image) == before
 R["gray_gray"] = classify(image, model=M, feature_maps=True, layers=P["first_layer"])
 R["gray_tree"] = layer_tree(image.get_layers())
 image.delete()
+
+# Only the most active channels.
+image = load(P["photo"])
+R["top_channels"] = classify(image, model=M, feature_maps=True, maps_style="channels",
+                             top=P["top"])
+R["top_channels_tree"] = layer_tree(image.get_layers())
+image.delete()
+image = load(P["photo"])
+R["top_mosaic"] = classify(image, model=M, feature_maps=True, top=P["top"],
+                           colormap="viridis")
+R["top_mosaic_tree"] = layer_tree(image.get_layers())
+layer = find_layer(image.get_layers(), P["top_mosaic_layer"])
+if layer:
+    dump_pixels(layer, P["top_mosaic_raw"])
+image.delete()
 '''
 
 
-def catdog_maps(colormap):
-    """Runs `catdog maps`; returns {layer: dict(c, h, w, cols, rows, width,
-    height, png)} in network order."""
-    out = profile.path(f"maps-{colormap}")
-    proc = subprocess.run([gt.CATDOG, "maps", "--model", model, "--colormap", colormap,
-                           "--out", out, jpeg], stdout=subprocess.PIPE,
+def catdog_maps(colormap, top=None):
+    """Runs `catdog maps` (with --top when top is given); returns {layer:
+    dict(c, h, w, cols, rows, width, height, png, top)} in network order,
+    top: the channels --top listed, most active first."""
+    out = profile.path(f"maps-{colormap}" + (f"-top{top}" if top else ""))
+    argv = [gt.CATDOG, "maps", "--model", model, "--colormap", colormap, "--out", out]
+    if top:
+        argv += ["--top", str(top)]
+    proc = subprocess.run(argv + [jpeg], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, timeout=300)
     if proc.returncode != 0:
         print(proc.stdout, proc.stderr)
+    listed = {}
+    for line in proc.stdout.splitlines():
+        fields = line.split("\t")
+        if len(fields) > 1 and all(re.match(r"^\d+:", f) for f in fields[1:]):
+            listed[fields[0]] = [int(f.split(":")[0]) for f in fields[1:]]
     layers = {}
     pattern = (r"^(.*)\t(\d+) maps of (\d+)x(\d+) in a (\d+)x(\d+) grid, "
                r"(\d+)x(\d+) pixels$")
@@ -166,7 +197,8 @@ def catdog_maps(colormap):
             c, h, w, cols, rows, width, height = map(int, m.groups()[1:])
             name = os.path.basename(png)[:-4]
             layers[name] = dict(c=c, h=h, w=w, cols=cols, rows=rows,
-                                width=width, height=height, png=png)
+                                width=width, height=height, png=png,
+                                top=listed.get(name))
     return layers
 
 
@@ -213,6 +245,12 @@ def title(name, info):
     return f"{name} - {info['c']} maps, {info['w']}x{info['h']}"
 
 
+def top_title(name, info):
+    """info: of the full layer, or of its --top mosaic."""
+    total = gray[name]["c"]
+    return f"{name} - top {min(TOP, total)} of {total} maps, {info['w']}x{info['h']}"
+
+
 # Dead maps need a network whose maps of a flat image are constant: "same"
 # zero padding (the shipped model's) makes the borders differ, so an
 # untrained article network ("valid" padding) stands in for that check.
@@ -221,8 +259,14 @@ subprocess.run([gt.MAKE_MODEL, "article", "3", flat_model], check=True, timeout=
 FLAT_CONV1 = {"c": 32, "w": 148, "h": 148}
 FLAT_CONV1["width"] = FLAT_CONV1["height"] = 6 * 148 + 5  # 6 x 6 grid, 1-pixel gaps
 
+TOP = 3
 gray = catdog_maps("gray")
 viridis = catdog_maps("viridis")
+top_viridis = catdog_maps("viridis", TOP)
+checks.ok(list(top_viridis) == list(gray) and
+          all(len(v["top"] or []) == min(TOP, gray[k]["c"]) for k, v in top_viridis.items()),
+          f"catdog maps --top {TOP} listed {TOP} channels of each layer "
+          f"({ {k: v['top'] for k, v in top_viridis.items()} })")
 checks.ok(len(gray) > 0 and list(gray) == list(viridis), f"catdog maps wrote {list(gray)}")
 names = list(gray)
 first = names[0] if names else "conv1"
@@ -239,16 +283,10 @@ res = profile.run_python(SCRIPT, {
     "subset": f" {last} ,{first}", "first_layer": first,
     "flat_model": flat_model, "flat_layer": title("conv1", FLAT_CONV1),
     "flat_raw": profile.path("flat.raw"),
+    "top": TOP, "top_mosaic_layer": top_title(mid, top_viridis[mid]) if names else "",
+    "top_mosaic_raw": profile.path("top-mosaic.raw"),
 })
-checks.ok(res is not None and "exception" not in res,
-          "GIMP ran the checks" + (f": {res['exception']}" if res and "exception" in res else ""))
-res = res or {}
-
-
-def success(key):
-    r = res.get(key, {})
-    return checks.ok(r.get("status") == "success",
-                     f"{key}: success ({r.get('error', r.get('status'))})")
+res = checks.gimp_ran(res)
 
 
 def outer_name(verdict):
@@ -256,7 +294,7 @@ def outer_name(verdict):
 
 
 # --- mosaic ---------------------------------------------------------------
-if success("mosaic") and names:
+if checks.success(res, "mosaic") and names:
     tree = res.get("mosaic_tree", [])
     checks.ok(len(tree) == 2 and tree[0]["group"] and not tree[1]["group"],
               f"mosaic: one group above the photo ({[n['name'] for n in tree]})")
@@ -285,7 +323,7 @@ if success("mosaic") and names:
         checks.ok(got.std() > 10, f"mosaic {mid}: not a flat picture (std {got.std():.1f})")
 
 # --- channels -------------------------------------------------------------
-if success("channels") and names:
+if checks.success(res, "channels") and names:
     checks.near(res["channels"]["dog_probability"], res.get("mosaic", {}).get(
         "dog_probability"), 1e-12, "the style does not change the verdict")
     tree = res.get("channels_tree", [])
@@ -323,7 +361,7 @@ if success("channels") and names:
                   f"catdog maps' PNG, enlarged x{f} (max difference {diff})")
 
 # --- subset, placement ----------------------------------------------------
-if success("subset") and names:
+if checks.success(res, "subset") and names:
     tree = res.get("subset_tree", [])
     checks.ok([n["name"] for n in tree] == ["top", outer_name(res["subset"]), "bottom"],
               f"maps go right above the active layer ({[n['name'] for n in tree]})")
@@ -334,19 +372,52 @@ if success("subset") and names:
               f"({[k['name'] for k in kids]})")
 
 # --- dead maps ------------------------------------------------------------
-if success("flat"):
+if checks.success(res, "flat"):
     info = FLAT_CONV1
     w, h = fit(info["width"], info["height"], W, H)
     got = raw(profile.path("flat.raw"), w, h)
     checks.ok(got is not None and got.max() == 0,
               "a flat image: every map is dead and drawn black, no division by zero")
 
+# --- top channels --------------------------------------------------------
+if checks.success(res, "top_channels") and names:
+    tree = res.get("top_channels_tree", [])
+    subs = tree[0].get("children", []) if tree else []
+    checks.ok([s["name"] for s in subs] == [top_title(n, gray[n]) for n in names],
+              f"top={TOP}, channels: one group per conv layer, named 'top {TOP} of' "
+              f"({[s['name'] for s in subs]})")
+    for sub, name in zip(subs, names):
+        want = [f"{name} #{k}" for k in top_viridis[name]["top"] or []]
+        got = [k["name"] for k in sub.get("children", [])]
+        checks.ok(len(got) == min(TOP, gray[name]["c"]) and got == want,
+                  f"top={TOP}, channels {name}: the channels catdog maps --top lists, "
+                  f"most active on top ({got} vs {want})")
+if checks.success(res, "top_mosaic") and names:
+    tree = res.get("top_mosaic_tree", [])
+    kids = tree[0].get("children", []) if tree else []
+    checks.ok([k["name"] for k in kids] == [top_title(n, top_viridis[n]) for n in names],
+              f"top={TOP}, mosaic: one layer per conv layer ({[k['name'] for k in kids]})")
+    info = top_viridis[mid]
+    w, h = fit(info["width"], info["height"], W, H)
+    got = raw(profile.path("top-mosaic.raw"), w, h)
+    if checks.ok(got is not None, f"top={TOP}, mosaic {mid}: pixels read back"):
+        with Image.open(info["png"]) as im:
+            want = resample(np.asarray(im.convert("RGB")), w, h)
+        diff = np.abs(got - want).max()
+        checks.ok(diff <= 1, f"top={TOP}, mosaic {mid}: equals catdog maps --top "
+                  f"{TOP}'s PNG, scaled (max difference {diff})")
+
 # --- budget, colormap ------------------------------------------------------
 r = res.get("too_wide", {})
 checks.ok(r.get("status") == "execution-error" and "limit" in r.get("error", ""),
           f"channels over the 1 GB budget: refused ({r.get('error')})")
 checks.ok(r.get("layers_unchanged"), "channels over the budget: layers unchanged")
-if success("wide"):
+if checks.success(res, "too_wide_top"):
+    tree = res.get("too_wide_top_tree", [])
+    kids = tree[0]["children"][0]["children"] if tree and tree[0].get("children") else []
+    checks.ok(len(kids) == 64, f"channels over the budget, but top=64 fits: 64 layers "
+              f"({len(kids)})")
+if checks.success(res, "wide"):
     tree = res.get("wide_tree", [])
     kids = tree[0]["children"][0]["children"] if tree and tree[0].get("children") else []
     checks.ok(len(kids) == 64 and all((k["width"], k["height"]) == (420, 420) for k in kids),
@@ -355,7 +426,7 @@ r = res.get("gray_viridis", {})
 checks.ok(r.get("status") == "execution-error" and "viridis" in r.get("error", ""),
           f"viridis on a gray image: refused ({r.get('error')})")
 checks.ok(r.get("layers_unchanged"), "viridis on a gray image: layers unchanged")
-if success("gray_gray"):
+if checks.success(res, "gray_gray"):
     tree = res.get("gray_tree", [])
     checks.ok(len(tree) == 2 and tree[0]["group"], "gray maps on a gray image")
 

@@ -4,7 +4,8 @@ written: every fenced block after a `<!-- recipe: NAME -->` line is given
 to bash unchanged, in a folder holding photo.jpg and photos/, under
 `timeout`.  `gimp-console-3.0` recipes run without a display; `gimp -i`
 ones, which need one, under xvfb-run, as from a desktop.  Their output
-(a line, or results.csv) must agree with `catdog classify`."""
+(a line, or results.csv) must agree with `catdog classify`; the one that
+keeps the layers must write an XCF holding them."""
 import csv
 import os
 import re
@@ -27,7 +28,8 @@ with open(os.path.join(gt.SRC, "README.md")) as f:
 section = readme.split("\n## Batch mode\n", 1)[-1].split("\n## ", 1)[0]
 recipes = re.findall(r"<!-- recipe: ([\w-]+) -->\n```sh\n(.*?)\n```", section, re.S)
 checks.ok([name for name, _ in recipes] ==
-          ["sf-file", "sf-folder", "py-file", "py-folder", "gui-sf-file", "gui-py-folder"],
+          ["sf-file", "sf-folder", "py-file", "py-folder", "gui-sf-file", "gui-py-folder",
+           "sf-layers"],
           f"README's batch recipes found ({[name for name, _ in recipes]})")
 
 # Photos that catdog decodes at full size too: the only difference left is
@@ -60,7 +62,17 @@ for name, script in recipes:
         print(proc.stdout[-3000:], proc.stderr[-3000:])
         continue
 
-    if name.endswith("-file"):
+    if name == "sf-layers":
+        path = os.path.join(folder, "photo.xcf")
+        data = open(path, "rb").read() if os.path.exists(path) else b""
+        # Layer names are stored as plain strings in an XCF.
+        names = set(re.findall(rb"(conv\d+) #\d+\x00", data))
+        per_layer = {n.decode(): len(re.findall(rb"%s #\d+\x00" % n, data)) for n in names}
+        checks.ok(data.startswith(b"gimp xcf") and b"Grad-CAM (" in data,
+                  f"{name}: photo.xcf written, with the heat map layer")
+        checks.ok(len(per_layer) >= 2 and set(per_layer.values()) == {4},
+                  f"{name}: 4 channel layers of each conv layer ({per_layer})")
+    elif name.endswith("-file"):
         lines = re.findall(r"^photo\.jpg (cat|dog) ([0-9.]+)$", proc.stdout, re.M)
         want = expected["photo-cat.jpg"]
         if checks.ok(len(lines) == 1 and want, f"{name}: prints 'photo.jpg LABEL P' ({lines})"):

@@ -23,6 +23,8 @@ R["blurb"] = proc.get_blurb()
 R["args"] = {}
 for spec in proc.get_arguments():
     entry = {"type": spec.value_type.name}
+    if spec.value_type.name == "gint":
+        entry["range"] = [spec.minimum, spec.maximum]
     default = spec.get_default_value()
     if isinstance(default, (bool, int, float, str)) or default is None:
         entry["default"] = default
@@ -33,10 +35,7 @@ R["arg_order"] = [spec.get_name() for spec in proc.get_arguments()]
 R["returns"] = {spec.get_name(): spec.value_type.name for spec in proc.get_return_values()}
 '''
 
-res = profile.run_python(SCRIPT, {})
-checks.ok(res is not None and "exception" not in res,
-          "GIMP ran the query" + (f": {res['exception']}" if res and "exception" in res else ""))
-res = res or {}
+res = checks.gimp_ran(profile.run_python(SCRIPT, {}))
 checks.ok(res.get("found"), "plug-in-catdog-classify is in the PDB")
 checks.ok(res.get("menu_label") == "Cat or _Dog...",
           f"menu label 'Cat or _Dog...' ({res.get('menu_label')!r})")
@@ -53,11 +52,18 @@ want_args = {
     "layers": ("gchararray", "all"),
     "maps-style": ("gchararray", "mosaic"),
     "colormap": ("gchararray", "gray"),
+    "heatmap": ("gboolean", False),
+    # Unset, not "": GIMP reads an empty default back from its pluginrc
+    # as unset, so only this reads the same before and after a restart.
+    "heatmap-layer": ("gchararray", None),
+    "top": ("gint", 0),
 }
 for name, (gtype, default) in want_args.items():
     got = args.get(name, {})
     checks.ok(got.get("type") == gtype and got.get("default") == default,
               f"argument {name}: {gtype}, default {default!r} ({got})")
+checks.ok(args.get("top", {}).get("range", [None])[0] == 0,
+          f"top: 0 or more ({args.get('top')})")
 checks.ok(args.get("maps-style", {}).get("choices") == ["mosaic", "channels"],
           f"maps-style choices mosaic, channels ({args.get('maps-style')})")
 checks.ok(args.get("colormap", {}).get("choices") == ["gray", "viridis"],
@@ -65,6 +71,11 @@ checks.ok(args.get("colormap", {}).get("choices") == ["gray", "viridis"],
 order = res.get("arg_order", [])
 checks.ok(order[:3] == ["run-mode", "image", "drawables"],
           f"an image procedure: run-mode, image, drawables first ({order})")
+# Arguments are only ever appended: calls giving them by position keep
+# working.
+checks.ok(order[3:] == ["model", "feature-maps", "layers", "maps-style", "colormap",
+                        "heatmap", "heatmap-layer", "top"],
+          f"arguments in their historical order, new ones last ({order[3:]})")
 checks.ok(res.get("returns") == {"label": "gchararray", "probability": "gdouble",
                                  "dog-probability": "gdouble"},
           f"return values label, probability, dog-probability ({res.get('returns')})")

@@ -1,9 +1,13 @@
 /* test_panel.c - the dialog's panel on its own, on a real (virtual)
  * display: it lists the installed and the shipped models and the chosen
  * model's conv layers, the check boxes and All/None drive "layers",
- * switching models updates the list; then a screenshot is saved and
- * checked (size of the window, not blank).
- *   test_panel SHIPPED_MODEL SCREENSHOT.png */
+ * switching models updates the list and the heat map's conv layers, the
+ * heat map and top-channels widgets follow their properties; a window at
+ * its natural size, like the plug-in's dialog, shows a five-conv model's
+ * whole model row (Accuracy included) and all its conv layers without
+ * scrolling; then a screenshot is saved and checked (size of the window,
+ * not blank).
+ *   test_panel SCREENSHOT.png */
 #include <string.h>
 
 #include <glib/gstdio.h>
@@ -31,6 +35,31 @@ static const char SMALL_SPEC[] =
   "  {\"type\": \"gap\", \"name\": \"gap\"},"
   "  {\"type\": \"dense\", \"name\": \"fc\", \"units\": 1},"
   "  {\"type\": \"sigmoid\", \"name\": \"prob\"}]}";
+
+/* Like the shipped model: five conv layers with batch norm, so a long
+ * architecture summary and a long layer list. */
+static const char FIVE_SPEC[] =
+  "{\"schema\": 1, \"name\": \"five-conv-model\", \"input\": [150, 150, 3],"
+  " \"labels\": [\"cat\", \"dog\"],"
+  " \"preprocess\": {\"resize\": \"squash\", \"scale\": 0.00392156862745098,"
+  "   \"mean\": [0,0,0], \"std\": [1,1,1]}, \"flatten\": \"hwc\","
+  " \"layers\": ["
+#define FIVE_BLOCK(n, f)                                                      \
+  "  {\"type\": \"conv2d\", \"name\": \"conv" n "\", \"filters\": " f ","      \
+  "   \"kernel\": 3, \"stride\": 1, \"padding\": \"same\", \"bias\": false},"    \
+  "  {\"type\": \"batchnorm\", \"name\": \"bn" n "\"},"                        \
+  "  {\"type\": \"relu\", \"name\": \"relu" n "\"},"                           \
+  "  {\"type\": \"maxpool\", \"name\": \"pool" n "\", \"size\": 2, \"stride\": 2},"
+  FIVE_BLOCK ("1", "32") FIVE_BLOCK ("2", "64") FIVE_BLOCK ("3", "128")
+  FIVE_BLOCK ("4", "256")
+  "  {\"type\": \"conv2d\", \"name\": \"conv5\", \"filters\": 256,"
+  "   \"kernel\": 3, \"stride\": 1, \"padding\": \"same\", \"bias\": false},"
+  "  {\"type\": \"batchnorm\", \"name\": \"bn5\"},"
+  "  {\"type\": \"relu\", \"name\": \"relu5\"},"
+  "  {\"type\": \"gap\", \"name\": \"gap\"},"
+  "  {\"type\": \"dense\", \"name\": \"fc\", \"units\": 1},"
+  "  {\"type\": \"sigmoid\", \"name\": \"prob\"}]}";
+#undef FIVE_BLOCK
 
 static void
 pump (guint ms)
@@ -87,6 +116,84 @@ cell_is (GtkTreeView *view,
              got, want);
   g_free (got);
   return ok;
+}
+
+static gchar *
+string_of (GtkWidget   *panel,
+           const gchar *property)
+{
+  gchar *s;
+
+  g_object_get (panel, property, &s, NULL);
+  return s;
+}
+
+static gint
+int_of (GtkWidget   *panel,
+        const gchar *property)
+{
+  gint v;
+
+  g_object_get (panel, property, &v, NULL);
+  return v;
+}
+
+/* The heat map combo's entries, "name=id,name=id". */
+static gchar *
+combo_entries (GtkComboBox *combo)
+{
+  GtkTreeModel *model = gtk_combo_box_get_model (combo);
+  GString      *out   = g_string_new (NULL);
+  GtkTreeIter   iter;
+  gboolean      valid;
+
+  for (valid = gtk_tree_model_get_iter_first (model, &iter); valid;
+       valid = gtk_tree_model_iter_next (model, &iter))
+    {
+      gchar *text, *id;
+
+      gtk_tree_model_get (model, &iter, gtk_combo_box_get_entry_text_column (combo),
+                          &text, gtk_combo_box_get_id_column (combo), &id, -1);
+      g_string_append_printf (out, "%s%s=%s", out->len ? "," : "", text, id);
+      g_free (text);
+      g_free (id);
+    }
+  return g_string_free (out, FALSE);
+}
+
+#define CHECK_STRING(got_expr, want)                                       \
+  do {                                                                     \
+    gchar *got_ = (got_expr);                                              \
+    CHECKF (! g_strcmp0 (got_, want), "%s: \"%s\", expected \"%s\"",       \
+            #got_expr, got_, want);                                        \
+    g_free (got_);                                                         \
+  } while (0)
+
+/* The layout defects of issue 5, in a window at its natural size as the
+ * plug-in's dialog is: every column of the model list fits (the long
+ * architecture gives way), and the layer list shows all its rows. */
+static void
+check_fits (GtkWidget *panel,
+            gint       n_layers)
+{
+  GtkTreeView       *mv  = catdog_panel_get_model_view (CATDOG_PANEL (panel));
+  GtkTreeView       *lv  = catdog_panel_get_layer_view (CATDOG_PANEL (panel));
+  GtkTreeViewColumn *acc = gtk_tree_view_get_column (mv, CATDOG_MODEL_COL_ACCURACY - 1);
+  GtkAdjustment     *v   = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (lv));
+  GdkRectangle       visible;
+  gint               right;
+
+  gtk_tree_view_get_visible_rect (mv, &visible);
+  right = gtk_tree_view_column_get_x_offset (acc) +
+          gtk_tree_view_column_get_width (acc);
+  CHECKF (! strcmp (gtk_tree_view_column_get_title (acc), "Accuracy") &&
+          gtk_tree_view_column_get_width (acc) > 0 && right <= visible.width,
+          "the Accuracy column ends at %d, the list shows %d pixels", right,
+          visible.width);
+  CHECK (n_rows (lv) == n_layers);
+  CHECKF (gtk_adjustment_get_upper (v) <= gtk_adjustment_get_page_size (v),
+          "the layer list is %.0f pixels tall and shows %.0f",
+          gtk_adjustment_get_upper (v), gtk_adjustment_get_page_size (v));
 }
 
 static gchar *
@@ -216,7 +323,10 @@ int
 main (int    argc,
       char **argv)
 {
-  gchar       *dir, *models, *small_src, *small, *path, *shipped;
+  gchar       *dir, *models, *small_src, *small, *path, *shipped, *five_src;
+  gchar       *five;
+  GtkComboBox *hc;
+  GtkSpinButton *spin;
   cnn_model   *m = NULL;
   GError      *error = NULL;
   GtkWidget   *window, *panel;
@@ -255,10 +365,17 @@ main (int    argc,
   small = catdog_models_install (models, small_src, FALSE, &error);
   CHECKF (small != NULL, "%s", error ? error->message : "");
   g_clear_error (&error);
+  five_src = g_build_filename (dir, "five.safetensors", NULL);
+  CHECK_OK (cnn_model_from_spec (FIVE_SPEC, &m));
+  CHECK_OK (cnn_model_init (m, 5));
+  CHECK_OK (cnn_model_save (m, five_src, CNN_DTYPE_F16,
+                            "{\"metrics\": {\"val_accuracy\": 0.9332}}"));
+  cnn_model_free (m);
 
   window = gtk_window_new (GTK_WINDOW_TOPLEVEL);
   gtk_window_set_title (GTK_WINDOW (window), "Cat or Dog");
-  gtk_window_set_default_size (GTK_WINDOW (window), 640, 660);
+  /* The natural height, as the plug-in's dialog has. */
+  gtk_window_set_default_size (GTK_WINDOW (window), 640, -1);
   gtk_container_set_border_width (GTK_CONTAINER (window), 12);
   panel = catdog_panel_new (models, shipped);
   gtk_container_add (GTK_CONTAINER (window), panel);
@@ -305,6 +422,36 @@ main (int    argc,
   CHECK_LAYERS (panel, "all");
   CHECK (checked_of (panel) == 3);
 
+  /* The heat map: off; its conv layers are the model's, the last one
+   * meaning "the last conv layer" (""), chosen. */
+  hc   = catdog_panel_get_heatmap_combo (CATDOG_PANEL (panel));
+  spin = catdog_panel_get_top_spin (CATDOG_PANEL (panel));
+  CHECK (! gtk_widget_is_sensitive (GTK_WIDGET (hc)));
+  CHECK_STRING (combo_entries (hc), "conv1=conv1,conv2=conv2,conv3=");
+  CHECK_STRING (string_of (panel, "heatmap-layer"), "");
+  CHECK (! g_strcmp0 (gtk_combo_box_get_active_id (hc), ""));
+  g_object_set (panel, "heatmap", TRUE, NULL);
+  CHECK (gtk_widget_is_sensitive (GTK_WIDGET (hc)));
+  gtk_combo_box_set_active_id (hc, "conv2");
+  CHECK_STRING (string_of (panel, "heatmap-layer"), "conv2");
+  g_object_set (panel, "heatmap-layer", "conv1", NULL);
+  CHECK (! g_strcmp0 (gtk_combo_box_get_active_id (hc), "conv1"));
+  /* The last layer by name is the last entry too. */
+  g_object_set (panel, "heatmap-layer", "conv3", NULL);
+  CHECK (! g_strcmp0 (gtk_combo_box_get_active_id (hc), ""));
+  g_object_set (panel, "heatmap-layer", "conv2", NULL);
+
+  /* Top channels: the spin button and "top", both ways. */
+  CHECK (int_of (panel, "top") == 0 && gtk_spin_button_get_value_as_int (spin) == 0);
+  g_object_set (panel, "top", 3, NULL);
+  CHECK (gtk_spin_button_get_value_as_int (spin) == 3);
+  gtk_spin_button_set_value (spin, 5);
+  CHECK (int_of (panel, "top") == 5);
+  g_object_set (panel, "feature-maps", FALSE, NULL);
+  CHECK (! gtk_widget_is_sensitive (GTK_WIDGET (spin)));
+  g_object_set (panel, "feature-maps", TRUE, NULL);
+  CHECK (gtk_widget_is_sensitive (GTK_WIDGET (spin)));
+
   /* Check boxes, None, All, and Enter on a row. */
   click_check (lv, 1);
   CHECK (cell_is (lv, 1, CATDOG_LAYER_COL_CHECKED, "FALSE"));
@@ -342,6 +489,12 @@ main (int    argc,
   CHECK (cell_is (lv, 3, CATDOG_LAYER_COL_MAPS, "24"));
   CHECK (cell_is (lv, 3, CATDOG_LAYER_COL_SIZE, "14x14"));
   CHECK_LAYERS (panel, "all");
+  /* The heat map's layers too; conv2 is not in this model: the last. */
+  CHECK_STRING (combo_entries (hc), "c1=c1,c2=c2,c3=c3,c4=");
+  CHECK_STRING (string_of (panel, "heatmap-layer"), "");
+  CHECK (! g_strcmp0 (gtk_combo_box_get_active_id (hc), ""));
+  g_object_set (panel, "heatmap-layer", "c2", NULL);
+  CHECK (! g_strcmp0 (gtk_combo_box_get_active_id (hc), "c2"));
   g_object_get (panel, "file", &file, NULL);
   path = file ? g_file_get_path (file) : NULL;
   CHECKF (! g_strcmp0 (path, small), "file %s, expected %s", path, small);
@@ -386,18 +539,50 @@ main (int    argc,
   CHECK (! gtk_widget_is_sensitive (GTK_WIDGET (lv)));
   g_object_set (panel, "feature-maps", TRUE, "maps-style", "mosaic", NULL);
 
-  /* A picture of the dialog as a user sees it after a run. */
+  gtk_widget_destroy (window);
+
+  /* A dialog opened anew with a model like the shipped one, the default:
+   * it fits whole.  A picture of it as a user sees it after a run. */
+  five = catdog_models_install (models, five_src, FALSE, &error);
+  CHECKF (five != NULL, "%s", error ? error->message : "");
+  g_clear_error (&error);
+  CHECK (catdog_models_set_default (models, five, NULL));
+  window = gtk_window_new (GTK_WINDOW_TOPLEVEL);
+  gtk_window_set_title (GTK_WINDOW (window), "Cat or Dog");
+  gtk_window_set_default_size (GTK_WINDOW (window), 640, -1);
+  gtk_container_set_border_width (GTK_CONTAINER (window), 12);
+  panel = catdog_panel_new (models, shipped);
+  g_object_set (panel, "feature-maps", TRUE, "layers", "conv1,conv3,conv4,conv5",
+                "maps-style", "channels", "top", 3, "heatmap", TRUE, NULL);
+  gtk_container_add (GTK_CONTAINER (window), panel);
+  gtk_widget_show_all (window);
   catdog_panel_show_result (CATDOG_PANEL (panel), "dog", 0.873);
   pump (400);
+  mv = catdog_panel_get_model_view (CATDOG_PANEL (panel));
+  CHECK (cell_is (mv, 0, CATDOG_MODEL_COL_NAME, "five-conv-model (default)"));
+  CHECK (cell_is (mv, 0, CATDOG_MODEL_COL_SUMMARY,
+                  "5 conv (32, 64, 128, 256, 256), global pool, batch norm"));
+  CHECK (cell_is (mv, 0, CATDOG_MODEL_COL_ACCURACY, "93.3%"));
+  check_fits (panel, 5);
+  CHECKF (gdk_window_get_width (gtk_widget_get_window (window)) <= 640,
+          "the window grew to %d pixels wide",
+          gdk_window_get_width (gtk_widget_get_window (window)));
   check_screenshot (window, argv[1]);
 
   gtk_widget_destroy (window);
+  g_unlink (five);
+  g_unlink (five_src);
+  path = g_build_filename (models, "default", NULL);
+  g_unlink (path);
+  g_free (path);
   g_unlink (small);
   g_unlink (small_src);
   g_rmdir (models);
   g_rmdir (dir);
   g_free (small);
   g_free (small_src);
+  g_free (five);
+  g_free (five_src);
   g_free (models);
   g_free (shipped);
   g_free (dir);

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""`catdog cam` end to end: the files it writes (sizes, the overlay's blend,
+the part of the photo a crop model sees), what it prints, and its errors;
+`catdog maps --top` option errors.
+
+usage: cli_cam.py        ($CATDOG: the catdog command)
+Exits 77 (skip) when numpy, PIL or the shipped model are missing.
+"""
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import pycheck  # noqa: E402
+from pycheck import DATA, SHIPPED, check  # noqa: E402
+
+np, Image = pycheck.need("numpy", "PIL.Image")
+
+
+def run(*args):
+    return subprocess.run([os.environ["CATDOG"], *args], capture_output=True, text=True)
+
+
+def with_resize(src, dst, resize):
+    """A copy of model file src whose preprocessing uses `resize`."""
+    with open(src, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        body = f.read()
+    meta = json.loads(header["__metadata__"]["catdog"])
+    meta["preprocess"]["resize"] = resize
+    header["__metadata__"]["catdog"] = json.dumps(meta)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(dst, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + body)
+
+
+def check_files(tmp):
+    photo = os.path.join(DATA, "dog.701.jpg")
+    out, ovl = os.path.join(tmp, "heat.png"), os.path.join(tmp, "overlay.png")
+    r = run("cam", "--model", SHIPPED, "--out", out, "--overlay", ovl, photo)
+    check(r.returncode == 0, f"cam --out --overlay exits 0 ({r.stderr.strip()})")
+    lines = r.stdout.splitlines()
+    check(len(lines) == 3, f"three lines printed: {lines}")
+    fields = lines[0].split("\t") if lines else []
+    check(fields[:2] == [photo, "dog"] and fields[3:] == ["conv5"] and
+          0.5 <= float(fields[2]) <= 1.0,
+          f"first line: IMAGE, label, probability, default layer the last conv: {fields}")
+    check(len(lines) == 3 and lines[1].startswith(out + "\t") and
+          lines[2].startswith(ovl + "\t"), "one line per file, starting with its path")
+    heat, over = Image.open(out), Image.open(ovl)
+    check(heat.mode == "L" and heat.size == (349, 437), f"heat map: {heat.mode} {heat.size}")
+    check(over.mode == "RGB" and over.size == (349, 437), f"overlay: {over.mode} {over.size}")
+    h = np.asarray(heat)
+    check(h.max() == 255, f"the hottest place is 255 (max {h.max()})")
+    # overlay = photo / 2 + viridis(heat) / 2: where the heat is 0 the
+    # colour is viridis' first entry (68, 1, 84); PIL decodes the photo
+    # with the same libjpeg, up to a level or two of IDCT rounding.
+    o = np.asarray(over, dtype=np.int32)
+    p = np.asarray(Image.open(photo).convert("RGB"), dtype=np.int32)
+    cold = h == 0
+    if cold.any():
+        want = np.round(0.5 * p[cold] + 0.5 * np.array([68, 1, 84])).astype(np.int32)
+        err = int(np.abs(o[cold] - want).max())
+        check(err <= 2, f"cold places: half photo, half viridis(0) (max error {err})")
+    else:
+        check(False, "some place of the heat map is cold")
+    hot = h == 255
+    want = np.round(0.5 * p[hot] + 0.5 * np.array([253, 231, 37])).astype(np.int32)
+    err = int(np.abs(o[hot] - want).max())
+    check(err <= 2, f"hottest places: half photo, half viridis(255) (max error {err})")
+
+    # An earlier layer; a gray photo still gives an RGB overlay.
+    gray = os.path.join(DATA, "gray.jpg")
+    r = run("cam", "--model", SHIPPED, "--layer", "conv2", "--out", out, "--overlay", ovl, gray)
+    check(r.returncode == 0 and r.stdout.split("\t")[3].startswith("conv2"),
+          f"--layer conv2 on a gray photo ({r.stderr.strip()})")
+    check(Image.open(ovl).mode == "RGB" and Image.open(out).size == (350, 261),
+          "gray photo: RGB overlay, heat map of its size")
+
+    # A crop model sees the centred square of a portrait photo (349x437:
+    # rows 44 to 392); the heat map is 0 above and below.
+    crop = os.path.join(tmp, "crop.safetensors")
+    with_resize(SHIPPED, crop, "crop")
+    r = run("cam", "--model", crop, "--out", out, photo)
+    check(r.returncode == 0, f"crop model ({r.stderr.strip()})")
+    h = np.asarray(Image.open(out))
+    check(h.shape == (437, 349) and not h[:44].any() and not h[393:].any() and
+          h[44:393].max() == 255,
+          f"crop model: heat only on rows 44..392 (rows with heat: "
+          f"{np.nonzero(h.any(axis=1))[0][[0, -1]].tolist() if h.any() else 'none'})")
+
+
+def check_errors(tmp):
+    out = os.path.join(tmp, "e.png")
+    cat = os.path.join(DATA, "cat.178.jpg")
+    cases = [
+        ("no --out", ["cam", cat], 2, "--out FILE is required"),
+        ("no image", ["cam", "--out", out], 2, "no IMAGE given"),
+        ("two images", ["cam", "--out", out, cat, cat], 2, "one IMAGE at a time"),
+        ("unknown layer", ["cam", "--model", SHIPPED, "--layer", "nope", "--out", out, cat], 2,
+         "its conv layers are: conv1 conv2 conv3 conv4 conv5"),
+        ("not a conv layer", ["cam", "--model", SHIPPED, "--layer", "pool1", "--out", out, cat],
+         2, "'pool1' is not a conv layer"),
+        ("same file twice", ["cam", "--out", out, "--overlay", out, cat], 2, "the same file"),
+        ("empty --out", ["cam", "--out=", cat], 2, "--out needs a file name"),
+        ("not a JPEG", ["cam", "--model", SHIPPED, "--out", out, os.path.join(DATA, "text.jpg")],
+         1, "text.jpg"),
+        ("truncated model", ["cam", "--model", os.path.join(DATA, "text.jpg"), "--out", out, cat],
+         1, "text.jpg"),
+        ("folder missing", ["cam", "--model", SHIPPED,
+                            "--out", os.path.join(tmp, "no", "such", "dir", "h.png"), cat],
+         1, "h.png"),
+        ("maps --top -1", ["maps", "--top", "-1", cat], 2, "--top must be a whole number"),
+        ("maps --top x", ["maps", "--top", "x", cat], 2, "--top must be a whole number"),
+        ("maps without --out or --top", ["maps", cat], 2, "--out DIR is required"),
+    ]
+    for what, args, status, message in cases:
+        r = run(*args)
+        check(r.returncode == status and message in r.stderr,
+              f"{what}: exit {r.returncode} (want {status}), stderr says '{message}' "
+              f"({r.stderr.strip()[:160]})")
+    check(not os.path.exists(out), "no file written by a failing command")
+    r = run("cam", "--help")
+    check(r.returncode == 0 and "--overlay" in r.stdout and "viridis" in r.stdout,
+          "cam --help")
+    r = run("--help")
+    check(" cam " in r.stdout, "catdog --help lists cam")
+
+
+def main():
+    if not os.environ.get("CATDOG"):
+        print("usage: CATDOG=catdog cli_cam.py", file=sys.stderr)
+        return 2
+    pycheck.need_shipped()
+    with tempfile.TemporaryDirectory() as tmp:
+        check_files(tmp)
+        check_errors(tmp)
+    return pycheck.done("cli_cam")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

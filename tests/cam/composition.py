@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Grad-CAM looks at the animal: a photo from tests/data on one half of a
+picture and a plain gray half beside it; the shipped model must still see
+the photo's animal, and `catdog cam` (default layer: the last conv) must
+put at least 70% of the heat map's mass (the sum of its pixels) on the
+photo's half, with the photo on the left and on the right.  Two cats and
+two dogs.
+
+usage: composition.py        ($CATDOG: the catdog command)
+Exits 77 (skip) when numpy, PIL or the shipped model are missing.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import pycheck  # noqa: E402
+from pycheck import DATA, SHIPPED, check  # noqa: E402
+
+np, Image = pycheck.need("numpy", "PIL.Image")
+
+PHOTOS = [("cat.178.jpg", "cat"), ("cat.835.jpg", "cat"),
+          ("dog.409.jpg", "dog"), ("dog.701.jpg", "dog")]
+MIN_SHARE = 0.70
+
+
+def compose(photo, left, path):
+    """The photo and a gray (128) panel of its size, side by side."""
+    w, h = photo.size
+    canvas = Image.new("RGB", (2 * w, h), (128, 128, 128))
+    canvas.paste(photo, (0 if left else w, 0))
+    canvas.save(path, quality=95)
+
+
+def main():
+    catdog = os.environ.get("CATDOG")
+    if not catdog:
+        print("usage: CATDOG=catdog composition.py", file=sys.stderr)
+        return 2
+    pycheck.need_shipped()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, animal in PHOTOS:
+            photo = Image.open(os.path.join(DATA, name)).convert("RGB")
+            w, h = photo.size
+            for left in (True, False):
+                side = "left" if left else "right"
+                path = os.path.join(tmp, f"{name}-{side}.jpg")
+                heat_path = path + ".png"
+                compose(photo, left, path)
+                r = subprocess.run([catdog, "cam", "--model", SHIPPED, "--out", heat_path, path],
+                                   capture_output=True, text=True)
+                if r.returncode != 0:
+                    check(False, f"{name} {side}: catdog cam failed: {r.stderr.strip()}")
+                    continue
+                fields = r.stdout.splitlines()[0].split("\t")
+                check(fields[1] == animal,
+                      f"{name} on the {side}: classified {fields[1]} ({fields[2]}), "
+                      f"layer {fields[3]}")
+                heat = np.asarray(Image.open(heat_path), dtype=np.float64)
+                check(heat.shape == (h, 2 * w), f"{name} {side}: heat map {heat.shape[::-1]}")
+                total = heat.sum()
+                on_photo = heat[:, :w].sum() if left else heat[:, w:].sum()
+                share = on_photo / total if total > 0 else 0.0
+                check(share >= MIN_SHARE,
+                      f"{name} on the {side}: {share:.1%} of the heat on the photo's half")
+    return pycheck.done("composition")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
