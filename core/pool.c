@@ -247,14 +247,24 @@ void cnn_pool_for(cnn_pool *p, size_t items, size_t chunk, cnn_pool_fn fn, void 
         fn(ctx, 0, items);
         return;
     }
+    /* The claim word moves to the new generation before anything of the
+     * job changes.  A worker still in work() for the previous job may
+     * have read the old claim word and is about to compare its chunk
+     * number with n_chunks: its compare-and-swap now fails whatever
+     * n_chunks it saw.  (With the claim word moved last, such a worker
+     * could read the new, larger n_chunks, win the swap on the old word,
+     * and run a chunk of the new job, possibly with the old context,
+     * which the rightful taker then ran again: done overshot the item
+     * count and the caller waited forever.)  Workers only take chunks
+     * of the new generation after reading it from gen, stored last. */
+    const unsigned g = atomic_load(&p->gen) + 1u;
+    atomic_store(&p->claim, (uint64_t)g << 32);
     atomic_store(&p->fn, fn);
     atomic_store(&p->ctx, ctx);
     atomic_store(&p->items, items);
     atomic_store(&p->chunk, chunk);
     atomic_store(&p->n_chunks, n_chunks);
     atomic_store(&p->done, 0);
-    const unsigned g = atomic_load(&p->gen) + 1u;
-    atomic_store(&p->claim, (uint64_t)g << 32);
     atomic_store(&p->gen, g);
     wake_all(p);
     work(p, g);
