@@ -303,6 +303,42 @@ cnn_status cnn_cam_to_u8(const float *cam, int cam_h, int cam_w, int width, int 
     return CNN_OK;
 }
 
+cnn_status cnn_cam_render(const cnn_model *m, const float *cam, int cam_h, int cam_w, int width,
+                          int height, uint8_t *out, size_t stride)
+{
+    if (!m || !cam || !out) return cnn_fail(CNN_ERR_ARG, "cnn_cam_render: NULL argument");
+    if (width < 1 || height < 1)
+        return cnn_fail(CNN_ERR_ARG, "cnn_cam_render: image size %dx%d is empty", width, height);
+    if (stride < (size_t)width)
+        return cnn_fail(CNN_ERR_ARG, "cnn_cam_render: stride %zu is less than the width %d",
+                        stride, width);
+    double bx0, by0, bx1, by1;
+    cnn_preprocess_box(m, width, height, &bx0, &by0, &bx1, &by1);
+    /* Whole pixels, rounded to nearest (all coordinates are >= 0), at
+     * least one. */
+    const int x0 = (int)(bx0 + 0.5), y0 = (int)(by0 + 0.5);
+    int x1 = (int)(bx1 + 0.5), y1 = (int)(by1 + 0.5);
+    if (x1 <= x0) x1 = x0 + 1;
+    if (y1 <= y0) y1 = y0 + 1;
+    for (int y = 0; y < height; y++) memset(out + (size_t)y * stride, 0, (size_t)width);
+    cnn_status st = cnn_cam_to_u8(cam, cam_h, cam_w, x1 - x0, y1 - y0,
+                                  out + (size_t)y0 * stride + (size_t)x0, stride);
+    if (st != CNN_OK) return st;
+    /* The map's peak falls between pixel centres unless the sizes line
+     * up: stretched again so that the hottest pixel is 255. */
+    unsigned top = 0;
+    for (int y = y0; y < y1; y++) {
+        const uint8_t *row = out + (size_t)y * stride;
+        for (int x = x0; x < x1; x++) top = row[x] > top ? row[x] : top;
+    }
+    if (top > 0 && top < 255)
+        for (int y = y0; y < y1; y++) {
+            uint8_t *row = out + (size_t)y * stride;
+            for (int x = x0; x < x1; x++) row[x] = (uint8_t)((row[x] * 255u + top / 2) / top);
+        }
+    return CNN_OK;
+}
+
 /* ------------------------------------------------------------------ */
 /* Most active channels                                               */
 /* ------------------------------------------------------------------ */

@@ -330,9 +330,19 @@ cnn_status cnn_net_gradcam(cnn_net *net, int index, int tap, float *cam,
  * round(255 * value), values outside [0, 1] and NaN clipped; out has
  * height rows of width bytes, stride bytes apart.  Unless the sizes line
  * up, the map's peak falls between pixels: the brightest pixel may be a
- * little under 255 (`catdog cam` stretches it back to 255). */
+ * little under 255 (cnn_cam_render() stretches it back to 255). */
 cnn_status cnn_cam_to_u8(const float *cam, int cam_h, int cam_w, int width,
                          int height, uint8_t *out, size_t stride);
+
+/* The heat map of a width x height picture that cnn_preprocess() turned
+ * into the network's input: the map stretched (cnn_cam_to_u8) over the
+ * part of the picture the network sees (all of it, or the centred crop of
+ * a "crop" model), 0 elsewhere, then scaled so that its hottest pixel is
+ * 255 (unless the map is all 0).  out has height rows of width bytes,
+ * stride bytes apart. */
+cnn_status cnn_cam_render(const cnn_model *m, const float *cam, int cam_h,
+                          int cam_w, int width, int height, uint8_t *out,
+                          size_t stride);
 
 /* After a forward pass: the channels of tap `tap`, image `index`, in
  * decreasing order of their mean activation over the map (ties: lower

@@ -40,6 +40,13 @@ void *cnn_alloc(size_t count, size_t size);        /* zeroed */
 void *cnn_alloc_aligned(size_t count, size_t size); /* 64-byte aligned, zeroed */
 void cnn_free_aligned(void *p);
 
+/* The box [*x0, *x1) x [*y0, *y1) of a width x height picture that
+ * cnn_preprocess() resizes to the model's input: the whole picture
+ * (squash), or the largest centred box with the input's aspect ratio
+ * (crop).  Fractional pixel coordinates. */
+void cnn_preprocess_box(const cnn_model *m, int width, int height, double *x0, double *y0,
+                        double *x1, double *y1);
+
 /* Writes size bytes to path atomically: a temporary file in the same
  * folder, fsync, rename, fsync of the folder.  Nothing is left behind on
  * failure, and a success also removes the temporary files that killed

@@ -141,6 +141,25 @@ static cnn_status check_args(const cnn_model *m, const uint8_t *pixels, int widt
     return CNN_OK;
 }
 
+/* The crop is the largest centred region with the output's aspect ratio,
+ * as Pillow's ImageOps.fit computes it. */
+void cnn_preprocess_box(const cnn_model *m, int width, int height, double *x0, double *y0,
+                        double *x1, double *y1)
+{
+    *x0 = 0, *y0 = 0, *x1 = width, *y1 = height;
+    if (m->pre.resize != CNN_RESIZE_CROP) return;
+    const double in_ratio = (double)width / height, out_ratio = (double)m->in_w / m->in_h;
+    if (in_ratio > out_ratio) {
+        const double cw = out_ratio * height;
+        *x0 = (width - cw) * 0.5;
+        *x1 = *x0 + cw;
+    } else if (in_ratio < out_ratio) {
+        const double ch = width / out_ratio;
+        *y0 = (height - ch) * 0.5;
+        *y1 = *y0 + ch;
+    }
+}
+
 cnn_status cnn_preprocess(const cnn_model *m, const uint8_t *pixels, int width, int height,
                           size_t stride, int channels, float *out)
 {
@@ -148,21 +167,8 @@ cnn_status cnn_preprocess(const cnn_model *m, const uint8_t *pixels, int width, 
     if (s != CNN_OK) return s;
     const int ow = m->in_w, oh = m->in_h, oc = m->in_c;
 
-    /* Source box: the whole image, or the largest centred region with the
-     * output's aspect ratio (as Pillow's ImageOps.fit computes it). */
-    double bx0 = 0, by0 = 0, bx1 = width, by1 = height;
-    if (m->pre.resize == CNN_RESIZE_CROP) {
-        double in_ratio = (double)width / height, out_ratio = (double)ow / oh;
-        if (in_ratio > out_ratio) {
-            double cw = out_ratio * height;
-            bx0 = (width - cw) * 0.5;
-            bx1 = bx0 + cw;
-        } else if (in_ratio < out_ratio) {
-            double ch = width / out_ratio;
-            by0 = (height - ch) * 0.5;
-            by1 = by0 + ch;
-        }
-    }
+    double bx0, by0, bx1, by1;
+    cnn_preprocess_box(m, width, height, &bx0, &by0, &bx1, &by1);
 
     axis_filter fx, fy;
     s = axis_build(bx0, bx1, width, ow, &fx);

@@ -2,11 +2,11 @@
  *
  * cnn_net_gradcam() gives a map the size of one conv layer's output (9x9
  * for the last conv layer of the shipped model) with values in [0, 1],
- * computed on the logit; cnn_cam_to_u8() stretches it bilinearly over the
- * part of the classified region the network sees (all of it, or the
- * centred crop of a "crop" model), 0 elsewhere, and the result is scaled
- * so that its hottest pixel is 255: the same map as `catdog cam --out`
- * writes for a photo.  The layer covers exactly the classified region
+ * computed on the logit; cnn_cam_render() stretches it bilinearly over
+ * the part of the classified region the network sees (all of it, or the
+ * centred crop of a "crop" model), 0 elsewhere, and scales it so that its
+ * hottest pixel is 255: the same map as `catdog cam --out` writes for a
+ * photo.  The layer covers exactly the classified region
  * (the canvas, or the selection's bounding box) and shows the value v as
  * colour and opacity at once: transparent where the
  * network did not look, through red and orange to yellow where it looked
@@ -51,58 +51,6 @@ colorize (const guint8 *values,
           out += 2;
         }
     }
-}
-
-/* The part of a width x height picture the network sees, as
- * cnn_preprocess() cuts it: all of it, or the largest centred box of the
- * input's aspect ratio, rounded to whole pixels. */
-static void
-seen_box (const cnn_model *model,
-          gint             width,
-          gint             height,
-          gint            *x0,
-          gint            *y0,
-          gint            *x1,
-          gint            *y1)
-{
-  gdouble bx0 = 0, by0 = 0, bx1 = width, by1 = height;
-
-  if (model->pre.resize == CNN_RESIZE_CROP)
-    {
-      gdouble in_ratio  = (gdouble) width / height;
-      gdouble out_ratio = (gdouble) model->in_w / model->in_h;
-
-      if (in_ratio > out_ratio)
-        {
-          bx0 = (width - out_ratio * height) * 0.5;
-          bx1 = width - bx0;
-        }
-      else if (in_ratio < out_ratio)
-        {
-          by0 = (height - width / out_ratio) * 0.5;
-          by1 = height - by0;
-        }
-    }
-  /* All non-negative: adding a half rounds to nearest. */
-  *x0 = (gint) (bx0 + 0.5);
-  *y0 = (gint) (by0 + 0.5);
-  *x1 = MAX ((gint) (bx1 + 0.5), *x0 + 1);
-  *y1 = MAX ((gint) (by1 + 0.5), *y0 + 1);
-}
-
-/* The map's peak falls between pixel centres unless the sizes line up:
- * stretched again so that the hottest pixel is 255. */
-static void
-stretch_to_peak (guint8 *map,
-                 gsize   n)
-{
-  guint top = 0;
-
-  for (gsize i = 0; i < n; i++)
-    top = MAX (top, map[i]);
-  if (top > 0 && top < 255)
-    for (gsize i = 0; i < n; i++)
-      map[i] = (guint8) ((map[i] * 255u + top / 2) / top);
 }
 
 /* Fills layer (width x height) from map (map_width x map_height), strip
@@ -173,7 +121,6 @@ catdog_heatmap_layer (GimpImage           *image,
   gfloat            *cam    = NULL;
   guint8            *map    = NULL;
   gint               tap, map_width, map_height;
-  gint               x0, y0, x1, y1;
   gsize              n_cam;
   cnn_status         st;
   gchar             *name;
@@ -217,11 +164,10 @@ catdog_heatmap_layer (GimpImage           *image,
       goto out;
     }
 
-  seen_box (model, map_width, map_height, &x0, &y0, &x1, &y1);
   st = cnn_net_gradcam (net, 0, tap, cam, n_cam, NULL);
   if (st == CNN_OK)
-    st = cnn_cam_to_u8 (cam, view.h, view.w, x1 - x0, y1 - y0,
-                        map + (gsize) y0 * map_width + x0, (size_t) map_width);
+    st = cnn_cam_render (model, cam, view.h, view.w, map_width, map_height,
+                         map, (size_t) map_width);
   if (st != CNN_OK)
     {
       gchar *prefix = g_strdup_printf (_("Cannot compute the heat map at %s"),
@@ -231,7 +177,6 @@ catdog_heatmap_layer (GimpImage           *image,
       g_free (prefix);
       goto out;
     }
-  stretch_to_peak (map, (gsize) map_width * map_height);
 
   /* TRANSLATORS: name of the heat-map layer; %s is a conv layer, "conv5" */
   name  = g_strdup_printf (_("Grad-CAM (%s)"), conv->name);

@@ -458,11 +458,52 @@ static void test_gradcam_finite_differences(void)
     }
 }
 
+static void test_cam_render(void)
+{
+    cnn_model *m = NULL;
+    CHECK_OK(cnn_model_from_spec("article", &m));
+    if (!m) return;
+    /* A 2x2 map peaking at 0.5 over a 5x3 picture: squash covers it all,
+     * the peak (a corner, so a pixel) is stretched to 255. */
+    const float cam[4] = {0.0f, 0.125f, 0.25f, 0.5f};
+    uint8_t out[3 * 6];
+    memset(out, 0xee, sizeof out);
+    CHECK_OK(cnn_cam_render(m, cam, 2, 2, 5, 3, out, 6));
+    CHECK(out[0] == 0 && out[2 * 6 + 4] == 255);
+    CHECKF(out[4] == 64, "top right %d, want 0.125 / 0.5 * 255 = 64", out[4]);
+    CHECK(out[5] == 0xee && out[2 * 6 + 5] == 0xee);
+
+    /* A crop model (square input) on a 9x3 picture sees the centred 3x3:
+     * 0 on either side, the map stretched over columns 3..5. */
+    m->pre.resize = CNN_RESIZE_CROP;
+    const float one[4] = {0.2f, 0.2f, 0.2f, 0.2f};
+    uint8_t wide[3 * 9];
+    memset(wide, 0xee, sizeof wide);
+    CHECK_OK(cnn_cam_render(m, one, 2, 2, 9, 3, wide, 9));
+    for (int y = 0; y < 3; y++)
+        for (int x = 0; x < 9; x++)
+            CHECKF(wide[y * 9 + x] == (x >= 3 && x < 6 ? 255 : 0), "crop (%d, %d) = %d", x, y,
+                   wide[y * 9 + x]);
+
+    /* An all-zero map stays 0. */
+    const float zero[4] = {0};
+    CHECK_OK(cnn_cam_render(m, zero, 2, 2, 9, 3, wide, 9));
+    int all0 = 1;
+    for (int i = 0; i < 27; i++) all0 &= wide[i] == 0;
+    CHECK(all0);
+
+    CHECK_FAILS(cnn_cam_render(NULL, cam, 2, 2, 5, 3, out, 6), CNN_ERR_ARG, "NULL");
+    CHECK_FAILS(cnn_cam_render(m, cam, 2, 2, 0, 3, out, 6), CNN_ERR_ARG, "image size");
+    CHECK_FAILS(cnn_cam_render(m, cam, 2, 2, 5, 3, out, 4), CNN_ERR_ARG, "stride 4");
+    cnn_model_free(m);
+}
+
 int main(void)
 {
     test_top_channels();
     test_gradcam_by_hand();
     test_cam_to_u8();
+    test_cam_render();
     test_gradcam_finite_differences();
     return check_done("test_cam");
 }

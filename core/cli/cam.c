@@ -68,28 +68,6 @@ static int find_tap(const cnn_model *m, const char *model_path, const char *name
     return CLI_OK;
 }
 
-/* The box of the photo the network sees, in pixels: all of it, or the
- * centred crop of the model's aspect ratio (cnn_preprocess's rule). */
-static void seen_box(const cnn_model *m, int width, int height, int *x0, int *y0, int *x1,
-                     int *y1)
-{
-    double bx0 = 0, by0 = 0, bx1 = width, by1 = height;
-    if (m->pre.resize == CNN_RESIZE_CROP) {
-        const double in_ratio = (double)width / height, out_ratio = (double)m->in_w / m->in_h;
-        if (in_ratio > out_ratio) {
-            bx0 = (width - out_ratio * height) * 0.5;
-            bx1 = width - bx0;
-        } else if (in_ratio < out_ratio) {
-            by0 = (height - width / out_ratio) * 0.5;
-            by1 = height - by0;
-        }
-    }
-    *x0 = (int)lround(bx0), *y0 = (int)lround(by0);
-    *x1 = (int)lround(bx1), *y1 = (int)lround(by1);
-    if (*x1 <= *x0) *x1 = *x0 + 1;
-    if (*y1 <= *y0) *y1 = *y0 + 1;
-}
-
 /* The heat map over the whole photo (gray, photo's size); NULL after
  * reporting a failure. */
 static uint8_t *render_heat(const cnn_model *m, const float *cam, int cam_h, int cam_w,
@@ -101,21 +79,11 @@ static uint8_t *render_heat(const cnn_model *m, const float *cam, int cam_h, int
         cli_error(_("%s: out of memory for a %zux%zu heat map"), image, w, h);
         return NULL;
     }
-    int x0, y0, x1, y1;
-    seen_box(m, photo->width, photo->height, &x0, &y0, &x1, &y1);
-    if (cnn_cam_to_u8(cam, cam_h, cam_w, x1 - x0, y1 - y0, heat + (size_t)y0 * w + (size_t)x0,
-                      w) != CNN_OK) {
+    if (cnn_cam_render(m, cam, cam_h, cam_w, photo->width, photo->height, heat, w) != CNN_OK) {
         cli_file_error(image, cnn_last_error());
         free(heat);
         return NULL;
     }
-    /* The map's peak falls between pixel centres unless the sizes line
-     * up; stretch again so that the hottest pixel is 255. */
-    const size_t n = w * h;
-    unsigned top = 0;
-    for (size_t i = 0; i < n; i++) top = heat[i] > top ? heat[i] : top;
-    if (top > 0 && top < 255)
-        for (size_t i = 0; i < n; i++) heat[i] = (uint8_t)((heat[i] * 255u + top / 2) / top);
     return heat;
 }
 
