@@ -6,7 +6,8 @@
  * layers.  In batch mode nothing but return values comes out;
  * interactively a dialog (ui/catdog-panel.c inside a GimpProcedureDialog)
  * asks for the arguments and then shows the result.
- * Also registers plug-in-catdog-install-weights (ui/catdog-models.c). */
+ * Also registers plug-in-catdog-install-weights (ui/catdog-models.c).
+ * The top of the plug-in's call graph (catdog-plugin.h draws it). */
 #include <libgimp/gimpui.h>
 
 #include "catdog-plugin.h"
@@ -24,8 +25,6 @@
 
 /* Where the plug-in's binary lives (argv[0] as GIMP starts it). */
 static gchar *catdog_plug_in_dir = NULL;
-
-G_DEFINE_QUARK (catdog-plug-in-error-quark, catdog_error)
 
 #define CATDOG_TYPE_PLUG_IN (catdog_plug_in_get_type ())
 G_DECLARE_FINAL_TYPE (CatdogPlugIn, catdog_plug_in, CATDOG, PLUG_IN, GimpPlugIn)
@@ -55,16 +54,6 @@ typedef struct
   gdouble probability;      /* of label */
   gdouble dog_probability;
 } CatdogResult;
-
-void
-catdog_set_core_error (GError    **error,
-                       cnn_status  status,
-                       const char *prefix)
-{
-  g_set_error (error, CATDOG_ERROR, (gint) status, "%s: %s", prefix,
-               *cnn_last_error () ? cnn_last_error ()
-                                  : cnn_status_name (status));
-}
 
 gchar *
 catdog_models_dir (void)
@@ -124,17 +113,17 @@ catdog_add_layers (GimpImage            *image,
 
   if (options->feature_maps)
     {
-      gchar *group_name;
+      gchar          *group_name;
+      CatdogMapsSpec  spec;
 
       gimp_progress_set_text (_("Cat or Dog: adding feature maps"));
       group_name = g_strdup_printf (_("Feature maps - %s %.1f%%"),
                                     result->label,
                                     100.0 * result->probability);
-      ok = catdog_pending_add_feature_maps (pending, image, net,
-                                            options->layers, options->style,
-                                            options->colormap, options->top,
-                                            group_name, 0.5,
-                                            options->heatmap ? 0.9 : 1.0,
+      spec = (CatdogMapsSpec) { options->layers, options->style,
+                                options->colormap, options->top, group_name,
+                                0.5, options->heatmap ? 0.9 : 1.0 };
+      ok = catdog_pending_add_feature_maps (pending, image, net, &spec,
                                             error);
       g_free (group_name);
     }

@@ -18,19 +18,20 @@
  * The map is rendered at the region's size, or at most
  * CATDOG_HEATMAP_MAX_SIDE on a side and then enlarged with nearest
  * neighbour a strip at a time: it is smooth at that scale already, and a
- * huge image never needs a full-size buffer. */
+ * huge image never needs a full-size buffer.
+ *
+ * Calls taps.c, pending.c, strips.c, scale.c and errors.c. */
 #include "catdog-plugin.h"
 
 #define CATDOG_HEATMAP_OPACITY 75.0
 
-/* Bytes of layer pixels written per gegl_buffer_set(). */
-#define CATDOG_HEATMAP_STRIP_BYTES (4 << 20)
-
+/* The strip writer's colour step: a map value v becomes (255, v, 0, v),
+ * or on a grayscale image (255, v). */
 static void
 colorize (const guint8 *values,
           gsize         n,
-          gboolean      rgb,
-          guint8       *out)
+          guint8       *out,
+          gpointer      rgb)
 {
   for (gsize i = 0; i < n; i++)
     {
@@ -51,56 +52,6 @@ colorize (const guint8 *values,
           out += 2;
         }
     }
-}
-
-/* Fills layer (width x height) from map (map_width x map_height), strip
- * by strip. */
-static gboolean
-write_heatmap (GimpLayer     *layer,
-               const guint8  *map,
-               gint           map_width,
-               gint           map_height,
-               gboolean       rgb,
-               GError       **error)
-{
-  gint        width    = gimp_drawable_get_width (GIMP_DRAWABLE (layer));
-  gint        height   = gimp_drawable_get_height (GIMP_DRAWABLE (layer));
-  gint        channels = rgb ? 4 : 2;
-  const Babl *format   = babl_format (rgb ? "R'G'B'A u8" : "Y'A u8");
-  gint        rows     = (gint) CLAMP (CATDOG_HEATMAP_STRIP_BYTES /
-                                       ((gint64) width * channels), 1, height);
-  guint8     *values   = NULL;
-  guint8     *strip    = NULL;
-  gsize       n_values, n_strip;
-  GeglBuffer *buffer;
-
-  if (! g_size_checked_mul (&n_values, (gsize) width, (gsize) rows) ||
-      ! g_size_checked_mul (&n_strip, n_values, (gsize) channels) ||
-      ! (values = g_try_malloc (n_values)) ||
-      ! (strip = g_try_malloc (n_strip)))
-    {
-      g_free (values);
-      g_set_error (error, CATDOG_ERROR, 0,
-                   _("Not enough memory for a %d pixels wide layer."), width);
-      return FALSE;
-    }
-
-  buffer = gimp_drawable_get_buffer (GIMP_DRAWABLE (layer));
-  for (gint row = 0; row < height; row += rows)
-    {
-      gint n = MIN (rows, height - row);
-
-      catdog_resample_rows (map, map_width, map_height, (gsize) map_width, 1,
-                            width, height, row, row + n, values,
-                            (gsize) width);
-      colorize (values, (gsize) width * n, rgb, strip);
-      gegl_buffer_set (buffer, GEGL_RECTANGLE (0, row, width, n), 0, format,
-                       strip, (gsize) width * channels);
-    }
-  g_object_unref (buffer);
-  g_free (strip);
-  g_free (values);
-  return TRUE;
 }
 
 GimpLayer *
@@ -180,20 +131,19 @@ catdog_heatmap_layer (GimpImage           *image,
 
   /* TRANSLATORS: name of the heat-map layer; %s is a conv layer, "conv5" */
   name  = g_strdup_printf (_("Grad-CAM (%s)"), conv->name);
-  layer = gimp_layer_new (image, name, width, height,
-                          rgb ? GIMP_RGBA_IMAGE : GIMP_GRAYA_IMAGE,
-                          CATDOG_HEATMAP_OPACITY, GIMP_LAYER_MODE_NORMAL);
-  if (! layer)
-    g_set_error (error, CATDOG_ERROR, 0,
-                 _("Could not create the layer \"%s\" (%d x %d): %s"),
-                 name, width, height,
-                 gimp_pdb_get_last_error (gimp_get_pdb ()));
+  layer = catdog_layer_new (image, name, width, height,
+                            rgb ? GIMP_RGBA_IMAGE : GIMP_GRAYA_IMAGE,
+                            CATDOG_HEATMAP_OPACITY, error);
   g_free (name);
   if (! layer)
     goto out;
 
   gimp_layer_set_offsets (layer, pixels->region_x, pixels->region_y);
-  if (! write_heatmap (layer, map, map_width, map_height, rgb, error))
+  if (! catdog_write_strips (layer,
+                             &(CatdogPicture) { map, map_width, map_height,
+                                                (gsize) map_width, 1 },
+                             rgb ? 4 : 2, colorize, GINT_TO_POINTER (rgb),
+                             error))
     {
       gimp_item_delete (GIMP_ITEM (layer));
       layer = NULL;

@@ -19,7 +19,9 @@
  *   scaled down by GIMP, its visible layers are merged at that small size,
  *   and the merged layer is read.  Compositing after the reduction is what
  *   GIMP's own zoomed-out view does; with non-linear blend modes or finely
- *   detailed masks it differs a little from compositing at full size. */
+ *   detailed masks it differs a little from compositing at full size.
+ *
+ * Calls only errors.c. */
 #include "catdog-plugin.h"
 
 #define CATDOG_READ_OVERSAMPLE 4
@@ -227,7 +229,7 @@ read_merged (GimpImage     *image,
   if (! merged)
     g_set_error (error, CATDOG_ERROR, 0,
                  _("Could not merge the visible layers: %s"),
-                 gimp_pdb_get_last_error (gimp_get_pdb ()));
+                 catdog_pdb_error ());
   else
     ok = read_drawable (GIMP_DRAWABLE (merged),
                         floor_div (x, reduction), floor_div (y, reduction),

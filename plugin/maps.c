@@ -1,12 +1,7 @@
-/* maps.c - feature maps as ordinary image layers, and how new layers get
- * into the image.
+/* maps.c - feature maps as ordinary image layers.
  *
- * Every layer is created and filled while it is still detached from the
- * layer tree (a CatdogPending holds it); only when all pixels are written
- * are the groups and layers inserted, inside one undo group.  A failure
- * on the way (a bad layer name, no memory, a heat map that cannot be
- * computed) therefore deletes the detached layers and leaves the image
- * as it was.
+ * Every layer is made detached and handed to a CatdogPending (pending.c),
+ * which puts them all into the image at once or deletes them.
  *
  * mosaic:   one group "Feature maps ..." holding one layer per conv layer,
  *           "conv2 - 64 maps, 72x72", the cnn_mosaic_render() picture (the
@@ -22,11 +17,10 @@
  * top = K:  in both styles only the K channels of highest mean activation
  *           of each conv layer, most active first (a mosaic tiles them in
  *           that order, as `catdog maps --top K` does; channel layers go
- *           from the top down), named "conv2 - top 3 of 64 maps, 72x72". */
+ *           from the top down), named "conv2 - top 3 of 64 maps, 72x72".
+ *
+ * Calls taps.c, pending.c, strips.c, scale.c and errors.c. */
 #include "catdog-plugin.h"
-
-/* Rows written per gegl_buffer_set(): bounded memory for huge layers. */
-#define CATDOG_STRIP_ROWS 64
 
 typedef struct
 {
@@ -38,86 +32,12 @@ typedef struct
   gint            *channels;   /* those, in order; NULL: all, 0 .. c-1 */
 } Tap;
 
-typedef struct
-{
-  gchar     *name;     /* sub-group name; NULL: straight into the outer group */
-  GPtrArray *layers;   /* GimpLayer *, detached until inserted */
-  guint      inserted; /* how many of layers are in the image */
-} Batch;
-
-struct _CatdogPending
-{
-  gchar     *group_name; /* the feature maps' outer group; NULL: none */
-  GPtrArray *batches;    /* Batch *, the outer group's contents */
-  GPtrArray *above;      /* GimpLayer *, top-level, above the group; the
-                            last added goes on top */
-  guint      above_inserted;
-};
-
 static void
 tap_clear (gpointer data)
 {
   Tap *tap = data;
 
   g_clear_pointer (&tap->channels, g_free);
-}
-
-static void
-batch_free (gpointer data)
-{
-  Batch *batch = data;
-
-  g_free (batch->name);
-  g_ptr_array_unref (batch->layers);
-  g_free (batch);
-}
-
-static Batch *
-batch_new (gchar *name)
-{
-  Batch *batch = g_new0 (Batch, 1);
-
-  batch->name   = name;
-  batch->layers = g_ptr_array_new ();
-  return batch;
-}
-
-CatdogPending *
-catdog_pending_new (void)
-{
-  CatdogPending *pending = g_new0 (CatdogPending, 1);
-
-  pending->batches = g_ptr_array_new_with_free_func (batch_free);
-  pending->above   = g_ptr_array_new ();
-  return pending;
-}
-
-/* Deletes the layers that never made it into the image. */
-void
-catdog_pending_free (CatdogPending *pending)
-{
-  if (! pending)
-    return;
-  for (guint b = 0; b < pending->batches->len; b++)
-    {
-      Batch *batch = g_ptr_array_index (pending->batches, b);
-
-      for (guint i = batch->inserted; i < batch->layers->len; i++)
-        gimp_item_delete (GIMP_ITEM (g_ptr_array_index (batch->layers, i)));
-    }
-  for (guint i = pending->above_inserted; i < pending->above->len; i++)
-    gimp_item_delete (GIMP_ITEM (g_ptr_array_index (pending->above, i)));
-  g_ptr_array_unref (pending->batches);
-  g_ptr_array_unref (pending->above);
-  g_free (pending->group_name);
-  g_free (pending);
-}
-
-void
-catdog_pending_add_layer (CatdogPending *pending,
-                          GimpLayer     *layer)
-{
-  g_ptr_array_add (pending->above, layer);
 }
 
 static gchar *
@@ -136,72 +56,6 @@ tap_title (const Tap *tap)
                                        (gulong) tap->view.c),
                           tap->layer->name, tap->view.c,
                           tap->view.w, tap->view.h);
-}
-
-/* "conv1, conv2, conv3" (g_free). */
-static gchar *
-conv_layer_names (const cnn_net *net)
-{
-  GString *known = g_string_new (NULL);
-
-  for (gint t = 0; t < cnn_net_tap_count (net); t++)
-    {
-      const cnn_layer *layer = NULL;
-      cnn_tensor_view  view;
-
-      if (cnn_net_tap (net, t, &view, &layer) == CNN_OK)
-        g_string_append_printf (known, "%s%s", known->len ? ", " : "",
-                                layer->name);
-    }
-  return g_string_free (known, FALSE);
-}
-
-static void
-set_no_layer_error (const cnn_net  *net,
-                    const gchar    *name,
-                    GError        **error)
-{
-  gchar *known = conv_layer_names (net);
-
-  g_set_error (error, CATDOG_ERROR, 0,
-               _("The model has no conv layer called \"%s\" (its conv "
-                 "layers: %s)."), name, known);
-  g_free (known);
-}
-
-gboolean
-catdog_find_tap (const cnn_net  *net,
-                 const gchar    *name,
-                 gint           *index,
-                 GError        **error)
-{
-  gint n_taps = cnn_net_tap_count (net);
-
-  if (n_taps <= 0)
-    {
-      g_set_error (error, CATDOG_ERROR, 0,
-                   _("The model has no conv layer."));
-      return FALSE;
-    }
-  if (! name || ! *name)
-    {
-      *index = n_taps - 1;
-      return TRUE;
-    }
-  for (gint t = 0; t < n_taps; t++)
-    {
-      const cnn_layer *layer = NULL;
-      cnn_tensor_view  view;
-
-      if (cnn_net_tap (net, t, &view, &layer) == CNN_OK &&
-          ! strcmp (layer->name, name))
-        {
-          *index = t;
-          return TRUE;
-        }
-    }
-  set_no_layer_error (net, name, error);
-  return FALSE;
 }
 
 /* The taps named in spec ("all", empty, or "conv1, conv3"), in network
@@ -245,7 +99,7 @@ select_taps (const cnn_net  *net,
             }
           if (! found)
             {
-              set_no_layer_error (net, name, error);
+              catdog_set_no_layer_error (net, name, error);
               ok = FALSE;
             }
         }
@@ -402,49 +256,6 @@ choose_factors (GArray   *taps,
   return TRUE;
 }
 
-/* Writes a u8 picture (1 channel: gray, 3: RGB) resampled to the whole
- * layer, a strip of rows at a time. */
-static gboolean
-write_resampled (GimpLayer     *layer,
-                 const guint8  *src,
-                 gint           src_width,
-                 gint           src_height,
-                 gsize          src_stride,
-                 gint           channels,
-                 GError       **error)
-{
-  gint        width  = gimp_drawable_get_width (GIMP_DRAWABLE (layer));
-  gint        height = gimp_drawable_get_height (GIMP_DRAWABLE (layer));
-  const Babl *format = babl_format (channels == 1 ? "Y' u8" : "R'G'B' u8");
-  GeglBuffer *buffer;
-  guint8     *strip;
-  gsize       stride;
-  gsize       size;
-
-  if (! g_size_checked_mul (&stride, (gsize) width, (gsize) channels) ||
-      ! g_size_checked_mul (&size, stride, CATDOG_STRIP_ROWS) ||
-      ! (strip = g_try_malloc (size)))
-    {
-      g_set_error (error, CATDOG_ERROR, 0,
-                   _("Not enough memory for a %d pixels wide layer."), width);
-      return FALSE;
-    }
-
-  buffer = gimp_drawable_get_buffer (GIMP_DRAWABLE (layer));
-  for (gint row = 0; row < height; row += CATDOG_STRIP_ROWS)
-    {
-      gint rows = MIN (CATDOG_STRIP_ROWS, height - row);
-
-      catdog_resample_rows (src, src_width, src_height, src_stride, channels,
-                            width, height, row, row + rows, strip, stride);
-      gegl_buffer_set (buffer, GEGL_RECTANGLE (0, row, width, rows), 0,
-                       format, strip, stride);
-    }
-  g_object_unref (buffer);
-  g_free (strip);
-  return TRUE;
-}
-
 static GimpLayer *
 new_layer (GimpImage      *image,
            const gchar    *name,
@@ -455,19 +266,12 @@ new_layer (GimpImage      *image,
            gint            image_height,
            GError        **error)
 {
-  GimpLayer *layer = gimp_layer_new (image, name, width, height, type,
-                                     100.0, GIMP_LAYER_MODE_NORMAL);
+  GimpLayer *layer = catdog_layer_new (image, name, width, height, type,
+                                       100.0, error);
 
-  if (! layer)
-    {
-      g_set_error (error, CATDOG_ERROR, 0,
-                   _("Could not create the layer \"%s\" (%d x %d): %s"),
-                   name, width, height,
-                   gimp_pdb_get_last_error (gimp_get_pdb ()));
-      return NULL;
-    }
-  gimp_layer_set_offsets (layer, (image_width - width) / 2,
-                          (image_height - height) / 2);
+  if (layer)
+    gimp_layer_set_offsets (layer, (image_width - width) / 2,
+                            (image_height - height) / 2);
   return layer;
 }
 
@@ -523,8 +327,11 @@ mosaic_layer (GimpImage      *image,
   layer = new_layer (image, name, width, height, type,
                      image_width, image_height, error);
   if (layer &&
-      ! write_resampled (layer, mosaic.pixels, mosaic.width, mosaic.height,
-                         mosaic.stride, mosaic.channels, error))
+      ! catdog_write_strips (layer,
+                             &(CatdogPicture) { mosaic.pixels, mosaic.width,
+                                                mosaic.height, mosaic.stride,
+                                                mosaic.channels },
+                             mosaic.channels, NULL, NULL, error))
     {
       gimp_item_delete (GIMP_ITEM (layer));
       layer = NULL;
@@ -534,30 +341,42 @@ mosaic_layer (GimpImage      *image,
   return layer;
 }
 
-/* One layer per chosen channel of tap, in order, appended to
- * batch->layers. */
+/* The strip writer's colour step for the viridis channel maps: a map
+ * value becomes its colour. */
+static void
+colour_from_table (const guint8 *values,
+                   gsize         n,
+                   guint8       *out,
+                   gpointer      table)
+{
+  const uint8_t (*colours)[3] = table;
+
+  for (gsize i = 0; i < n; i++)
+    memcpy (out + 3 * i, colours[values[i]], 3);
+}
+
+/* One layer per chosen channel of tap, in order, into the batch begun
+ * last in pending. */
 static gboolean
 channel_layers (GimpImage      *image,
                 const Tap      *tap,
                 cnn_colormap    colormap,
                 GimpImageType   type,
-                gint            image_width,
-                gint            image_height,
-                Batch          *batch,
+                CatdogPending  *pending,
                 gdouble         progress,
                 gdouble         progress_step,
                 GError        **error)
 {
-  const uint8_t (*table)[3] = cnn_colormap_table (colormap);
   gint           channels   = (colormap == CNN_COLORMAP_GRAY) ? 1 : 3;
+  gint           image_w    = gimp_image_get_width (image);
+  gint           image_h    = gimp_image_get_height (image);
   gsize          n_pixels   = (gsize) tap->view.w * (gsize) tap->view.h;
   guint8        *map        = g_try_malloc (n_pixels);
-  guint8        *rgb        = NULL;
+  CatdogPicture  picture    = { map, tap->view.w, tap->view.h,
+                                (gsize) tap->view.w, 1 };
   gboolean       ok         = TRUE;
 
-  if (channels == 3)
-    rgb = g_try_malloc (n_pixels * 3);
-  if (! map || (channels == 3 && ! rgb))
+  if (! map)
     {
       g_set_error (error, CATDOG_ERROR, 0,
                    _("Not enough memory for the maps of %s."),
@@ -568,7 +387,6 @@ channel_layers (GimpImage      *image,
   for (gint k = 0; ok && k < tap->n_channels; k++)
     {
       gint          c      = tap->channels ? tap->channels[k] : k;
-      const guint8 *pixels = map;
       GimpLayer    *layer;
       cnn_status    st;
       gchar        *name;
@@ -580,152 +398,41 @@ channel_layers (GimpImage      *image,
           ok = FALSE;
           break;
         }
-      if (channels == 3)
-        {
-          for (gsize i = 0; i < n_pixels; i++)
-            memcpy (rgb + 3 * i, table[map[i]], 3);
-          pixels = rgb;
-        }
 
       name  = g_strdup_printf (_("%s #%d"), tap->layer->name, c);
       layer = new_layer (image, name,
                          tap->view.w * tap->factor, tap->view.h * tap->factor,
-                         type, image_width, image_height, error);
+                         type, image_w, image_h, error);
       g_free (name);
       if (! layer)
         {
           ok = FALSE;
           break;
         }
-      g_ptr_array_add (batch->layers, layer);
-      ok = write_resampled (layer, pixels, tap->view.w, tap->view.h,
-                            (gsize) tap->view.w * channels, channels, error);
+      catdog_pending_add_to_group (pending, layer);
+      /* The maps are only ever enlarged (nearest neighbour), so colouring
+       * each strip gives the pixels colouring the map first would. */
+      ok = catdog_write_strips (layer, &picture, channels,
+                                channels == 3 ? colour_from_table : NULL,
+                                (gpointer) cnn_colormap_table (colormap),
+                                error);
 
       gimp_progress_update (progress +
                             progress_step * (k + 1) / tap->n_channels);
     }
 
   g_free (map);
-  g_free (rgb);
-  return ok;
-}
-
-/* Puts the outer group and the sub-groups and layers it holds into the
- * image at (parent, position), in network and channel order, top to
- * bottom.  *outer gets the group once it is in the image. */
-static gboolean
-insert_group (CatdogPending  *pending,
-              GimpImage      *image,
-              GimpLayer      *parent,
-              gint            position,
-              GimpLayer     **outer)
-{
-  GimpLayer *group = GIMP_LAYER (gimp_group_layer_new (image,
-                                                       pending->group_name));
-  gboolean   ok    = FALSE;
-
-  *outer = NULL;
-  if (group && gimp_image_insert_layer (image, group, parent, position))
-    {
-      *outer = group;
-      ok     = TRUE;
-    }
-  else if (group)
-    {
-      gimp_item_delete (GIMP_ITEM (group));
-    }
-
-  for (guint b = 0; ok && b < pending->batches->len; b++)
-    {
-      Batch     *batch = g_ptr_array_index (pending->batches, b);
-      GimpLayer *into  = group;
-
-      if (batch->name)
-        {
-          into = GIMP_LAYER (gimp_group_layer_new (image, batch->name));
-          ok   = into && gimp_image_insert_layer (image, into, group, (gint) b);
-          if (! ok && into)
-            gimp_item_delete (GIMP_ITEM (into));
-        }
-      for (guint i = 0; ok && i < batch->layers->len; i++)
-        {
-          ok = gimp_image_insert_layer (image,
-                                        g_ptr_array_index (batch->layers, i),
-                                        into, (gint) i);
-          if (ok)
-            batch->inserted = i + 1;
-        }
-    }
   return ok;
 }
 
 gboolean
-catdog_pending_insert (CatdogPending  *pending,
-                       GimpImage      *image,
-                       GimpLayer      *above,
-                       GError        **error)
+catdog_pending_add_feature_maps (CatdogPending         *pending,
+                                 GimpImage             *image,
+                                 const cnn_net         *net,
+                                 const CatdogMapsSpec  *spec,
+                                 GError               **error)
 {
-  GimpLayer *parent   = NULL;
-  GimpLayer *outer    = NULL;
-  gint       position = 0;
-  gboolean   ok       = TRUE;
-
-  if (above)
-    {
-      parent   = GIMP_LAYER (gimp_item_get_parent (GIMP_ITEM (above)));
-      position = gimp_image_get_item_position (image, GIMP_ITEM (above));
-    }
-
-  gimp_image_undo_group_start (image);
-  gimp_image_freeze_layers (image);
-
-  /* From the bottom up, each new item at `position` pushes the earlier
-   * ones down: the group right above `above`, the other layers above it,
-   * the last added on top. */
-  if (pending->group_name)
-    ok = insert_group (pending, image, parent, position, &outer);
-  for (guint i = 0; ok && i < pending->above->len; i++)
-    {
-      ok = gimp_image_insert_layer (image,
-                                    g_ptr_array_index (pending->above, i),
-                                    parent, position);
-      if (ok)
-        pending->above_inserted = i + 1;
-    }
-
-  if (! ok)
-    {
-      g_set_error (error, CATDOG_ERROR, 0,
-                   _("Could not add the new layers: %s"),
-                   gimp_pdb_get_last_error (gimp_get_pdb ()));
-      /* Removing the group takes whatever was already inserted with it;
-       * catdog_pending_free() deletes the rest. */
-      if (outer)
-        gimp_image_remove_layer (image, outer);
-      for (guint i = 0; i < pending->above_inserted; i++)
-        gimp_image_remove_layer (image, g_ptr_array_index (pending->above, i));
-      g_ptr_array_remove_range (pending->above, 0, pending->above_inserted);
-      pending->above_inserted = 0;
-    }
-
-  gimp_image_thaw_layers (image);
-  gimp_image_undo_group_end (image);
-  return ok;
-}
-
-gboolean
-catdog_pending_add_feature_maps (CatdogPending    *pending,
-                                 GimpImage        *image,
-                                 const cnn_net    *net,
-                                 const gchar      *layers,
-                                 CatdogMapsStyle   style,
-                                 cnn_colormap      colormap,
-                                 gint              top,
-                                 const gchar      *group_name,
-                                 gdouble           progress_start,
-                                 gdouble           progress_end,
-                                 GError          **error)
-{
+  cnn_colormap       colormap = spec->colormap;
   GimpImageBaseType  base   = gimp_image_get_base_type (image);
   gint               width  = gimp_image_get_width (image);
   gint               height = gimp_image_get_height (image);
@@ -733,32 +440,32 @@ catdog_pending_add_feature_maps (CatdogPending    *pending,
   GimpImageType      type;
   gboolean           ok;
 
-  g_return_val_if_fail (pending->group_name == NULL, FALSE);
+  g_return_val_if_fail (! catdog_pending_has_group (pending), FALSE);
 
-  if (base == GIMP_INDEXED)
+  /* An indexed image's palette would distort the maps, a grayscale one
+   * cannot hold viridis's colours. */
+  if (base == GIMP_INDEXED ||
+      (base == GIMP_GRAY && colormap != CNN_COLORMAP_GRAY))
     {
-      g_set_error (error, CATDOG_ERROR, 0,
-                   _("Feature maps cannot be added to an indexed image: its "
-                     "palette would distort them. Convert it to RGB "
-                     "(Image > Mode > RGB) or turn feature maps off."));
-      return FALSE;
-    }
-  if (base == GIMP_GRAY && colormap != CNN_COLORMAP_GRAY)
-    {
-      g_set_error (error, CATDOG_ERROR, 0,
-                   _("The viridis colormap needs an RGB image. Choose the "
-                     "gray colormap or convert the image to RGB."));
+      g_set_error_literal (
+        error, CATDOG_ERROR, 0,
+        base == GIMP_INDEXED
+        ? _("Feature maps cannot be added to an indexed image: its "
+            "palette would distort them. Convert it to RGB "
+            "(Image > Mode > RGB) or turn feature maps off.")
+        : _("The viridis colormap needs an RGB image. Choose the "
+            "gray colormap or convert the image to RGB."));
       return FALSE;
     }
   type = (base == GIMP_GRAY) ? GIMP_GRAY_IMAGE : GIMP_RGB_IMAGE;
 
   taps = g_array_new (FALSE, TRUE, sizeof (Tap));
   g_array_set_clear_func (taps, tap_clear);
-  ok   = select_taps (net, layers, taps, error);
+  ok   = select_taps (net, spec->layers, taps, error);
 
-  if (ok && top > 0)
-    ok = select_top_channels (net, taps, top, error);
-  if (ok && style == CATDOG_MAPS_CHANNELS)
+  if (ok && spec->top > 0)
+    ok = select_top_channels (net, taps, spec->top, error);
+  if (ok && spec->style == CATDOG_MAPS_CHANNELS)
     {
       gint pixel_bytes = component_bytes (gimp_image_get_precision (image)) *
                          (base == GIMP_GRAY ? 1 : 3);
@@ -767,35 +474,35 @@ catdog_pending_add_feature_maps (CatdogPending    *pending,
     }
 
   if (ok)
-    pending->group_name = g_strdup (group_name);
-  if (ok && style == CATDOG_MAPS_MOSAIC)
-    g_ptr_array_add (pending->batches, batch_new (NULL));
+    catdog_pending_set_group (pending, spec->group_name);
+  if (ok && spec->style == CATDOG_MAPS_MOSAIC)
+    catdog_pending_begin_batch (pending, NULL);
 
   for (guint t = 0; ok && t < taps->len; t++)
     {
       const Tap *tap  = &g_array_index (taps, Tap, t);
-      gdouble    step = (progress_end - progress_start) / taps->len;
-      gdouble    at   = progress_start + step * t;
+      gdouble    step = (spec->progress_end - spec->progress_start) /
+                        taps->len;
+      gdouble    at   = spec->progress_start + step * t;
 
-      if (style == CATDOG_MAPS_MOSAIC)
+      if (spec->style == CATDOG_MAPS_MOSAIC)
         {
           GimpLayer *layer = mosaic_layer (image, tap, colormap, type,
                                            width, height, error);
 
           if (layer)
-            g_ptr_array_add (((Batch *) g_ptr_array_index (pending->batches,
-                                                           0))->layers,
-                             layer);
+            catdog_pending_add_to_group (pending, layer);
           ok = (layer != NULL);
           gimp_progress_update (at + step);
         }
       else
         {
-          Batch *batch = batch_new (tap_title (tap));
+          gchar *title = tap_title (tap);
 
-          g_ptr_array_add (pending->batches, batch);
-          ok = channel_layers (image, tap, colormap, type, width, height,
-                               batch, at, step, error);
+          catdog_pending_begin_batch (pending, title);
+          g_free (title);
+          ok = channel_layers (image, tap, colormap, type, pending,
+                               at, step, error);
         }
     }
 

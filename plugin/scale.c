@@ -3,7 +3,8 @@
  * Plain integer arithmetic so that a test can recompute every pixel:
  * nearest neighbour keeps each map pixel a crisp block (the values stay
  * exactly those of the renderer), a box average keeps the 1-pixel gaps
- * of a reduced mosaic visible as darker lines instead of dropping them. */
+ * of a reduced mosaic visible as darker lines instead of dropping them.
+ * Pure arithmetic: calls nothing else in the plug-in. */
 #include "catdog-plugin.h"
 
 void
@@ -53,30 +54,27 @@ source_range (gint  d,
 }
 
 void
-catdog_resample_rows (const guint8 *src,
-                      gint          src_width,
-                      gint          src_height,
-                      gsize         src_stride,
-                      gint          channels,
-                      gint          dst_width,
-                      gint          dst_height,
-                      gint          row0,
-                      gint          row1,
-                      guint8       *dst,
-                      gsize         dst_stride)
+catdog_resample_rows (const CatdogPicture *src,
+                      gint                 dst_width,
+                      gint                 dst_height,
+                      gint                 row0,
+                      gint                 row1,
+                      guint8              *dst)
 {
+  gint channels = src->channels;
+
   for (gint y = row0; y < row1; y++)
     {
-      guint8 *out = dst + (gsize) (y - row0) * dst_stride;
+      guint8 *out = dst + (gsize) (y - row0) * dst_width * channels;
       gint    y0, y1;
 
-      source_range (y, src_height, dst_height, &y0, &y1);
+      source_range (y, src->height, dst_height, &y0, &y1);
 
       for (gint x = 0; x < dst_width; x++)
         {
           gint x0, x1;
 
-          source_range (x, src_width, dst_width, &x0, &x1);
+          source_range (x, src->width, dst_width, &x0, &x1);
 
           for (gint c = 0; c < channels; c++)
             {
@@ -85,7 +83,7 @@ catdog_resample_rows (const guint8 *src,
 
               for (gint sy = y0; sy < y1; sy++)
                 {
-                  const guint8 *row = src + (gsize) sy * src_stride;
+                  const guint8 *row = src->pixels + (gsize) sy * src->stride;
 
                   for (gint sx = x0; sx < x1; sx++)
                     sum += row[(gsize) sx * channels + c];
