@@ -54,25 +54,12 @@ set_io_error (GError      **error,
 
   /* TRANSLATORS: the last %s is the system's reason, e.g. "No space
    * left on device" */
-  switch (action)
-    {
-    case IO_READ:
-      g_set_error (error, CATDOG_MODELS_ERROR, CATDOG_MODELS_ERROR_IO,
-                   _("Cannot read \"%s\": %s"), display, why);
-      break;
-    case IO_WRITE:
-      g_set_error (error, CATDOG_MODELS_ERROR, CATDOG_MODELS_ERROR_IO,
-                   _("Cannot write \"%s\": %s"), display, why);
-      break;
-    case IO_CREATE:
-      g_set_error (error, CATDOG_MODELS_ERROR, CATDOG_MODELS_ERROR_IO,
-                   _("Cannot create \"%s\": %s"), display, why);
-      break;
-    case IO_REMOVE:
-      g_set_error (error, CATDOG_MODELS_ERROR, CATDOG_MODELS_ERROR_IO,
-                   _("Cannot remove \"%s\": %s"), display, why);
-      break;
-    }
+  g_set_error (error, CATDOG_MODELS_ERROR, CATDOG_MODELS_ERROR_IO,
+               action == IO_READ     ? _("Cannot read \"%s\": %s")
+               : action == IO_WRITE  ? _("Cannot write \"%s\": %s")
+               : action == IO_CREATE ? _("Cannot create \"%s\": %s")
+               :                       _("Cannot remove \"%s\": %s"),
+               display, why);
   g_free (display);
 }
 
@@ -289,6 +276,7 @@ catdog_models_install (const gchar  *models_dir,
   cnn_status  st;
   int         fd       = -1;
   gboolean    ok       = FALSE;
+  gboolean    sidecar_bad;
   GStatBuf    sb;
 
   g_return_val_if_fail (models_dir && source, NULL);
@@ -343,21 +331,20 @@ catdog_models_install (const gchar  *models_dir,
       g_free (why);
       goto out;
     }
-  if (expected && strcmp (expected, file_sum))
-    {
-      g_set_error (error, CATDOG_MODELS_ERROR, CATDOG_MODELS_ERROR_CHECKSUM,
-                   _("\"%s\" is damaged or not the expected file: its SHA-256 "
-                     "is %s, its .sha256 file says %s."),
-                   display, file_sum, expected);
-      goto out;
-    }
+  /* The .sha256 file speaks of the whole file, the metadata of the
+   * tensor data; the .sha256 file is checked first. */
   meta_sum = metadata_checksum (model);
-  if (meta_sum && strcmp (meta_sum, data_sum))
+  sidecar_bad = expected && strcmp (expected, file_sum);
+  if (sidecar_bad || (meta_sum && strcmp (meta_sum, data_sum)))
     {
       g_set_error (error, CATDOG_MODELS_ERROR, CATDOG_MODELS_ERROR_CHECKSUM,
-                   _("\"%s\" is damaged: the SHA-256 of its tensor data is "
-                     "%s, its metadata says %s."),
-                   display, data_sum, meta_sum);
+                   sidecar_bad
+                   ? _("\"%s\" is damaged or not the expected file: its "
+                       "SHA-256 is %s, its .sha256 file says %s.")
+                   : _("\"%s\" is damaged: the SHA-256 of its tensor data is "
+                       "%s, its metadata says %s."),
+                   display, sidecar_bad ? file_sum : data_sum,
+                   sidecar_bad ? expected : meta_sum);
       goto out;
     }
 

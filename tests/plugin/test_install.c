@@ -15,7 +15,7 @@
 #include <glib/gstdio.h>
 
 #include "catdog-models.h"
-#include "check.h"
+#include "gcheck.h"
 
 static gchar *tmp;
 
@@ -105,13 +105,7 @@ dir_listing (const gchar *dir)
   return text;
 }
 
-#define CHECK_LISTING(dir, want)                                           \
-  do {                                                                     \
-    gchar *got_ = dir_listing (dir);                                       \
-    CHECKF (! strcmp (got_, want), "folder holds \"%s\", expected \"%s\"", \
-            got_, want);                                                   \
-    g_free (got_);                                                         \
-  } while (0)
+#define CHECK_LISTING(dir, want) CHECK_STRING (dir_listing (dir), want)
 
 /* An install that must fail with code and a message containing sub,
  * leaving the folder as it was. */
