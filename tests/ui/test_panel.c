@@ -61,6 +61,22 @@ static const char FIVE_SPEC[] =
   "  {\"type\": \"sigmoid\", \"name\": \"prob\"}]}";
 #undef FIVE_BLOCK
 
+/* A model from spec with random weights (seed), saved at path. */
+static void
+save_model (const char *spec,
+            guint64     seed,
+            const char *path,
+            cnn_dtype   dtype,
+            const char *extra_json)
+{
+  cnn_model *m = NULL;
+
+  CHECK_OK (cnn_model_from_spec (spec, &m));
+  CHECK_OK (cnn_model_init (m, seed));
+  CHECK_OK (cnn_model_save (m, path, dtype, extra_json));
+  cnn_model_free (m);
+}
+
 static void
 pump (guint ms)
 {
@@ -350,7 +366,6 @@ main (int    argc,
   gchar       *five;
   GtkComboBox *hc;
   GtkSpinButton *spin;
-  cnn_model   *m = NULL;
   GError      *error = NULL;
   GtkWidget   *window, *panel;
   GtkTreeView *mv, *lv;
@@ -373,27 +388,17 @@ main (int    argc,
   dir = g_dir_make_tmp ("catdog-ui-XXXXXX", &error);
   g_assert_no_error (error);
   shipped = g_build_filename (dir, "catdog.safetensors", NULL);
-  CHECK_OK (cnn_model_from_spec ("article", &m));
-  CHECK_OK (cnn_model_init (m, 1));
-  CHECK_OK (cnn_model_save (m, shipped, CNN_DTYPE_F16, NULL));
-  cnn_model_free (m);
-  m = NULL;
+  save_model ("article", 1, shipped, CNN_DTYPE_F16, NULL);
   models    = g_build_filename (dir, "models", NULL);
   small_src = g_build_filename (dir, "small.safetensors", NULL);
-  CHECK_OK (cnn_model_from_spec (SMALL_SPEC, &m));
-  CHECK_OK (cnn_model_init (m, 3));
-  CHECK_OK (cnn_model_save (m, small_src, CNN_DTYPE_F32,
-                            "{\"metrics\": {\"val_accuracy\": 0.625}}"));
-  cnn_model_free (m);
+  save_model (SMALL_SPEC, 3, small_src, CNN_DTYPE_F32,
+              "{\"metrics\": {\"val_accuracy\": 0.625}}");
   small = catdog_models_install (models, small_src, FALSE, &error);
   CHECKF (small != NULL, "%s", error ? error->message : "");
   g_clear_error (&error);
   five_src = g_build_filename (dir, "five.safetensors", NULL);
-  CHECK_OK (cnn_model_from_spec (FIVE_SPEC, &m));
-  CHECK_OK (cnn_model_init (m, 5));
-  CHECK_OK (cnn_model_save (m, five_src, CNN_DTYPE_F16,
-                            "{\"metrics\": {\"val_accuracy\": 0.9332}}"));
-  cnn_model_free (m);
+  save_model (FIVE_SPEC, 5, five_src, CNN_DTYPE_F16,
+              "{\"metrics\": {\"val_accuracy\": 0.9332}}");
 
   window = panel_window (models, shipped, &panel);
   gtk_container_add (GTK_CONTAINER (window), panel);
