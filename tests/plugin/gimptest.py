@@ -90,6 +90,16 @@ class Checks:
         return self.ok(r.get("status") == "success",
                        f"{key}: success ({r.get('error', r.get('status'))})")
 
+    def refused(self, res, key, word, what):
+        """Checks that the call recorded as res[key] failed with an
+        execution error whose message holds word, and that the script
+        found the image's layers as they were (res[key]
+        ["layers_unchanged"])."""
+        r = res.get(key, {})
+        self.ok(r.get("status") == "execution-error" and word in r.get("error", ""),
+                f"{what}: refused ({r.get('error')})")
+        return self.ok(r.get("layers_unchanged"), f"{what}: layers unchanged")
+
     def done(self):
         print(f"{self.count - self.failures}/{self.count} checks passed")
         sys.exit(1 if self.failures else 0)

@@ -159,14 +159,23 @@ shutil.rmtree(os.path.join(profile.profile, "plug-in-settings"), ignore_errors=T
 shots = {}
 
 
+def open_dialog(proc, title, what, shot, path):
+    """Waits for the dialog window called title (checked as what), lets it
+    settle and saves it as shots[shot], at path; returns it or None."""
+    win = find_window(title, proc)
+    checks.ok(win is not None, what)
+    if win:
+        time.sleep(1.5)
+        shots[shot] = path
+        screenshot(win, path)
+    return win
+
+
 def drive_english(proc):
-    win = find_window("Cat or Dog", proc)
-    checks.ok(win is not None, "the dialog opened (window 'Cat or Dog')")
+    win = open_dialog(proc, "Cat or Dog", "the dialog opened (window 'Cat or Dog')",
+                      "open", profile.path("dialog-open.png"))
     if not win:
         return
-    time.sleep(1.5)
-    shots["open"] = profile.path("dialog-open.png")
-    screenshot(win, shots["open"])
     # Feature maps on (Alt+F), focus the layer list (Alt+L), second row
     # (conv2), Enter toggles its check box off; the style combo (Alt+T)
     # one down (channels); top channels (Alt+P) 2; heat map on (Alt+G);
@@ -262,14 +271,11 @@ profile_de = gt.Profile("dialog-de")
 
 
 def drive_german(proc):
-    win = find_window("Katze oder Hund", proc)
-    checks.ok(win is not None, "LANGUAGE=de: the dialog's title is 'Katze oder Hund'")
-    if not win:
-        return
-    time.sleep(1.5)
-    shots["de"] = profile_de.path("dialog-de.png")
-    screenshot(win, shots["de"])
-    keys(win, "Escape")
+    win = open_dialog(proc, "Katze oder Hund",
+                      "LANGUAGE=de: the dialog's title is 'Katze oder Hund'",
+                      "de", profile_de.path("dialog-de.png"))
+    if win:
+        keys(win, "Escape")
 
 
 res = gui_run(profile_de, False, {"LANGUAGE": "de"}, drive_german)
