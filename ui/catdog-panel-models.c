@@ -204,7 +204,8 @@ model_selection_changed (GtkTreeSelection *sel,
 }
 
 GtkWidget *
-catdog_panel_build_model_section (CatdogPanel *panel)
+catdog_panel_build_model_section (CatdogPanel *panel,
+                                  GtkWidget   *buttons)
 {
   GtkWidget   *box  = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
   GtkTreeView *view;
@@ -241,8 +242,7 @@ catdog_panel_build_model_section (CatdogPanel *panel)
   gtk_widget_set_no_show_all (panel->model_error, TRUE);
   gtk_box_pack_start (GTK_BOX (box), panel->model_error, FALSE, FALSE, 0);
 
-  gtk_box_pack_start (GTK_BOX (box), catdog_panel_build_buttons (panel),
-                      FALSE, FALSE, 0);
+  gtk_box_pack_start (GTK_BOX (box), buttons, FALSE, FALSE, 0);
 
   return catdog_panel_framed (_("Model"), box);
 }

@@ -80,7 +80,8 @@ connect_option (CatdogPanel *panel,
 }
 
 GtkWidget *
-catdog_panel_build_maps_section (CatdogPanel *panel)
+catdog_panel_build_maps_section (CatdogPanel *panel,
+                                 GtkWidget   *layer_list)
 {
   GtkWidget *box  = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
   GtkWidget *grid = gtk_grid_new ();
@@ -134,8 +135,7 @@ catdog_panel_build_maps_section (CatdogPanel *panel)
   connect_option (panel, panel->colormap_combo, "changed", "colormap");
   gtk_box_pack_start (GTK_BOX (box), grid, FALSE, FALSE, 0);
 
-  gtk_box_pack_start (GTK_BOX (box), catdog_panel_build_layer_list (panel),
-                      TRUE, TRUE, 0);
+  gtk_box_pack_start (GTK_BOX (box), layer_list, TRUE, TRUE, 0);
 
   return catdog_panel_framed (_("Feature maps"), box);
 }

@@ -10,8 +10,11 @@
  *   catdog-panel-layers.c   the conv layer list
  *   catdog-panel-options.c  feature-map and heat-map options
  *   catdog-panel-result.c   the verdict
- * catdog-panel.c builds each part through its catdog_panel_build_*();
- * the parts call each other only through the functions below. */
+ * catdog-panel.c builds each part through its catdog_panel_build_*() and
+ * hands property changes on to them; the parts use its helpers, and call
+ * each other only through the functions below, one way each: buttons ->
+ * models (a file chosen, the list refreshed), models -> layers (the
+ * chosen model's layers), layers -> options (the heat map's combo). */
 #ifndef CATDOG_PANEL_PRIVATE_H
 #define CATDOG_PANEL_PRIVATE_H
 
@@ -99,7 +102,10 @@ GtkWidget       *catdog_panel_scrolled              (GtkWidget *child,
 
 void             catdog_panel_set_file              (CatdogPanel *panel,
                                                      GFile       *file);
-GtkWidget       *catdog_panel_build_model_section   (CatdogPanel *panel);
+/* The model list's frame, with buttons (catdog_panel_build_buttons())
+ * under the list. */
+GtkWidget       *catdog_panel_build_model_section   (CatdogPanel *panel,
+                                                     GtkWidget   *buttons);
 
 /* catdog-panel-buttons.c: the row under the model list */
 
@@ -122,7 +128,10 @@ GtkWidget       *catdog_panel_build_layer_list      (CatdogPanel *panel);
 
 void             catdog_panel_sync_sensitivity      (CatdogPanel *panel);
 void             catdog_panel_sync_heatmap_combo    (CatdogPanel *panel);
-GtkWidget       *catdog_panel_build_maps_section    (CatdogPanel *panel);
+/* The feature maps' frame: the options above layer_list
+ * (catdog_panel_build_layer_list()). */
+GtkWidget       *catdog_panel_build_maps_section    (CatdogPanel *panel,
+                                                     GtkWidget   *layer_list);
 GtkWidget       *catdog_panel_build_heatmap_section (CatdogPanel *panel);
 
 /* catdog-panel-result.c */

@@ -142,11 +142,15 @@ catdog_panel_constructed (GObject *object)
   gtk_orientable_set_orientation (GTK_ORIENTABLE (panel),
                                   GTK_ORIENTATION_VERTICAL);
   gtk_box_set_spacing (GTK_BOX (panel), 12);
-  gtk_box_pack_start (GTK_BOX (panel), catdog_panel_build_model_section (panel),
+  gtk_box_pack_start (GTK_BOX (panel),
+                      catdog_panel_build_model_section (
+                        panel, catdog_panel_build_buttons (panel)),
                       FALSE, FALSE, 0);
   row  = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 18);
   side = gtk_box_new (GTK_ORIENTATION_VERTICAL, 12);
-  gtk_box_pack_start (GTK_BOX (row), catdog_panel_build_maps_section (panel),
+  gtk_box_pack_start (GTK_BOX (row),
+                      catdog_panel_build_maps_section (
+                        panel, catdog_panel_build_layer_list (panel)),
                       TRUE, TRUE, 0);
   gtk_box_pack_start (GTK_BOX (side), catdog_panel_build_heatmap_section (panel),
                       FALSE, FALSE, 0);
