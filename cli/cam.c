@@ -52,20 +52,11 @@ static const cli_option options[] = {
  * the exit status after reporting. */
 static int find_tap(const cnn_model *m, const char *model_path, const char *name, int *tap)
 {
-    int convs = 0;
-    for (int i = 0; i < m->n_layers; i++) convs += m->layers[i].type == CNN_LAYER_CONV2D;
-    if (convs == 0) {
+    if (cnn_model_find_conv(m, NULL, NULL, tap) != CNN_OK) {
         cli_error(_("%s: the network has no conv layer to look into"), model_path);
         return CLI_FAILED;
     }
-    *tap = convs - 1;
-    if (!name) return CLI_OK;
-    int layer;
-    int status = cli_conv_layer(m, "cam", model_path, name, &layer);
-    if (status != CLI_OK) return status;
-    *tap = 0;
-    for (int i = 0; i < layer; i++) *tap += m->layers[i].type == CNN_LAYER_CONV2D;
-    return CLI_OK;
+    return name ? cli_conv_layer(m, "cam", model_path, name, NULL, tap) : CLI_OK;
 }
 
 /* The heat map over the whole photo (gray, photo's size); NULL after
@@ -154,9 +145,8 @@ static int run(const cnn_model *m, cnn_net *net, int tap, const char *image, flo
     if (!(heat = render_heat(m, cam, v.h, v.w, &photo, image))) goto done;
 
     const double positive = cnn_model_probability(m, logit);
-    const bool second = positive >= 0.5;
-    const char *label = m->labels[second ? 1 : 0];
-    printf("%s\t%s\t%.4f\t%s\n", image, label, second ? positive : 1.0 - positive, layer->name);
+    const char *label = m->labels[cnn_verdict(positive)];
+    printf("%s\t%s\t%.4f\t%s\n", image, label, cnn_verdict_confidence(positive), layer->name);
     /* Keeps the verdict before any message on a terminal. */
     fflush(stdout);
     bool any = false;

@@ -46,13 +46,8 @@ static verdict decide(const cnn_model *m, float logit)
 {
     verdict v;
     v.positive = cnn_model_probability(m, logit);
-    if (v.positive >= 0.5) {
-        v.label = m->labels[1];
-        v.probability = v.positive;
-    } else {
-        v.label = m->labels[0];
-        v.probability = 1.0 - v.positive;
-    }
+    v.label = m->labels[cnn_verdict(v.positive)];
+    v.probability = cnn_verdict_confidence(v.positive);
     return v;
 }
 

@@ -16,11 +16,15 @@
 
 const char *cli_default_model(void)
 {
-    const char *env = getenv("CATDOG_MODEL");
-    if (env && *env) return env;
-    static const char installed[] = CATDOG_DATADIR "/" MODEL_FILE;
-    if (access(installed, R_OK) == 0) return installed;
-    return CATDOG_SRCDIR "/weights/" MODEL_FILE;
+    static const char *const fallbacks[] = {
+        CATDOG_DATADIR "/" MODEL_FILE,         /* installed */
+        CATDOG_SRCDIR "/weights/" MODEL_FILE,  /* an uninstalled build */
+    };
+    static char *path; /* found once, kept for the process's life */
+    if (!path &&
+        cnn_default_model(getenv("CATDOG_MODEL"), NULL, fallbacks, 2, &path) != CNN_OK)
+        return fallbacks[1];
+    return path;
 }
 
 void cli_error(const char *fmt, ...)
@@ -224,23 +228,31 @@ int cli_run_image(const cnn_model *m, cnn_net *net, const char *image,
 }
 
 int cli_conv_layer(const cnn_model *m, const char *cmd, const char *model_path,
-                   const char *name, int *index)
+                   const char *name, int *layer, int *tap)
 {
-    const int i = cnn_model_find_layer(m, name);
-    *index = i;
-    if (i >= 0 && m->layers[i].type == CNN_LAYER_CONV2D) return CLI_OK;
-    char convs[CNN_MAX_LAYERS * CNN_MAX_NAME] = "";
-    size_t used = 0;
-    for (int j = 0; j < m->n_layers; j++) {
-        if (m->layers[j].type != CNN_LAYER_CONV2D) continue;
-        int w = snprintf(convs + used, sizeof convs - used, " %s", m->layers[j].name);
-        if (w > 0 && (size_t)w < sizeof convs - used) used += (size_t)w;
+    int found;
+    if (cnn_model_find_conv(m, name, &found, tap) == CNN_OK) {
+        if (layer) *layer = found;
+        return CLI_OK;
     }
-    if (i < 0)
-        return cli_usage_error(cmd, _("%s: no layer called '%s'; its conv layers are:%s"),
-                               model_path, name, convs);
-    return cli_usage_error(cmd, _("%s: '%s' is not a conv layer; its conv layers are:%s"),
-                           model_path, name, convs);
+    /* The list as " conv1 conv2": the messages put it right after "are:". */
+    char *names = NULL, *convs = NULL;
+    if (cnn_model_conv_names(m, " ", &names) == CNN_OK &&
+        (convs = malloc(strlen(names) + 2)) != NULL)
+        snprintf(convs, strlen(names) + 2, "%s%s", *names ? " " : "", names);
+    free(names);
+    if (!convs) {
+        cli_error("%s", _("out of memory"));
+        return CLI_FAILED;
+    }
+    if (found < 0)
+        cli_usage_error(cmd, _("%s: no layer called '%s'; its conv layers are:%s"), model_path,
+                        name, convs);
+    else
+        cli_usage_error(cmd, _("%s: '%s' is not a conv layer; its conv layers are:%s"), model_path,
+                        name, convs);
+    free(convs);
+    return CLI_USAGE;
 }
 
 int cli_run_one_image(const cnn_model *m, cnn_net *net, const char *image, float *logit)

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char usage_text[] = N_(
     "usage: catdog eval [--model FILE] [--threads N] [--limit N] [--mistakes N] DIR\n"
@@ -51,13 +50,6 @@ static int by_confidence(const void *a, const void *b)
     const mistake *x = a, *y = b;
     if (x->wrong_p != y->wrong_p) return x->wrong_p < y->wrong_p ? 1 : -1;
     return x->index - y->index;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 int cmd_eval(int argc, char **argv)
@@ -123,7 +115,7 @@ int cmd_eval(int argc, char **argv)
     }
 
     long confusion[2][2] = {{0, 0}, {0, 0}};
-    double ll = 0.0, t_forward = 0.0, t0 = now_s();
+    double ll = 0.0, t_forward = 0.0, t0 = cnn_clock_seconds();
     for (int b0 = 0; b0 < n; b0 += EVAL_BATCH) {
         int k = n - b0 < EVAL_BATCH ? n - b0 : EVAL_BATCH;
         for (int j = 0; j < k; j++) {
@@ -141,9 +133,9 @@ int cmd_eval(int argc, char **argv)
                 goto out;
             }
         }
-        double tf = now_s();
+        double tf = cnn_clock_seconds();
         s = cnn_net_forward(net, inputs, k, logits);
-        t_forward += now_s() - tf;
+        t_forward += cnn_clock_seconds() - tf;
         if (s) {
             cli_error("%s", cnn_last_error());
             goto out;
@@ -151,13 +143,13 @@ int cmd_eval(int argc, char **argv)
         for (int j = 0; j < k; j++) {
             int y = labels[b0 + j];
             double pr = cnn_model_probability(m, logits[j]);
-            confusion[y][pr >= 0.5]++;
-            if ((pr >= 0.5) != (y == 1))
+            confusion[y][cnn_verdict(pr)]++;
+            if (cnn_verdict(pr) != (y == 1))
                 wrong[n_wrong++] = (mistake){b0 + j, y ? 1.0 - pr : pr};
             ll -= y ? log(pr) : log(1.0 - pr);
         }
     }
-    double total = now_s() - t0;
+    double total = cnn_clock_seconds() - t0;
     long correct = confusion[0][0] + confusion[1][1];
     /* Everything before the matrix rows and the last line is for people;
      * those two are read by scripts (weights/README.md's model card). */

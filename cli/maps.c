@@ -109,7 +109,7 @@ static int choose_layers(const cnn_model *m, const char *model_path, char **name
             continue;
         }
         int i;
-        int status = cli_conv_layer(m, "maps", model_path, names[k], &i);
+        int status = cli_conv_layer(m, "maps", model_path, names[k], &i, NULL);
         if (status != CLI_OK) return status;
         chosen[i] = true;
     }

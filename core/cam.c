@@ -11,7 +11,6 @@
  * affine map, dropout the identity).  Memory is allocated per call: this
  * runs once per heat map, it is not a kernel. */
 #include "cnn_internal.h"
-#include "net_internal.h"
 #include "train_kernels.h"
 
 #include <math.h>
