@@ -50,11 +50,10 @@ static const char usage_text[] = N_(
     "  -i, --image JPEG    also time this photo end to end\n"
     "  -h, --help          show this help\n");
 
-enum { OPT_MODEL = 1, OPT_ARCH, OPT_THREADS, OPT_BATCH, OPT_RUNS, OPT_ISA, OPT_DENSE, OPT_IMAGE,
-       OPT_HELP };
+enum { OPT_ARCH = 1, OPT_THREADS, OPT_BATCH, OPT_RUNS, OPT_ISA, OPT_DENSE, OPT_IMAGE };
 
+/* Besides --model and --help (common.h); --threads takes a list here. */
 static const cli_option options[] = {
-    {"model", 'm', true, OPT_MODEL},
     {"arch", 'a', true, OPT_ARCH},
     {"threads", 't', true, OPT_THREADS},
     {"batch", 'b', true, OPT_BATCH},
@@ -62,7 +61,6 @@ static const cli_option options[] = {
     {"isa", 0, true, OPT_ISA},
     {"dense", 0, true, OPT_DENSE},
     {"image", 'i', true, OPT_IMAGE},
-    {"help", 'h', false, OPT_HELP},
     {NULL, 0, false, 0},
 };
 
@@ -334,67 +332,73 @@ static int bench_image(const cnn_model *m, const cnn_net_options *no, const char
     return CLI_OK;
 }
 
+typedef struct {
+    const char *arch, *image;
+    int threads[MAX_THREAD_COUNTS], n_threads, batch, runs;
+    cnn_net_options no;
+} bench_args;
+
+static int bench_option(void *ctx, int id, const char *val)
+{
+    bench_args *a = ctx;
+    switch (id) {
+    case CLI_OPERAND: return cli_usage_error("bench", _("unexpected argument '%s'"), val);
+    case OPT_ARCH: a->arch = val; break;
+    case OPT_THREADS:
+        if (!parse_threads(val, a->threads, &a->n_threads))
+            return cli_usage_error("bench",
+                                   _("--threads takes up to %d counts from 0 to 1024, "
+                                     "comma-separated, not '%s'"),
+                                   MAX_THREAD_COUNTS, val);
+        break;
+    case OPT_BATCH: return cli_int_option("bench", "--batch", val, 1, 4096, &a->batch);
+    case OPT_RUNS: return cli_int_option("bench", "--runs", val, 1, 1000000, &a->runs);
+    case OPT_ISA: {
+        int found = -1;
+        for (int i = 0; i < CNN_ISA_COUNT; i++)
+            if (strcmp(val, cnn_isa_name((cnn_isa)i)) == 0) found = i;
+        if (found < 0)
+            return cli_usage_error("bench", _("--isa must be avx512, avx2 or portable, not '%s'"),
+                                   val);
+        if (!cnn_isa_supported((cnn_isa)found)) {
+            cli_error(_("bench: this CPU (or build) cannot run the %s kernels"), val);
+            return CLI_FAILED;
+        }
+        a->no.isa = found;
+        break;
+    }
+    case OPT_DENSE:
+        if (strcmp(val, "auto") == 0) a->no.dense = CNN_DENSE_AUTO;
+        else if (strcmp(val, "f32") == 0) a->no.dense = CNN_DENSE_F32;
+        else if (strcmp(val, "bf16") == 0) a->no.dense = CNN_DENSE_BF16;
+        else if (strcmp(val, "f16") == 0) a->no.dense = CNN_DENSE_F16;
+        else return cli_usage_error("bench",
+                                    _("--dense must be auto, f32, bf16 or f16, not '%s'"), val);
+        break;
+    case OPT_IMAGE: a->image = val; break;
+    default: break;
+    }
+    return CLI_OK;
+}
+
 int cmd_bench(int argc, char **argv)
 {
-    const char *model_path = NULL, *arch = NULL, *image = NULL;
-    int threads[MAX_THREAD_COUNTS], n_threads = 0, batch = 32, runs = 200;
-    cnn_net_options no;
-    cnn_net_options_init(&no);
-
+    bench_args a = {.n_threads = 0, .batch = 32, .runs = 200};
+    cnn_net_options_init(&a.no);
     cli_parser p;
-    cli_parser_init(&p, "bench", argc, argv, options);
-    const char *val;
-    for (int id; (id = cli_next(&p, &val)) != CLI_END;) {
-        switch (id) {
-        case CLI_BAD: return CLI_USAGE;
-        case CLI_OPERAND: return cli_usage_error("bench", _("unexpected argument '%s'"), val);
-        case OPT_MODEL: model_path = val; break;
-        case OPT_ARCH: arch = val; break;
-        case OPT_THREADS:
-            if (!parse_threads(val, threads, &n_threads))
-                return cli_usage_error("bench",
-                                       _("--threads takes up to %d counts from 0 to 1024, "
-                                         "comma-separated, not '%s'"),
-                                       MAX_THREAD_COUNTS, val);
-            break;
-        case OPT_BATCH:
-            if (!cli_parse_int("bench", "--batch", val, 1, 4096, &batch)) return CLI_USAGE;
-            break;
-        case OPT_RUNS:
-            if (!cli_parse_int("bench", "--runs", val, 1, 1000000, &runs)) return CLI_USAGE;
-            break;
-        case OPT_ISA: {
-            int found = -1;
-            for (int i = 0; i < CNN_ISA_COUNT; i++)
-                if (strcmp(val, cnn_isa_name((cnn_isa)i)) == 0) found = i;
-            if (found < 0)
-                return cli_usage_error("bench", _("--isa must be avx512, avx2 or portable, not '%s'"),
-                                       val);
-            if (!cnn_isa_supported((cnn_isa)found)) {
-                cli_error(_("bench: this CPU (or build) cannot run the %s kernels"), val);
-                return CLI_FAILED;
-            }
-            no.isa = found;
-            break;
-        }
-        case OPT_DENSE:
-            if (strcmp(val, "auto") == 0) no.dense = CNN_DENSE_AUTO;
-            else if (strcmp(val, "f32") == 0) no.dense = CNN_DENSE_F32;
-            else if (strcmp(val, "bf16") == 0) no.dense = CNN_DENSE_BF16;
-            else if (strcmp(val, "f16") == 0) no.dense = CNN_DENSE_F16;
-            else return cli_usage_error("bench",
-                                        _("--dense must be auto, f32, bf16 or f16, not '%s'"), val);
-            break;
-        case OPT_IMAGE: image = val; break;
-        case OPT_HELP: fputs(_(usage_text), stdout); return CLI_OK;
-        default: break;
-        }
+    cli_parser_init(&p, "bench", argc, argv, options, CLI_COMMON_MODEL | CLI_COMMON_HELP,
+                    usage_text);
+    const int parsed = cli_parse(&p, bench_option, &a);
+    if (parsed != CLI_CONTINUE) return parsed;
+    if (p.model && a.arch)
+        return cli_usage_error("bench", "%s", _("give --model or --arch, not both"));
+    if (a.n_threads == 0) {
+        a.threads[a.n_threads++] = 1;
+        if (cnn_cpu_count() > 1) a.threads[a.n_threads++] = cnn_cpu_count();
     }
-    if (model_path && arch) return cli_usage_error("bench", "%s", _("give --model or --arch, not both"));
-    if (n_threads == 0) {
-        threads[n_threads++] = 1;
-        if (cnn_cpu_count() > 1) threads[n_threads++] = cnn_cpu_count();
-    }
+    const char *model_path = p.model, *arch = a.arch, *image = a.image;
+    const int *threads = a.threads, n_threads = a.n_threads, batch = a.batch, runs = a.runs;
+    const cnn_net_options no = a.no;
 
     cnn_model *m = NULL;
     double t0 = cnn_clock_seconds();

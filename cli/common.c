@@ -65,9 +65,13 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 }
 
 void cli_parser_init(cli_parser *p, const char *cmd, int argc, char **argv,
-                     const cli_option *options)
+                     const cli_option *options, int common, const char *usage)
 {
     p->cmd = cmd;
+    p->usage = usage;
+    p->common = common;
+    p->model = NULL;
+    p->threads = -1;
     p->argc = argc;
     p->argv = argv;
     p->next = 1;
@@ -75,26 +79,43 @@ void cli_parser_init(cli_parser *p, const char *cmd, int argc, char **argv,
     p->options = options;
 }
 
-static const cli_option *find_long(const cli_option *o, const char *name,
-                                   size_t len)
+/* The common options, in the order of their CLI_COMMON_* bits; their ids
+ * are above any command's own. */
+enum { ID_MODEL = 1000, ID_THREADS, ID_HELP };
+
+static const cli_option common_options[] = {
+    {"model", 'm', true, ID_MODEL},
+    {"threads", 't', true, ID_THREADS},
+    {"help", 'h', false, ID_HELP},
+};
+
+/* Whether o is called name (len bytes), or short_name when name is NULL. */
+static bool is_option(const cli_option *o, const char *name, size_t len, char short_name)
 {
-    for (; o->id != 0; o++)
-        if (strlen(o->long_name) == len && strncmp(o->long_name, name, len) == 0)
-            return o;
+    if (!name) return o->short_name && o->short_name == short_name;
+    return strlen(o->long_name) == len && strncmp(o->long_name, name, len) == 0;
+}
+
+/* The command's own option of that name, else a common one it has. */
+static const cli_option *find_option(const cli_parser *p, const char *name, size_t len,
+                                     char short_name)
+{
+    for (const cli_option *o = p->options; o->id != 0; o++)
+        if (is_option(o, name, len, short_name)) return o;
+    for (size_t i = 0; i < sizeof common_options / sizeof *common_options; i++)
+        if ((p->common & (1 << i)) && is_option(&common_options[i], name, len, short_name))
+            return &common_options[i];
     return NULL;
 }
 
-static const cli_option *find_short(const cli_option *o, char c)
-{
-    for (; o->id != 0; o++)
-        if (o->short_name && o->short_name == c) return o;
-    return NULL;
-}
+enum { NEXT_END = 0, NEXT_BAD = -2 };
 
-int cli_next(cli_parser *p, const char **value)
+/* Returns the id of the next option (its argument in *value), CLI_OPERAND
+ * with the argument in *value, NEXT_END, or NEXT_BAD (reported). */
+static int next_argument(cli_parser *p, const char **value)
 {
     *value = NULL;
-    if (p->next >= p->argc) return CLI_END;
+    if (p->next >= p->argc) return NEXT_END;
     const char *arg = p->argv[p->next++];
 
     if (p->operands_only || arg[0] != '-' || arg[1] == '\0') {
@@ -104,7 +125,7 @@ int cli_next(cli_parser *p, const char **value)
     }
     if (strcmp(arg, "--") == 0) {
         p->operands_only = true;
-        return cli_next(p, value);
+        return next_argument(p, value);
     }
 
     const cli_option *o;
@@ -112,29 +133,29 @@ int cli_next(cli_parser *p, const char **value)
     if (arg[1] == '-') {
         const char *name = arg + 2, *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        o = find_long(p->options, name, len);
+        o = find_option(p, name, len, 0);
         if (!o) {
             cli_usage_error(p->cmd, _("unknown option '--%.*s'"), (int)len, name);
-            return CLI_BAD;
+            return NEXT_BAD;
         }
         if (eq) {
             if (!o->has_value) {
                 cli_usage_error(p->cmd, _("option '--%s' takes no value"), o->long_name);
-                return CLI_BAD;
+                return NEXT_BAD;
             }
             inline_value = eq + 1;
         }
     } else {
-        o = find_short(p->options, arg[1]);
+        o = find_option(p, NULL, 0, arg[1]);
         if (!o) {
             cli_usage_error(p->cmd, _("unknown option '-%c'"), arg[1]);
-            return CLI_BAD;
+            return NEXT_BAD;
         }
         if (arg[2] != '\0') {
             /* "-t4" is "-t 4"; grouped flags ("-ab") are not supported. */
             if (!o->has_value) {
                 cli_usage_error(p->cmd, _("unknown option '%s'"), arg);
-                return CLI_BAD;
+                return NEXT_BAD;
             }
             inline_value = arg + 2;
         }
@@ -147,10 +168,52 @@ int cli_next(cli_parser *p, const char **value)
             *value = p->argv[p->next++];
         } else {
             cli_usage_error(p->cmd, _("option '--%s' needs a value"), o->long_name);
-            return CLI_BAD;
+            return NEXT_BAD;
         }
     }
     return o->id;
+}
+
+int cli_parse(cli_parser *p, cli_handler handle, void *ctx)
+{
+    const char *value;
+    for (int id; (id = next_argument(p, &value)) != NEXT_END;) {
+        int status = CLI_OK;
+        switch (id) {
+        case NEXT_BAD: return CLI_USAGE;
+        case ID_MODEL: p->model = value; break;
+        case ID_THREADS:
+            if (!cli_parse_int(p->cmd, "--threads", value, 0, 1024, &p->threads))
+                return CLI_USAGE;
+            break;
+        case ID_HELP: fputs(_(p->usage), stdout); return CLI_OK;
+        default: status = handle(ctx, id, value); break;
+        }
+        if (status != CLI_OK) return status;
+    }
+    return CLI_CONTINUE;
+}
+
+int cli_int_option(const char *cmd, const char *name, const char *text, int min, int max,
+                   int *out)
+{
+    return cli_parse_int(cmd, name, text, min, max, out) ? CLI_OK : CLI_USAGE;
+}
+
+int cli_name_option(const char *cmd, const char *value, const char *message,
+                    const char **out)
+{
+    if (!*value) return cli_usage_error(cmd, "%s", message);
+    *out = value;
+    return CLI_OK;
+}
+
+int cli_one_image(const char *cmd, const char **image, const char *value)
+{
+    if (*image)
+        return cli_usage_error(cmd, _("one IMAGE at a time ('%s' and '%s')"), *image, value);
+    *image = value;
+    return CLI_OK;
 }
 
 bool cli_parse_int(const char *cmd, const char *name, const char *text,
@@ -169,10 +232,11 @@ bool cli_parse_int(const char *cmd, const char *name, const char *text,
     return true;
 }
 
-int cli_open_model(const char *path, int threads, cnn_model **model,
+int cli_open_model(const char **path_in, int threads, cnn_model **model,
                    cnn_net **net)
 {
-    if (!path) path = cli_default_model();
+    if (!*path_in) *path_in = cli_default_model();
+    const char *path = *path_in;
     *model = NULL;
     *net = NULL;
     if (cnn_model_load(path, model) != CNN_OK) {

@@ -517,6 +517,16 @@ cnn_status cnn_net_top_channels(const cnn_net *net, int tap, int index,
                                 int *count);
 
 /* ------------------------------------------------------------------ */
+/* Ranking                                                            */
+/* ------------------------------------------------------------------ */
+
+/* order[0 .. n - 1] gets 0 .. n - 1 sorted by decreasing score[i]; equal
+ * scores keep increasing i, NaN scores come last (in increasing i).  The
+ * order of `catdog maps --top` (cnn_net_top_channels) and of `catdog
+ * eval --mistakes`. */
+cnn_status cnn_rank(const double *score, int n, int *order);
+
+/* ------------------------------------------------------------------ */
 /* Time                                                               */
 /* ------------------------------------------------------------------ */
 

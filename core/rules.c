@@ -4,6 +4,7 @@
  * is the default.  Declared in cnn.h. */
 #include "cnn_internal.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,39 @@ cnn_status cnn_model_find_conv(const cnn_model *m, const char *name, int *layer,
         s = cnn_fail(CNN_ERR_ARG, "'%s' is not a conv layer; its conv layers are: %s", name, list);
     free(list);
     return s;
+}
+
+/* ------------------------------------------------------------------ */
+/* Ranking                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    double score;
+    int index;
+} ranked;
+
+/* Decreasing score, then increasing index; NaN ranks last. */
+static int by_score(const void *pa, const void *pb)
+{
+    const ranked *a = pa, *b = pb;
+    const int na = isnan(a->score), nb = isnan(b->score);
+    if (na != nb) return na ? 1 : -1;
+    if (!na && a->score != b->score) return a->score > b->score ? -1 : 1;
+    return (a->index > b->index) - (a->index < b->index);
+}
+
+cnn_status cnn_rank(const double *score, int n, int *order)
+{
+    if (n < 0 || (n > 0 && (!score || !order)))
+        return cnn_fail(CNN_ERR_ARG, "cnn_rank: bad arguments (n %d)", n);
+    if (n == 0) return CNN_OK;
+    ranked *r = cnn_alloc((size_t)n, sizeof *r);
+    if (!r) return CNN_ERR_NOMEM;
+    for (int i = 0; i < n; i++) r[i].score = score[i], r[i].index = i;
+    qsort(r, (size_t)n, sizeof *r, by_score);
+    for (int i = 0; i < n; i++) order[i] = r[i].index;
+    free(r);
+    return CNN_OK;
 }
 
 /* ------------------------------------------------------------------ */

@@ -1,7 +1,7 @@
 /* test_rules.c - the small rules of the public API that the CLI, the
  * plug-in and its dialog share (core/rules.c, core/clock.c, cnn.h): the
- * verdict, finding a conv layer by name, the default model, the clock and
- * the kernel sets' FMA peak. */
+ * verdict, finding a conv layer by name, the default model, ranking, the
+ * clock and the kernel sets' FMA peak. */
 #include "cnn.h"
 #include "check.h"
 
@@ -13,16 +13,6 @@
 #include <unistd.h>
 
 static char tmp_dir[256];
-
-static void make_tmp_dir(void)
-{
-    const char *base = getenv("TMPDIR");
-    snprintf(tmp_dir, sizeof tmp_dir, "%s/catdog-rules-XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(tmp_dir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
-}
 
 static const char *in_tmp(const char *name)
 {
@@ -254,6 +244,19 @@ static void test_clock_and_peak(void)
     CHECK(cnn_cpu_count() >= 1 && cnn_cpu_count() <= 1024);
 }
 
+static void test_rank(void)
+{
+    const double score[] = {0.5, 2.0, NAN, 0.5, -1.0, 2.0, NAN};
+    int order[7] = {0};
+    const int want[7] = {1, 5, 0, 3, 4, 2, 6};
+    CHECK_OK(cnn_rank(score, 7, order));
+    for (int i = 0; i < 7; i++)
+        CHECKF(order[i] == want[i], "order[%d] = %d, want %d", i, order[i], want[i]);
+    CHECK_OK(cnn_rank(NULL, 0, NULL));
+    CHECK_FAILS(cnn_rank(score, -1, order), CNN_ERR_ARG, "cnn_rank");
+    CHECK_FAILS(cnn_rank(score, 2, NULL), CNN_ERR_ARG, "cnn_rank");
+}
+
 static void remove_tmp(void)
 {
     static const char *const names[] = {
@@ -267,11 +270,12 @@ static void remove_tmp(void)
 
 int main(void)
 {
-    make_tmp_dir();
+    check_tmp_dir(tmp_dir, sizeof tmp_dir, "rules");
     test_verdict();
     test_find_conv();
     test_folder_default();
     test_default_model();
+    test_rank();
     test_clock_and_peak();
     remove_tmp();
     return check_done("test_rules");
