@@ -14,8 +14,9 @@ int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
 /* The model used when --model is not given: $CATDOG_MODEL if set, else
- * the installed default (CATDOG_DATADIR), else the source tree's
- * weights/catdog.safetensors (for an uninstalled build). */
+ * the installed default (CATDOG_DATADIR) when readable, else the source
+ * tree's weights/catdog.safetensors (for an uninstalled build): the core's
+ * cnn_default_model() rule, which the plug-in follows too. */
 const char *cli_default_model(void);
 
 /* The conv layer called name (cnn_model_find_conv()): its index in
