@@ -11,7 +11,6 @@
  * affine map, dropout the identity).  Memory is allocated per call: this
  * runs once per heat map, it is not a kernel. */
 #include "cnn_internal.h"
-#include "net_internal.h"
 #include "train_kernels.h"
 
 #include <math.h>
@@ -343,21 +342,6 @@ cnn_status cnn_cam_render(const cnn_model *m, const float *cam, int cam_h, int c
 /* Most active channels                                               */
 /* ------------------------------------------------------------------ */
 
-typedef struct {
-    double mean;
-    int channel;
-} ranked;
-
-/* Decreasing mean, then increasing channel; NaN means rank last. */
-static int by_mean(const void *pa, const void *pb)
-{
-    const ranked *a = pa, *b = pb;
-    const bool na = isnan(a->mean), nb = isnan(b->mean);
-    if (na != nb) return na ? 1 : -1;
-    if (!na && a->mean != b->mean) return a->mean > b->mean ? -1 : 1;
-    return (a->channel > b->channel) - (a->channel < b->channel);
-}
-
 cnn_status cnn_net_top_channels(const cnn_net *net, int tap, int index, int k, int *channels,
                                 float *means, int *count)
 {
@@ -370,20 +354,26 @@ cnn_status cnn_net_top_channels(const cnn_net *net, int tap, int index, int k, i
     const float *a;
     cnn_status st = image_tap(net, tap, index, "top channels", &v, &conv, &a);
     if (st != CNN_OK) return st;
-    ranked *r = cnn_alloc((size_t)v.c, sizeof *r);
-    if (!r) return cnn_fail_prefix(CNN_ERR_NOMEM, "top channels of layer %s", conv->name);
+    /* Decreasing mean, then increasing channel; NaN means rank last. */
+    double *mean = cnn_alloc((size_t)v.c, sizeof *mean);
+    int *order = cnn_alloc((size_t)v.c, sizeof *order);
+    if (!mean || !order) {
+        free(mean);
+        free(order);
+        return cnn_fail_prefix(CNN_ERR_NOMEM, "top channels of layer %s", conv->name);
+    }
     const size_t hw = (size_t)v.h * v.w;
-    for (int c = 0; c < v.c; c++) r[c].channel = c;
     for (size_t p = 0; p < hw; p++)
-        for (int c = 0; c < v.c; c++) r[c].mean += a[p * (size_t)v.c + c];
-    for (int c = 0; c < v.c; c++) r[c].mean /= (double)hw;
-    qsort(r, (size_t)v.c, sizeof *r, by_mean);
-    const int n = k < v.c ? k : v.c;
+        for (int c = 0; c < v.c; c++) mean[c] += a[p * (size_t)v.c + c];
+    for (int c = 0; c < v.c; c++) mean[c] /= (double)hw;
+    st = cnn_rank(mean, v.c, order);
+    const int n = st != CNN_OK ? 0 : k < v.c ? k : v.c;
     for (int i = 0; i < n; i++) {
-        channels[i] = r[i].channel;
-        if (means) means[i] = (float)r[i].mean;
+        channels[i] = order[i];
+        if (means) means[i] = (float)mean[order[i]];
     }
     *count = n;
-    free(r);
-    return CNN_OK;
+    free(mean);
+    free(order);
+    return st;
 }

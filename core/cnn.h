@@ -24,6 +24,7 @@
 #ifndef CNN_H
 #define CNN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -198,6 +199,69 @@ int cnn_model_find_layer(const cnn_model *m, const char *name);
  * [1e-4, 1 - 1e-4] so a confident mistake has a bounded log loss). */
 double cnn_model_probability(const cnn_model *m, float logit);
 
+/* The verdict on p_positive, a probability of labels[1] (as
+ * cnn_model_probability() gives it): the index of the label decided,
+ * 1 when p_positive >= 0.5, else 0 (so also for NaN).  Every verdict the
+ * CLI, the plug-in and the trainer's accuracy give is this one. */
+int cnn_verdict(double p_positive);
+
+/* How sure that verdict is: p_positive when p_positive >= 0.5, else
+ * 1 - p_positive (in [0.5, 1] for a probability). */
+double cnn_verdict_confidence(double p_positive);
+
+/* The conv layer called name, or the last conv layer when name is NULL:
+ * *layer (if not NULL) gets its index in m->layers, *tap (if not NULL)
+ * its feature-map tap (how many conv layers come before it; see
+ * cnn_net_tap()).  When there is none, fails with CNN_ERR_ARG: the model
+ * has no conv layer, no layer called name, or that layer is not a conv;
+ * *layer then gets the index of a non-conv layer of that name or -1, and
+ * cnn_last_error() says which and names the conv layers there are, e.g.
+ * "no layer called 'conv9'; its conv layers are: conv1 conv2".  Callers
+ * that word their own message build the list with cnn_model_conv_names(). */
+cnn_status cnn_model_find_conv(const cnn_model *m, const char *name, int *layer,
+                               int *tap);
+
+/* The names of the model's conv layers in network order, joined by
+ * separator ("conv1, conv2" for ", "; "" when there is none), in *out:
+ * a string allocated with malloc, free it with free(). */
+cnn_status cnn_model_conv_names(const cnn_model *m, const char *separator,
+                                char **out);
+
+/* ------------------------------------------------------------------ */
+/* Which model to use (the CLI, the plug-in and its dialog)            */
+/* ------------------------------------------------------------------ */
+
+/* A models folder (the plug-in's is gimp_directory()/catdog/models) holds
+ * installed models, NAME.safetensors, and may hold a file "default": one
+ * line, the file name of the default model. */
+#define CNN_MODEL_SUFFIX ".safetensors"
+#define CNN_DEFAULT_FILE "default"
+
+/* The installed model that folder's "default" file names, in *path
+ * (allocated with malloc, free it with free()): the file's text up to a
+ * NUL, without leading and trailing white space, must be the name of a
+ * file in folder, NAME.safetensors (NAME not empty, not starting with
+ * '.', no '/'), that is a regular file (symbolic links followed).
+ * Otherwise (no "default" file, an unreadable or odd one, a model that is
+ * gone) *path is NULL and the status still CNN_OK: failures are only
+ * CNN_ERR_ARG and CNN_ERR_NOMEM.  The path is folder/NAME, folder's
+ * trailing '/' dropped. */
+cnn_status cnn_models_folder_default(const char *folder, char **path);
+
+/* The default model, the first of these that applies:
+ *   1. override, when neither NULL nor "" (the CLI passes $CATDOG_MODEL);
+ *   2. the model the "default" file of models_folder names, when
+ *      models_folder is not NULL (cnn_models_folder_default());
+ *   3. the first of fallbacks[0 .. n_fallbacks - 1] that this process can
+ *      read (the installed model, the source tree's);
+ *   4. the last fallback even so (loading it then names the missing
+ *      file).
+ * *path gets a copy allocated with malloc (free it with free()), or NULL
+ * when nothing applies (no override, folder default or fallback). */
+cnn_status cnn_default_model(const char *override, const char *models_folder,
+                             const char *const *fallbacks, int n_fallbacks,
+                             char **path);
+
 /* ------------------------------------------------------------------ */
 /* Images                                                             */
 /* ------------------------------------------------------------------ */
@@ -269,6 +333,105 @@ typedef struct {
 int cnn_net_tap_count(const cnn_net *net);
 cnn_status cnn_net_tap(const cnn_net *net, int i, cnn_tensor_view *out,
                        const cnn_layer **layer);
+
+/* ------------------------------------------------------------------ */
+/* Kernel sets, planner options and per-step timing (catdog bench,    */
+/* the kernel tests)                                                  */
+/* ------------------------------------------------------------------ */
+
+/* The inference kernels come in one set per instruction set; the best
+ * one this CPU runs is chosen at run time. */
+typedef enum {
+    CNN_ISA_PORTABLE = 0, /* plain C with 128-bit vectors (SSE2, NEON) */
+    CNN_ISA_AVX2,         /* AVX2 + FMA + F16C */
+    CNN_ISA_AVX512,       /* AVX-512 F/BW/VL/DQ */
+    CNN_ISA_COUNT
+} cnn_isa;
+
+/* "portable", "avx2", "avx512". */
+const char *cnn_isa_name(cnn_isa isa);
+
+/* Whether this build has the set and this CPU (and OS) can run it. */
+bool cnn_isa_supported(cnn_isa isa);
+
+/* The best supported set, or the portable one when the environment
+ * variable CATDOG_FORCE_PORTABLE is set to anything but "" or "0". */
+cnn_isa cnn_isa_default(void);
+
+/* Measures the set's multiply-add peak on the calling thread (a loop of
+ * independent FMAs on its widest vectors; the best of 20 runs of about
+ * 5 ms, so that other work on the machine hardly lowers it), in
+ * floating-point operations per second.  CNN_ERR_UNSUPPORTED when the
+ * set cannot run here. */
+cnn_status cnn_isa_fma_peak(cnn_isa isa, double *flops_per_second);
+
+/* The CPU's marketing name (Linux: /proc/cpuinfo), or "unknown CPU". */
+void cnn_cpu_name(char *buf, size_t size);
+
+/* Processors this process may use (at least 1, at most 1024). */
+int cnn_cpu_count(void);
+
+/* Storage of a dense layer's packed weights in a net. */
+typedef enum {
+    CNN_WFMT_F32 = 0,
+    CNN_WFMT_BF16,
+    CNN_WFMT_F16
+} cnn_wfmt;
+
+/* How dense weights are stored in the net. */
+typedef enum {
+    /* bf16 or f16 where every weight of the layer is exactly
+     * representable (a model file that stores them so), else f32: the
+     * results are those of f32, the memory traffic halves. */
+    CNN_DENSE_AUTO = 0,
+    CNN_DENSE_F32,  /* always f32 */
+    CNN_DENSE_BF16, /* rounded to bf16 (lossy unless already bf16) */
+    CNN_DENSE_F16   /* rounded to f16 (lossy; refused beyond f16's range) */
+} cnn_dense_policy;
+
+typedef struct {
+    int isa;                 /* a cnn_isa, or -1 for cnn_isa_default() */
+    cnn_dense_policy dense;
+} cnn_net_options;
+
+/* isa -1, dense CNN_DENSE_AUTO: what cnn_net_create does. */
+void cnn_net_options_init(cnn_net_options *o);
+
+/* cnn_net_create with options (NULL: the defaults); an isa this machine
+ * cannot run fails with CNN_ERR_UNSUPPORTED. */
+cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch,
+                               const cnn_net_options *o, cnn_net **out);
+
+/* The kernel set the net runs. */
+cnn_isa cnn_net_isa(const cnn_net *net);
+
+/* The model the net was planned from. */
+const cnn_model *cnn_net_model(const cnn_net *net);
+
+/* Bytes the net owns: packed weights, activations and scratch. */
+size_t cnn_net_bytes(const cnn_net *net);
+
+/* One step of a planned net: a layer, or a conv with the batch-norm and
+ * ReLU folded into it. */
+typedef struct {
+    char name[160];      /* the model layers it computes: "conv1+bn1+relu1" */
+    const char *kind;    /* "conv", "dense", "maxpool", "gap", "batchnorm", "relu" */
+    int h, w, c;         /* input, per image */
+    int oh, ow, oc;      /* output, per image */
+    double flops;        /* floating-point operations per image (2 per MAC) */
+    cnn_wfmt wfmt;       /* dense: how the weights are stored */
+    size_t weight_bytes; /* packed weights */
+    double nonzero;      /* dense: fraction of non-zero inputs in the last
+                          * pass (zero inputs skip their weight row) */
+} cnn_step_info;
+
+int cnn_net_step_count(const cnn_net *net);
+cnn_status cnn_net_step_info(const cnn_net *net, int i, cnn_step_info *out);
+
+/* cnn_net_forward that also writes each step's wall time in seconds to
+ * step_seconds[0 .. cnn_net_step_count - 1] (NULL: not timed). */
+cnn_status cnn_net_forward_timed(cnn_net *net, const float *input, int n,
+                                 float *logits, double *step_seconds);
 
 /* ------------------------------------------------------------------ */
 /* Feature-map rendering (shared by the CLI and the plug-in)          */
@@ -352,6 +515,25 @@ cnn_status cnn_cam_render(const cnn_model *m, const float *cam, int cam_h,
 cnn_status cnn_net_top_channels(const cnn_net *net, int tap, int index,
                                 int k, int *channels, float *means,
                                 int *count);
+
+/* ------------------------------------------------------------------ */
+/* Ranking                                                            */
+/* ------------------------------------------------------------------ */
+
+/* order[0 .. n - 1] gets 0 .. n - 1 sorted by decreasing score[i]; equal
+ * scores keep increasing i, NaN scores come last (in increasing i).  The
+ * order of `catdog maps --top` (cnn_net_top_channels) and of `catdog
+ * eval --mistakes`. */
+cnn_status cnn_rank(const double *score, int n, int *order);
+
+/* ------------------------------------------------------------------ */
+/* Time                                                               */
+/* ------------------------------------------------------------------ */
+
+/* Seconds on a monotonic clock (CLOCK_MONOTONIC: not set back or forward
+ * with the date) from an arbitrary start: only differences mean
+ * something.  The one clock of the core, the CLI and the tests. */
+double cnn_clock_seconds(void);
 
 /* ------------------------------------------------------------------ */
 /* Half-precision helpers                                             */

@@ -1,5 +1,8 @@
-/* cnn_train.h - training for the gimp-catdog CNN core.  Public API, plain
- * C11, every function returns a cnn_status (see cnn.h).
+/* cnn_train.h - training for the gimp-catdog CNN core: the library's
+ * public trainer header, beside cnn.h (which it includes).  Applications
+ * use these two headers only: `catdog train` and `catdog eval` (cli/) are
+ * written against them, as the trainer's tests are.  Plain C11, every
+ * function that can fail returns a cnn_status (see cnn.h).
  *
  * Training is deterministic: the same model, data, options and thread
  * count give bit-identical weights.  Everything random (data order,

@@ -4,6 +4,7 @@
  * this file has none, and nothing from those files runs before the checks
  * below (__builtin_cpu_supports also checks that the OS saves the wider
  * registers). */
+#include "cnn_internal.h"
 #include "kernels.h"
 
 #include <stdio.h>
@@ -64,6 +65,40 @@ const cnn_kernels *cnn_kernels_for(cnn_isa isa)
 #endif
     default: return &cnn_kernels_portable;
     }
+}
+
+cnn_status cnn_isa_fma_peak(cnn_isa isa, double *flops_per_second)
+{
+    if (!flops_per_second) return cnn_fail(CNN_ERR_ARG, "cnn_isa_fma_peak: NULL argument");
+    *flops_per_second = 0;
+    const cnn_kernels *k = cnn_kernels_for(isa);
+    if (!k) return cnn_fail(CNN_ERR_UNSUPPORTED, "this CPU (or build) cannot run the %s kernels",
+                            cnn_isa_name(isa));
+    /* Best of many short runs: the peak of an unloaded core even when
+     * other work shares the machine. */
+    double best = 0, flops;
+    volatile float sink = 0;
+    long iters = 1 << 16;
+    /* Size one run to about 5 ms. */
+    for (;;) {
+        double t = cnn_clock_seconds();
+        sink = sink + k->fma_loop(iters, &flops);
+        t = cnn_clock_seconds() - t;
+        if (t > 2e-3 || iters > (1L << 30)) {
+            iters = (long)((double)iters * 5e-3 / (t > 1e-9 ? t : 1e-9)) + 1;
+            break;
+        }
+        iters *= 4;
+    }
+    for (int r = 0; r < 20; r++) {
+        double t = cnn_clock_seconds();
+        sink = sink + k->fma_loop(iters, &flops);
+        t = cnn_clock_seconds() - t;
+        if (flops / t > best) best = flops / t;
+    }
+    (void)sink;
+    *flops_per_second = best;
+    return CNN_OK;
 }
 
 void cnn_cpu_name(char *buf, size_t size)

@@ -17,23 +17,11 @@
 #ifndef CNN_KERNELS_H
 #define CNN_KERNELS_H
 
+#include "cnn.h" /* cnn_isa, cnn_wfmt and the functions that name them */
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-typedef enum {
-    CNN_ISA_PORTABLE = 0, /* plain C with 128-bit vectors (SSE2, NEON) */
-    CNN_ISA_AVX2,         /* AVX2 + FMA + F16C */
-    CNN_ISA_AVX512,       /* AVX-512 F/BW/VL/DQ */
-    CNN_ISA_COUNT
-} cnn_isa;
-
-/* Storage of packed dense weights. */
-typedef enum {
-    CNN_WFMT_F32 = 0,
-    CNN_WFMT_BF16,
-    CNN_WFMT_F16
-} cnn_wfmt;
 
 /* One conv layer, for one image. */
 typedef struct {
@@ -89,20 +77,7 @@ extern const cnn_kernels cnn_kernels_avx2;
 extern const cnn_kernels cnn_kernels_avx512;
 #endif
 
-/* "portable", "avx2", "avx512". */
-const char *cnn_isa_name(cnn_isa isa);
-
-/* Whether this build has the set and this CPU (and OS) can run it. */
-bool cnn_isa_supported(cnn_isa isa);
-
-/* The best supported set, or the portable one when the environment
- * variable CATDOG_FORCE_PORTABLE is set to anything but "" or "0". */
-cnn_isa cnn_isa_default(void);
-
 /* The kernel set for isa, or NULL when it is not supported here. */
 const cnn_kernels *cnn_kernels_for(cnn_isa isa);
-
-/* The CPU's marketing name (Linux: /proc/cpuinfo), or "unknown CPU". */
-void cnn_cpu_name(char *buf, size_t size);
 
 #endif /* CNN_KERNELS_H */

@@ -13,7 +13,7 @@
  *   - Weights are repacked for the kernel set (kernels.h): conv weights in
  *     blocks of output channels, dense weights transposed, in blocks of
  *     units, and in bf16 or f16 when that loses nothing (or when asked:
- *     net_internal.h), since a dense layer at batch 1 is bound by how fast
+ *     cnn_net_options, cnn.h), since a dense layer at batch 1 is bound by how fast
  *     its weights stream from memory.
  *
  * Kernels: the set for the best instruction set this CPU has, chosen when
@@ -31,14 +31,13 @@
 #define _DEFAULT_SOURCE
 #endif
 #include "cnn_internal.h"
-#include "net_internal.h"
+#include "kernels.h"
 #include "pool.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #ifdef __linux__
 #include <sys/mman.h>
 #endif
@@ -699,13 +698,6 @@ cnn_status cnn_net_set_threads(cnn_net *net, int threads)
     return CNN_OK;
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Whole images through steps [0, s1), each on one thread. */
 typedef struct {
     cnn_net *net;
@@ -776,7 +768,7 @@ cnn_status cnn_net_forward_timed(cnn_net *net, const float *input, int n, float 
     }
     for (int si = s0; si < net->n_steps; si++) {
         step *s = &net->steps[si];
-        const double t0 = step_seconds ? now_seconds() : 0.0;
+        const double t0 = step_seconds ? cnn_clock_seconds() : 0.0;
         const float *in = s->in_buf < 0 ? input : net->bufs[s->in_buf];
         float *out = net->bufs[s->out_buf];
         step_run r = {net, s, in, out, n};
@@ -794,7 +786,7 @@ cnn_status cnn_net_forward_timed(cnn_net *net, const float *input, int n, float 
         case STEP_AFFINE:
         case STEP_RELU: run_pointwise(s, in, out, n); break;
         }
-        if (step_seconds) step_seconds[si] = now_seconds() - t0;
+        if (step_seconds) step_seconds[si] = cnn_clock_seconds() - t0;
     }
     const float *res = net->bufs[net->steps[net->n_steps - 1].out_buf];
     memcpy(logits, res, (size_t)n * sizeof *logits);
@@ -827,7 +819,7 @@ cnn_status cnn_net_tap(const cnn_net *net, int i, cnn_tensor_view *out, const cn
 }
 
 /* ------------------------------------------------------------------ */
-/* Introspection (net_internal.h)                                     */
+/* Introspection (cnn.h)                                              */
 /* ------------------------------------------------------------------ */
 
 cnn_isa cnn_net_isa(const cnn_net *net) { return net ? net->isa : CNN_ISA_PORTABLE; }

@@ -6,8 +6,8 @@
  * generation, can take nothing from a newer job.  The caller takes chunks
  * too, then waits until the items done add up to the job.
  *
- * Every wait spins for SPIN_NS, then keeps looking but yields the
- * processor between looks until YIELD_NS (other threads get to run; on an
+ * Every wait spins for SPIN_SECONDS, then keeps looking but yields the
+ * processor between looks until YIELD_SECONDS (other threads get to run; on an
  * idle machine the yield returns at once), and only then sleeps on a
  * condition variable: waking a sleeper takes tens of microseconds, longer
  * than many steps of a forward pass.  The sleeper announces itself
@@ -26,10 +26,10 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
 
-enum { SPIN_NS = 20000, YIELD_NS = 2000000 };
+#define SPIN_SECONDS 20e-6
+#define YIELD_SECONDS 2e-3
 
 struct cnn_pool {
     int n;
@@ -60,16 +60,9 @@ static void cpu_relax(void)
 #endif
 }
 
-static long long now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 /* One look per call while spinning: pause, then yield, then give up. */
 typedef struct {
-    long long start;
+    double start; /* cnn_clock_seconds() */
     int i;
 } spinner;
 
@@ -79,9 +72,9 @@ static int keep_spinning(spinner *s)
         cpu_relax();
         return 1;
     }
-    const long long t = now_ns() - s->start;
-    if (t < SPIN_NS) return 1;
-    if (t > YIELD_NS) return 0;
+    const double t = cnn_clock_seconds() - s->start;
+    if (t < SPIN_SECONDS) return 1;
+    if (t > YIELD_SECONDS) return 0;
     sched_yield();
     s->i = 63; /* look at the clock after every yield */
     return 1;
@@ -90,7 +83,7 @@ static int keep_spinning(spinner *s)
 /* Waits while *v == unchanged, short of sleeping; whether it changed. */
 static int spin_gen(atomic_uint *v, unsigned unchanged)
 {
-    spinner s = {now_ns(), 0};
+    spinner s = {cnn_clock_seconds(), 0};
     while (atomic_load(v) == unchanged)
         if (!keep_spinning(&s)) return 0;
     return 1;
@@ -99,7 +92,7 @@ static int spin_gen(atomic_uint *v, unsigned unchanged)
 /* Waits while *v != want, short of sleeping; whether it got there. */
 static int spin_until(atomic_size_t *v, size_t want)
 {
-    spinner s = {now_ns(), 0};
+    spinner s = {cnn_clock_seconds(), 0};
     while (atomic_load(v) != want)
         if (!keep_spinning(&s)) return 0;
     return 1;

@@ -32,7 +32,4 @@ int cnn_pool_size(const cnn_pool *p);
  * per pool. */
 void cnn_pool_for(cnn_pool *p, size_t items, size_t chunk, cnn_pool_fn fn, void *ctx);
 
-/* Processors this process may use (at least 1). */
-int cnn_cpu_count(void);
-
 #endif /* CNN_POOL_H */

@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -549,7 +548,7 @@ cnn_status cnn_trainer_evaluate(cnn_trainer *t, const cnn_dataset *d,
         for (int j = 0; j < n; j++) {
             int y = d->val_labels[b0 + j];
             double p = cnn_model_probability(t->m, t->logits[j]);
-            correct += (p >= 0.5) == (y == 1);
+            correct += cnn_verdict(p) == (y == 1);
             ll -= y ? log(p) : log(1.0 - p);
             if (logits) logits[b0 + j] = t->logits[j];
         }
@@ -887,13 +886,6 @@ static void recalibrate_bn(cnn_trainer *t, const cnn_dataset *d, int *perm)
 /* The loop                                                           */
 /* ------------------------------------------------------------------ */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static cnn_status save_model(const cnn_trainer *t, const cnn_train_run *run,
                              double acc, double ll, int n_val)
 {
@@ -956,7 +948,7 @@ cnn_status cnn_trainer_run(cnn_trainer *t, const cnn_dataset *d,
     const uint64_t total_steps = (uint64_t)batches * (uint64_t)t->opt.epochs;
     cnn_status s = CNN_OK;
     long steps_here = 0;
-    double t_last = now_s(), t_start = t_last;
+    double t_last = cnn_clock_seconds(), t_start = t_last;
     uint64_t step_start = t->step, step_last = t->step;
     double ips = 0.0, lr = 0.0;
     const uint64_t aug_base = tk_hash(t->opt.seed ^ SALT_AUGMENT, 0);
@@ -1002,7 +994,7 @@ cnn_status cnn_trainer_run(cnn_trainer *t, const cnn_dataset *d,
             t->loss_count++;
             steps_here++;
 
-            double tn = now_s();
+            double tn = cnn_clock_seconds();
             if (tn - t_last >= run->progress_interval_s) {
                 ips = (double)(t->step - step_last) * B / (tn - t_last);
                 double rate = (double)(t->step - step_start) / (tn - t_start);
@@ -1017,7 +1009,7 @@ cnn_status cnn_trainer_run(cnn_trainer *t, const cnn_dataset *d,
         s = cnn_trainer_evaluate(t, d, &acc, &ll, NULL);
         if (s) goto out;
         {
-            double tn = now_s();
+            double tn = cnn_clock_seconds();
             double rate = (double)(t->step - step_start) / (tn - t_start);
             double eta = rate > 0 ? (double)(total_steps - t->step) / rate : 0.0;
             report(t, run, batches, ips, eta, tn - t_start, lr, acc, ll, d->n_val);

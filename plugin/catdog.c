@@ -73,14 +73,17 @@ catdog_shipped_model_path (void)
 static GFile *
 catdog_default_model (void)
 {
-  gchar *dir  = catdog_models_dir ();
-  gchar *path = catdog_models_get_default (dir);
-  GFile *file;
+  gchar       *dir       = catdog_models_dir ();
+  gchar       *shipped   = catdog_shipped_model_path ();
+  const char  *fallback[] = { shipped };
+  char        *path      = NULL;
+  GFile       *file;
 
-  if (! path)
-    path = catdog_shipped_model_path ();
-  file = g_file_new_for_path (path);
-  g_free (path);
+  /* cnn_default_model () fails only when out of memory. */
+  cnn_default_model (NULL, dir, fallback, 1, &path);
+  file = g_file_new_for_path (path ? path : shipped);
+  free (path);
+  g_free (shipped);
   g_free (dir);
   return file;
 }
@@ -213,9 +216,9 @@ catdog_classify (GimpImage            *image,
     }
 
   p = cnn_model_probability (model, logit);
-  g_strlcpy (result->label, model->labels[p >= 0.5 ? 1 : 0],
+  g_strlcpy (result->label, model->labels[cnn_verdict (p)],
              sizeof result->label);
-  result->probability     = (p >= 0.5) ? p : 1.0 - p;
+  result->probability     = cnn_verdict_confidence (p);
   result->dog_probability = dog_probability (model, p);
   gimp_progress_update (0.5);
 

@@ -1,37 +1,22 @@
 /* taps.c - finding a model's conv layers (the feature-map taps) by name,
- * for the feature maps (maps.c) and the heat map (heatmap.c) alike.
+ * for the feature maps (maps.c) and the heat map (heatmap.c) alike.  The
+ * rule itself is the core's (cnn_model_find_conv, cnn_model_conv_names);
+ * this file turns it into the plug-in's translated GErrors.
  * Calls only errors.c. */
 #include "catdog-plugin.h"
-
-/* "conv1, conv2, conv3" (g_free). */
-static gchar *
-conv_layer_names (const cnn_net *net)
-{
-  GString *known = g_string_new (NULL);
-
-  for (gint t = 0; t < cnn_net_tap_count (net); t++)
-    {
-      const cnn_layer *layer = NULL;
-      cnn_tensor_view  view;
-
-      if (cnn_net_tap (net, t, &view, &layer) == CNN_OK)
-        g_string_append_printf (known, "%s%s", known->len ? ", " : "",
-                                layer->name);
-    }
-  return g_string_free (known, FALSE);
-}
 
 void
 catdog_set_no_layer_error (const cnn_net  *net,
                            const gchar    *name,
                            GError        **error)
 {
-  gchar *known = conv_layer_names (net);
+  char *known = NULL; /* "conv1, conv2, conv3" */
 
+  cnn_model_conv_names (cnn_net_model (net), ", ", &known);
   g_set_error (error, CATDOG_ERROR, 0,
                _("The model has no conv layer called \"%s\" (its conv "
-                 "layers: %s)."), name, known);
-  g_free (known);
+                 "layers: %s)."), name, known ? known : "");
+  free (known);
 }
 
 gboolean
@@ -48,23 +33,10 @@ catdog_find_tap (const cnn_net  *net,
                    _("The model has no conv layer."));
       return FALSE;
     }
-  if (! name || ! *name)
-    {
-      *index = n_taps - 1;
-      return TRUE;
-    }
-  for (gint t = 0; t < n_taps; t++)
-    {
-      const cnn_layer *layer = NULL;
-      cnn_tensor_view  view;
-
-      if (cnn_net_tap (net, t, &view, &layer) == CNN_OK &&
-          ! strcmp (layer->name, name))
-        {
-          *index = t;
-          return TRUE;
-        }
-    }
+  /* No name: the last conv layer. */
+  if (cnn_model_find_conv (cnn_net_model (net), (name && *name) ? name : NULL,
+                           NULL, index) == CNN_OK)
+    return TRUE;
   catdog_set_no_layer_error (net, name, error);
   return FALSE;
 }

@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int check_count_;
@@ -49,6 +50,18 @@ static int check_failed_;
                "%s -> %s \"%s\", expected %s containing \"%s\"", #expr,    \
                cnn_status_name(cs_), cm_, cnn_status_name(st), (sub));      \
     } while (0)
+
+/* A fresh folder $TMPDIR/catdog-NAME-XXXXXX (/tmp without $TMPDIR) in
+ * dir; the test stops (exit 1) when it cannot be made. */
+static inline void check_tmp_dir(char *dir, size_t size, const char *name)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(dir, size, "%s/catdog-%s-XXXXXX", base && *base ? base : "/tmp", name);
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+}
 
 static inline int check_done(const char *name)
 {

@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include <jpeglib.h>
 
@@ -30,13 +29,6 @@ static const char *source_path(const char *rel)
     const char *root = getenv("CATDOG_SOURCE_ROOT");
     snprintf(buf, sizeof buf, "%s/%s", root && *root ? root : "..", rel);
     return buf;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* Peak resident memory of this process so far, in MiB. */
@@ -122,10 +114,10 @@ static void test_models(void)
     for (size_t i = 0; i < N_MODEL_CASES; i++) {
         char name[256];
         snprintf(name, sizeof name, "%s.safetensors", model_cases[i].file);
-        double rss0 = peak_rss_mib(), t0 = now();
+        double rss0 = peak_rss_mib(), t0 = cnn_clock_seconds();
         cnn_model *m = (cnn_model *)&m;
         cnn_status s = cnn_model_load(model_path(name), &m);
-        double mib = peak_rss_mib() - rss0, dt = now() - t0;
+        double mib = peak_rss_mib() - rss0, dt = cnn_clock_seconds() - t0;
         const char *msg = cnn_last_error();
         CHECKF(s == model_cases[i].status && strstr(msg, model_cases[i].says) && strstr(msg, name),
                "%s: %s \"%s\", expected %s \"%s\"", model_cases[i].file, cnn_status_name(s), msg,
@@ -213,10 +205,10 @@ static void test_bad_images(void)
 {
     cnn_image_options opt = {150, 150, 0};
     for (size_t i = 0; i < sizeof image_cases / sizeof image_cases[0]; i++) {
-        double rss0 = peak_rss_mib(), t0 = now();
+        double rss0 = peak_rss_mib(), t0 = cnn_clock_seconds();
         cnn_image img;
         cnn_status s = cnn_image_load(data_path(image_cases[i].file), &opt, &img);
-        double mib = peak_rss_mib() - rss0, dt = now() - t0;
+        double mib = peak_rss_mib() - rss0, dt = cnn_clock_seconds() - t0;
         CHECKF(s == image_cases[i].status && strstr(cnn_last_error(), image_cases[i].says),
                "%s: %s \"%s\", expected %s \"%s\"", image_cases[i].file, cnn_status_name(s),
                cnn_last_error(), cnn_status_name(image_cases[i].status), image_cases[i].says);
@@ -306,10 +298,10 @@ static void test_slow_progressive(void)
      * file's own 10 scans need.  Refused once the work passes the budget. */
     size_t big_n;
     unsigned char *slow = repeat_last_scan(jpg, n, 990, &big_n);
-    double t0 = now();
+    double t0 = cnn_clock_seconds();
     CHECK_FAILS(cnn_image_load_memory(slow, big_n, NULL, &img), CNN_ERR_LIMIT,
                 "progressive JPEG whose scans read the image more than 32 times over");
-    CHECKF(now() - t0 < 2.0, "refusing it took %.2f s", now() - t0);
+    CHECKF(cnn_clock_seconds() - t0 < 2.0, "refusing it took %.2f s", cnn_clock_seconds() - t0);
     /* A few repeated scans stay within the budget. */
     free(slow);
     slow = repeat_last_scan(jpg, n, 5, &big_n);

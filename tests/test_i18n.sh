@@ -77,7 +77,7 @@ done
 
 # Every file that marks strings is listed, so its strings reach the catalogs.
 (cd "$src" && grep -lE '(^|[^A-Za-z0-9_])(N?_|P_|g_dngettext) ?\(' \
-    core/cli/*.c plugin/*.c ui/*.c 2>/dev/null) | sort >"$tmp/marking"
+    cli/*.c plugin/*.c ui/*.c 2>/dev/null) | sort >"$tmp/marking"
 sed 's/#.*//; /^[[:space:]]*$/d' "$po/POTFILES" | sort >"$tmp/listed"
 same "$(comm -23 "$tmp/marking" "$tmp/listed" | tr '\n' ' ')" "" \
     "files that mark strings but are missing from po/POTFILES"

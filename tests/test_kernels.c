@@ -5,7 +5,7 @@
  * and skipped (the test fails only on what it can run). */
 #include "check.h"
 #include "cnn_internal.h"
-#include "net_internal.h"
+#include "kernels.h"
 #include "random.h"
 
 #include <stdlib.h>

@@ -16,16 +16,6 @@
 
 static char tmp_dir[256];
 
-static void make_tmp_dir(void)
-{
-    const char *base = getenv("TMPDIR");
-    snprintf(tmp_dir, sizeof tmp_dir, "%s/catdog-model-XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(tmp_dir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
-}
-
 static void tmp_path(char *buf, size_t n, const char *name)
 {
     snprintf(buf, n, "%s/%s", tmp_dir, name);
@@ -760,7 +750,7 @@ static void test_half(void)
 
 int main(void)
 {
-    make_tmp_dir();
+    check_tmp_dir(tmp_dir, sizeof tmp_dir, "model");
     test_article();
     test_book_variant();
     test_padding();

@@ -21,7 +21,7 @@
 
 #define TEMP_PREFIX ".install-"
 #define TEMP_SUFFIX ".part"
-#define DEFAULT_FILE "default"
+#define DEFAULT_FILE CNN_DEFAULT_FILE
 /* A temporary file this old belongs to an install that died. */
 #define STALE_TEMP_SECONDS (60 * 60)
 #define COPY_CHUNK (1 << 20)
@@ -441,23 +441,14 @@ catdog_models_list (const gchar *models_dir)
 gchar *
 catdog_models_get_default (const gchar *models_dir)
 {
-  gchar *marker = g_build_filename (models_dir, DEFAULT_FILE, NULL);
-  gchar *text   = NULL;
-  gchar *path   = NULL;
+  char  *path = NULL;
+  gchar *copy;
 
-  if (g_file_get_contents (marker, &text, NULL, NULL))
-    {
-      g_strstrip (text);
-      if (has_model_suffix (text) && ! strchr (text, G_DIR_SEPARATOR))
-        {
-          path = g_build_filename (models_dir, text, NULL);
-          if (! g_file_test (path, G_FILE_TEST_IS_REGULAR))
-            g_clear_pointer (&path, g_free);
-        }
-    }
-  g_free (text);
-  g_free (marker);
-  return path;
+  /* The rule is the core's, shared with the CLI. */
+  cnn_models_folder_default (models_dir, &path);
+  copy = g_strdup (path);
+  free (path);
+  return copy;
 }
 
 gboolean

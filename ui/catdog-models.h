@@ -26,7 +26,7 @@ typedef enum
   CATDOG_MODELS_ERROR_IO
 } CatdogModelsError;
 
-#define CATDOG_MODEL_SUFFIX ".safetensors"
+#define CATDOG_MODEL_SUFFIX CNN_MODEL_SUFFIX
 
 /* Installs source into models_dir (created if needed) as its own file
  * name: full validation (cnn_model_load), SHA-256 against SOURCE.sha256

@@ -14,9 +14,16 @@ G_DEFINE_TYPE (CatdogPanel, catdog_panel, GTK_TYPE_BOX)
 static gchar *
 default_model_path (CatdogPanel *panel)
 {
-  gchar *path = catdog_models_get_default (panel->models_dir);
+  const char *fallback[] = { panel->shipped_model };
+  char       *path       = NULL;
+  gchar      *copy;
 
-  return path ? path : g_strdup (panel->shipped_model);
+  /* The dialog follows the plug-in's rule (cnn_default_model ()). */
+  cnn_default_model (NULL, panel->models_dir, fallback,
+                     panel->shipped_model ? 1 : 0, &path);
+  copy = g_strdup (path);
+  free (path);
+  return copy;
 }
 
 gchar *

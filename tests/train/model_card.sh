@@ -10,10 +10,10 @@
 # sanitizer build (CATDOG_SKIP_CARD, set by meson.build).
 set -u
 
-if [ -z "${CATDOG:-}" ] || [ ! -x "$CATDOG" ]; then
-    echo "SKIP: \$CATDOG does not name the catdog binary"
-    exit 77
-fi
+# shellcheck source=tests/check.sh
+. "$(dirname "$0")/../check.sh"
+# Evaluating takes a while: an interrupt ends the test (and removes $tmp).
+trap 'exit 1' INT TERM
 if [ -n "${CATDOG_SKIP_CARD:-}" ]; then
     echo "SKIP: $CATDOG_SKIP_CARD (evaluating 2,500 photos is too slow there)"
     exit 77
@@ -26,15 +26,6 @@ if [ ! -d "$data/validation/cats" ] || [ ! -d "$data/validation/dogs" ]; then
 fi
 card=$src/weights/README.md
 model=$src/weights/catdog.safetensors
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM
-
-failures=0
-fail() {
-    failures=$((failures + 1))
-    echo "FAILED: $*"
-}
 
 # The card's section, from its heading to the next "## " heading.
 sed -n '/^## The shipped model/,/^## /p' "$card" | sed '1!{/^## /d}' >"$tmp/section"

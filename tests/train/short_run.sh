@@ -10,26 +10,14 @@
 # Exit 77 (skip) when the data set or the binary is absent.
 set -u
 
-if [ -z "${CATDOG:-}" ] || [ ! -x "$CATDOG" ]; then
-    echo "SKIP: \$CATDOG does not name the catdog binary"
-    exit 77
-fi
+# shellcheck source=tests/check.sh
+. "$(dirname "$0")/../check.sh"
 src=${CATDOG_SOURCE_ROOT:-../..}
 data=${CATDOG_DATA:-$src/../shared/data/catdog}
 if [ ! -d "$data/train/cats" ] || [ ! -d "$data/validation/dogs" ]; then
     echo "SKIP: no data set at $data (set CATDOG_DATA to a folder with train/ and validation/)"
     exit 77
 fi
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
-
-checks=0
-failures=0
-fail() {
-    failures=$((failures + 1))
-    echo "FAILED: $*"
-    [ -s "$tmp/err" ] && sed 's/^/  stderr: /' "$tmp/err" | tail -n 5
-}
 check() { # check CONDITION-STATUS DESCRIPTION
     checks=$((checks + 1))
     [ "$1" -eq 0 ] || fail "$2"
@@ -108,5 +96,4 @@ check $? "eval failed"
 tail -n 1 "$tmp/out" | grep -Eq '^accuracy [01]\.[0-9]{4} logloss [0-9]+\.[0-9]{4} n 100$'
 check $? "eval's last line is not 'accuracy A logloss L n 100': $(tail -n 1 "$tmp/out")"
 
-echo "short_run: $checks checks, $failures failed"
-[ "$failures" -eq 0 ]
+summary short_run

@@ -10,17 +10,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define MODEL_FILE "catdog.safetensors"
 
 const char *cli_default_model(void)
 {
-    const char *env = getenv("CATDOG_MODEL");
-    if (env && *env) return env;
-    static const char installed[] = CATDOG_DATADIR "/" MODEL_FILE;
-    if (access(installed, R_OK) == 0) return installed;
-    return CATDOG_SRCDIR "/weights/" MODEL_FILE;
+    static const char *const fallbacks[] = {
+        CATDOG_DATADIR "/" MODEL_FILE,         /* installed */
+        CATDOG_SRCDIR "/weights/" MODEL_FILE,  /* an uninstalled build */
+    };
+    static char *path; /* found once, kept for the process's life */
+    if (!path &&
+        cnn_default_model(getenv("CATDOG_MODEL"), NULL, fallbacks, 2, &path) != CNN_OK)
+        return fallbacks[1];
+    return path;
 }
 
 void cli_error(const char *fmt, ...)
@@ -61,9 +64,13 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 }
 
 void cli_parser_init(cli_parser *p, const char *cmd, int argc, char **argv,
-                     const cli_option *options)
+                     const cli_option *options, int common, const char *usage)
 {
     p->cmd = cmd;
+    p->usage = usage;
+    p->common = common;
+    p->model = NULL;
+    p->threads = -1;
     p->argc = argc;
     p->argv = argv;
     p->next = 1;
@@ -71,26 +78,43 @@ void cli_parser_init(cli_parser *p, const char *cmd, int argc, char **argv,
     p->options = options;
 }
 
-static const cli_option *find_long(const cli_option *o, const char *name,
-                                   size_t len)
+/* The common options, in the order of their CLI_COMMON_* bits; their ids
+ * are above any command's own. */
+enum { ID_MODEL = 1000, ID_THREADS, ID_HELP };
+
+static const cli_option common_options[] = {
+    {"model", 'm', true, ID_MODEL},
+    {"threads", 't', true, ID_THREADS},
+    {"help", 'h', false, ID_HELP},
+};
+
+/* Whether o is called name (len bytes), or short_name when name is NULL. */
+static bool is_option(const cli_option *o, const char *name, size_t len, char short_name)
 {
-    for (; o->id != 0; o++)
-        if (strlen(o->long_name) == len && strncmp(o->long_name, name, len) == 0)
-            return o;
+    if (!name) return o->short_name && o->short_name == short_name;
+    return strlen(o->long_name) == len && strncmp(o->long_name, name, len) == 0;
+}
+
+/* The command's own option of that name, else a common one it has. */
+static const cli_option *find_option(const cli_parser *p, const char *name, size_t len,
+                                     char short_name)
+{
+    for (const cli_option *o = p->options; o->id != 0; o++)
+        if (is_option(o, name, len, short_name)) return o;
+    for (size_t i = 0; i < sizeof common_options / sizeof *common_options; i++)
+        if ((p->common & (1 << i)) && is_option(&common_options[i], name, len, short_name))
+            return &common_options[i];
     return NULL;
 }
 
-static const cli_option *find_short(const cli_option *o, char c)
-{
-    for (; o->id != 0; o++)
-        if (o->short_name && o->short_name == c) return o;
-    return NULL;
-}
+enum { NEXT_END = 0, NEXT_BAD = -2 };
 
-int cli_next(cli_parser *p, const char **value)
+/* Returns the id of the next option (its argument in *value), CLI_OPERAND
+ * with the argument in *value, NEXT_END, or NEXT_BAD (reported). */
+static int next_argument(cli_parser *p, const char **value)
 {
     *value = NULL;
-    if (p->next >= p->argc) return CLI_END;
+    if (p->next >= p->argc) return NEXT_END;
     const char *arg = p->argv[p->next++];
 
     if (p->operands_only || arg[0] != '-' || arg[1] == '\0') {
@@ -100,7 +124,7 @@ int cli_next(cli_parser *p, const char **value)
     }
     if (strcmp(arg, "--") == 0) {
         p->operands_only = true;
-        return cli_next(p, value);
+        return next_argument(p, value);
     }
 
     const cli_option *o;
@@ -108,29 +132,29 @@ int cli_next(cli_parser *p, const char **value)
     if (arg[1] == '-') {
         const char *name = arg + 2, *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        o = find_long(p->options, name, len);
+        o = find_option(p, name, len, 0);
         if (!o) {
             cli_usage_error(p->cmd, _("unknown option '--%.*s'"), (int)len, name);
-            return CLI_BAD;
+            return NEXT_BAD;
         }
         if (eq) {
             if (!o->has_value) {
                 cli_usage_error(p->cmd, _("option '--%s' takes no value"), o->long_name);
-                return CLI_BAD;
+                return NEXT_BAD;
             }
             inline_value = eq + 1;
         }
     } else {
-        o = find_short(p->options, arg[1]);
+        o = find_option(p, NULL, 0, arg[1]);
         if (!o) {
             cli_usage_error(p->cmd, _("unknown option '-%c'"), arg[1]);
-            return CLI_BAD;
+            return NEXT_BAD;
         }
         if (arg[2] != '\0') {
             /* "-t4" is "-t 4"; grouped flags ("-ab") are not supported. */
             if (!o->has_value) {
                 cli_usage_error(p->cmd, _("unknown option '%s'"), arg);
-                return CLI_BAD;
+                return NEXT_BAD;
             }
             inline_value = arg + 2;
         }
@@ -143,10 +167,52 @@ int cli_next(cli_parser *p, const char **value)
             *value = p->argv[p->next++];
         } else {
             cli_usage_error(p->cmd, _("option '--%s' needs a value"), o->long_name);
-            return CLI_BAD;
+            return NEXT_BAD;
         }
     }
     return o->id;
+}
+
+int cli_parse(cli_parser *p, cli_handler handle, void *ctx)
+{
+    const char *value;
+    for (int id; (id = next_argument(p, &value)) != NEXT_END;) {
+        int status = CLI_OK;
+        switch (id) {
+        case NEXT_BAD: return CLI_USAGE;
+        case ID_MODEL: p->model = value; break;
+        case ID_THREADS:
+            if (!cli_parse_int(p->cmd, "--threads", value, 0, 1024, &p->threads))
+                return CLI_USAGE;
+            break;
+        case ID_HELP: fputs(_(p->usage), stdout); return CLI_OK;
+        default: status = handle(ctx, id, value); break;
+        }
+        if (status != CLI_OK) return status;
+    }
+    return CLI_CONTINUE;
+}
+
+int cli_int_option(const char *cmd, const char *name, const char *text, int min, int max,
+                   int *out)
+{
+    return cli_parse_int(cmd, name, text, min, max, out) ? CLI_OK : CLI_USAGE;
+}
+
+int cli_name_option(const char *cmd, const char *value, const char *message,
+                    const char **out)
+{
+    if (!*value) return cli_usage_error(cmd, "%s", message);
+    *out = value;
+    return CLI_OK;
+}
+
+int cli_one_image(const char *cmd, const char **image, const char *value)
+{
+    if (*image)
+        return cli_usage_error(cmd, _("one IMAGE at a time ('%s' and '%s')"), *image, value);
+    *image = value;
+    return CLI_OK;
 }
 
 bool cli_parse_int(const char *cmd, const char *name, const char *text,
@@ -165,10 +231,11 @@ bool cli_parse_int(const char *cmd, const char *name, const char *text,
     return true;
 }
 
-int cli_open_model(const char *path, int threads, cnn_model **model,
+int cli_open_model(const char **path_in, int threads, cnn_model **model,
                    cnn_net **net)
 {
-    if (!path) path = cli_default_model();
+    if (!*path_in) *path_in = cli_default_model();
+    const char *path = *path_in;
     *model = NULL;
     *net = NULL;
     if (cnn_model_load(path, model) != CNN_OK) {
@@ -224,23 +291,31 @@ int cli_run_image(const cnn_model *m, cnn_net *net, const char *image,
 }
 
 int cli_conv_layer(const cnn_model *m, const char *cmd, const char *model_path,
-                   const char *name, int *index)
+                   const char *name, int *layer, int *tap)
 {
-    const int i = cnn_model_find_layer(m, name);
-    *index = i;
-    if (i >= 0 && m->layers[i].type == CNN_LAYER_CONV2D) return CLI_OK;
-    char convs[CNN_MAX_LAYERS * CNN_MAX_NAME] = "";
-    size_t used = 0;
-    for (int j = 0; j < m->n_layers; j++) {
-        if (m->layers[j].type != CNN_LAYER_CONV2D) continue;
-        int w = snprintf(convs + used, sizeof convs - used, " %s", m->layers[j].name);
-        if (w > 0 && (size_t)w < sizeof convs - used) used += (size_t)w;
+    int found;
+    if (cnn_model_find_conv(m, name, &found, tap) == CNN_OK) {
+        if (layer) *layer = found;
+        return CLI_OK;
     }
-    if (i < 0)
-        return cli_usage_error(cmd, _("%s: no layer called '%s'; its conv layers are:%s"),
-                               model_path, name, convs);
-    return cli_usage_error(cmd, _("%s: '%s' is not a conv layer; its conv layers are:%s"),
-                           model_path, name, convs);
+    /* The list as " conv1 conv2": the messages put it right after "are:". */
+    char *names = NULL, *convs = NULL;
+    if (cnn_model_conv_names(m, " ", &names) == CNN_OK &&
+        (convs = malloc(strlen(names) + 2)) != NULL)
+        snprintf(convs, strlen(names) + 2, "%s%s", *names ? " " : "", names);
+    free(names);
+    if (!convs) {
+        cli_error("%s", _("out of memory"));
+        return CLI_FAILED;
+    }
+    if (found < 0)
+        cli_usage_error(cmd, _("%s: no layer called '%s'; its conv layers are:%s"), model_path,
+                        name, convs);
+    else
+        cli_usage_error(cmd, _("%s: '%s' is not a conv layer; its conv layers are:%s"), model_path,
+                        name, convs);
+    free(convs);
+    return CLI_USAGE;
 }
 
 int cli_run_one_image(const cnn_model *m, cnn_net *net, const char *image, float *logit)

@@ -14,15 +14,18 @@ int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
 /* The model used when --model is not given: $CATDOG_MODEL if set, else
- * the installed default (CATDOG_DATADIR), else the source tree's
- * weights/catdog.safetensors (for an uninstalled build). */
+ * the installed default (CATDOG_DATADIR) when readable, else the source
+ * tree's weights/catdog.safetensors (for an uninstalled build): the core's
+ * cnn_default_model() rule, which the plug-in follows too. */
 const char *cli_default_model(void);
 
-/* The index in m->layers of the conv layer called name, in *index; when
+/* The conv layer called name (cnn_model_find_conv()): its index in
+ * m->layers in *layer and its tap in *tap (either may be NULL); when
  * there is none, a usage error of command cmd that lists the model's conv
- * layers (so that the next try works).  Returns CLI_OK or CLI_USAGE. */
+ * layers (so that the next try works).  Returns CLI_OK or CLI_USAGE
+ * (CLI_FAILED when out of memory). */
 int cli_conv_layer(const cnn_model *m, const char *cmd, const char *model_path,
-                   const char *name, int *index);
+                   const char *name, int *layer, int *tap);
 
 /* For the commands that look into the network on one IMAGE (cam, maps):
  * runs it with an input tensor of its own, freed again since the taps

@@ -3,8 +3,6 @@
 #include "cli.h"
 #include "common.h"
 #include "i18n.h"
-#include "net_internal.h"
-#include "pool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,7 +13,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char usage_text[] = N_(
@@ -53,11 +50,10 @@ static const char usage_text[] = N_(
     "  -i, --image JPEG    also time this photo end to end\n"
     "  -h, --help          show this help\n");
 
-enum { OPT_MODEL = 1, OPT_ARCH, OPT_THREADS, OPT_BATCH, OPT_RUNS, OPT_ISA, OPT_DENSE, OPT_IMAGE,
-       OPT_HELP };
+enum { OPT_ARCH = 1, OPT_THREADS, OPT_BATCH, OPT_RUNS, OPT_ISA, OPT_DENSE, OPT_IMAGE };
 
+/* Besides --model and --help (common.h); --threads takes a list here. */
 static const cli_option options[] = {
-    {"model", 'm', true, OPT_MODEL},
     {"arch", 'a', true, OPT_ARCH},
     {"threads", 't', true, OPT_THREADS},
     {"batch", 'b', true, OPT_BATCH},
@@ -65,18 +61,10 @@ static const cli_option options[] = {
     {"isa", 0, true, OPT_ISA},
     {"dense", 0, true, OPT_DENSE},
     {"image", 'i', true, OPT_IMAGE},
-    {"help", 'h', false, OPT_HELP},
     {NULL, 0, false, 0},
 };
 
 enum { MAX_THREAD_COUNTS = 8, WARMUP_RUNS = 20 };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -89,34 +77,6 @@ static double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-/* Best of many short runs: the peak of an unloaded core even when other
- * work shares the machine. */
-static double fma_peak(const cnn_kernels *k)
-{
-    double best = 0, flops;
-    volatile float sink = 0;
-    long iters = 1 << 16;
-    /* Size one run to about 5 ms. */
-    for (;;) {
-        double t = now();
-        sink = sink + k->fma_loop(iters, &flops);
-        t = now() - t;
-        if (t > 2e-3 || iters > (1L << 30)) {
-            iters = (long)((double)iters * 5e-3 / (t > 1e-9 ? t : 1e-9)) + 1;
-            break;
-        }
-        iters *= 4;
-    }
-    for (int r = 0; r < 20; r++) {
-        double t = now();
-        sink = sink + k->fma_loop(iters, &flops);
-        t = now() - t;
-        if (flops / t > best) best = flops / t;
-    }
-    (void)sink;
-    return best;
 }
 
 static const char *wfmt_name(cnn_wfmt f)
@@ -175,9 +135,9 @@ static int bench_latency(const cnn_model *m, const cnn_net_options *no, int thre
     /* Plain runs for the latency, then timed-step runs for the table:
      * the step timer's clock reads are not part of the latency. */
     for (int r = 0; r < runs; r++) {
-        double t = now();
+        double t = cnn_clock_seconds();
         cnn_net_forward(net, input, 1, &logit);
-        total[r] = now() - t;
+        total[r] = cnn_clock_seconds() - t;
     }
     for (int r = 0; r < runs; r++) cnn_net_forward_timed(net, input, 1, &logit, steps + (size_t)r * ns);
 
@@ -245,9 +205,9 @@ static int bench_batch(const cnn_model *m, const cnn_net_options *no, int thread
     double t[RUNS];
     cnn_net_forward(net, input, batch, logits);
     for (int r = 0; r < RUNS; r++) {
-        double t0 = now();
+        double t0 = cnn_clock_seconds();
         cnn_net_forward(net, input, batch, logits);
-        t[r] = now() - t0;
+        t[r] = cnn_clock_seconds() - t0;
     }
     const double med = median(t, RUNS);
     printf("batch %d, %d thread%s: %.1f images/s (%.1f ms per batch, median of %d)\n", batch,
@@ -270,14 +230,14 @@ static double time_classify(const char *exe, const char *model, int threads, con
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     extern char **environ;
     pid_t pid;
-    const double t0 = now();
+    const double t0 = cnn_clock_seconds();
     int rc = posix_spawn(&pid, exe, &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) return -1;
     int status;
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR) return -1;
-    const double t = now() - t0;
+    const double t = cnn_clock_seconds() - t0;
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? t : -1;
 }
 
@@ -287,13 +247,13 @@ static int bench_image(const cnn_model *m, const cnn_net_options *no, const char
     printf("\nend to end, %s:\n", image);
     cnn_net *net = NULL;
     float *input = cli_alloc_input(m);
-    double t0 = now();
+    double t0 = cnn_clock_seconds();
     if (!input || cnn_net_create_opts(m, 1, no, &net) != CNN_OK) {
         if (input) cli_error(_("cannot plan the network: %s"), cnn_last_error());
         free(input);
         return CLI_FAILED;
     }
-    const double t_plan = now() - t0;
+    const double t_plan = cnn_clock_seconds() - t0;
     enum { RUNS = 10 };
     double dec[RUNS], pre[RUNS];
     int width = 0, height = 0, full_w = 0, full_h = 0;
@@ -302,19 +262,19 @@ static int bench_image(const cnn_model *m, const cnn_net_options *no, const char
         cnn_image_options opt = {0};
         opt.min_width = m->in_w;
         opt.min_height = m->in_h;
-        t0 = now();
+        t0 = cnn_clock_seconds();
         cnn_status s = cnn_image_load(image, &opt, &img);
-        dec[r] = now() - t0;
+        dec[r] = cnn_clock_seconds() - t0;
         if (s == CNN_OK && r == 0) {
             width = img.width, height = img.height;
             cnn_image_options one = {0};
             if (cnn_image_load(image, &one, &full) == CNN_OK) full_w = full.width, full_h = full.height;
             cnn_image_free(&full);
         }
-        t0 = now();
+        t0 = cnn_clock_seconds();
         if (s == CNN_OK)
             s = cnn_preprocess(m, img.pixels, img.width, img.height, img.stride, img.channels, input);
-        pre[r] = now() - t0;
+        pre[r] = cnn_clock_seconds() - t0;
         cnn_image_free(&img);
         if (s != CNN_OK) {
             cli_file_error(image, cnn_last_error());
@@ -333,9 +293,9 @@ static int bench_image(const cnn_model *m, const cnn_net_options *no, const char
         cnn_net_set_threads(net, threads[ti]);
         cnn_net_forward(net, input, 1, &logit);
         for (int r = 0; r < RUNS; r++) {
-            t0 = now();
+            t0 = cnn_clock_seconds();
             cnn_net_forward(net, input, 1, &logit);
-            fw[r] = now() - t0;
+            fw[r] = cnn_clock_seconds() - t0;
         }
         printf("    forward, %d thread%s: %.2f ms; decode + resize + forward %.2f ms\n", threads[ti],
                threads[ti] == 1 ? "" : "s", median(fw, RUNS) * 1e3,
@@ -372,70 +332,76 @@ static int bench_image(const cnn_model *m, const cnn_net_options *no, const char
     return CLI_OK;
 }
 
+typedef struct {
+    const char *arch, *image;
+    int threads[MAX_THREAD_COUNTS], n_threads, batch, runs;
+    cnn_net_options no;
+} bench_args;
+
+static int bench_option(void *ctx, int id, const char *val)
+{
+    bench_args *a = ctx;
+    switch (id) {
+    case CLI_OPERAND: return cli_usage_error("bench", _("unexpected argument '%s'"), val);
+    case OPT_ARCH: a->arch = val; break;
+    case OPT_THREADS:
+        if (!parse_threads(val, a->threads, &a->n_threads))
+            return cli_usage_error("bench",
+                                   _("--threads takes up to %d counts from 0 to 1024, "
+                                     "comma-separated, not '%s'"),
+                                   MAX_THREAD_COUNTS, val);
+        break;
+    case OPT_BATCH: return cli_int_option("bench", "--batch", val, 1, 4096, &a->batch);
+    case OPT_RUNS: return cli_int_option("bench", "--runs", val, 1, 1000000, &a->runs);
+    case OPT_ISA: {
+        int found = -1;
+        for (int i = 0; i < CNN_ISA_COUNT; i++)
+            if (strcmp(val, cnn_isa_name((cnn_isa)i)) == 0) found = i;
+        if (found < 0)
+            return cli_usage_error("bench", _("--isa must be avx512, avx2 or portable, not '%s'"),
+                                   val);
+        if (!cnn_isa_supported((cnn_isa)found)) {
+            cli_error(_("bench: this CPU (or build) cannot run the %s kernels"), val);
+            return CLI_FAILED;
+        }
+        a->no.isa = found;
+        break;
+    }
+    case OPT_DENSE:
+        if (strcmp(val, "auto") == 0) a->no.dense = CNN_DENSE_AUTO;
+        else if (strcmp(val, "f32") == 0) a->no.dense = CNN_DENSE_F32;
+        else if (strcmp(val, "bf16") == 0) a->no.dense = CNN_DENSE_BF16;
+        else if (strcmp(val, "f16") == 0) a->no.dense = CNN_DENSE_F16;
+        else return cli_usage_error("bench",
+                                    _("--dense must be auto, f32, bf16 or f16, not '%s'"), val);
+        break;
+    case OPT_IMAGE: a->image = val; break;
+    default: break;
+    }
+    return CLI_OK;
+}
+
 int cmd_bench(int argc, char **argv)
 {
-    const char *model_path = NULL, *arch = NULL, *image = NULL;
-    int threads[MAX_THREAD_COUNTS], n_threads = 0, batch = 32, runs = 200;
-    cnn_net_options no;
-    cnn_net_options_init(&no);
-
+    bench_args a = {.n_threads = 0, .batch = 32, .runs = 200};
+    cnn_net_options_init(&a.no);
     cli_parser p;
-    cli_parser_init(&p, "bench", argc, argv, options);
-    const char *val;
-    for (int id; (id = cli_next(&p, &val)) != CLI_END;) {
-        switch (id) {
-        case CLI_BAD: return CLI_USAGE;
-        case CLI_OPERAND: return cli_usage_error("bench", _("unexpected argument '%s'"), val);
-        case OPT_MODEL: model_path = val; break;
-        case OPT_ARCH: arch = val; break;
-        case OPT_THREADS:
-            if (!parse_threads(val, threads, &n_threads))
-                return cli_usage_error("bench",
-                                       _("--threads takes up to %d counts from 0 to 1024, "
-                                         "comma-separated, not '%s'"),
-                                       MAX_THREAD_COUNTS, val);
-            break;
-        case OPT_BATCH:
-            if (!cli_parse_int("bench", "--batch", val, 1, 4096, &batch)) return CLI_USAGE;
-            break;
-        case OPT_RUNS:
-            if (!cli_parse_int("bench", "--runs", val, 1, 1000000, &runs)) return CLI_USAGE;
-            break;
-        case OPT_ISA: {
-            int found = -1;
-            for (int i = 0; i < CNN_ISA_COUNT; i++)
-                if (strcmp(val, cnn_isa_name((cnn_isa)i)) == 0) found = i;
-            if (found < 0)
-                return cli_usage_error("bench", _("--isa must be avx512, avx2 or portable, not '%s'"),
-                                       val);
-            if (!cnn_isa_supported((cnn_isa)found)) {
-                cli_error(_("bench: this CPU (or build) cannot run the %s kernels"), val);
-                return CLI_FAILED;
-            }
-            no.isa = found;
-            break;
-        }
-        case OPT_DENSE:
-            if (strcmp(val, "auto") == 0) no.dense = CNN_DENSE_AUTO;
-            else if (strcmp(val, "f32") == 0) no.dense = CNN_DENSE_F32;
-            else if (strcmp(val, "bf16") == 0) no.dense = CNN_DENSE_BF16;
-            else if (strcmp(val, "f16") == 0) no.dense = CNN_DENSE_F16;
-            else return cli_usage_error("bench",
-                                        _("--dense must be auto, f32, bf16 or f16, not '%s'"), val);
-            break;
-        case OPT_IMAGE: image = val; break;
-        case OPT_HELP: fputs(_(usage_text), stdout); return CLI_OK;
-        default: break;
-        }
+    cli_parser_init(&p, "bench", argc, argv, options, CLI_COMMON_MODEL | CLI_COMMON_HELP,
+                    usage_text);
+    const int parsed = cli_parse(&p, bench_option, &a);
+    if (parsed != CLI_CONTINUE) return parsed;
+    if (p.model && a.arch)
+        return cli_usage_error("bench", "%s", _("give --model or --arch, not both"));
+    if (a.n_threads == 0) {
+        a.threads[a.n_threads++] = 1;
+        if (cnn_cpu_count() > 1) a.threads[a.n_threads++] = cnn_cpu_count();
     }
-    if (model_path && arch) return cli_usage_error("bench", "%s", _("give --model or --arch, not both"));
-    if (n_threads == 0) {
-        threads[n_threads++] = 1;
-        if (cnn_cpu_count() > 1) threads[n_threads++] = cnn_cpu_count();
-    }
+    const char *model_path = p.model, *arch = a.arch, *image = a.image;
+    const int *threads = a.threads, n_threads = a.n_threads, batch = a.batch, runs = a.runs;
+    const cnn_net_options no = a.no;
 
     cnn_model *m = NULL;
-    double t0 = now();
+    double t0 = cnn_clock_seconds();
     if (arch) {
         if (cnn_model_from_spec(arch, &m) != CNN_OK || cnn_model_init(m, 1) != CNN_OK) {
             cli_error("--arch %s: %s", arch, cnn_last_error());
@@ -449,7 +415,7 @@ int cmd_bench(int argc, char **argv)
             return CLI_FAILED;
         }
     }
-    const double load_seconds = now() - t0;
+    const double load_seconds = cnn_clock_seconds() - t0;
 
     /* The report stays untranslated: tests/bench/compare reads its lines
      * and README.md quotes them. */
@@ -466,11 +432,10 @@ int cmd_bench(int argc, char **argv)
     printf("FMA peak, one thread (measured):");
     double peak = 0;
     for (int i = CNN_ISA_COUNT - 1; i >= 0; i--) {
-        const cnn_kernels *k = cnn_kernels_for((cnn_isa)i);
-        if (!k) continue;
-        const double g = fma_peak(k);
+        double g;
+        if (cnn_isa_fma_peak((cnn_isa)i, &g) != CNN_OK) continue;
         if (i == (int)isa) peak = g;
-        printf(" %s %.1f GFLOP/s%s", k->name, g * 1e-9, i > 0 ? "," : "");
+        printf(" %s %.1f GFLOP/s%s", cnn_isa_name((cnn_isa)i), g * 1e-9, i > 0 ? "," : "");
     }
     putchar('\n');
 

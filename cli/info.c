@@ -19,10 +19,8 @@ static const char usage_text[] = N_(
     "\n"
     "  -h, --help   show this help\n");
 
-enum { OPT_HELP = 1 };
-
+/* Only --help (common.h). */
 static const cli_option options[] = {
-    {"help", 'h', false, OPT_HELP},
     {NULL, 0, false, 0},
 };
 
@@ -182,24 +180,24 @@ static void print_layers(const cnn_model *m)
     }
 }
 
+/* The MODEL operand, in *(const char **)ctx. */
+static int info_operand(void *ctx, int id, const char *val)
+{
+    const char **path = ctx;
+    if (id != CLI_OPERAND) return CLI_OK;
+    if (*path)
+        return cli_usage_error("info", _("one MODEL at a time ('%s' and '%s')"), *path, val);
+    *path = val;
+    return CLI_OK;
+}
+
 int cmd_info(int argc, char **argv)
 {
     const char *path = NULL;
     cli_parser p;
-    cli_parser_init(&p, "info", argc, argv, options);
-    const char *val;
-    for (int id; (id = cli_next(&p, &val)) != CLI_END;) {
-        switch (id) {
-        case CLI_BAD: return CLI_USAGE;
-        case OPT_HELP: fputs(_(usage_text), stdout); return CLI_OK;
-        case CLI_OPERAND:
-            if (path) return cli_usage_error("info", _("one MODEL at a time ('%s' and '%s')"),
-                                             path, val);
-            path = val;
-            break;
-        default: break;
-        }
-    }
+    cli_parser_init(&p, "info", argc, argv, options, CLI_COMMON_HELP, usage_text);
+    const int parsed = cli_parse(&p, info_operand, &path);
+    if (parsed != CLI_CONTINUE) return parsed;
     if (!path) path = cli_default_model();
 
     cnn_model *m;

@@ -32,15 +32,13 @@ static const char usage_text[] = N_(
     "  -t, --threads N      threads for the network (0: all cores)\n"
     "  -h, --help           show this help\n");
 
-enum { OPT_MODEL = 1, OPT_LAYER, OPT_OUT, OPT_OVERLAY, OPT_THREADS, OPT_HELP };
+enum { OPT_LAYER = 1, OPT_OUT, OPT_OVERLAY };
 
+/* Besides --model, --threads and --help (common.h). */
 static const cli_option options[] = {
-    {"model", 'm', true, OPT_MODEL},
     {"layer", 'l', true, OPT_LAYER},
     {"out", 'o', true, OPT_OUT},
     {"overlay", 0, true, OPT_OVERLAY},
-    {"threads", 't', true, OPT_THREADS},
-    {"help", 'h', false, OPT_HELP},
     {NULL, 0, false, 0},
 };
 
@@ -52,20 +50,11 @@ static const cli_option options[] = {
  * the exit status after reporting. */
 static int find_tap(const cnn_model *m, const char *model_path, const char *name, int *tap)
 {
-    int convs = 0;
-    for (int i = 0; i < m->n_layers; i++) convs += m->layers[i].type == CNN_LAYER_CONV2D;
-    if (convs == 0) {
+    if (cnn_model_find_conv(m, NULL, NULL, tap) != CNN_OK) {
         cli_error(_("%s: the network has no conv layer to look into"), model_path);
         return CLI_FAILED;
     }
-    *tap = convs - 1;
-    if (!name) return CLI_OK;
-    int layer;
-    int status = cli_conv_layer(m, "cam", model_path, name, &layer);
-    if (status != CLI_OK) return status;
-    *tap = 0;
-    for (int i = 0; i < layer; i++) *tap += m->layers[i].type == CNN_LAYER_CONV2D;
-    return CLI_OK;
+    return name ? cli_conv_layer(m, "cam", model_path, name, NULL, tap) : CLI_OK;
 }
 
 /* The heat map over the whole photo (gray, photo's size); NULL after
@@ -154,9 +143,8 @@ static int run(const cnn_model *m, cnn_net *net, int tap, const char *image, flo
     if (!(heat = render_heat(m, cam, v.h, v.w, &photo, image))) goto done;
 
     const double positive = cnn_model_probability(m, logit);
-    const bool second = positive >= 0.5;
-    const char *label = m->labels[second ? 1 : 0];
-    printf("%s\t%s\t%.4f\t%s\n", image, label, second ? positive : 1.0 - positive, layer->name);
+    const char *label = m->labels[cnn_verdict(positive)];
+    printf("%s\t%s\t%.4f\t%s\n", image, label, cnn_verdict_confidence(positive), layer->name);
     /* Keeps the verdict before any message on a terminal. */
     fflush(stdout);
     bool any = false;
@@ -187,57 +175,47 @@ done:
     return status;
 }
 
+typedef struct {
+    const char *layer, *out, *overlay, *image;
+} cam_args;
+
+static int cam_option(void *ctx, int id, const char *val)
+{
+    cam_args *a = ctx;
+    switch (id) {
+    case CLI_OPERAND: return cli_one_image("cam", &a->image, val);
+    case OPT_LAYER: a->layer = val; break;
+    case OPT_OUT: return cli_name_option("cam", val, _("--out needs a file name"), &a->out);
+    case OPT_OVERLAY:
+        return cli_name_option("cam", val, _("--overlay needs a file name"), &a->overlay);
+    default: break;
+    }
+    return CLI_OK;
+}
+
 int cmd_cam(int argc, char **argv)
 {
-    const char *model_path = NULL, *layer_name = NULL, *out_path = NULL;
-    const char *overlay_path = NULL, *image = NULL;
-    int threads = -1;
-
+    cam_args a = {NULL, NULL, NULL, NULL};
     cli_parser p;
-    cli_parser_init(&p, "cam", argc, argv, options);
-    const char *val;
-    for (int id; (id = cli_next(&p, &val)) != CLI_END;) {
-        switch (id) {
-        case CLI_BAD: return CLI_USAGE;
-        case CLI_OPERAND:
-            if (image)
-                return cli_usage_error("cam", _("one IMAGE at a time ('%s' and '%s')"), image,
-                                       val);
-            image = val;
-            break;
-        case OPT_MODEL: model_path = val; break;
-        case OPT_LAYER: layer_name = val; break;
-        case OPT_OUT:
-            if (!*val) return cli_usage_error("cam", _("--out needs a file name"));
-            out_path = val;
-            break;
-        case OPT_OVERLAY:
-            if (!*val) return cli_usage_error("cam", _("--overlay needs a file name"));
-            overlay_path = val;
-            break;
-        case OPT_THREADS:
-            if (!cli_parse_int("cam", "--threads", val, 0, 1024, &threads)) return CLI_USAGE;
-            break;
-        case OPT_HELP: fputs(_(usage_text), stdout); return CLI_OK;
-        default: break;
-        }
-    }
-    if (!out_path) return cli_usage_error("cam", _("--out FILE is required"));
-    if (!image) return cli_usage_error("cam", _("no IMAGE given"));
-    if (overlay_path && strcmp(overlay_path, out_path) == 0)
-        return cli_usage_error("cam", _("--out and --overlay name the same file '%s'"),
-                               out_path);
-    if (!model_path) model_path = cli_default_model();
+    cli_parser_init(&p, "cam", argc, argv, options,
+                    CLI_COMMON_MODEL | CLI_COMMON_THREADS | CLI_COMMON_HELP, usage_text);
+    const int parsed = cli_parse(&p, cam_option, &a);
+    if (parsed != CLI_CONTINUE) return parsed;
+    if (!a.out) return cli_usage_error("cam", _("--out FILE is required"));
+    if (!a.image) return cli_usage_error("cam", _("no IMAGE given"));
+    if (a.overlay && strcmp(a.overlay, a.out) == 0)
+        return cli_usage_error("cam", _("--out and --overlay name the same file '%s'"), a.out);
 
+    const char *model_path = p.model;
     cnn_model *m;
     cnn_net *net;
-    if (cli_open_model(model_path, threads, &m, &net) != CLI_OK) return CLI_FAILED;
+    if (cli_open_model(&model_path, p.threads, &m, &net) != CLI_OK) return CLI_FAILED;
     float logit;
     int tap;
-    int status = find_tap(m, model_path, layer_name, &tap);
-    if (status == CLI_OK) status = cli_run_one_image(m, net, image, &logit);
+    int status = find_tap(m, model_path, a.layer, &tap);
+    if (status == CLI_OK) status = cli_run_one_image(m, net, a.image, &logit);
     if (status == CLI_OK)
-        status = cli_check_stdout(run(m, net, tap, image, logit, out_path, overlay_path));
+        status = cli_check_stdout(run(m, net, tap, a.image, logit, a.out, a.overlay));
     cnn_net_free(net);
     cnn_model_free(m);
     return status;

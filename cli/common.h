@@ -39,31 +39,61 @@ typedef struct {
     const char *long_name;  /* without the dashes */
     char short_name;        /* 0 if none */
     bool has_value;
-    int id;                 /* > 0, returned by cli_next() */
+    int id;                 /* > 0, handed to the command's handler */
 } cli_option;
 
+/* The options the parser handles itself, for the commands that ask for
+ * them (cli_parser_init's `common`), spelled the same everywhere. */
 enum {
-    CLI_END = 0,        /* no arguments left */
-    CLI_OPERAND = -1,   /* a non-option argument, in *value */
-    CLI_BAD = -2        /* already reported; exit with CLI_USAGE */
+    CLI_COMMON_MODEL = 1,   /* -m, --model FILE: in p->model */
+    CLI_COMMON_THREADS = 2, /* -t, --threads N, 0 to 1024: in p->threads */
+    CLI_COMMON_HELP = 4     /* -h, --help: prints the usage; exit status 0 */
 };
+
+enum { CLI_OPERAND = -1 }; /* the id of a non-option argument */
 
 typedef struct {
     const char *cmd;          /* for messages: "classify" */
+    const char *usage;        /* N_()-marked help, printed translated */
+    int common;               /* CLI_COMMON_* the command has */
+    const char *model;        /* --model's value, NULL when not given */
+    int threads;              /* --threads' value, -1 when not given */
     int argc;
     char **argv;
     int next;                 /* index of the next argument */
     bool operands_only;       /* after "--" */
-    const cli_option *options; /* terminated by an entry with id 0 */
+    const cli_option *options; /* the command's own, ending with id 0 */
 } cli_parser;
 
 /* argv[0] is the sub-command's name and is skipped. */
 void cli_parser_init(cli_parser *p, const char *cmd, int argc, char **argv,
-                     const cli_option *options);
+                     const cli_option *options, int common, const char *usage);
 
-/* Returns the id of the next option (its argument in *value), CLI_OPERAND
- * with the argument in *value, CLI_END, or CLI_BAD. */
-int cli_next(cli_parser *p, const char **value);
+/* Called in order for each of the command's own options (their id, the
+ * argument in value) and each operand (CLI_OPERAND): returns CLI_OK to go
+ * on, or the exit status after reporting why not. */
+typedef int (*cli_handler)(void *ctx, int id, const char *value);
+
+enum { CLI_CONTINUE = -1 };
+
+/* Parses every argument.  Returns CLI_CONTINUE when the command is to run
+ * (the common options in p), else its exit status: CLI_OK after --help,
+ * CLI_USAGE after a usage error (reported), or what handle returned. */
+int cli_parse(cli_parser *p, cli_handler handle, void *ctx);
+
+/* cli_parse_int() for a handler: CLI_OK, or CLI_USAGE after reporting. */
+int cli_int_option(const char *cmd, const char *name, const char *text, int min, int max,
+                   int *out);
+
+/* For options naming a file or folder: *out = value, unless value is
+ * empty: then the usage error `message` (translated, no '%').  Returns
+ * CLI_OK or CLI_USAGE. */
+int cli_name_option(const char *cmd, const char *value, const char *message,
+                    const char **out);
+
+/* For the commands that take one IMAGE operand: keeps it in *image; a
+ * second one is a usage error of cmd.  Returns CLI_OK or CLI_USAGE. */
+int cli_one_image(const char *cmd, const char **image, const char *value);
 
 /* Parses a whole decimal integer in [min, max] given to option `name`;
  * reports and returns false otherwise. */
@@ -74,10 +104,11 @@ bool cli_parse_int(const char *cmd, const char *name, const char *text,
 /* Models                                                             */
 /* ------------------------------------------------------------------ */
 
-/* Loads the model at path (cli_default_model() when NULL) and plans a
- * network for one image at a time; threads < 0 keeps the core's default.
- * Reports failures naming the file; returns CLI_OK or CLI_FAILED. */
-int cli_open_model(const char *path, int threads, cnn_model **model,
+/* Loads the model at *path (when NULL, cli_default_model(), written back
+ * to *path) and plans a network for one image at a time; threads < 0
+ * keeps the core's default.  Reports failures naming the file; returns
+ * CLI_OK or CLI_FAILED. */
+int cli_open_model(const char **path, int threads, cnn_model **model,
                    cnn_net **net);
 
 /* Decodes IMAGE for the model and runs the network on it.  Reports

@@ -46,9 +46,10 @@ static const char usage_text[] = N_(
 enum {
     OPT_DATA = 1, OPT_OUT, OPT_ARCH, OPT_EPOCHS, OPT_BATCH, OPT_SEED,
     OPT_THREADS, OPT_RESUME, OPT_CHECKPOINT, OPT_OPTIMIZER, OPT_LR, OPT_WD,
-    OPT_AUGMENT, OPT_DTYPE, OPT_LIMIT, OPT_STOP, OPT_HELP
+    OPT_AUGMENT, OPT_DTYPE, OPT_LIMIT, OPT_STOP
 };
 
+/* Besides --help (common.h). */
 static const cli_option options[] = {
     {"data", 0, true, OPT_DATA},
     {"out", 'o', true, OPT_OUT},
@@ -66,7 +67,6 @@ static const cli_option options[] = {
     {"dtype", 0, true, OPT_DTYPE},
     {"limit", 0, true, OPT_LIMIT},
     {"stop-after", 0, true, OPT_STOP},
-    {"help", 'h', false, OPT_HELP},
     {NULL, 0, false, 0},
 };
 
@@ -121,89 +121,87 @@ static bool parse_float(const char *name, const char *text, float lo,
     return true;
 }
 
+typedef struct {
+    const char *data, *out, *arch, *resume, *checkpoint;
+    cnn_train_options opt;
+    bool lr_given, wd_given, epochs_given;
+    int limit, stop_after, epochs;
+    cnn_dtype dtype;
+} train_args;
+
+static int train_option(void *ctx, int id, const char *v)
+{
+    train_args *a = ctx;
+    int seed;
+    switch (id) {
+    case CLI_OPERAND: return cli_usage_error("train", _("unexpected argument \"%s\""), v);
+    case OPT_DATA: a->data = v; break;
+    case OPT_OUT: a->out = v; break;
+    case OPT_ARCH: a->arch = v; break;
+    case OPT_RESUME: a->resume = v; break;
+    case OPT_CHECKPOINT: a->checkpoint = v; break;
+    case OPT_EPOCHS:
+        if (!cli_parse_int("train", "epochs", v, 1, 100000, &a->epochs)) return CLI_USAGE;
+        a->epochs_given = true;
+        break;
+    case OPT_BATCH: return cli_int_option("train", "batch", v, 1, 4096, &a->opt.batch);
+    case OPT_SEED:
+        if (!cli_parse_int("train", "seed", v, 0, 2147483647, &seed)) return CLI_USAGE;
+        a->opt.seed = (uint64_t)seed;
+        break;
+    case OPT_THREADS: return cli_int_option("train", "threads", v, 0, 256, &a->opt.threads);
+    case OPT_LIMIT: return cli_int_option("train", "limit", v, 1, 1 << 30, &a->limit);
+    case OPT_STOP: return cli_int_option("train", "stop-after", v, 1, 1 << 30, &a->stop_after);
+    case OPT_OPTIMIZER:
+        if (strcmp(v, "adam") == 0) a->opt.optimizer = CNN_OPT_ADAM;
+        else if (strcmp(v, "sgd") == 0) a->opt.optimizer = CNN_OPT_SGD;
+        else return cli_usage_error("train", _("--optimizer is adam or sgd, not \"%s\""), v);
+        break;
+    case OPT_LR:
+        if (!parse_float("lr", v, 1e-7f, 10.0f, &a->opt.lr)) return CLI_USAGE;
+        a->lr_given = true;
+        break;
+    case OPT_WD:
+        if (!parse_float("weight-decay", v, 0.0f, 1.0f, &a->opt.weight_decay)) return CLI_USAGE;
+        a->wd_given = true;
+        break;
+    case OPT_AUGMENT:
+        if (strcmp(v, "article") == 0) a->opt.augment = cnn_augment_article();
+        else if (strcmp(v, "none") == 0) a->opt.augment = (cnn_augment){0, 0, 0, 0, 0};
+        else if (strcmp(v, "default") != 0)
+            return cli_usage_error("train",
+                                   _("--augment is default, article or none, not \"%s\""), v);
+        break;
+    case OPT_DTYPE:
+        if (strcmp(v, "f16") == 0) a->dtype = CNN_DTYPE_F16;
+        else if (strcmp(v, "bf16") == 0) a->dtype = CNN_DTYPE_BF16;
+        else if (strcmp(v, "f32") == 0) a->dtype = CNN_DTYPE_F32;
+        else return cli_usage_error("train", _("--dtype is f16, bf16 or f32, not \"%s\""), v);
+        break;
+    default: return CLI_USAGE;
+    }
+    return CLI_OK;
+}
+
 int cmd_train(int argc, char **argv)
 {
-    const char *data = NULL, *out = NULL, *arch = NULL, *resume = NULL;
-    const char *checkpoint = NULL;
-    cnn_train_options opt = cnn_train_defaults();
-    bool lr_given = false, wd_given = false, epochs_given = false;
-    int limit = 0, stop_after = 0, epochs = 0, seed = 1;
-    cnn_dtype dtype = CNN_DTYPE_F16;
-
+    train_args a = {.opt = cnn_train_defaults(), .dtype = CNN_DTYPE_F16};
     cli_parser p;
-    cli_parser_init(&p, "train", argc, argv, options);
-    const char *v;
-    int id;
-    while ((id = cli_next(&p, &v)) != CLI_END) {
-        switch (id) {
-        case CLI_BAD: return CLI_USAGE;
-        case CLI_OPERAND: return cli_usage_error("train", _("unexpected argument \"%s\""), v);
-        case OPT_HELP: fputs(_(usage_text), stdout); return CLI_OK;
-        case OPT_DATA: data = v; break;
-        case OPT_OUT: out = v; break;
-        case OPT_ARCH: arch = v; break;
-        case OPT_RESUME: resume = v; break;
-        case OPT_CHECKPOINT: checkpoint = v; break;
-        case OPT_EPOCHS:
-            if (!cli_parse_int("train", "epochs", v, 1, 100000, &epochs)) return CLI_USAGE;
-            epochs_given = true;
-            break;
-        case OPT_BATCH:
-            if (!cli_parse_int("train", "batch", v, 1, 4096, &opt.batch)) return CLI_USAGE;
-            break;
-        case OPT_SEED:
-            if (!cli_parse_int("train", "seed", v, 0, 2147483647, &seed)) return CLI_USAGE;
-            opt.seed = (uint64_t)seed;
-            break;
-        case OPT_THREADS:
-            if (!cli_parse_int("train", "threads", v, 0, 256, &opt.threads)) return CLI_USAGE;
-            break;
-        case OPT_LIMIT:
-            if (!cli_parse_int("train", "limit", v, 1, 1 << 30, &limit)) return CLI_USAGE;
-            break;
-        case OPT_STOP:
-            if (!cli_parse_int("train", "stop-after", v, 1, 1 << 30, &stop_after)) return CLI_USAGE;
-            break;
-        case OPT_OPTIMIZER:
-            if (strcmp(v, "adam") == 0) opt.optimizer = CNN_OPT_ADAM;
-            else if (strcmp(v, "sgd") == 0) opt.optimizer = CNN_OPT_SGD;
-            else return cli_usage_error("train", _("--optimizer is adam or sgd, not \"%s\""), v);
-            break;
-        case OPT_LR:
-            if (!parse_float("lr", v, 1e-7f, 10.0f, &opt.lr)) return CLI_USAGE;
-            lr_given = true;
-            break;
-        case OPT_WD:
-            if (!parse_float("weight-decay", v, 0.0f, 1.0f, &opt.weight_decay)) return CLI_USAGE;
-            wd_given = true;
-            break;
-        case OPT_AUGMENT:
-            if (strcmp(v, "article") == 0) opt.augment = cnn_augment_article();
-            else if (strcmp(v, "none") == 0) opt.augment = (cnn_augment){0, 0, 0, 0, 0};
-            else if (strcmp(v, "default") != 0)
-                return cli_usage_error("train",
-                                       _("--augment is default, article or none, not \"%s\""), v);
-            break;
-        case OPT_DTYPE:
-            if (strcmp(v, "f16") == 0) dtype = CNN_DTYPE_F16;
-            else if (strcmp(v, "bf16") == 0) dtype = CNN_DTYPE_BF16;
-            else if (strcmp(v, "f32") == 0) dtype = CNN_DTYPE_F32;
-            else return cli_usage_error("train", _("--dtype is f16, bf16 or f32, not \"%s\""), v);
-            break;
-        default: return CLI_USAGE;
-        }
-    }
-    if (!data) return cli_usage_error("train", "%s", _("--data DIR is required"));
-    if (!out) return cli_usage_error("train", "%s", _("--out FILE is required"));
-    if (epochs_given) opt.epochs = epochs;
-    if (!lr_given && opt.optimizer == CNN_OPT_SGD) opt.lr = 0.05f;
-    if (!wd_given && opt.optimizer == CNN_OPT_SGD) opt.weight_decay = 5e-4f;
+    cli_parser_init(&p, "train", argc, argv, options, CLI_COMMON_HELP, usage_text);
+    const int parsed = cli_parse(&p, train_option, &a);
+    if (parsed != CLI_CONTINUE) return parsed;
+    if (!a.data) return cli_usage_error("train", "%s", _("--data DIR is required"));
+    if (!a.out) return cli_usage_error("train", "%s", _("--out FILE is required"));
+    if (a.epochs_given) a.opt.epochs = a.epochs;
+    if (!a.lr_given && a.opt.optimizer == CNN_OPT_SGD) a.opt.lr = 0.05f;
+    if (!a.wd_given && a.opt.optimizer == CNN_OPT_SGD) a.opt.weight_decay = 5e-4f;
 
     char default_ckpt[4096];
-    if (!checkpoint) {
-        if ((size_t)snprintf(default_ckpt, sizeof default_ckpt, "%s.ckpt", out) >= sizeof default_ckpt)
+    if (!a.checkpoint) {
+        if ((size_t)snprintf(default_ckpt, sizeof default_ckpt, "%s.ckpt", a.out) >=
+            sizeof default_ckpt)
             return cli_usage_error("train", "%s", _("--out name too long"));
-        checkpoint = default_ckpt;
+        a.checkpoint = default_ckpt;
     }
 
     /* From here on Ctrl-C only asks the loop to stop: one that arrives
@@ -218,25 +216,25 @@ int cmd_train(int argc, char **argv)
     cnn_model *m = NULL;
     cnn_trainer *t = NULL;
     cnn_status s;
-    if (resume) {
-        s = cnn_trainer_resume(resume, opt.threads, &m, &t);
+    if (a.resume) {
+        s = cnn_trainer_resume(a.resume, a.opt.threads, &m, &t);
         if (s) {
             cli_error("%s", cnn_last_error());
             return CLI_FAILED;
         }
-        if (epochs_given && epochs != cnn_trainer_options(t)->epochs) {
+        if (a.epochs_given && a.epochs != cnn_trainer_options(t)->epochs) {
             cli_error(_("%s was made with --epochs %d; the schedule depends on it, so "
                         "it cannot change on resume"),
-                      resume, cnn_trainer_options(t)->epochs);
+                      a.resume, cnn_trainer_options(t)->epochs);
             cnn_trainer_free(t);
             cnn_model_free(m);
             return CLI_FAILED;
         }
     } else {
-        opt.arch = arch ? arch : "catdog-v1";
-        s = cnn_model_from_spec(opt.arch, &m);
-        if (!s) s = cnn_model_init(m, opt.seed);
-        if (!s) s = cnn_trainer_create(m, &opt, &t);
+        a.opt.arch = a.arch ? a.arch : "catdog-v1";
+        s = cnn_model_from_spec(a.opt.arch, &m);
+        if (!s) s = cnn_model_init(m, a.opt.seed);
+        if (!s) s = cnn_trainer_create(m, &a.opt, &t);
         if (s) {
             cli_error("%s", cnn_last_error());
             cnn_model_free(m);
@@ -252,9 +250,9 @@ int cmd_train(int argc, char **argv)
             used->batch, used->epochs, (unsigned long long)used->seed, used->threads);
 
     cnn_dataset *d = NULL;
-    cnn_dataset_options dopt = {.store_size = 160, .limit = limit, .threads = used->threads};
-    fprintf(stderr, _("decoding %s ...\n"), data);
-    s = cnn_dataset_load(data, m, &dopt, &d);
+    cnn_dataset_options dopt = {.store_size = 160, .limit = a.limit, .threads = used->threads};
+    fprintf(stderr, _("decoding %s ...\n"), a.data);
+    s = cnn_dataset_load(a.data, m, &dopt, &d);
     if (s) {
         cli_error("%s", cnn_last_error());
         cnn_trainer_free(t);
@@ -265,25 +263,25 @@ int cmd_train(int argc, char **argv)
             cnn_dataset_count(d, 0), cnn_dataset_count(d, 1));
 
     cnn_train_run run = {
-        .checkpoint = checkpoint,
-        .out = out,
-        .out_dtype = dtype,
+        .checkpoint = a.checkpoint,
+        .out = a.out,
+        .out_dtype = a.dtype,
         .progress = progress,
         .progress_interval_s = 5.0,
         .stop = &stop_requested,
-        .stop_after_steps = stop_after,
+        .stop_after_steps = a.stop_after,
     };
     s = cnn_trainer_run(t, d, &run);
     int rc = CLI_OK;
     if (s == CNN_ERR_INTERRUPTED) {
         /* TRANSLATORS: the core's "interrupted" message, then the checkpoint */
-        cli_error(_("%s; continue with --resume %s"), cnn_last_error(), checkpoint);
+        cli_error(_("%s; continue with --resume %s"), cnn_last_error(), a.checkpoint);
         rc = 130;
     } else if (s) {
         cli_error("%s", cnn_last_error());
         rc = CLI_FAILED;
     } else {
-        fprintf(stderr, _("wrote %s\n"), out);
+        fprintf(stderr, _("wrote %s\n"), a.out);
     }
     cnn_dataset_free(d);
     cnn_trainer_free(t);

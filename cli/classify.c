@@ -26,13 +26,11 @@ static const char usage_text[] = N_(
     "  -t, --threads N    threads for the network (0: all cores)\n"
     "  -h, --help         show this help\n");
 
-enum { OPT_MODEL = 1, OPT_JSON, OPT_THREADS, OPT_HELP };
+enum { OPT_JSON = 1 };
 
+/* Besides --model, --threads and --help (common.h). */
 static const cli_option options[] = {
-    {"model", 'm', true, OPT_MODEL},
     {"json", 'j', false, OPT_JSON},
-    {"threads", 't', true, OPT_THREADS},
-    {"help", 'h', false, OPT_HELP},
     {NULL, 0, false, 0},
 };
 
@@ -46,13 +44,8 @@ static verdict decide(const cnn_model *m, float logit)
 {
     verdict v;
     v.positive = cnn_model_probability(m, logit);
-    if (v.positive >= 0.5) {
-        v.label = m->labels[1];
-        v.probability = v.positive;
-    } else {
-        v.label = m->labels[0];
-        v.probability = 1.0 - v.positive;
-    }
+    v.label = m->labels[cnn_verdict(v.positive)];
+    v.probability = cnn_verdict_confidence(v.positive);
     return v;
 }
 
@@ -87,38 +80,37 @@ static cJSON *json_start(const char *model_path, const cnn_model *m,
     return doc;
 }
 
+typedef struct {
+    bool json;
+    char **images; /* gathered in place, in order, at the front of argv */
+    int n_images;
+} classify_args;
+
+static int classify_option(void *ctx, int id, const char *val)
+{
+    classify_args *a = ctx;
+    if (id == CLI_OPERAND) a->images[a->n_images++] = (char *)val;
+    if (id == OPT_JSON) a->json = true;
+    return CLI_OK;
+}
+
 int cmd_classify(int argc, char **argv)
 {
-    const char *model_path = NULL;
-    bool json = false;
-    int threads = -1;
-    /* Operands are gathered in place, in order, at the front of argv. */
-    char **images = argv + 1;
-    int n_images = 0;
-
+    classify_args a = {false, argv + 1, 0};
     cli_parser p;
-    cli_parser_init(&p, "classify", argc, argv, options);
-    const char *val;
-    for (int id; (id = cli_next(&p, &val)) != CLI_END;) {
-        switch (id) {
-        case CLI_BAD: return CLI_USAGE;
-        case CLI_OPERAND: images[n_images++] = (char *)val; break;
-        case OPT_MODEL: model_path = val; break;
-        case OPT_JSON: json = true; break;
-        case OPT_THREADS:
-            if (!cli_parse_int("classify", "--threads", val, 0, 1024, &threads))
-                return CLI_USAGE;
-            break;
-        case OPT_HELP: fputs(_(usage_text), stdout); return CLI_OK;
-        default: break;
-        }
-    }
-    if (n_images == 0) return cli_usage_error("classify", "%s", _("no IMAGE given"));
-    if (!model_path) model_path = cli_default_model();
+    cli_parser_init(&p, "classify", argc, argv, options,
+                    CLI_COMMON_MODEL | CLI_COMMON_THREADS | CLI_COMMON_HELP, usage_text);
+    const int parsed = cli_parse(&p, classify_option, &a);
+    if (parsed != CLI_CONTINUE) return parsed;
+    if (a.n_images == 0) return cli_usage_error("classify", "%s", _("no IMAGE given"));
+    const bool json = a.json;
+    char **images = a.images;
+    const int n_images = a.n_images;
 
+    const char *model_path = p.model;
     cnn_model *m;
     cnn_net *net;
-    if (cli_open_model(model_path, threads, &m, &net) != CLI_OK) return CLI_FAILED;
+    if (cli_open_model(&model_path, p.threads, &m, &net) != CLI_OK) return CLI_FAILED;
     float *input = cli_alloc_input(m);
     cJSON *doc = NULL, *jimages = NULL;
     int status = CLI_FAILED;

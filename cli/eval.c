@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char usage_text[] = N_(
     "usage: catdog eval [--model FILE] [--threads N] [--limit N] [--mistakes N] DIR\n"
@@ -27,68 +26,48 @@ static const char usage_text[] = N_(
     "  --mistakes N       also list the N most confident mistakes\n"
     "  -h, --help         show this help\n");
 
-enum { OPT_MODEL = 1, OPT_THREADS, OPT_LIMIT, OPT_MISTAKES, OPT_HELP };
+enum { EVAL_BATCH = 32 };
 
+enum { OPT_THREADS = 1, OPT_LIMIT, OPT_MISTAKES };
+
+/* Besides --model and --help (common.h); --threads is the trainer's
+ * (0 to 256, named "threads" in messages), as in `catdog train`. */
 static const cli_option options[] = {
-    {"model", 'm', true, OPT_MODEL},
     {"threads", 't', true, OPT_THREADS},
     {"limit", 0, true, OPT_LIMIT},
     {"mistakes", 0, true, OPT_MISTAKES},
-    {"help", 'h', false, OPT_HELP},
     {NULL, 0, false, 0},
 };
 
-enum { EVAL_BATCH = 32 };
-
-/* A wrong verdict: how sure the model was of the wrong label. */
 typedef struct {
-    int index;
-    double wrong_p;
-} mistake;
+    const char *dir;
+    int threads, limit, n_mistakes;
+} eval_args;
 
-static int by_confidence(const void *a, const void *b)
+static int eval_option(void *ctx, int id, const char *v)
 {
-    const mistake *x = a, *y = b;
-    if (x->wrong_p != y->wrong_p) return x->wrong_p < y->wrong_p ? 1 : -1;
-    return x->index - y->index;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    eval_args *a = ctx;
+    switch (id) {
+    case CLI_OPERAND:
+        if (a->dir) return cli_usage_error("eval", _("only one DIR, not also \"%s\""), v);
+        a->dir = v;
+        return CLI_OK;
+    case OPT_THREADS: return cli_int_option("eval", "threads", v, 0, 256, &a->threads);
+    case OPT_LIMIT: return cli_int_option("eval", "limit", v, 1, 1 << 30, &a->limit);
+    case OPT_MISTAKES: return cli_int_option("eval", "mistakes", v, 0, 1 << 30, &a->n_mistakes);
+    default: return CLI_USAGE;
+    }
 }
 
 int cmd_eval(int argc, char **argv)
 {
-    const char *model_path = NULL, *dir = NULL;
-    int threads = 0, limit = 0, n_mistakes = 0;
+    eval_args a = {NULL, 0, 0, 0};
     cli_parser p;
-    cli_parser_init(&p, "eval", argc, argv, options);
-    const char *v;
-    int id;
-    while ((id = cli_next(&p, &v)) != CLI_END) {
-        switch (id) {
-        case CLI_BAD: return CLI_USAGE;
-        case CLI_OPERAND:
-            if (dir) return cli_usage_error("eval", _("only one DIR, not also \"%s\""), v);
-            dir = v;
-            break;
-        case OPT_HELP: fputs(_(usage_text), stdout); return CLI_OK;
-        case OPT_MODEL: model_path = v; break;
-        case OPT_THREADS:
-            if (!cli_parse_int("eval", "threads", v, 0, 256, &threads)) return CLI_USAGE;
-            break;
-        case OPT_LIMIT:
-            if (!cli_parse_int("eval", "limit", v, 1, 1 << 30, &limit)) return CLI_USAGE;
-            break;
-        case OPT_MISTAKES:
-            if (!cli_parse_int("eval", "mistakes", v, 0, 1 << 30, &n_mistakes)) return CLI_USAGE;
-            break;
-        default: return CLI_USAGE;
-        }
-    }
+    cli_parser_init(&p, "eval", argc, argv, options, CLI_COMMON_MODEL | CLI_COMMON_HELP, usage_text);
+    const int parsed = cli_parse(&p, eval_option, &a);
+    if (parsed != CLI_CONTINUE) return parsed;
+    const char *dir = a.dir, *model_path = p.model;
+    const int n_mistakes = a.n_mistakes;
     if (!dir) return cli_usage_error("eval", "%s", _("DIR (with cats/ and dogs/) is required"));
     if (!model_path) model_path = cli_default_model();
 
@@ -97,7 +76,9 @@ int cmd_eval(int argc, char **argv)
     char **paths = NULL;
     uint8_t *labels = NULL;
     float *inputs = NULL, logits[EVAL_BATCH];
-    mistake *wrong = NULL;
+    /* Wrong verdicts: the image, how sure the model was of the wrong label. */
+    int *wrong = NULL, *order = NULL;
+    double *wrong_p = NULL;
     int n_wrong = 0;
     int n = 0, rc = CLI_FAILED;
     cnn_status s = cnn_model_load(model_path, &m);
@@ -106,13 +87,15 @@ int cmd_eval(int argc, char **argv)
         return CLI_FAILED;
     }
     s = cnn_net_create(m, EVAL_BATCH, &net);
-    if (!s) s = cnn_net_set_threads(net, threads);
-    if (!s) s = cnn_list_labelled(dir, limit, &paths, &labels, &n);
+    if (!s) s = cnn_net_set_threads(net, a.threads);
+    if (!s) s = cnn_list_labelled(dir, a.limit, &paths, &labels, &n);
     size_t in_size = (size_t)m->in_h * m->in_w * m->in_c;
     if (!s) {
         inputs = malloc(in_size * EVAL_BATCH * sizeof *inputs);
         wrong = malloc((size_t)(n > 0 ? n : 1) * sizeof *wrong);
-        if (!inputs || !wrong) {
+        order = malloc((size_t)(n > 0 ? n : 1) * sizeof *order);
+        wrong_p = malloc((size_t)(n > 0 ? n : 1) * sizeof *wrong_p);
+        if (!inputs || !wrong || !order || !wrong_p) {
             cli_error(P_("out of memory for %d image", "out of memory for %d images", n), n);
             goto out;
         }
@@ -123,7 +106,7 @@ int cmd_eval(int argc, char **argv)
     }
 
     long confusion[2][2] = {{0, 0}, {0, 0}};
-    double ll = 0.0, t_forward = 0.0, t0 = now_s();
+    double ll = 0.0, t_forward = 0.0, t0 = cnn_clock_seconds();
     for (int b0 = 0; b0 < n; b0 += EVAL_BATCH) {
         int k = n - b0 < EVAL_BATCH ? n - b0 : EVAL_BATCH;
         for (int j = 0; j < k; j++) {
@@ -141,9 +124,9 @@ int cmd_eval(int argc, char **argv)
                 goto out;
             }
         }
-        double tf = now_s();
+        double tf = cnn_clock_seconds();
         s = cnn_net_forward(net, inputs, k, logits);
-        t_forward += now_s() - tf;
+        t_forward += cnn_clock_seconds() - tf;
         if (s) {
             cli_error("%s", cnn_last_error());
             goto out;
@@ -151,13 +134,15 @@ int cmd_eval(int argc, char **argv)
         for (int j = 0; j < k; j++) {
             int y = labels[b0 + j];
             double pr = cnn_model_probability(m, logits[j]);
-            confusion[y][pr >= 0.5]++;
-            if ((pr >= 0.5) != (y == 1))
-                wrong[n_wrong++] = (mistake){b0 + j, y ? 1.0 - pr : pr};
+            confusion[y][cnn_verdict(pr)]++;
+            if (cnn_verdict(pr) != (y == 1)) {
+                wrong[n_wrong] = b0 + j;
+                wrong_p[n_wrong++] = y ? 1.0 - pr : pr;
+            }
             ll -= y ? log(pr) : log(1.0 - pr);
         }
     }
-    double total = now_s() - t0;
+    double total = cnn_clock_seconds() - t0;
     long correct = confusion[0][0] + confusion[1][1];
     /* Everything before the matrix rows and the last line is for people;
      * those two are read by scripts (weights/README.md's model card). */
@@ -169,11 +154,15 @@ int cmd_eval(int argc, char **argv)
     for (int y = 0; y < 2; y++)
         printf("  %12s %8ld %8ld\n", m->labels[y], confusion[y][0], confusion[y][1]);
     if (n_mistakes > 0 && n_wrong > 0) {
-        qsort(wrong, (size_t)n_wrong, sizeof *wrong, by_confidence);
+        /* The most confident first; ties in file order. */
+        if (cnn_rank(wrong_p, n_wrong, order) != CNN_OK) {
+            cli_error("%s", cnn_last_error());
+            goto out;
+        }
         fputs(_("most confident mistakes (file, true label, probability of the wrong one):\n"), stdout);
         for (int i = 0; i < n_wrong && i < n_mistakes; i++)
-            printf("  %s  %s  %.4f\n", paths[wrong[i].index],
-                   m->labels[labels[wrong[i].index]], wrong[i].wrong_p);
+            printf("  %s  %s  %.4f\n", paths[wrong[order[i]]],
+                   m->labels[labels[wrong[order[i]]]], wrong_p[order[i]]);
     }
     printf(_("speed: %.1f images/s (decode + forward), %.1f images/s (forward only)\n"),
            total > 0 ? n / total : 0.0, t_forward > 0 ? n / t_forward : 0.0);
@@ -183,6 +172,8 @@ int cmd_eval(int argc, char **argv)
 out:
     free(inputs);
     free(wrong);
+    free(order);
+    free(wrong_p);
     free(paths);
     free(labels);
     cnn_net_free(net);

@@ -34,16 +34,14 @@ static const char usage_text[] = N_(
     "  -t, --threads N        threads for the network (0: all cores)\n"
     "  -h, --help             show this help\n");
 
-enum { OPT_MODEL = 1, OPT_LAYER, OPT_COLORMAP, OPT_TOP, OPT_OUT, OPT_THREADS, OPT_HELP };
+enum { OPT_LAYER = 1, OPT_COLORMAP, OPT_TOP, OPT_OUT };
 
+/* Besides --model, --threads and --help (common.h). */
 static const cli_option options[] = {
-    {"model", 'm', true, OPT_MODEL},
     {"layer", 'l', true, OPT_LAYER},
     {"colormap", 'c', true, OPT_COLORMAP},
     {"top", 'k', true, OPT_TOP},
     {"out", 'o', true, OPT_OUT},
-    {"threads", 't', true, OPT_THREADS},
-    {"help", 'h', false, OPT_HELP},
     {NULL, 0, false, 0},
 };
 
@@ -109,7 +107,7 @@ static int choose_layers(const cnn_model *m, const char *model_path, char **name
             continue;
         }
         int i;
-        int status = cli_conv_layer(m, "maps", model_path, names[k], &i);
+        int status = cli_conv_layer(m, "maps", model_path, names[k], &i, NULL);
         if (status != CLI_OK) return status;
         chosen[i] = true;
     }
@@ -210,66 +208,61 @@ static int show_layers(const cnn_model *m, const cnn_net *net, const char *model
     return status;
 }
 
+typedef struct {
+    const char *out_dir, *image;
+    cnn_colormap cmap;
+    int top;              /* -1: no --top */
+    char **layer_names;   /* --layer values, gathered in place at the front of argv */
+    int n_layer_names;
+} maps_args;
+
+static int maps_option(void *ctx, int id, const char *val)
+{
+    maps_args *a = ctx;
+    switch (id) {
+    case CLI_OPERAND: return cli_one_image("maps", &a->image, val);
+    case OPT_LAYER: a->layer_names[a->n_layer_names++] = (char *)val; break;
+    case OPT_COLORMAP:
+        if (strcmp(val, "gray") == 0 || strcmp(val, "grey") == 0)
+            a->cmap = CNN_COLORMAP_GRAY;
+        else if (strcmp(val, "viridis") == 0)
+            a->cmap = CNN_COLORMAP_VIRIDIS;
+        else
+            return cli_usage_error("maps", _("unknown colormap '%s' (gray or viridis)"), val);
+        break;
+    case OPT_TOP:
+        if (!cli_parse_int("maps", "--top", val, 0, CNN_MAX_CHANNELS, &a->top)) return CLI_USAGE;
+        break;
+    case OPT_OUT: return cli_name_option("maps", val, _("--out needs a folder name"), &a->out_dir);
+    default: break;
+    }
+    return CLI_OK;
+}
+
 int cmd_maps(int argc, char **argv)
 {
-    const char *model_path = NULL, *out_dir = NULL, *image = NULL;
-    cnn_colormap cmap = CNN_COLORMAP_GRAY;
-    int threads = -1, top = -1; /* top -1: no --top */
-    /* --layer values are gathered in place at the front of argv. */
-    char **layer_names = argv + 1;
-    int n_layer_names = 0;
-
+    maps_args a = {NULL, NULL, CNN_COLORMAP_GRAY, -1, argv + 1, 0};
     cli_parser p;
-    cli_parser_init(&p, "maps", argc, argv, options);
-    const char *val;
-    for (int id; (id = cli_next(&p, &val)) != CLI_END;) {
-        switch (id) {
-        case CLI_BAD: return CLI_USAGE;
-        case CLI_OPERAND:
-            if (image) return cli_usage_error("maps", _("one IMAGE at a time ('%s' and '%s')"),
-                                              image, val);
-            image = val;
-            break;
-        case OPT_MODEL: model_path = val; break;
-        case OPT_LAYER: layer_names[n_layer_names++] = (char *)val; break;
-        case OPT_COLORMAP:
-            if (strcmp(val, "gray") == 0 || strcmp(val, "grey") == 0)
-                cmap = CNN_COLORMAP_GRAY;
-            else if (strcmp(val, "viridis") == 0)
-                cmap = CNN_COLORMAP_VIRIDIS;
-            else
-                return cli_usage_error("maps", _("unknown colormap '%s' (gray or viridis)"), val);
-            break;
-        case OPT_TOP:
-            if (!cli_parse_int("maps", "--top", val, 0, CNN_MAX_CHANNELS, &top)) return CLI_USAGE;
-            break;
-        case OPT_OUT:
-            if (!*val) return cli_usage_error("maps", _("--out needs a folder name"));
-            out_dir = val;
-            break;
-        case OPT_THREADS:
-            if (!cli_parse_int("maps", "--threads", val, 0, 1024, &threads))
-                return CLI_USAGE;
-            break;
-        case OPT_HELP: fputs(_(usage_text), stdout); return CLI_OK;
-        default: break;
-        }
-    }
-    if (!out_dir && top < 0)
+    cli_parser_init(&p, "maps", argc, argv, options,
+                    CLI_COMMON_MODEL | CLI_COMMON_THREADS | CLI_COMMON_HELP, usage_text);
+    const int parsed = cli_parse(&p, maps_option, &a);
+    if (parsed != CLI_CONTINUE) return parsed;
+    if (!a.out_dir && a.top < 0)
         return cli_usage_error("maps", _("--out DIR is required (or --top K to list channels)"));
-    if (!image) return cli_usage_error("maps", _("no IMAGE given"));
-    if (!model_path) model_path = cli_default_model();
+    if (!a.image) return cli_usage_error("maps", _("no IMAGE given"));
 
+    const char *model_path = p.model;
     cnn_model *m;
     cnn_net *net;
-    if (cli_open_model(model_path, threads, &m, &net) != CLI_OK) return CLI_FAILED;
+    if (cli_open_model(&model_path, p.threads, &m, &net) != CLI_OK) return CLI_FAILED;
     bool chosen[CNN_MAX_LAYERS];
     float logit;
-    int status = choose_layers(m, model_path, layer_names, n_layer_names, chosen);
-    if (status == CLI_OK) status = cli_run_one_image(m, net, image, &logit);
-    if (status == CLI_OK && out_dir) status = make_dirs(out_dir);
+    int status = choose_layers(m, model_path, a.layer_names, a.n_layer_names, chosen);
+    if (status == CLI_OK) status = cli_run_one_image(m, net, a.image, &logit);
+    if (status == CLI_OK && a.out_dir) status = make_dirs(a.out_dir);
     if (status == CLI_OK)
-        status = cli_check_stdout(show_layers(m, net, model_path, chosen, top, cmap, out_dir));
+        status = cli_check_stdout(
+            show_layers(m, net, model_path, chosen, a.top, a.cmap, a.out_dir));
     cnn_net_free(net);
     cnn_model_free(m);
     return status;
