@@ -591,7 +591,7 @@ static cnn_status allocate_params(cnn_model *m)
 #define UNCHECKED_PARAMS ((size_t)1 << 20)
 
 /* data_bytes: the tensor data a file holds (SIZE_MAX: not from a file). */
-static cnn_status build(const cJSON *root, size_t data_bytes, cnn_model *m)
+static cnn_status build(const cJSON *root, size_t data_bytes, bool with_params, cnn_model *m)
 {
     if (!cJSON_IsObject(root))
         return cnn_fail(CNN_ERR_FORMAT, "the model description is not a JSON object");
@@ -680,15 +680,33 @@ static cnn_status build(const cJSON *root, size_t data_bytes, cnn_model *m)
                         "the architecture has %zu parameters, which need at least %zu "
                         "bytes of tensor data, but the file holds only %zu",
                         m->n_params, m->n_params * 2, data_bytes);
-    return allocate_params(m);
+    return with_params ? allocate_params(m) : CNN_OK;
+}
+
+cnn_status cnn_model_from_json(const cJSON *root, const char *text, size_t data_bytes,
+                               bool with_params, cnn_model **out)
+{
+    *out = NULL;
+    cnn_model *m = cnn_alloc(1, sizeof *m);
+    cnn_status s = m ? CNN_OK : CNN_ERR_NOMEM;
+    if (!s) s = build(root, data_bytes, with_params, m);
+    if (!s) {
+        size_t len = strlen(text);
+        m->metadata_json = malloc(len + 1);
+        if (m->metadata_json)
+            memcpy(m->metadata_json, text, len + 1);
+        else
+            s = cnn_fail(CNN_ERR_NOMEM, "out of memory copying the model description");
+    }
+    if (s) {
+        cnn_model_free(m);
+        return s;
+    }
+    *out = m;
+    return CNN_OK;
 }
 
 cnn_status cnn_model_from_spec(const char *spec, cnn_model **out)
-{
-    return cnn_model_from_file_spec(spec, SIZE_MAX, out);
-}
-
-cnn_status cnn_model_from_file_spec(const char *spec, size_t data_bytes, cnn_model **out)
 {
     if (!out) return cnn_fail(CNN_ERR_ARG, "model spec: out is NULL");
     *out = NULL;
@@ -722,25 +740,9 @@ cnn_status cnn_model_from_file_spec(const char *spec, size_t data_bytes, cnn_mod
         return cnn_fail(CNN_ERR_FORMAT,
                         "the model description is not valid JSON (error at byte %zu)",
                         end ? (size_t)(end - text) : (size_t)0);
-
-    cnn_model *m = cnn_alloc(1, sizeof *m);
-    cnn_status s = m ? CNN_OK : CNN_ERR_NOMEM;
-    if (!s) s = build(root, data_bytes, m);
+    cnn_status s = cnn_model_from_json(root, text, SIZE_MAX, true, out);
     cJSON_Delete(root);
-    if (!s) {
-        size_t len = strlen(text);
-        m->metadata_json = malloc(len + 1);
-        if (m->metadata_json)
-            memcpy(m->metadata_json, text, len + 1);
-        else
-            s = cnn_fail(CNN_ERR_NOMEM, "out of memory copying the model description");
-    }
-    if (s) {
-        cnn_model_free(m);
-        return s;
-    }
-    *out = m;
-    return CNN_OK;
+    return s;
 }
 
 /* ------------------------------------------------------------------ */

@@ -203,6 +203,9 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
 {
     *out = NULL;
     if (!m || !opt) return cnn_fail(CNN_ERR_ARG, "trainer: no model or options");
+    if (!m->params)
+        return cnn_fail(CNN_ERR_ARG, "trainer: the model has no parameters (read from a "
+                        "header only)");
     cnn_status s = check_options(opt);
     if (s) return s;
     if (m->in_c != 3)
