@@ -318,7 +318,7 @@ static void forward(cnn_trainer *t, int n, int train)
                              L->has_bias ? L->bias : NULL, L->units, out, th);
             break;
         case CNN_LAYER_DROPOUT:
-            if (train && L->rate > 0.0f)
+            if (train)
                 tk_dropout_forward(in, count, L->rate, dropout_key(t, i), out);
             else
                 memcpy(out, in, count * sizeof *out);
@@ -383,10 +383,7 @@ static void backward(cnn_trainer *t, int n)
                               L->has_bias ? gb : NULL, th);
             break;
         case CNN_LAYER_DROPOUT:
-            if (L->rate > 0.0f)
-                tk_dropout_backward(dout, count, L->rate, dropout_key(t, i), din);
-            else
-                memcpy(din, dout, count * sizeof *din);
+            tk_dropout_backward(dout, count, L->rate, dropout_key(t, i), din);
             break;
         case CNN_LAYER_GAP:
             tk_gap_backward(dout, n, L->in_h, L->in_w, L->in_c, din);

@@ -780,6 +780,10 @@ double tk_uniform(uint64_t key, uint64_t counter)
 void tk_dropout_forward(const float *x, size_t count, float rate,
                         uint64_t key, float *y)
 {
+    if (!(rate > 0.0f)) { /* keeps everything: a copy */
+        memcpy(y, x, count * sizeof *y);
+        return;
+    }
     float keep_scale = 1.0f / (1.0f - rate);
     for (size_t i = 0; i < count; i++)
         y[i] = tk_uniform(key, i) >= rate ? x[i] * keep_scale : 0.0f;
