@@ -65,6 +65,10 @@ struct cJSON;
 cnn_status cnn_model_from_json(const struct cJSON *root, const char *text, size_t data_bytes,
                                bool with_params, cnn_model **out);
 
+/* The keys a layer object of type t has beyond "type" and "name", in the
+ * order a file writes them (NULL-terminated). */
+const char *const *cnn_layer_keys(cnn_layer_type t);
+
 /* Opens a regular file of at most max_size bytes for reading; *size gets
  * its size.  Messages name the file. */
 cnn_status cnn_open_file(const char *path, size_t max_size, FILE **f, size_t *size);

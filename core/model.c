@@ -66,11 +66,24 @@ static const struct {
  * input size. */
 #define PAD_SAME (-1)
 
+static int kind_of(cnn_layer_type t)
+{
+    int i = 0;
+    while (i < N_KINDS && layer_kinds[i].type != t) i++;
+    return i;
+}
+
 const char *cnn_layer_type_name(cnn_layer_type t)
 {
-    for (int i = 0; i < N_KINDS; i++)
-        if (layer_kinds[i].type == t) return layer_kinds[i].name;
-    return "unknown";
+    int k = kind_of(t);
+    return k < N_KINDS ? layer_kinds[k].name : "unknown";
+}
+
+const char *const *cnn_layer_keys(cnn_layer_type t)
+{
+    static const char *const none[] = {NULL};
+    int k = kind_of(t);
+    return k < N_KINDS ? layer_kinds[k].keys : none;
 }
 
 /* ------------------------------------------------------------------ */

@@ -66,16 +66,30 @@ static cJSON *padding_item(const cnn_layer *L)
     return NULL;
 }
 
+/* The value of L's hyper-parameter key as a file states it; NULL when
+ * out of memory, or for a padding no file can state. */
+static cJSON *field_json(const cnn_layer *L, const char *key)
+{
+    if (strcmp(key, "padding") == 0) return padding_item(L);
+    if (strcmp(key, "bias") == 0) return cJSON_CreateBool(L->has_bias);
+    if (strcmp(key, "eps") == 0) return cJSON_CreateNumber(tidy(L->eps));
+    if (strcmp(key, "rate") == 0) return cJSON_CreateNumber(tidy(L->rate));
+    int v = strcmp(key, "filters") == 0 ? L->filters
+            : strcmp(key, "units") == 0 ? L->units
+            : strcmp(key, "stride") == 0 ? L->stride
+                                         : L->kernel; /* "kernel", maxpool "size" */
+    return cJSON_CreateNumber(v);
+}
+
 static cJSON *layer_json(const cnn_layer *L)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
     bool ok = cJSON_AddStringToObject(o, "type", cnn_layer_type_name(L->type)) &&
               cJSON_AddStringToObject(o, "name", L->name);
-    switch (L->type) {
-    case CNN_LAYER_CONV2D: {
-        cJSON *pad = padding_item(L);
-        if (!pad) {
+    for (const char *const *key = cnn_layer_keys(L->type); ok && *key; key++) {
+        cJSON *v = field_json(L, *key);
+        if (!v && strcmp(*key, "padding") == 0) {
             cJSON_Delete(o);
             cnn_fail(CNN_ERR_ARG,
                      "layer \"%s\": padding %d/%d/%d/%d (top/left/bottom/right) cannot be "
@@ -83,35 +97,7 @@ static cJSON *layer_json(const cnn_layer *L)
                      L->pad_left, L->pad_bottom, L->pad_right);
             return NULL;
         }
-        ok = ok && cJSON_AddNumberToObject(o, "filters", L->filters) &&
-             cJSON_AddNumberToObject(o, "kernel", L->kernel) &&
-             cJSON_AddNumberToObject(o, "stride", L->stride);
-        if (ok)
-            ok = set_item(o, "padding", pad);
-        else
-            cJSON_Delete(pad);
-        ok = ok && cJSON_AddBoolToObject(o, "bias", L->has_bias);
-        break;
-    }
-    case CNN_LAYER_MAXPOOL:
-        ok = ok && cJSON_AddNumberToObject(o, "size", L->kernel) &&
-             cJSON_AddNumberToObject(o, "stride", L->stride);
-        break;
-    case CNN_LAYER_BATCHNORM:
-        ok = ok && cJSON_AddNumberToObject(o, "eps", tidy(L->eps));
-        break;
-    case CNN_LAYER_DENSE:
-        ok = ok && cJSON_AddNumberToObject(o, "units", L->units) &&
-             cJSON_AddBoolToObject(o, "bias", L->has_bias);
-        break;
-    case CNN_LAYER_DROPOUT:
-        ok = ok && cJSON_AddNumberToObject(o, "rate", tidy(L->rate));
-        break;
-    case CNN_LAYER_RELU:
-    case CNN_LAYER_SIGMOID:
-    case CNN_LAYER_FLATTEN:
-    case CNN_LAYER_GAP:
-        break;
+        ok = set_item(o, *key, v);
     }
     if (!ok) {
         cJSON_Delete(o);
