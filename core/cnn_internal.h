@@ -65,6 +65,17 @@ struct cJSON;
 cnn_status cnn_model_from_json(const struct cJSON *root, const char *text, size_t data_bytes,
                                bool with_params, cnn_model **out);
 
+/* Refuses members of the JSON object obj outside allowed[] (NULL-
+ * terminated, at most 16) and members given twice: "WHERE: unknown field
+ * ..." (its first 40 bytes), "WHERE: field ... given twice". */
+cnn_status cnn_json_check_keys(const struct cJSON *obj, const char *const *allowed,
+                               const char *where);
+
+/* The string member key of obj, or "WHERE: missing "KEY"" / "WHERE:
+ * "KEY" must be a string". */
+cnn_status cnn_json_string(const struct cJSON *obj, const char *key, const char *where,
+                           const char **out);
+
 /* The keys a layer object of type t has beyond "type" and "name", in the
  * order a file writes them (NULL-terminated). */
 const char *const *cnn_layer_keys(cnn_layer_type t);

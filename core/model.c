@@ -94,6 +94,16 @@ const char *const *cnn_layer_keys(cnn_layer_type t)
 
 static bool is_integral(double d) { return isfinite(d) && d == floor(d); }
 
+/* The optional member key of obj, which must pass is (a format error
+ * "must be `what`" otherwise); *v is NULL when it is absent. */
+static cnn_status member(const cJSON *obj, const char *key, const char *where,
+                         cJSON_bool (*is)(const cJSON *), const char *what, const cJSON **v)
+{
+    *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (*v && !is(*v)) return cnn_fail(CNN_ERR_FORMAT, "%s: \"%s\" must be %s", where, key, what);
+    return CNN_OK;
+}
+
 static cnn_status read_int(const cJSON *obj, const char *key, const char *where,
                            bool required, int def, int lo, int hi,
                            cnn_status over, int *out)
@@ -121,13 +131,10 @@ static cnn_status read_float(const cJSON *obj, const char *key, const char *wher
                              float def, double lo, double hi, bool lo_open,
                              bool hi_open, float *out)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v) {
-        *out = def;
-        return CNN_OK;
-    }
-    if (!cJSON_IsNumber(v))
-        return cnn_fail(CNN_ERR_FORMAT, "%s: \"%s\" must be a number", where, key);
+    const cJSON *v;
+    cnn_status s = member(obj, key, where, cJSON_IsNumber, "a number", &v);
+    *out = def;
+    if (s || !v) return s;
     float f = (float)v->valuedouble;
     if (!isfinite(f) || f < lo || f > hi || (lo_open && f == lo) || (hi_open && f == hi))
         return cnn_fail(CNN_ERR_MODEL, "%s: \"%s\" is %g, must be in %c%g, %g%c",
@@ -140,15 +147,10 @@ static cnn_status read_float(const cJSON *obj, const char *key, const char *wher
 static cnn_status read_bool(const cJSON *obj, const char *key, const char *where,
                             int def, int *out)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v) {
-        *out = def;
-        return CNN_OK;
-    }
-    if (!cJSON_IsBool(v))
-        return cnn_fail(CNN_ERR_FORMAT, "%s: \"%s\" must be true or false", where, key);
-    *out = cJSON_IsTrue(v) ? 1 : 0;
-    return CNN_OK;
+    const cJSON *v;
+    cnn_status s = member(obj, key, where, cJSON_IsBool, "true or false", &v);
+    *out = v && !s ? cJSON_IsTrue(v) != 0 : def;
+    return s;
 }
 
 /* Free text we print in messages and file names: printable, bounded. */
@@ -176,15 +178,26 @@ static bool is_layer_name(const char *s)
 
 /* Refuses keys of obj outside allowed[] (NULL-terminated) and keys given
  * twice; cJSON keeps duplicates, and which one wins would be arbitrary. */
-static cnn_status check_keys(const cJSON *obj, const char *const *allowed,
-                             const char *where)
+cnn_status cnn_json_string(const cJSON *obj, const char *key, const char *where,
+                           const char **out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v) return cnn_fail(CNN_ERR_FORMAT, "%s: missing \"%s\"", where, key);
+    if (!cJSON_IsString(v))
+        return cnn_fail(CNN_ERR_FORMAT, "%s: \"%s\" must be a string", where, key);
+    *out = v->valuestring;
+    return CNN_OK;
+}
+
+cnn_status cnn_json_check_keys(const cJSON *obj, const char *const *allowed,
+                               const char *where)
 {
     int seen[16] = {0};
     for (const cJSON *it = obj->child; it; it = it->next) {
         int k = 0;
         while (allowed[k] && strcmp(allowed[k], it->string) != 0) k++;
         if (!allowed[k])
-            return cnn_fail(CNN_ERR_FORMAT, "%s: unknown field \"%s\"", where, it->string);
+            return cnn_fail(CNN_ERR_FORMAT, "%s: unknown field \"%.40s\"", where, it->string);
         if (++seen[k] > 1)
             return cnn_fail(CNN_ERR_FORMAT, "%s: field \"%s\" given twice", where,
                             it->string);
@@ -202,32 +215,26 @@ static cnn_status parse_layer(const cJSON *jl, int index, cnn_layer *L, int *pad
     snprintf(where, sizeof where, "layer %d", index + 1);
     if (!cJSON_IsObject(jl)) return cnn_fail(CNN_ERR_FORMAT, "%s: not an object", where);
 
-    const cJSON *jname = cJSON_GetObjectItemCaseSensitive(jl, "name");
-    if (!jname) return cnn_fail(CNN_ERR_FORMAT, "%s: missing \"name\"", where);
-    if (!cJSON_IsString(jname))
-        return cnn_fail(CNN_ERR_FORMAT, "%s: \"name\" must be a string", where);
-    if (!is_layer_name(jname->valuestring))
+    const char *name, *type;
+    cnn_status s = cnn_json_string(jl, "name", where, &name);
+    if (s) return s;
+    if (!is_layer_name(name))
         return cnn_fail(CNN_ERR_MODEL,
                         "%s: invalid name (must be 1 to %d of A-Z a-z 0-9 _ . -)",
                         where, CNN_MAX_NAME - 1);
-    strcpy(L->name, jname->valuestring);
+    strcpy(L->name, name);
     snprintf(where, sizeof where, "layer %d \"%s\"", index + 1, L->name);
 
-    const cJSON *jtype = cJSON_GetObjectItemCaseSensitive(jl, "type");
-    if (!jtype) return cnn_fail(CNN_ERR_FORMAT, "%s: missing \"type\"", where);
-    if (!cJSON_IsString(jtype))
-        return cnn_fail(CNN_ERR_FORMAT, "%s: \"type\" must be a string", where);
+    if ((s = cnn_json_string(jl, "type", where, &type))) return s;
     int kind = 0;
-    while (kind < N_KINDS && strcmp(layer_kinds[kind].name, jtype->valuestring) != 0) kind++;
+    while (kind < N_KINDS && strcmp(layer_kinds[kind].name, type) != 0) kind++;
     if (kind == N_KINDS)
-        return cnn_fail(CNN_ERR_UNSUPPORTED, "%s: unknown layer type \"%.40s\"", where,
-                        jtype->valuestring);
+        return cnn_fail(CNN_ERR_UNSUPPORTED, "%s: unknown layer type \"%.40s\"", where, type);
     L->type = layer_kinds[kind].type;
 
     const char *allowed[8] = {"type", "name"};
     for (int k = 0; layer_kinds[kind].keys[k]; k++) allowed[2 + k] = layer_kinds[kind].keys[k];
-    cnn_status s = check_keys(jl, allowed, where);
-    if (s) return s;
+    if ((s = cnn_json_check_keys(jl, allowed, where))) return s;
 
     switch (L->type) {
     case CNN_LAYER_CONV2D: {
@@ -298,7 +305,7 @@ static cnn_status parse_preprocess(const cJSON *jp, int in_c, cnn_preproc *pre)
     }
     if (!jp) return CNN_OK;
     if (!cJSON_IsObject(jp)) return cnn_fail(CNN_ERR_FORMAT, "\"preprocess\" must be an object");
-    cnn_status s = check_keys(jp, allowed, where);
+    cnn_status s = cnn_json_check_keys(jp, allowed, where);
     if (s) return s;
 
     const cJSON *jr = cJSON_GetObjectItemCaseSensitive(jp, "resize");

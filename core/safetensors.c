@@ -20,6 +20,9 @@
 /* Offsets and dims are JSON numbers (doubles): integers are exact below
  * 2^53, which is far beyond any size we accept. */
 #define MAX_JSON_INT 9007199254740992.0
+/* "tensor \"NAME\"" in messages: longer than any message (cnn_fail keeps
+ * 512 bytes). */
+#define WHERE_SIZE 600
 
 typedef struct {
     const char *name;
@@ -98,30 +101,21 @@ static cnn_status parse_tensor(const cJSON *e, size_t data_size, tensor_info *t)
     if (!cJSON_IsObject(e))
         return cnn_fail(CNN_ERR_FORMAT, "tensor \"%s\": entry is not an object", name);
 
-    const cJSON *jd = NULL, *js = NULL, *jo = NULL;
-    for (const cJSON *it = e->child; it; it = it->next) {
-        const cJSON **slot = strcmp(it->string, "dtype") == 0          ? &jd
-                             : strcmp(it->string, "shape") == 0        ? &js
-                             : strcmp(it->string, "data_offsets") == 0 ? &jo
-                                                                       : NULL;
-        if (!slot)
-            return cnn_fail(CNN_ERR_FORMAT, "tensor \"%s\": unknown field \"%.40s\"", name,
-                            it->string);
-        if (*slot)
-            return cnn_fail(CNN_ERR_FORMAT, "tensor \"%s\": field \"%s\" given twice", name,
-                            it->string);
-        *slot = it;
-    }
-
-    if (!jd) return cnn_fail(CNN_ERR_FORMAT, "tensor \"%s\": missing \"dtype\"", name);
-    if (!cJSON_IsString(jd))
-        return cnn_fail(CNN_ERR_FORMAT, "tensor \"%s\": \"dtype\" must be a string", name);
+    static const char *const fields[] = {"dtype", "shape", "data_offsets", NULL};
+    char where[WHERE_SIZE];
+    snprintf(where, sizeof where, "tensor \"%s\"", name);
+    cnn_status s = cnn_json_check_keys(e, fields, where);
+    if (s) return s;
+    const char *dtype;
+    if ((s = cnn_json_string(e, "dtype", where, &dtype))) return s;
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(e, "shape");
+    const cJSON *jo = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     int d = 0;
-    while (d < N_DTYPES && strcmp(dtypes[d].name, jd->valuestring) != 0) d++;
+    while (d < N_DTYPES && strcmp(dtypes[d].name, dtype) != 0) d++;
     if (d == N_DTYPES)
         return cnn_fail(CNN_ERR_UNSUPPORTED,
                         "tensor \"%s\": dtype \"%.16s\" is not supported (F32, F16 or BF16)",
-                        name, jd->valuestring);
+                        name, dtype);
     t->dtype = dtypes[d].dtype;
     t->elem_size = dtypes[d].size;
 
