@@ -536,6 +536,27 @@ cnn_status cnn_rank(const double *score, int n, int *order);
 double cnn_clock_seconds(void);
 
 /* ------------------------------------------------------------------ */
+/* Describing a model file without loading it                         */
+/* ------------------------------------------------------------------ */
+
+/* Reads only the header of a model file (its first 8 bytes and the JSON
+ * header; none of the tensor data) and checks it as strictly as
+ * cnn_model_load() does: the header, the metadata, the architecture and
+ * every tensor's dtype, shape and place in the data area against the
+ * file's size and the architecture.  What only the tensor data can show
+ * (NaN, infinite values, negative variances) is not checked.  The model
+ * has everything cnn_model_load() gives (name, labels, preprocessing,
+ * metrics, layers and their shapes, n_params, macs, metadata_json) except
+ * parameters: params and the layers' weight, bias, mean and var are NULL,
+ * so it describes a model but cannot run (cnn_net_create() and
+ * cnn_model_save() refuse it).  Free it with cnn_model_free(). */
+cnn_status cnn_model_load_header(const char *path, cnn_model **out);
+/* The same for a file in memory: data holds the whole file (size bytes);
+ * nothing past the header is read. */
+cnn_status cnn_model_load_header_memory(const void *data, size_t size,
+                                        cnn_model **out);
+
+/* ------------------------------------------------------------------ */
 /* Half-precision helpers                                             */
 /* ------------------------------------------------------------------ */
 

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #if defined(__GNUC__) || defined(__clang__)
 #define CNN_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -54,10 +55,37 @@ void cnn_preprocess_box(const cnn_model *m, int width, int height, double *x0, d
 cnn_status cnn_write_file_atomic(const char *path, const void *const *parts,
                                  const size_t *sizes, int n_parts);
 
-/* cnn_model_from_spec for the description of a model file whose tensors
- * take data_bytes: an architecture with far more parameters than those
- * bytes can hold is refused before its parameters are allocated. */
-cnn_status cnn_model_from_file_spec(const char *spec, size_t data_bytes, cnn_model **out);
+/* Builds a model from a parsed catdog description (root, a JSON object)
+ * whose text is kept as metadata_json.  data_bytes: the tensor data of
+ * the file it comes from (SIZE_MAX: not from a file), so that an
+ * architecture with far more parameters than those bytes can hold is
+ * refused before anything is allocated; with_params: allocate the
+ * parameter block (else params and the layers' pointers stay NULL). */
+struct cJSON;
+cnn_status cnn_model_from_json(const struct cJSON *root, const char *text, size_t data_bytes,
+                               bool with_params, cnn_model **out);
+
+/* Refuses members of the JSON object obj outside allowed[] (NULL-
+ * terminated, at most 16) and members given twice: "WHERE: unknown field
+ * ..." (its first 40 bytes), "WHERE: field ... given twice". */
+cnn_status cnn_json_check_keys(const struct cJSON *obj, const char *const *allowed,
+                               const char *where);
+
+/* The string member key of obj, or "WHERE: missing "KEY"" / "WHERE:
+ * "KEY" must be a string". */
+cnn_status cnn_json_string(const struct cJSON *obj, const char *key, const char *where,
+                           const char **out);
+
+/* The keys a layer object of type t has beyond "type" and "name", in the
+ * order a file writes them (NULL-terminated). */
+const char *const *cnn_layer_keys(cnn_layer_type t);
+
+/* Opens a regular file of at most max_size bytes for reading; *size gets
+ * its size.  Messages name the file. */
+cnn_status cnn_open_file(const char *path, size_t max_size, FILE **f, size_t *size);
+
+/* Reads exactly n bytes of f (path names it in the message). */
+cnn_status cnn_read_bytes(FILE *f, const char *path, void *buf, size_t n);
 
 /* Reads a whole file (refusing files larger than max_size). */
 cnn_status cnn_read_file(const char *path, size_t max_size, void **data,

@@ -220,37 +220,55 @@ cnn_status cnn_write_file_atomic(const char *path, const void *const *parts,
     return CNN_OK;
 }
 
+cnn_status cnn_open_file(const char *path, size_t max_size, FILE **f, size_t *size)
+{
+    if (!path || !f || !size) return cnn_fail(CNN_ERR_ARG, "read: invalid arguments");
+    *f = NULL;
+    *size = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return cnn_fail(CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(fp);
+        return cnn_fail(CNN_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > (uint64_t)max_size) {
+        fclose(fp);
+        return cnn_fail(CNN_ERR_LIMIT, "%s: file is %lld bytes, more than the limit of %zu",
+                        path, (long long)st.st_size, max_size);
+    }
+    *f = fp;
+    *size = (size_t)st.st_size;
+    return CNN_OK;
+}
+
+cnn_status cnn_read_bytes(FILE *f, const char *path, void *buf, size_t n)
+{
+    size_t got = fread(buf, 1, n, f);
+    if (got != n || ferror(f))
+        return cnn_fail(CNN_ERR_IO, "%s: read error (got %zu of %zu bytes)", path, got, n);
+    return CNN_OK;
+}
+
 cnn_status cnn_read_file(const char *path, size_t max_size, void **data, size_t *size)
 {
     if (!path || !data || !size) return cnn_fail(CNN_ERR_ARG, "read: invalid arguments");
     *data = NULL;
-    *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return cnn_fail(CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return cnn_fail(CNN_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > (uint64_t)max_size) {
-        fclose(f);
-        return cnn_fail(CNN_ERR_LIMIT, "%s: file is %lld bytes, more than the limit of %zu",
-                        path, (long long)st.st_size, max_size);
-    }
-    size_t n = (size_t)st.st_size;
+    FILE *f;
+    cnn_status s = cnn_open_file(path, max_size, &f, size);
+    if (s) return s;
+    size_t n = *size;
     unsigned char *buf = malloc(n ? n : 1);
-    if (!buf) {
-        fclose(f);
-        return cnn_fail(CNN_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, n);
-    }
-    size_t got = fread(buf, 1, n, f);
-    int rerr = ferror(f);
+    if (!buf)
+        s = cnn_fail(CNN_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, n);
+    else
+        s = cnn_read_bytes(f, path, buf, n);
     fclose(f);
-    if (got != n || rerr) {
+    if (s) {
         free(buf);
-        return cnn_fail(CNN_ERR_IO, "%s: read error (got %zu of %zu bytes)", path, got, n);
+        *size = 0;
+        return s;
     }
     *data = buf;
-    *size = n;
     return CNN_OK;
 }

@@ -161,26 +161,28 @@ void ref_maxpool_backward(const float *in, const float *dout, int n, int h,
                 }
 }
 
+/* out[r][q] = sum over j < len of a[r * ar + j * aj] * b[j * bn + q], in
+ * double precision; out is rows x cols. */
+static void matmul_double(const float *a, size_t ar, size_t aj, const float *b, size_t bn,
+                          int rows, int cols, int len, float *out)
+{
+    for (int r = 0; r < rows; r++)
+        for (int q = 0; q < cols; q++) {
+            double acc = 0.0;
+            for (int j = 0; j < len; j++)
+                acc += (double)a[(size_t)r * ar + (size_t)j * aj] * b[(size_t)j * bn + q];
+            out[(size_t)r * cols + q] = (float)acc;
+        }
+}
+
 void ref_dense_backward(const float *in, const float *dout, int n, int in_f,
                         const float *w, int units, float *din, float *dw,
                         float *db)
 {
-    if (din)
-        for (int b = 0; b < n; b++)
-            for (int i = 0; i < in_f; i++) {
-                double acc = 0.0;
-                for (int u = 0; u < units; u++)
-                    acc += (double)dout[(size_t)b * units + u] * w[(size_t)u * in_f + i];
-                din[(size_t)b * in_f + i] = (float)acc;
-            }
-    if (dw)
-        for (int u = 0; u < units; u++)
-            for (int i = 0; i < in_f; i++) {
-                double acc = 0.0;
-                for (int b = 0; b < n; b++)
-                    acc += (double)dout[(size_t)b * units + u] * in[(size_t)b * in_f + i];
-                dw[(size_t)u * in_f + i] = (float)acc;
-            }
+    /* din[b][i] = sum over u of dout[b][u] * w[u][i] */
+    if (din) matmul_double(dout, units, 1, w, in_f, n, in_f, units, din);
+    /* dw[u][i] = sum over b of dout[b][u] * in[b][i] */
+    if (dw) matmul_double(dout, 1, units, in, in_f, units, in_f, n, dw);
     if (db)
         for (int u = 0; u < units; u++) {
             double acc = 0.0;

@@ -235,105 +235,29 @@ typedef void (*conv_tile_fn)(const float *, const ptrdiff_t *, ptrdiff_t, const 
 #if CONV_P < 2 || CONV_P > 12
 #error "CONV_P must be from 2 to 12"
 #endif
-CONV_TILE_FN(1)
-CONV_TILE_FN(2)
-#if CONV_P >= 3
-CONV_TILE_FN(3)
-#endif
-#if CONV_P >= 4
-CONV_TILE_FN(4)
-#endif
-#if CONV_P >= 5
-CONV_TILE_FN(5)
-#endif
-#if CONV_P >= 6
-CONV_TILE_FN(6)
-#endif
-#if CONV_P >= 7
-CONV_TILE_FN(7)
-#endif
-#if CONV_P >= 8
-CONV_TILE_FN(8)
-#endif
-#if CONV_P >= 9
-CONV_TILE_FN(9)
-#endif
-#if CONV_P >= 10
-CONV_TILE_FN(10)
-#endif
-#if CONV_P >= 11
-CONV_TILE_FN(11)
-#endif
-#if CONV_P >= 12
-CONV_TILE_FN(12)
-#endif
+/* CONV_WIDTHS(X) is X(1) X(2) ... X(CONV_P): each tile width once. */
+#define CONV_W_2(X) X(1) X(2)
+#define CONV_W_3(X) CONV_W_2(X) X(3)
+#define CONV_W_4(X) CONV_W_3(X) X(4)
+#define CONV_W_5(X) CONV_W_4(X) X(5)
+#define CONV_W_6(X) CONV_W_5(X) X(6)
+#define CONV_W_7(X) CONV_W_6(X) X(7)
+#define CONV_W_8(X) CONV_W_7(X) X(8)
+#define CONV_W_9(X) CONV_W_8(X) X(9)
+#define CONV_W_10(X) CONV_W_9(X) X(10)
+#define CONV_W_11(X) CONV_W_10(X) X(11)
+#define CONV_W_12(X) CONV_W_11(X) X(12)
+#define CONV_W_(P) CONV_W_##P
+#define CONV_W(P) CONV_W_(P)
+#define CONV_WIDTHS(X) CONV_W(CONV_P)(X)
 
-static const conv_tile_fn KN(conv_tiles)[CONV_P + 1] = {
-    NULL, KN(conv_tile_1), KN(conv_tile_2),
-#if CONV_P >= 3
-    KN(conv_tile_3),
-#endif
-#if CONV_P >= 4
-    KN(conv_tile_4),
-#endif
-#if CONV_P >= 5
-    KN(conv_tile_5),
-#endif
-#if CONV_P >= 6
-    KN(conv_tile_6),
-#endif
-#if CONV_P >= 7
-    KN(conv_tile_7),
-#endif
-#if CONV_P >= 8
-    KN(conv_tile_8),
-#endif
-#if CONV_P >= 9
-    KN(conv_tile_9),
-#endif
-#if CONV_P >= 10
-    KN(conv_tile_10),
-#endif
-#if CONV_P >= 11
-    KN(conv_tile_11),
-#endif
-#if CONV_P >= 12
-    KN(conv_tile_12),
-#endif
-};
-static const conv_tile_fn KN(conv_row_tiles)[CONV_P + 1] = {
-    NULL, KN(conv_row_tile_1), KN(conv_row_tile_2),
-#if CONV_P >= 3
-    KN(conv_row_tile_3),
-#endif
-#if CONV_P >= 4
-    KN(conv_row_tile_4),
-#endif
-#if CONV_P >= 5
-    KN(conv_row_tile_5),
-#endif
-#if CONV_P >= 6
-    KN(conv_row_tile_6),
-#endif
-#if CONV_P >= 7
-    KN(conv_row_tile_7),
-#endif
-#if CONV_P >= 8
-    KN(conv_row_tile_8),
-#endif
-#if CONV_P >= 9
-    KN(conv_row_tile_9),
-#endif
-#if CONV_P >= 10
-    KN(conv_row_tile_10),
-#endif
-#if CONV_P >= 11
-    KN(conv_row_tile_11),
-#endif
-#if CONV_P >= 12
-    KN(conv_row_tile_12),
-#endif
-};
+CONV_WIDTHS(CONV_TILE_FN)
+
+#define CONV_TILE_ENTRY(P) KN(conv_tile_##P),
+#define CONV_ROW_TILE_ENTRY(P) KN(conv_row_tile_##P),
+static const conv_tile_fn KN(conv_tiles)[CONV_P + 1] = {NULL, CONV_WIDTHS(CONV_TILE_ENTRY)};
+static const conv_tile_fn KN(conv_row_tiles)[CONV_P + 1] = {NULL,
+                                                            CONV_WIDTHS(CONV_ROW_TILE_ENTRY)};
 
 /* One pixel at the edge of the image, whose window is partly outside:
  * alone in its tile, its CONV_NV accumulators would each wait for the

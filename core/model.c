@@ -66,11 +66,24 @@ static const struct {
  * input size. */
 #define PAD_SAME (-1)
 
+static int kind_of(cnn_layer_type t)
+{
+    int i = 0;
+    while (i < N_KINDS && layer_kinds[i].type != t) i++;
+    return i;
+}
+
 const char *cnn_layer_type_name(cnn_layer_type t)
 {
-    for (int i = 0; i < N_KINDS; i++)
-        if (layer_kinds[i].type == t) return layer_kinds[i].name;
-    return "unknown";
+    int k = kind_of(t);
+    return k < N_KINDS ? layer_kinds[k].name : "unknown";
+}
+
+const char *const *cnn_layer_keys(cnn_layer_type t)
+{
+    static const char *const none[] = {NULL};
+    int k = kind_of(t);
+    return k < N_KINDS ? layer_kinds[k].keys : none;
 }
 
 /* ------------------------------------------------------------------ */
@@ -80,6 +93,16 @@ const char *cnn_layer_type_name(cnn_layer_type t)
 /* ------------------------------------------------------------------ */
 
 static bool is_integral(double d) { return isfinite(d) && d == floor(d); }
+
+/* The optional member key of obj, which must pass is (a format error
+ * "must be `what`" otherwise); *v is NULL when it is absent. */
+static cnn_status member(const cJSON *obj, const char *key, const char *where,
+                         cJSON_bool (*is)(const cJSON *), const char *what, const cJSON **v)
+{
+    *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (*v && !is(*v)) return cnn_fail(CNN_ERR_FORMAT, "%s: \"%s\" must be %s", where, key, what);
+    return CNN_OK;
+}
 
 static cnn_status read_int(const cJSON *obj, const char *key, const char *where,
                            bool required, int def, int lo, int hi,
@@ -108,13 +131,10 @@ static cnn_status read_float(const cJSON *obj, const char *key, const char *wher
                              float def, double lo, double hi, bool lo_open,
                              bool hi_open, float *out)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v) {
-        *out = def;
-        return CNN_OK;
-    }
-    if (!cJSON_IsNumber(v))
-        return cnn_fail(CNN_ERR_FORMAT, "%s: \"%s\" must be a number", where, key);
+    const cJSON *v;
+    cnn_status s = member(obj, key, where, cJSON_IsNumber, "a number", &v);
+    *out = def;
+    if (s || !v) return s;
     float f = (float)v->valuedouble;
     if (!isfinite(f) || f < lo || f > hi || (lo_open && f == lo) || (hi_open && f == hi))
         return cnn_fail(CNN_ERR_MODEL, "%s: \"%s\" is %g, must be in %c%g, %g%c",
@@ -127,15 +147,10 @@ static cnn_status read_float(const cJSON *obj, const char *key, const char *wher
 static cnn_status read_bool(const cJSON *obj, const char *key, const char *where,
                             int def, int *out)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v) {
-        *out = def;
-        return CNN_OK;
-    }
-    if (!cJSON_IsBool(v))
-        return cnn_fail(CNN_ERR_FORMAT, "%s: \"%s\" must be true or false", where, key);
-    *out = cJSON_IsTrue(v) ? 1 : 0;
-    return CNN_OK;
+    const cJSON *v;
+    cnn_status s = member(obj, key, where, cJSON_IsBool, "true or false", &v);
+    *out = v && !s ? cJSON_IsTrue(v) != 0 : def;
+    return s;
 }
 
 /* Free text we print in messages and file names: printable, bounded. */
@@ -163,15 +178,26 @@ static bool is_layer_name(const char *s)
 
 /* Refuses keys of obj outside allowed[] (NULL-terminated) and keys given
  * twice; cJSON keeps duplicates, and which one wins would be arbitrary. */
-static cnn_status check_keys(const cJSON *obj, const char *const *allowed,
-                             const char *where)
+cnn_status cnn_json_string(const cJSON *obj, const char *key, const char *where,
+                           const char **out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v) return cnn_fail(CNN_ERR_FORMAT, "%s: missing \"%s\"", where, key);
+    if (!cJSON_IsString(v))
+        return cnn_fail(CNN_ERR_FORMAT, "%s: \"%s\" must be a string", where, key);
+    *out = v->valuestring;
+    return CNN_OK;
+}
+
+cnn_status cnn_json_check_keys(const cJSON *obj, const char *const *allowed,
+                               const char *where)
 {
     int seen[16] = {0};
     for (const cJSON *it = obj->child; it; it = it->next) {
         int k = 0;
         while (allowed[k] && strcmp(allowed[k], it->string) != 0) k++;
         if (!allowed[k])
-            return cnn_fail(CNN_ERR_FORMAT, "%s: unknown field \"%s\"", where, it->string);
+            return cnn_fail(CNN_ERR_FORMAT, "%s: unknown field \"%.40s\"", where, it->string);
         if (++seen[k] > 1)
             return cnn_fail(CNN_ERR_FORMAT, "%s: field \"%s\" given twice", where,
                             it->string);
@@ -189,32 +215,26 @@ static cnn_status parse_layer(const cJSON *jl, int index, cnn_layer *L, int *pad
     snprintf(where, sizeof where, "layer %d", index + 1);
     if (!cJSON_IsObject(jl)) return cnn_fail(CNN_ERR_FORMAT, "%s: not an object", where);
 
-    const cJSON *jname = cJSON_GetObjectItemCaseSensitive(jl, "name");
-    if (!jname) return cnn_fail(CNN_ERR_FORMAT, "%s: missing \"name\"", where);
-    if (!cJSON_IsString(jname))
-        return cnn_fail(CNN_ERR_FORMAT, "%s: \"name\" must be a string", where);
-    if (!is_layer_name(jname->valuestring))
+    const char *name, *type;
+    cnn_status s = cnn_json_string(jl, "name", where, &name);
+    if (s) return s;
+    if (!is_layer_name(name))
         return cnn_fail(CNN_ERR_MODEL,
                         "%s: invalid name (must be 1 to %d of A-Z a-z 0-9 _ . -)",
                         where, CNN_MAX_NAME - 1);
-    strcpy(L->name, jname->valuestring);
+    strcpy(L->name, name);
     snprintf(where, sizeof where, "layer %d \"%s\"", index + 1, L->name);
 
-    const cJSON *jtype = cJSON_GetObjectItemCaseSensitive(jl, "type");
-    if (!jtype) return cnn_fail(CNN_ERR_FORMAT, "%s: missing \"type\"", where);
-    if (!cJSON_IsString(jtype))
-        return cnn_fail(CNN_ERR_FORMAT, "%s: \"type\" must be a string", where);
+    if ((s = cnn_json_string(jl, "type", where, &type))) return s;
     int kind = 0;
-    while (kind < N_KINDS && strcmp(layer_kinds[kind].name, jtype->valuestring) != 0) kind++;
+    while (kind < N_KINDS && strcmp(layer_kinds[kind].name, type) != 0) kind++;
     if (kind == N_KINDS)
-        return cnn_fail(CNN_ERR_UNSUPPORTED, "%s: unknown layer type \"%.40s\"", where,
-                        jtype->valuestring);
+        return cnn_fail(CNN_ERR_UNSUPPORTED, "%s: unknown layer type \"%.40s\"", where, type);
     L->type = layer_kinds[kind].type;
 
     const char *allowed[8] = {"type", "name"};
     for (int k = 0; layer_kinds[kind].keys[k]; k++) allowed[2 + k] = layer_kinds[kind].keys[k];
-    cnn_status s = check_keys(jl, allowed, where);
-    if (s) return s;
+    if ((s = cnn_json_check_keys(jl, allowed, where))) return s;
 
     switch (L->type) {
     case CNN_LAYER_CONV2D: {
@@ -285,7 +305,7 @@ static cnn_status parse_preprocess(const cJSON *jp, int in_c, cnn_preproc *pre)
     }
     if (!jp) return CNN_OK;
     if (!cJSON_IsObject(jp)) return cnn_fail(CNN_ERR_FORMAT, "\"preprocess\" must be an object");
-    cnn_status s = check_keys(jp, allowed, where);
+    cnn_status s = cnn_json_check_keys(jp, allowed, where);
     if (s) return s;
 
     const cJSON *jr = cJSON_GetObjectItemCaseSensitive(jp, "resize");
@@ -591,7 +611,7 @@ static cnn_status allocate_params(cnn_model *m)
 #define UNCHECKED_PARAMS ((size_t)1 << 20)
 
 /* data_bytes: the tensor data a file holds (SIZE_MAX: not from a file). */
-static cnn_status build(const cJSON *root, size_t data_bytes, cnn_model *m)
+static cnn_status build(const cJSON *root, size_t data_bytes, bool with_params, cnn_model *m)
 {
     if (!cJSON_IsObject(root))
         return cnn_fail(CNN_ERR_FORMAT, "the model description is not a JSON object");
@@ -680,15 +700,33 @@ static cnn_status build(const cJSON *root, size_t data_bytes, cnn_model *m)
                         "the architecture has %zu parameters, which need at least %zu "
                         "bytes of tensor data, but the file holds only %zu",
                         m->n_params, m->n_params * 2, data_bytes);
-    return allocate_params(m);
+    return with_params ? allocate_params(m) : CNN_OK;
+}
+
+cnn_status cnn_model_from_json(const cJSON *root, const char *text, size_t data_bytes,
+                               bool with_params, cnn_model **out)
+{
+    *out = NULL;
+    cnn_model *m = cnn_alloc(1, sizeof *m);
+    cnn_status s = m ? CNN_OK : CNN_ERR_NOMEM;
+    if (!s) s = build(root, data_bytes, with_params, m);
+    if (!s) {
+        size_t len = strlen(text);
+        m->metadata_json = malloc(len + 1);
+        if (m->metadata_json)
+            memcpy(m->metadata_json, text, len + 1);
+        else
+            s = cnn_fail(CNN_ERR_NOMEM, "out of memory copying the model description");
+    }
+    if (s) {
+        cnn_model_free(m);
+        return s;
+    }
+    *out = m;
+    return CNN_OK;
 }
 
 cnn_status cnn_model_from_spec(const char *spec, cnn_model **out)
-{
-    return cnn_model_from_file_spec(spec, SIZE_MAX, out);
-}
-
-cnn_status cnn_model_from_file_spec(const char *spec, size_t data_bytes, cnn_model **out)
 {
     if (!out) return cnn_fail(CNN_ERR_ARG, "model spec: out is NULL");
     *out = NULL;
@@ -722,25 +760,9 @@ cnn_status cnn_model_from_file_spec(const char *spec, size_t data_bytes, cnn_mod
         return cnn_fail(CNN_ERR_FORMAT,
                         "the model description is not valid JSON (error at byte %zu)",
                         end ? (size_t)(end - text) : (size_t)0);
-
-    cnn_model *m = cnn_alloc(1, sizeof *m);
-    cnn_status s = m ? CNN_OK : CNN_ERR_NOMEM;
-    if (!s) s = build(root, data_bytes, m);
+    cnn_status s = cnn_model_from_json(root, text, SIZE_MAX, true, out);
     cJSON_Delete(root);
-    if (!s) {
-        size_t len = strlen(text);
-        m->metadata_json = malloc(len + 1);
-        if (m->metadata_json)
-            memcpy(m->metadata_json, text, len + 1);
-        else
-            s = cnn_fail(CNN_ERR_NOMEM, "out of memory copying the model description");
-    }
-    if (s) {
-        cnn_model_free(m);
-        return s;
-    }
-    *out = m;
-    return CNN_OK;
+    return s;
 }
 
 /* ------------------------------------------------------------------ */

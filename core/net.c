@@ -462,6 +462,9 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
     *out = NULL;
     if (!m || m->n_layers < 1 || m->n_layers > CNN_MAX_LAYERS)
         return cnn_fail(CNN_ERR_ARG, "cnn_net_create: no model or no layers");
+    if (!m->params)
+        return cnn_fail(CNN_ERR_ARG, "cnn_net_create: the model has no parameters (read "
+                        "from a header only)");
     if (max_batch < 1 || max_batch > 4096)
         return cnn_fail(CNN_ERR_ARG, "cnn_net_create: batch size %d is not in 1..4096", max_batch);
     cnn_net_options defaults;

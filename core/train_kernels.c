@@ -171,27 +171,31 @@ size_t tk_conv_scratch_floats(const tk_conv *g, int threads)
     return conv_thread_floats(g) * (size_t)(threads > 0 ? threads : 1);
 }
 
-void tk_conv_pack_forward(const tk_conv *g, const float *w, float *wt)
+/* OIHW weights w into [ky][kx][in][out] (forward), or, for the input
+ * gradient's convolution, the kernel turned by 180 degrees into
+ * [ky][kx][out][in] (backward). */
+static void conv_pack(const tk_conv *g, const float *w, float *dst, int backward)
 {
     int k = g->k, c = g->c, oc = g->oc;
     for (int o = 0; o < oc; o++)
         for (int i = 0; i < c; i++)
             for (int ky = 0; ky < k; ky++)
-                for (int kx = 0; kx < k; kx++)
-                    wt[(((size_t)ky * k + kx) * c + i) * oc + o] =
-                        w[(((size_t)o * c + i) * k + ky) * k + kx];
+                for (int kx = 0; kx < k; kx++) {
+                    size_t tap = (size_t)ky * k + kx;
+                    size_t at = backward ? (tap * oc + o) * c + i : (tap * c + i) * oc + o;
+                    int sy = backward ? k - 1 - ky : ky, sx = backward ? k - 1 - kx : kx;
+                    dst[at] = w[(((size_t)o * c + i) * k + sy) * k + sx];
+                }
+}
+
+void tk_conv_pack_forward(const tk_conv *g, const float *w, float *wt)
+{
+    conv_pack(g, w, wt, 0);
 }
 
 void tk_conv_pack_backward(const tk_conv *g, const float *w, float *wf)
 {
-    int k = g->k, c = g->c, oc = g->oc;
-    for (int o = 0; o < oc; o++)
-        for (int i = 0; i < c; i++)
-            for (int ky = 0; ky < k; ky++)
-                for (int kx = 0; kx < k; kx++)
-                    wf[(((size_t)ky * k + kx) * oc + o) * c + i] =
-                        w[(((size_t)o * c + i) * k + (k - 1 - ky)) * k +
-                          (k - 1 - kx)];
+    conv_pack(g, w, wf, 1);
 }
 
 /* Patches of output pixels p0 .. p0+pc-1 into col[pc][k*k*c]. */
@@ -444,6 +448,43 @@ static void bn_apply(const float *x, size_t p0, size_t p1, int c,
             y[p * c + ch] = x[p * c + ch] * scale[ch] + offset[ch];
 }
 
+/* Inside a parallel region: this thread's rows [*p0, *p1) of pixels and
+ * its 2 c sums in scratch (zeroed; the first c, then the second c). */
+static double *bn_thread_share(double *scratch, size_t pixels, int c, size_t *p0, size_t *p1)
+{
+    int ti = thread_index();
+    split(pixels, thread_count(), ti, p0, p1);
+    double *s = scratch + (size_t)2 * c * ti;
+    memset(s, 0, (size_t)2 * c * sizeof *s);
+    return s;
+}
+
+/* Channel ch's two sums over the nt threads' shares, in thread order. */
+static void bn_reduce(const double *scratch, int c, int nt, int ch, double *a, double *b)
+{
+    *a = 0.0;
+    *b = 0.0;
+    for (int u = 0; u < nt; u++) {
+        *a += scratch[(size_t)2 * c * u + ch];
+        *b += scratch[(size_t)2 * c * u + c + ch];
+    }
+}
+
+/* bn_apply over all pixels, split over the threads. */
+static void bn_apply_threads(const float *x, size_t pixels, int c, const float *scale,
+                             const float *offset, float *y, int threads)
+{
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+        size_t p0, p1;
+        split(pixels, thread_count(), thread_index(), &p0, &p1);
+        bn_apply(x, p0, p1, c, scale, offset, y);
+    }
+    (void)threads;
+}
+
 void tk_bn_forward_train(const float *x, size_t pixels, int c,
                          const float *gamma, const float *beta, float eps,
                          float *y, float *mean, float *var, float *invstd,
@@ -455,22 +496,17 @@ void tk_bn_forward_train(const float *x, size_t pixels, int c,
 #pragma omp parallel num_threads(threads)
 #endif
     {
-        int ti = thread_index(), nt = thread_count();
+        int nt = thread_count();
         size_t p0, p1;
-        split(pixels, nt, ti, &p0, &p1);
-        double *s = scratch + (size_t)2 * c * ti, *s2 = s + c;
-        memset(s, 0, (size_t)2 * c * sizeof *s);
+        double *s = bn_thread_share(scratch, pixels, c, &p0, &p1), *s2 = s + c;
         bn_sums(x, p0, p1, c, x, s, s2);
 #ifdef _OPENMP
 #pragma omp barrier
 #pragma omp single
 #endif
         for (int ch = 0; ch < c; ch++) {
-            double a = 0.0, b = 0.0;
-            for (int u = 0; u < nt; u++) {
-                a += scratch[(size_t)2 * c * u + ch];
-                b += scratch[(size_t)2 * c * u + c + ch];
-            }
+            double a, b;
+            bn_reduce(scratch, c, nt, ch, &a, &b);
             double m = a / (double)pixels, v = b / (double)pixels - m * m;
             if (v < 0.0) v = 0.0;
             mean[ch] = (float)(x[ch] + m);
@@ -483,15 +519,7 @@ void tk_bn_forward_train(const float *x, size_t pixels, int c,
         scale[ch] = gamma[ch] * invstd[ch];
         offset[ch] = beta[ch] - mean[ch] * scale[ch];
     }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        size_t p0, p1;
-        split(pixels, thread_count(), thread_index(), &p0, &p1);
-        bn_apply(x, p0, p1, c, scale, offset, y);
-    }
-    (void)threads;
+    bn_apply_threads(x, pixels, c, scale, offset, y, threads);
 }
 
 void tk_bn_forward_eval(const float *x, size_t pixels, int c,
@@ -506,15 +534,7 @@ void tk_bn_forward_eval(const float *x, size_t pixels, int c,
         scale[ch] = gamma[ch] / sqrtf(rvar[ch] + eps);
         offset[ch] = beta[ch] - rmean[ch] * scale[ch];
     }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        size_t p0, p1;
-        split(pixels, thread_count(), thread_index(), &p0, &p1);
-        bn_apply(x, p0, p1, c, scale, offset, y);
-    }
-    (void)threads;
+    bn_apply_threads(x, pixels, c, scale, offset, y, threads);
 }
 
 /* s[ch] += dy, s2[ch] += dy * (x - mean) * invstd over rows [p0, p1). */
@@ -555,22 +575,17 @@ void tk_bn_backward(const float *x, const float *dy, size_t pixels, int c,
 #pragma omp parallel num_threads(threads)
 #endif
     {
-        int ti = thread_index(), nt = thread_count();
+        int nt = thread_count();
         size_t p0, p1;
-        split(pixels, nt, ti, &p0, &p1);
-        double *s = scratch + (size_t)2 * c * ti, *s2 = s + c;
-        memset(s, 0, (size_t)2 * c * sizeof *s);
+        double *s = bn_thread_share(scratch, pixels, c, &p0, &p1), *s2 = s + c;
         bn_grad_sums(x, dy, p0, p1, c, mean, invstd, s, s2);
 #ifdef _OPENMP
 #pragma omp barrier
 #pragma omp single
 #endif
         for (int ch = 0; ch < c; ch++) {
-            double a = 0.0, b = 0.0;
-            for (int u = 0; u < nt; u++) {
-                a += scratch[(size_t)2 * c * u + ch];
-                b += scratch[(size_t)2 * c * u + c + ch];
-            }
+            double a, b;
+            bn_reduce(scratch, c, nt, ch, &a, &b);
             dbeta[ch] += (float)a;
             dgamma[ch] += (float)b;
             k1[ch] = gamma[ch] * invstd[ch];
@@ -586,7 +601,10 @@ void tk_bn_backward(const float *x, const float *dy, size_t pixels, int c,
 /* Element-wise ops, pooling                                          */
 /* ------------------------------------------------------------------ */
 
-void tk_relu_forward(const float *x, size_t count, float *y, int threads)
+/* dst[i] = gate[i] > 0 ? src[i] : 0, split over the threads: the ReLU
+ * (gate = src = x) and its gradient (gate = y, src = dy). */
+static void relu_gate(const float *gate, const float *src, size_t count, float *dst,
+                      int threads)
 {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
@@ -595,24 +613,20 @@ void tk_relu_forward(const float *x, size_t count, float *y, int threads)
         size_t b, e;
         split(count, thread_count(), thread_index(), &b, &e);
         for (size_t i = b; i < e; i++)
-            y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+            dst[i] = gate[i] > 0.0f ? src[i] : 0.0f;
     }
     (void)threads;
+}
+
+void tk_relu_forward(const float *x, size_t count, float *y, int threads)
+{
+    relu_gate(x, x, count, y, threads);
 }
 
 void tk_relu_backward(const float *y, const float *dy, size_t count,
                       float *dx, int threads)
 {
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        size_t b, e;
-        split(count, thread_count(), thread_index(), &b, &e);
-        for (size_t i = b; i < e; i++)
-            dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
-    }
-    (void)threads;
+    relu_gate(y, dy, count, dx, threads);
 }
 
 void tk_maxpool_forward(const float *in, int n, int h, int w, int c, int k,
@@ -766,6 +780,10 @@ double tk_uniform(uint64_t key, uint64_t counter)
 void tk_dropout_forward(const float *x, size_t count, float rate,
                         uint64_t key, float *y)
 {
+    if (!(rate > 0.0f)) { /* keeps everything: a copy */
+        memcpy(y, x, count * sizeof *y);
+        return;
+    }
     float keep_scale = 1.0f / (1.0f - rate);
     for (size_t i = 0; i < count; i++)
         y[i] = tk_uniform(key, i) >= rate ? x[i] * keep_scale : 0.0f;

@@ -87,7 +87,7 @@ void tk_gap_backward(const float *dout, int n, int h, int w, int c,
                      float *din);
 
 /* Inverted dropout: y = x * keep / (1 - rate), keep drawn from key and
- * the element index (so it does not depend on threads). */
+ * the element index (so it does not depend on threads); rate 0 copies. */
 void tk_dropout_forward(const float *x, size_t count, float rate,
                         uint64_t key, float *y);
 void tk_dropout_backward(const float *dy, size_t count, float rate,

@@ -63,6 +63,27 @@ static inline void check_tmp_dir(char *dir, size_t size, const char *name)
     }
 }
 
+/* got[0], got[1], ... each within tol of the values listed (NaN fails):
+ * CHECK_VALUES(out, 1e-4, 0.0, 25.0, 75.0); one check per value. */
+#define CHECK_VALUES(got, tol, ...)                                          \
+    check_values_(__FILE__, __LINE__, #got, (got), (tol),                   \
+                  (const double[]){__VA_ARGS__},                            \
+                  sizeof((const double[]){__VA_ARGS__}) / sizeof(double))
+
+static inline void check_values_(const char *file, int line, const char *name,
+                                 const float *got, double tol, const double *want,
+                                 size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        check_count_++;
+        if (!(fabs((double)got[i] - want[i]) <= tol)) {
+            check_failed_++;
+            fprintf(stderr, "%s:%d: FAILED (%s)[%zu] = %.9g, want %.9g (tol %g)\n", file,
+                    line, name, i, (double)got[i], want[i], tol);
+        }
+    }
+}
+
 static inline int check_done(const char *name)
 {
     printf("%s: %d checks, %d failed\n", name, check_count_, check_failed_);

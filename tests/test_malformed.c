@@ -53,23 +53,62 @@ static void append_json(char *dst, const char *src, bool escape)
     *dst = '\0';
 }
 
-/* The file: length, header (padded to 8 with spaces), data. */
+/* The file into buf: length, header (padded to 8 with spaces), data;
+ * returns its size.  buf holds header_len + n + 16 bytes. */
+static size_t build_file(unsigned char *buf, const char *header, size_t header_len,
+                         const void *data, size_t n)
+{
+    size_t padded = (header_len + 7) & ~(size_t)7;
+    put_u64(buf, padded);
+    memcpy(buf + 8, header, header_len);
+    memset(buf + 8 + header_len, ' ', padded - header_len);
+    if (n) memcpy(buf + 8 + padded, data, n);
+    return 8 + padded + n;
+}
+
+/* What only the tensor data shows, which a header-only read skips. */
+static bool data_only_failure(const char *message)
+{
+    return strstr(message, " is NaN") || strstr(message, " is infinite") ||
+           strstr(message, "negative variance");
+}
+
+/* Loads the file in full and from its header only: the header read must
+ * agree (same status and message), but for what only the data shows.
+ * cnn_last_error() is then the full load's. */
+static cnn_status load_both(const unsigned char *f, size_t size)
+{
+    cnn_model *h = (cnn_model *)1, *m = (cnn_model *)1;
+    cnn_status hs = cnn_model_load_header_memory(f, size, &h);
+    char hmsg[512];
+    snprintf(hmsg, sizeof hmsg, "%s", hs ? cnn_last_error() : "");
+    cnn_status s = cnn_model_load_memory(f, size, &m);
+    const char *msg = cnn_last_error();
+    if (s == CNN_OK) {
+        CHECKF(hs == CNN_OK, "a loadable file's header is refused: %s", hmsg);
+        CHECK(hs || (h->params == NULL && h->layers[h->n_layers - 1].weight == NULL &&
+                     h->n_params == m->n_params && h->n_layers == m->n_layers &&
+                     strcmp(h->name, m->name) == 0 &&
+                     strcmp(h->metadata_json, m->metadata_json) == 0));
+    } else if (data_only_failure(msg)) {
+        CHECKF(hs == CNN_OK, "\"%s\": the header alone is refused: %s", msg, hmsg);
+    } else {
+        CHECKF(hs == s && strcmp(hmsg, msg) == 0, "full load %s \"%s\", header %s \"%s\"",
+               cnn_status_name(s), msg, cnn_status_name(hs), hmsg);
+    }
+    if (s) CHECKF(m == NULL, "a failed load must leave *out NULL");
+    if (hs) CHECKF(h == NULL, "a failed header read must leave *out NULL");
+    if (!s) cnn_model_free(m);
+    if (!hs) cnn_model_free(h);
+    return s;
+}
+
 static cnn_status load_raw_header(const char *header, size_t header_len, const void *data,
                                   size_t n)
 {
-    size_t padded = (header_len + 7) & ~(size_t)7;
-    unsigned char *f = malloc(8 + padded + n + 1);
+    unsigned char *f = malloc(header_len + n + 16);
     if (!f) return CNN_ERR_NOMEM;
-    put_u64(f, padded);
-    memcpy(f + 8, header, header_len);
-    memset(f + 8 + header_len, ' ', padded - header_len);
-    if (n) memcpy(f + 8 + padded, data, n);
-    cnn_model *m = (cnn_model *)1;
-    cnn_status s = cnn_model_load_memory(f, 8 + padded + n, &m);
-    if (s == CNN_OK)
-        cnn_model_free(m);
-    else
-        CHECKF(m == NULL, "a failed load must leave *out NULL");
+    cnn_status s = load_both(f, build_file(f, header, header_len, data, n));
     free(f);
     return s;
 }
@@ -109,10 +148,16 @@ static cnn_status load_tensors(const char *tensors, const void *data, size_t n)
 
 static cnn_status load_bytes(const void *bytes, size_t n)
 {
-    cnn_model *m = NULL;
-    cnn_status s = cnn_model_load_memory(bytes, n, &m);
-    cnn_model_free(m);
-    return s;
+    return load_both(bytes, n);
+}
+
+/* The tiny model's valid header, double-quoted, into h (1024 bytes). */
+static void tiny_header(char *h)
+{
+    h[0] = '\0';
+    append_json(h, "{'__metadata__':{'format':'catdog','catdog':'", false);
+    append_json(h, DESC, true);
+    append_json(h, "'}," TENSORS_OK "}", false);
 }
 
 static void test_valid(void)
@@ -122,16 +167,10 @@ static void test_valid(void)
     CHECK_OK(load_tensors(TENSORS_OK, data_ok, 20));
     CHECK_OK(load_tensors(BIAS_OK "," WEIGHT_OK, data_ok, 20)); /* header order is free */
 
-    char h[1024] = "";
-    append_json(h, "{'__metadata__':{'format':'catdog','catdog':'", false);
-    append_json(h, DESC, true);
-    append_json(h, "'}," TENSORS_OK "}", false);
-    size_t n = strlen(h), padded = (n + 7) & ~(size_t)7;
+    char h[1024];
+    tiny_header(h);
     unsigned char f[1200];
-    put_u64(f, padded);
-    memcpy(f + 8, h, n);
-    memset(f + 8 + n, ' ', padded - n);
-    memcpy(f + 8 + padded, data_ok, 20);
+    size_t padded = build_file(f, h, strlen(h), data_ok, 20) - 8 - 20;
     cnn_model *m = NULL;
     CHECK_OK(cnn_model_load_memory(f, 8 + padded + 20, &m));
     if (m) {
@@ -397,14 +436,10 @@ static void test_architecture(void)
         append_json(h, DESC, true);
         append_json(h, "'},'fc.weight':{'dtype':'F16','shape':[1,4],'data_offsets':[0,8]},"
                        "'fc.bias':{'dtype':'BF16','shape':[1],'data_offsets':[8,10]}}", false);
-        size_t n = strlen(h), padded = (n + 7) & ~(size_t)7;
-        unsigned char *f = calloc(8 + padded + 10, 1);
+        size_t n = strlen(h);
+        unsigned char *f = calloc(n + 10 + 16, 1);
         if (f) {
-            put_u64(f, padded);
-            memcpy(f + 8, h, n);
-            memset(f + 8 + n, ' ', padded - n);
-            memcpy(f + 8 + padded, h16, 10);
-            CHECK_OK(cnn_model_load_memory(f, 8 + padded + 10, &m));
+            CHECK_OK(cnn_model_load_memory(f, build_file(f, h, n, h16, 10), &m));
             if (m) {
                 const float *w = m->layers[1].weight;
                 CHECK(w[0] == 1.0f && w[1] == 2.0f && w[2] == 3.0f && w[3] == 4.0f);
@@ -441,6 +476,16 @@ static void test_architecture(void)
 
 static char tmp_dir[256];
 
+static void write_file(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (f) {
+        CHECK(fwrite(data, 1, n, f) == n);
+        fclose(f);
+    }
+}
+
 static void test_files(void)
 {
     const char *base = getenv("TMPDIR");
@@ -469,36 +514,59 @@ static void test_files(void)
     /* A real file that is fine except for one NaN: the message has both
      * the path and the tensor. */
     snprintf(path, sizeof path, "%s/nan.safetensors", tmp_dir);
-    char h[1024] = "";
-    append_json(h, "{'__metadata__':{'format':'catdog','catdog':'", false);
-    append_json(h, DESC, true);
-    append_json(h, "'}," TENSORS_OK "}", false);
-    size_t n = strlen(h), padded = (n + 7) & ~(size_t)7;
+    char h[1024];
+    tiny_header(h);
     unsigned char buf[1200];
-    put_u64(buf, padded);
-    memcpy(buf + 8, h, n);
-    memset(buf + 8 + n, ' ', padded - n);
-    memcpy(buf + 8 + padded, data_ok, 20);
-    put_f32(buf + 8 + padded + 4, NAN);
-    f = fopen(path, "wb");
-    if (f) {
-        fwrite(buf, 1, 8 + padded + 20, f);
-        fclose(f);
-    }
+    size_t size = build_file(buf, h, strlen(h), data_ok, 20);
+    unsigned char *nan_at = buf + size - 20 + 4;
+    put_f32(nan_at, NAN);
+    write_file(path, buf, size);
     CHECK_FAILS(cnn_model_load(path, &m), CNN_ERR_MODEL,
                 "nan.safetensors: tensor \"fc.weight\": element 1 is NaN");
-    put_f32(buf + 8 + padded + 4, 2.0f);
-    f = fopen(path, "wb");
-    if (f) {
-        fwrite(buf, 1, 8 + padded + 20, f);
-        fclose(f);
+    /* The header alone is fine: listing it does not read the data. */
+    CHECK_OK(cnn_model_load_header(path, &m));
+    if (m) {
+        CHECK(m->params == NULL && m->layers[1].weight == NULL && m->layers[1].bias == NULL);
+        CHECK(strcmp(m->name, "tiny") == 0 && m->n_params == 5 && m->layers[1].in_c == 4);
+        cnn_net *net = (cnn_net *)1;
+        CHECK_FAILS(cnn_net_create(m, 1, &net), CNN_ERR_ARG, "no parameters");
+        CHECK(net == NULL);
+        CHECK_FAILS(cnn_model_save(m, path, CNN_DTYPE_F32, NULL), CNN_ERR_ARG, "no model");
+        cnn_model_free(m);
     }
+    put_f32(nan_at, 2.0f);
+    write_file(path, buf, size);
     CHECK_OK(cnn_model_load(path, &m));
+    cnn_model *hm = NULL;
+    CHECK_OK(cnn_model_load_header(path, &hm));
+    if (m && hm)
+        CHECK(strcmp(hm->metadata_json, m->metadata_json) == 0 && hm->n_params == m->n_params &&
+              hm->layers[1].out_c == m->layers[1].out_c && hm->in_c == m->in_c);
+    cnn_model_free(hm);
     cnn_model_free(m);
+
+    /* Cut short on disk: the header read sees the file's size, not the
+     * bytes it reads, and names the file. */
+    write_file(path, buf, size - 2);
+    CHECK_FAILS(cnn_model_load_header(path, &m), CNN_ERR_FORMAT,
+                "nan.safetensors: tensor \"fc.bias\": data_offsets end 20 is beyond the "
+                "data area (18 bytes)");
+    CHECK(m == NULL);
+    write_file(path, buf, 12); /* in the header */
+    CHECK_FAILS(cnn_model_load_header(path, &m), CNN_ERR_FORMAT,
+                "nan.safetensors: header length");
+    write_file(path, buf, 5);
+    CHECK_FAILS(cnn_model_load_header(path, &m), CNN_ERR_FORMAT,
+                "nan.safetensors: file is 5 bytes, shorter than the 8-byte header length");
     unlink(path);
+    CHECK_FAILS(cnn_model_load_header(path, &m), CNN_ERR_IO, "nan.safetensors: cannot open");
+    CHECK_FAILS(cnn_model_load_header(tmp_dir, &m), CNN_ERR_IO, "not a regular file");
 
     CHECK_FAILS(cnn_model_load(NULL, &m), CNN_ERR_ARG, "no model file");
     CHECK_FAILS(cnn_model_load(path, NULL), CNN_ERR_ARG, "NULL");
+    CHECK_FAILS(cnn_model_load_header("", &m), CNN_ERR_ARG, "no model file");
+    CHECK_FAILS(cnn_model_load_header(path, NULL), CNN_ERR_ARG, "NULL");
+    CHECK_FAILS(cnn_model_load_header_memory(NULL, 10, &m), CNN_ERR_ARG, "NULL");
     rmdir(tmp_dir);
 }
 

@@ -36,6 +36,15 @@ static unsigned char *read_all(const char *path, size_t *size)
 
 /* ------------------------------------------------------------------ */
 
+/* The model of a spec that must be accepted (NULL, counted as a failed
+ * check, when it is not). */
+static cnn_model *spec_model(const char *spec)
+{
+    cnn_model *m = NULL;
+    CHECK_OK(cnn_model_from_spec(spec, &m));
+    return m;
+}
+
 static void test_article(void)
 {
     cnn_model *m = NULL;
@@ -145,8 +154,7 @@ static void test_book_variant(void)
         "{\"type\":\"relu\",\"name\":\"r4\"},{\"type\":\"maxpool\",\"name\":\"p4\",\"size\":2},"
         "{\"type\":\"flatten\",\"name\":\"f\"},{\"type\":\"dense\",\"name\":\"d1\",\"units\":512},"
         "{\"type\":\"dense\",\"name\":\"d2\",\"units\":1},{\"type\":\"sigmoid\",\"name\":\"s\"}]}";
-    cnn_model *m = NULL;
-    CHECK_OK(cnn_model_from_spec(spec, &m));
+    cnn_model *m = spec_model(spec);
     if (!m) return;
     CHECKF(m->n_params == 3453121, "n_params %zu", m->n_params);
     CHECK(m->layers[12].out_c == 6272);
@@ -167,8 +175,7 @@ static void test_padding(void)
         "{\"type\":\"conv2d\",\"name\":\"b\",\"filters\":3,\"kernel\":3,\"padding\":1},"
         "{\"type\":\"gap\",\"name\":\"g\"},"
         "{\"type\":\"dense\",\"name\":\"d\",\"units\":1,\"bias\":false}]}";
-    cnn_model *m = NULL;
-    CHECK_OK(cnn_model_from_spec(spec, &m));
+    cnn_model *m = spec_model(spec);
     if (!m) return;
     const cnn_layer *a = &m->layers[0], *b = &m->layers[1];
     CHECK(a->out_h == 4 && a->out_w == 4 && a->out_c == 2);
@@ -439,8 +446,7 @@ static void check_meta(const cnn_model *m)
 
 static void test_round_trip(void)
 {
-    cnn_model *m = NULL;
-    CHECK_OK(cnn_model_from_spec(rt_spec, &m));
+    cnn_model *m = spec_model(rt_spec);
     if (!m) return;
     /* 4*3*9+4 = 112, bn 4*4 = 16, 5*4*9 = 180, 2*2*5 = 20 -> 6*20+6 = 126,
      * 6+1 = 7. */
@@ -459,6 +465,15 @@ static void test_round_trip(void)
         CHECK_OK(cnn_model_load(path, &l));
         if (!l) continue;
         check_meta(l);
+        /* The header alone describes the same model, without parameters. */
+        cnn_model *head = NULL;
+        CHECK_OK(cnn_model_load_header(path, &head));
+        if (head) {
+            check_meta(head);
+            CHECK(head->params == NULL && head->n_params == l->n_params &&
+                  head->macs == l->macs && strcmp(head->metadata_json, l->metadata_json) == 0);
+            cnn_model_free(head);
+        }
         size_t bad = 0;
         for (size_t i = 0; i < m->n_params && i < l->n_params; i++) {
             float want = m->params[i];
@@ -581,8 +596,7 @@ static void test_chw(void)
         "{\"type\":\"dropout\",\"name\":\"dr\",\"rate\":0.5},"
         "{\"type\":\"dense\",\"name\":\"d1\",\"units\":2},"
         "{\"type\":\"dense\",\"name\":\"d2\",\"units\":1}]}";
-    cnn_model *m = NULL;
-    CHECK_OK(cnn_model_from_spec(spec, &m));
+    cnn_model *m = spec_model(spec);
     if (!m) return;
     for (size_t i = 0; i < m->n_params; i++) m->params[i] = 1000.0f + (float)i;
     for (int j = 0; j < 8; j++) {

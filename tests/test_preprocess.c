@@ -75,8 +75,8 @@ static void test_resize_by_hand(void)
     m = model(1, 2, 1, CNN_RESIZE_SQUASH);
     const uint8_t four[4] = {0, 40, 80, 120};
     CHECK_OK(cnn_preprocess(m, four, 4, 1, 4, 1, out));
-    CHECK_NEAR(out[0], (40 * 0.75 + 80 * 0.25) / 1.75, 1e-4);
-    CHECK_NEAR(out[1], (40 * 0.25 + 80 * 0.75 + 120 * 0.75) / 1.75, 1e-4);
+    CHECK_VALUES(out, 1e-4,
+                 (40 * 0.75 + 80 * 0.25) / 1.75, (40 * 0.25 + 80 * 0.75 + 120 * 0.75) / 1.75);
     free(m);
 
     /* 2 x 1 -> 4 x 1: plain bilinear with centres aligned,
@@ -84,17 +84,13 @@ static void test_resize_by_hand(void)
     m = model(1, 4, 1, CNN_RESIZE_SQUASH);
     const uint8_t ramp[2] = {0, 100};
     CHECK_OK(cnn_preprocess(m, ramp, 2, 1, 2, 1, out));
-    CHECK_NEAR(out[0], 0.0, 1e-4);
-    CHECK_NEAR(out[1], 25.0, 1e-4);
-    CHECK_NEAR(out[2], 75.0, 1e-4);
-    CHECK_NEAR(out[3], 100.0, 1e-4);
+    CHECK_VALUES(out, 1e-4, 0.0, 25.0, 75.0, 100.0);
     free(m);
 
     /* 1 x 2 -> 1 x 4: the same along y. */
     m = model(4, 1, 1, CNN_RESIZE_SQUASH);
     CHECK_OK(cnn_preprocess(m, ramp, 1, 2, 1, 1, out));
-    CHECK_NEAR(out[1], 25.0, 1e-4);
-    CHECK_NEAR(out[2], 75.0, 1e-4);
+    CHECK_VALUES(out + 1, 1e-4, 25.0, 75.0);
     free(m);
 }
 
@@ -110,9 +106,8 @@ static void test_channels(void)
     CHECK_OK(cnn_preprocess(m, opaque, 1, 1, 4, 4, out));
     CHECK_NEAR(out[1], 0.0, 1e-4);
     CHECK_OK(cnn_preprocess(m, half, 1, 1, 4, 4, out));
-    CHECK_NEAR(out[0], 255.0 - 155.0 * 128.0 / 255.0, 1e-3);
-    CHECK_NEAR(out[1], 255.0 - 205.0 * 128.0 / 255.0, 1e-3);
-    CHECK_NEAR(out[2], 255.0 - 255.0 * 128.0 / 255.0, 1e-3);
+    CHECK_VALUES(out, 1e-3, 255.0 - 155.0 * 128.0 / 255.0, 255.0 - 205.0 * 128.0 / 255.0,
+                 255.0 - 255.0 * 128.0 / 255.0);
 
     /* Gray replicated to RGB. */
     const uint8_t g = 77;
@@ -142,10 +137,7 @@ static void test_crop(void)
         for (int x = 0; x < 8; x++) px[y * 8 + x] = (uint8_t)(10 * x);
     cnn_model *m = model(2, 2, 1, CNN_RESIZE_CROP);
     CHECK_OK(cnn_preprocess(m, px, 8, 2, 8, 1, out));
-    CHECK_NEAR(out[0], 30.0, 1e-4);
-    CHECK_NEAR(out[1], 40.0, 1e-4);
-    CHECK_NEAR(out[2], 30.0, 1e-4);
-    CHECK_NEAR(out[3], 40.0, 1e-4);
+    CHECK_VALUES(out, 1e-4, 30.0, 40.0, 30.0, 40.0);
     /* The same image squashed: centres 2 and 6, support 4. */
     m->pre.resize = CNN_RESIZE_SQUASH;
     CHECK_OK(cnn_preprocess(m, px, 8, 2, 8, 1, out));
@@ -163,18 +155,14 @@ static void test_crop(void)
         for (int x = 0; x < 2; x++) px[y * 2 + x] = (uint8_t)(10 * y);
     m->pre.resize = CNN_RESIZE_CROP;
     CHECK_OK(cnn_preprocess(m, px, 2, 8, 2, 1, out));
-    CHECK_NEAR(out[0], 30.0, 1e-4);
-    CHECK_NEAR(out[1], 30.0, 1e-4);
-    CHECK_NEAR(out[2], 40.0, 1e-4);
-    CHECK_NEAR(out[3], 40.0, 1e-4);
+    CHECK_VALUES(out, 1e-4, 30.0, 30.0, 40.0, 40.0);
 
     /* 5 x 2 -> 2 x 2 crop: box [1.5, 3.5), centres 2 and 3, each the mean
      * of its two neighbours. */
     for (int y = 0; y < 2; y++)
         for (int x = 0; x < 5; x++) px[y * 5 + x] = (uint8_t)(10 * x);
     CHECK_OK(cnn_preprocess(m, px, 5, 2, 5, 1, out));
-    CHECK_NEAR(out[0], 15.0, 1e-4);
-    CHECK_NEAR(out[1], 25.0, 1e-4);
+    CHECK_VALUES(out, 1e-4, 15.0, 25.0);
     free(m);
 }
 

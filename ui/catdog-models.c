@@ -553,7 +553,9 @@ catdog_model_info_load (const gchar  *path,
   GStatBuf         sb;
   gint             i, k;
 
-  st = cnn_model_load (path, &m);
+  /* The header says all the list shows; only the chosen model is loaded
+   * in full (by the plug-in). */
+  st = cnn_model_load_header (path, &m);
   if (st != CNN_OK)
     {
       g_set_error (error, CATDOG_MODELS_ERROR, CATDOG_MODELS_ERROR_INVALID,

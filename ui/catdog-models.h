@@ -67,8 +67,9 @@ typedef struct
   gint    *conv_w, *conv_h;
 } CatdogModelInfo;
 
-/* Loads (and so fully validates) path; NULL with *error naming the file
- * and the problem. */
+/* Reads path's header and metadata (cnn_model_load_header: checked as
+ * strictly as a full load, the tensor data not read); NULL with *error
+ * naming the file and the problem. */
 CatdogModelInfo *catdog_model_info_load (const gchar      *path,
                                          GError          **error);
 void             catdog_model_info_free (CatdogModelInfo  *info);

@@ -8,7 +8,9 @@
  *
  * Besides memory errors (the sanitizers), the harness checks the API's
  * promises: a failure leaves *out NULL and sets a message; a model that
- * loads is within the CNN_MAX_* limits, has finite weights and runs. */
+ * loads is within the CNN_MAX_* limits, has finite weights and runs; the
+ * header-only reader accepts every file that loads, and what it accepts
+ * passes the same checks, without parameters. */
 #include "cnn.h"
 #include "fuzz.h"
 
@@ -53,12 +55,12 @@ static void check_model(const cnn_model *m, int loaded)
                     i, L->out_h, L->out_w, L->out_c);
         FUZZ_ASSERT(memchr(L->name, '\0', sizeof L->name) != NULL, "layer %d name unterminated", i);
         total += L->n_params;
-        const float *block_end = m->params + m->n_params;
         const float *v[4] = {L->weight, L->bias, L->mean, L->var};
         size_t n[4] = {L->n_weight, L->n_bias, L->n_weight, L->n_weight};
         for (int k = 0; k < 4; k++) {
             if (!v[k]) continue;
-            FUZZ_ASSERT(v[k] >= m->params && v[k] + n[k] <= block_end,
+            FUZZ_ASSERT(m->params, "layer %d has a tensor but the model no parameters", i);
+            FUZZ_ASSERT(v[k] >= m->params && v[k] + n[k] <= m->params + m->n_params,
                         "layer %d tensor %d outside the parameter block", i, k);
             if (!loaded) continue;
             for (size_t j = 0; j < n[k]; j++)
@@ -112,19 +114,34 @@ static void run_model(const cnn_model *m)
     cnn_net_free(net);
 }
 
+/* The outcome of one reader: a model that passes check_model() (and
+ * runs, with run), or a clean failure.  Frees the model. */
+static void check_result(const char *what, cnn_status s, cnn_model *m, int loaded, int run)
+{
+    if (s != CNN_OK) {
+        check_failure(what, s, m);
+        return;
+    }
+    FUZZ_ASSERT(m != NULL, "%s succeeded without a model", what);
+    check_model(m, loaded);
+    if (run) run_model(m);
+    cnn_model_free(m);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     cnn_model *m = (cnn_model *)&m; /* must be overwritten either way */
     cnn_clear_error();
     cnn_status s = cnn_model_load_memory(data, size, &m);
-    if (s == CNN_OK) {
-        FUZZ_ASSERT(m != NULL, "load succeeded without a model");
-        check_model(m, 1);
-        run_model(m);
-        cnn_model_free(m);
-    } else {
-        check_failure("cnn_model_load_memory", s, m);
-    }
+    check_result("cnn_model_load_memory", s, m, 1, 1);
+
+    m = (cnn_model *)&m;
+    cnn_clear_error();
+    cnn_status hs = cnn_model_load_header_memory(data, size, &m);
+    FUZZ_ASSERT(s != CNN_OK || hs == CNN_OK, "the file loads, but its header is refused: %s",
+                cnn_last_error());
+    FUZZ_ASSERT(hs != CNN_OK || m->params == NULL, "the header reader read parameters");
+    check_result("cnn_model_load_header_memory", hs, m, 0, 0);
 
     if (size > 0 && data[0] == '{') {
         char *text = malloc(size + 1);
@@ -134,14 +151,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         m = (cnn_model *)&m;
         cnn_clear_error();
         s = cnn_model_from_spec(text, &m);
-        if (s == CNN_OK) {
-            FUZZ_ASSERT(m != NULL, "from_spec succeeded without a model");
-            check_model(m, 0);
-            run_model(m);
-            cnn_model_free(m);
-        } else {
-            check_failure("cnn_model_from_spec", s, m);
-        }
+        check_result("cnn_model_from_spec", s, m, 0, 1);
         free(text);
     }
     return 0;

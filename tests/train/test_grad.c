@@ -27,6 +27,18 @@ static float *rand_array(size_t n)
 
 static float *zeros(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
 
+/* A layer's random input, weights, biases and loss weights r (drawn in
+ * that order) and its zeroed output. */
+static void rand_layer(size_t ni, size_t nw, size_t nb, size_t no, float **in, float **w,
+                       float **b, float **out, float **r)
+{
+    *in = rand_array(ni);
+    *w = rand_array(nw);
+    *b = rand_array(nb);
+    *out = zeros(no);
+    *r = rand_array(no);
+}
+
 /* Largest |a - b| relative to max(1, max |b|). */
 static double rel_diff(const float *a, const float *b, size_t n)
 {
@@ -100,11 +112,7 @@ static void test_conv(int n, int h, int w, int c, int oc, int k, int stride,
     const tk_conv *g = &x.g;
     size_t ni = (size_t)n * h * w * c, nw = (size_t)oc * c * k * k;
     size_t no = (size_t)n * g->oh * g->ow * oc;
-    x.in = rand_array(ni);
-    x.w = rand_array(nw);
-    x.b = rand_array((size_t)oc);
-    x.out = zeros(no);
-    x.r = rand_array(no);
+    rand_layer(ni, nw, (size_t)oc, no, &x.in, &x.w, &x.b, &x.out, &x.r);
     float *din = zeros(ni), *dw = zeros(nw), *db = zeros((size_t)oc);
     ref_conv2d_backward(g, x.in, x.w, x.r, din, dw, db);
     fd_check(what, conv_loss, &x, x.in, din, ni, 40, 1e-2f, 2e-3);
@@ -251,11 +259,7 @@ static void test_dense(int n, int in_f, int units)
 {
     dense_ctx d = {n, in_f, units, NULL, NULL, NULL, NULL, NULL};
     size_t ni = (size_t)n * in_f, nw = (size_t)in_f * units, no = (size_t)n * units;
-    d.in = rand_array(ni);
-    d.w = rand_array(nw);
-    d.b = rand_array((size_t)units);
-    d.out = zeros(no);
-    d.r = rand_array(no);
+    rand_layer(ni, nw, (size_t)units, no, &d.in, &d.w, &d.b, &d.out, &d.r);
     float *din = zeros(ni), *dw = zeros(nw), *db = zeros((size_t)units);
     ref_dense_backward(d.in, d.r, n, in_f, d.w, units, din, dw, db);
     fd_check("dense din", dense_loss, &d, d.in, din, ni, 30, 1e-2f, 2e-3);

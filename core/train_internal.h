@@ -1,0 +1,58 @@
+/* train_internal.h - the trainer's state, shared by the training loop
+ * (train.c) and its checkpoints (train_checkpoint.c); not installed. */
+#ifndef CNN_TRAIN_INTERNAL_H
+#define CNN_TRAIN_INTERNAL_H
+
+#include "cnn_internal.h"
+#include "cnn_train.h"
+
+/* Salts that keep the random streams apart. */
+enum {
+    SALT_ORDER = 1,
+    SALT_AUGMENT = 2,
+    SALT_DROPOUT = 3,
+    SALT_RECALIBRATE = 4,
+};
+
+struct cnn_trainer {
+    cnn_model *m;
+    cnn_train_options opt;
+    char *arch;
+    int threads;
+    int last;                   /* last layer before the logit's sigmoid */
+
+    size_t per_image[CNN_MAX_LAYERS + 1]; /* floats of act[i] per image */
+    float *act[CNN_MAX_LAYERS + 1];       /* act[0] input, act[i+1] out of i */
+    float *grad_a, *grad_b;     /* ping-pong activation gradients */
+    float *grads;               /* like m->params */
+    float *mom1, *mom2;         /* optimizer state, like m->params */
+    float *packed[CNN_MAX_LAYERS];      /* conv/dense forward weights */
+    float *packed_back[CNN_MAX_LAYERS]; /* conv input-gradient weights */
+    float *bn_stats[CNN_MAX_LAYERS];    /* mean, var, invstd per channel */
+    double *bn_sums[CNN_MAX_LAYERS];    /* recalibration: sum of batch
+                                           means, then of variances */
+    int bn_recalibrating;       /* train-mode passes feed bn_sums instead
+                                   of the running statistics */
+    float *scratch;
+    double *dscratch;
+    float *logits;
+    uint8_t *labels;
+
+    uint64_t step;
+    int epoch, batch_pos;
+    double loss_sum;            /* this epoch so far */
+    long loss_count;
+};
+
+/* Repacks the conv and dense weights from the model's parameters into
+ * the layouts the kernels use (after the parameters change wholesale). */
+void cnn_trainer_pack_weights(cnn_trainer *t);
+
+/* The options as a checkpoint and a model's "training" member record
+ * them (NULL when out of memory). */
+struct cJSON *cnn_trainer_options_json(const cnn_trainer *t);
+
+/* Writes the trainer's state to path atomically (train_checkpoint.c). */
+cnn_status cnn_trainer_save_checkpoint(const cnn_trainer *t, const char *path);
+
+#endif /* CNN_TRAIN_INTERNAL_H */
