@@ -118,10 +118,10 @@ static void check_header_only(const char *file, const char *path, cnn_status s,
     snprintf(want, sizeof want, "%s", full_message);
     int data_only = strstr(want, " is NaN") || strstr(want, " is infinite") ||
                     strstr(want, "negative variance");
-    double rss0 = peak_rss_mib(), t0 = now();
+    double rss0 = peak_rss_mib(), t0 = cnn_clock_seconds();
     cnn_model *m = (cnn_model *)&m;
     cnn_status hs = cnn_model_load_header(path, &m);
-    double mib = peak_rss_mib() - rss0, dt = now() - t0;
+    double mib = peak_rss_mib() - rss0, dt = cnn_clock_seconds() - t0;
     if (data_only) {
         CHECKF(hs == CNN_OK, "%s: the header alone is refused: %s", file, cnn_last_error());
         if (hs == CNN_OK) {
