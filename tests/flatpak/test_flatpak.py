@@ -13,41 +13,22 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
-SRC = os.environ.get("CATDOG_SOURCE_ROOT", "")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import pycheck  # noqa: E402
+from pycheck import ROOT, check as ok, skip  # noqa: E402
+
 VERSION = os.environ.get("CATDOG_VERSION", "")
 APP_ID = "org.gimp.GIMP.Plugin.CatDog"
-MANIFEST = os.path.join(SRC, "flatpak", APP_ID + ".yml")
-METAINFO = os.path.join(SRC, "flatpak", APP_ID + ".metainfo.xml")
+MANIFEST = os.path.join(ROOT, "flatpak", APP_ID + ".yml")
+METAINFO = os.path.join(ROOT, "flatpak", APP_ID + ".metainfo.xml")
 PREFIX = "/app/extensions/CatDog"
 
-
-def skip(why):
-    print(f"SKIP: {why}")
-    sys.exit(77)
-
-
-if not SRC:
-    skip("CATDOG_SOURCE_ROOT is not set (run through meson test)")
+if not VERSION:
+    skip("CATDOG_VERSION is not set (run through meson test)")
 if not shutil.which("appstreamcli"):
     skip("appstreamcli is not installed (the GIMP 3.2 root has it: "
          "CATDOG_GIMP=3.2 tools/gimp3-env)")
-try:
-    import yaml
-except ImportError:
-    skip("python3-yaml is not installed")
-
-failures = 0
-count = 0
-
-
-def ok(cond, msg):
-    global failures, count
-    count += 1
-    print(("ok   " if cond else "FAIL ") + msg)
-    if not cond:
-        failures += 1
-    return cond
-
+(yaml,) = pycheck.need("yaml")
 
 # The project has no public homepage yet: appstreamcli reports that as a
 # warning (Flathub requires <url type="homepage">), lowered to a note here
@@ -104,5 +85,4 @@ for path in m.get("cleanup", []):
        and not (PREFIX + "/lib/").startswith(PREFIX + path + "/"),
        f"cleanup {path} keeps plug-ins/ and lib/")
 
-print(f"{count - failures}/{count} checks passed")
-sys.exit(1 if failures else 0)
+sys.exit(pycheck.done("flatpak_metainfo"))
