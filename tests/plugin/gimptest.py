@@ -22,7 +22,9 @@ MAKE_MODEL = os.environ.get("CATDOG_MAKE_MODEL", "")
 WORK_ROOT = os.environ.get("CATDOG_PLUGIN_WORK", "")
 DATA = os.path.join(SRC, "tests", "data")
 SHIPPED_MODEL = os.path.join(SRC, "weights", "catdog.safetensors")
-GIMP_CONSOLE = shutil.which("gimp-console-3.0")
+# gimp-console-3: the name GIMP 3.0 and 3.2 both install (3.2 has no
+# gimp-console-3.0).
+GIMP_CONSOLE = shutil.which("gimp-console-3")
 # One GIMP run: ~6 s with a fresh profile (it queries every plug-in),
 # ~2 s after; the rest is our work.  Generous for a loaded 2-core machine.
 GIMP_TIMEOUT = 240
@@ -39,7 +41,7 @@ def require_gimp():
         if not value:
             skip(f"{name} is not set (run through meson test)")
     if not GIMP_CONSOLE:
-        skip("gimp-console-3.0 is not installed (run through tools/gimp3-env)")
+        skip("gimp-console-3 is not installed (run through tools/gimp3-env)")
     if shutil.which("timeout") is None:
         skip("the timeout command is missing")
 
@@ -105,18 +107,56 @@ class Checks:
         sys.exit(1 if self.failures else 0)
 
 
-class Profile:
-    """A private GIMP profile with the built plug-in installed."""
+# CATDOG_EXTENSION_STAGE=1: the tests run against the plug-in laid out as
+# the Flatpak extension installs it (flatpak/), not in the profile:
+# STAGE/plug-ins/catdog/ with the libraries the runtime lacks (libcjson)
+# in STAGE/lib; GIMP finds the plug-in through the plug-in path of the
+# profile's gimprc (as the Flatpak GIMP finds merged extension plug-ins)
+# and the libraries through LD_LIBRARY_PATH (what add-ld-path sets).
+EXTENSION = os.environ.get("CATDOG_EXTENSION_STAGE") == "1"
+# Libraries the Flatpak runtime (org.gimp.GIMP) does not have, which the
+# extension bundles: their sonames.
+BUNDLED_LIBS = ("libcjson.so.1",)
 
-    def __init__(self, name):
+
+def linked_libs(binary, env=None):
+    """{soname: resolved path} of binary, from ldd."""
+    proc = subprocess.run(["ldd", binary], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env)
+    libs = {}
+    for line in proc.stdout.splitlines():
+        m = re.match(r"\s*(\S+) => (\S+)", line)
+        if m:
+            libs[m.group(1)] = m.group(2)
+    return libs
+
+
+class Profile:
+    """A private GIMP profile with the built plug-in installed (install:
+    False leaves the plug-in out, for tests that install it themselves)."""
+
+    def __init__(self, name, install=True):
+        if EXTENSION:
+            name += "-extension"
         self.work = os.path.join(WORK_ROOT, name)
         self.profile = os.path.join(self.work, "profile")
-        self.plugin_dir = os.path.join(self.profile, "plug-ins", "catdog")
         self.files = os.path.join(self.work, "files")
         # The profile survives between runs (GIMP then skips re-querying
         # unchanged plug-ins); the test's own files do not.
         shutil.rmtree(self.files, ignore_errors=True)
         os.makedirs(self.files)
+        self.stage = os.path.join(self.work, "extension")
+        if EXTENSION:
+            self.plugin_dir = os.path.join(self.stage, "plug-ins", "catdog")
+            self.stage_extension()
+        else:
+            self.plugin_dir = os.path.join(self.profile, "plug-ins", "catdog")
+        # No installed models, no default: each test starts from the
+        # shipped model.
+        shutil.rmtree(self.models_dir(), ignore_errors=True)
+        if not install:
+            shutil.rmtree(self.plugin_dir, ignore_errors=True)
+            return
         os.makedirs(os.path.join(self.plugin_dir, "locale"), exist_ok=True)
         shutil.copy2(PLUGIN, os.path.join(self.plugin_dir, "catdog"))
         shutil.copy2(SHIPPED_MODEL, os.path.join(self.plugin_dir, "catdog.safetensors"))
@@ -129,9 +169,24 @@ class Profile:
                 dst = os.path.join(self.plugin_dir, "locale", lang, "LC_MESSAGES")
                 os.makedirs(dst, exist_ok=True)
                 shutil.copy2(mo, dst)
-        # No installed models, no default: each test starts from the
-        # shipped model.
-        shutil.rmtree(self.models_dir(), ignore_errors=True)
+
+    def stage_extension(self):
+        """The extension's prefix: an empty plug-ins/ (filled like a
+        profile's), lib/ with the bundled libraries, and a profile whose
+        gimprc adds STAGE/plug-ins to GIMP's plug-in path."""
+        shutil.rmtree(self.stage, ignore_errors=True)
+        lib = os.path.join(self.stage, "lib")
+        os.makedirs(lib)
+        os.makedirs(self.profile, exist_ok=True)
+        # A plug-in left in the profile itself would be found first.
+        shutil.rmtree(os.path.join(self.profile, "plug-ins", "catdog"), ignore_errors=True)
+        linked = linked_libs(PLUGIN)
+        for soname in BUNDLED_LIBS:
+            if soname in linked:
+                shutil.copy2(os.path.realpath(linked[soname]), os.path.join(lib, soname))
+        with open(os.path.join(self.profile, "gimprc"), "w") as f:
+            f.write('(plug-in-path "${gimp_dir}/plug-ins:${gimp_plug_in_dir}/plug-ins:'
+                    + os.path.join(self.stage, "plug-ins") + '")\n')
 
     def models_dir(self):
         """The user's models folder (what Install weights fills)."""
@@ -159,6 +214,10 @@ class Profile:
         env = dict(os.environ)
         env.pop("DISPLAY", None)
         env["GIMP3_DIRECTORY"] = self.profile
+        if EXTENSION:
+            lib = os.path.join(self.stage, "lib")
+            env["LD_LIBRARY_PATH"] = ":".join(
+                [lib] + [p for p in env.get("LD_LIBRARY_PATH", "").split(":") if p])
         env["XDG_CACHE_HOME"] = os.path.join(self.work, "cache")
         return env
 

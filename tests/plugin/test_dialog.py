@@ -28,10 +28,11 @@ if os.environ.get(XVFB_FLAG) != "1":
                       sys.executable, os.path.abspath(__file__)], env)
 
 gt.require_gimp()
-for tool in ("xdotool", "import", "gimp"):
+# gimp-3: the GUI binary's name in both GIMP 3.0 and 3.2.
+for tool in ("xdotool", "import", "gimp-3"):
     if not shutil.which(tool):
         gt.skip(f"{tool} is not installed")
-GIMP = shutil.which("gimp")
+GIMP = shutil.which("gimp-3")
 checks = gt.Checks()
 
 # Waits longer than a GIMP start with a fresh profile on a busy machine.

@@ -2,7 +2,7 @@
 """The batch recipes of README.md ("## Batch mode"), run exactly as
 written: every fenced block after a `<!-- recipe: NAME -->` line is given
 to bash unchanged, in a folder holding photo.jpg and photos/, under
-`timeout`.  `gimp-console-3.0` recipes run without a display; `gimp -i`
+`timeout`.  `gimp-console-3` recipes run without a display; `gimp -i`
 ones, which need one, under xvfb-run, as from a desktop.  Their output
 (a line, or results.csv) must agree with `catdog classify`; the one that
 keeps the layers must write an XCF holding them."""

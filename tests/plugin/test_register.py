@@ -104,4 +104,18 @@ if binary:
              if dst == os.path.join(folder, "catdog.safetensors")]
     checks.ok(len(model) == 1, "the default model installs next to the plug-in")
 
+if gt.EXTENSION:
+    # Laid out as the Flatpak extension: GIMP ran the plug-in from the
+    # staged prefix, and the loader took the bundled libraries from its
+    # lib/ (add-ld-path), not the system's.
+    plugin = os.path.join(profile.plugin_dir, "catdog")
+    pluginrc = os.path.join(profile.profile, "pluginrc")
+    text = open(pluginrc, errors="replace").read() if os.path.exists(pluginrc) else ""
+    checks.ok(f'"{plugin}"' in text, f"GIMP registered the staged plug-in {plugin}")
+    libs = gt.linked_libs(plugin, profile.env())
+    for soname in gt.BUNDLED_LIBS:
+        want = os.path.join(profile.stage, "lib", soname)
+        checks.ok(libs.get(soname) == want,
+                  f"{soname} loads from the extension's lib/ ({libs.get(soname)})")
+
 checks.done()
