@@ -36,6 +36,7 @@
 #include <glib/gi18n-lib.h>
 
 #include "cnn.h"
+#include "catdog-channels.h"
 
 #define CATDOG_PROC "plug-in-catdog-classify"
 
@@ -241,6 +242,11 @@ typedef struct
   const gchar     *group_name; /* the outer group holding them */
   gdouble          progress_start;
   gdouble          progress_end;
+  /* Not NULL nor empty: exactly these channels (CatdogChannelPick, the
+   * "channels" argument), in the channels style; layers, style and top
+   * are then not used.  A layer or channel the model lacks is an error
+   * in CATDOG_CHANNELS_ERROR (a calling error). */
+  GPtrArray       *picks;
 } CatdogMapsSpec;
 
 /* Adds the feature maps of the last forward pass of net to pending (its
