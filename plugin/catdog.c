@@ -238,6 +238,31 @@ out:
   return ok;
 }
 
+/* The preview's pixels: what a run reads (input.c), reduced for a network
+ * input of CATDOG_PREVIEW_INPUT pixels a side, then by the preview to its
+ * own size; or why there are none. */
+#define CATDOG_PREVIEW_INPUT 256
+
+static gboolean
+catdog_dialog_preview (gpointer data)
+{
+  GtkWidget    *panel  = data;
+  GimpImage    *image  = g_object_get_data (G_OBJECT (panel), "catdog-image");
+  CatdogPixels  pixels = { 0 };
+  GError       *error  = NULL;
+
+  if (catdog_read_visible (image, CATDOG_PREVIEW_INPUT, CATDOG_PREVIEW_INPUT,
+                           &pixels, &error))
+    catdog_panel_set_pixels (CATDOG_PANEL (panel), pixels.pixels,
+                             pixels.width, pixels.height, pixels.stride,
+                             pixels.channels);
+  else
+    catdog_panel_set_preview_error (CATDOG_PANEL (panel), error->message);
+  g_clear_error (&error);
+  catdog_pixels_clear (&pixels);
+  return G_SOURCE_REMOVE;
+}
+
 /* OK makes no sense with feature maps wanted and no layer checked. */
 static void
 catdog_dialog_update_ok (GObject    *panel,
@@ -256,7 +281,8 @@ catdog_dialog_update_ok (GObject    *panel,
  * the procedure, then catdog_dialog_finish()), NULL when cancelled. */
 static GtkWidget *
 catdog_dialog (GimpProcedure       *procedure,
-               GimpProcedureConfig *config)
+               GimpProcedureConfig *config,
+               GimpImage           *image)
 {
   GtkWidget *dialog;
   GtkWidget *panel;
@@ -264,9 +290,11 @@ catdog_dialog (GimpProcedure       *procedure,
   gchar     *models_dir = catdog_models_dir ();
   gchar     *shipped    = catdog_shipped_model_path ();
   const gchar *names[] = { "model", "layers", "feature-maps", "maps-style",
-                           "colormap", "top", "heatmap", "heatmap-layer" };
+                           "colormap", "top", "heatmap", "heatmap-layer",
+                           "channels" };
   const gchar *props[] = { "file", "layers", "feature-maps", "maps-style",
-                           "colormap", "top", "heatmap", "heatmap-layer" };
+                           "colormap", "top", "heatmap", "heatmap-layer",
+                           "channels" };
   GList     *bindings = NULL;
   gsize      i;
 
@@ -292,6 +320,11 @@ catdog_dialog (GimpProcedure       *procedure,
                     G_CALLBACK (catdog_dialog_update_ok), dialog);
   g_object_set_data (G_OBJECT (dialog), "catdog-panel", panel);
   gtk_widget_show (panel);
+  /* Once the dialog is on screen: reading the image takes a moment. */
+  g_object_set_data_full (G_OBJECT (panel), "catdog-image",
+                          g_object_ref (image), g_object_unref);
+  g_idle_add_full (G_PRIORITY_LOW, catdog_dialog_preview,
+                   g_object_ref (panel), g_object_unref);
 
   g_free (shipped);
   g_free (models_dir);
@@ -408,7 +441,7 @@ catdog_run (GimpProcedure        *procedure,
                 (guint64) CATDOG_TILE_CACHE_BYTES, NULL);
 
   if (run_mode == GIMP_RUN_INTERACTIVE &&
-      ! (dialog = catdog_dialog (procedure, config)))
+      ! (dialog = catdog_dialog (procedure, config, image)))
     {
       gegl_exit ();
       return gimp_procedure_new_return_values (procedure, GIMP_PDB_CANCEL,

@@ -48,20 +48,16 @@ tap_clear (gpointer data)
 static gchar *
 tap_title (const Tap *tap)
 {
-  if (tap->picked)
-    return g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
-                                         "%s - %d of %d map, %dx%d",
-                                         "%s - %d of %d maps, %dx%d",
-                                         (gulong) tap->view.c),
-                            tap->layer->name, tap->n_channels, tap->view.c,
-                            tap->view.w, tap->view.h);
+  /* Some of the channels: picked ones, or the most active. */
   if (tap->channels)
-    return g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
-                                         "%s - top %d of %d map, %dx%d",
-                                         "%s - top %d of %d maps, %dx%d",
-                                         (gulong) tap->view.c),
-                            tap->layer->name, tap->n_channels, tap->view.c,
-                            tap->view.w, tap->view.h);
+    return g_strdup_printf (
+      tap->picked
+      ? g_dngettext (GETTEXT_PACKAGE, "%s - %d of %d map, %dx%d",
+                     "%s - %d of %d maps, %dx%d", (gulong) tap->view.c)
+      : g_dngettext (GETTEXT_PACKAGE, "%s - top %d of %d map, %dx%d",
+                     "%s - top %d of %d maps, %dx%d", (gulong) tap->view.c),
+      tap->layer->name, tap->n_channels, tap->view.c, tap->view.w,
+      tap->view.h);
   return g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
                                        "%s - %d map, %dx%d",
                                        "%s - %d maps, %dx%d",

@@ -12,9 +12,10 @@ G_DEFINE_QUARK (catdog-channels-error-quark, catdog_channels_error)
 CatdogChannelPick *
 catdog_channel_pick_new (const gchar *layer)
 {
-  CatdogChannelPick *pick = g_new0 (CatdogChannelPick, 1);
+  gsize              size = strlen (layer) + 1;
+  CatdogChannelPick *pick = g_malloc (sizeof *pick + size);
 
-  pick->layer    = g_strdup (layer);
+  memcpy (pick->layer, layer, size);
   pick->channels = g_array_new (FALSE, FALSE, sizeof (gint));
   return pick;
 }
@@ -22,10 +23,8 @@ catdog_channel_pick_new (const gchar *layer)
 void
 catdog_channel_pick_free (CatdogChannelPick *pick)
 {
-  if (! pick)
-    return;
-  g_free (pick->layer);
-  g_array_unref (pick->channels);
+  if (pick != NULL)
+    g_array_unref (pick->channels);
   g_free (pick);
 }
 

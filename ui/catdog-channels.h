@@ -23,8 +23,8 @@ typedef enum
 /* One conv layer's picked channels, in the order given. */
 typedef struct
 {
-  gchar  *layer;
   GArray *channels;   /* gint, each >= 0, no repeats */
+  gchar   layer[];    /* the conv layer's name */
 } CatdogChannelPick;
 
 /* The picks in text (an array of CatdogChannelPick, empty when text is
