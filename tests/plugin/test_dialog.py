@@ -191,6 +191,18 @@ def open_dialog(proc, title, what, shot, path):
     return win
 
 
+def shoot_and_ok(win, proc, shot, path, what):
+    """Saves the dialog as shots[shot] at path, presses OK (Alt+O) and
+    waits for the run: with the result the title says the verdict."""
+    time.sleep(0.5)
+    shots[shot] = path
+    screenshot(win, path)
+    keys(win, "alt+o")
+    done = find_window(r"Cat or Dog: (cat|dog) \([0-9.]+% confidence\)", proc, timeout=60)
+    checks.ok(done == win, what)
+    return done
+
+
 def drive_english(proc):
     win = open_dialog(proc, "Cat or Dog", "the dialog opened (window 'Cat or Dog')",
                       "open", profile.path("dialog-open.png"))
@@ -202,13 +214,8 @@ def drive_english(proc):
     # OK (Alt+O).
     keys(win, "alt+f", "alt+l", "Home", "Down", "Return", "alt+t", "Down",
          "alt+p", "ctrl+a", "2", "Tab", "alt+g")
-    time.sleep(0.5)
-    shots["before_ok"] = profile.path("dialog-before-ok.png")
-    screenshot(win, shots["before_ok"])
-    keys(win, "alt+o")
-    # With the result the title says the verdict; wait for the run.
-    done = find_window(r"Cat or Dog: (cat|dog) \([0-9.]+% confidence\)", proc, timeout=60)
-    checks.ok(done == win, "the dialog shows the result after the run, its title too")
+    done = shoot_and_ok(win, proc, "before_ok", profile.path("dialog-before-ok.png"),
+                        "the dialog shows the result after the run, its title too")
     if done:
         time.sleep(1.0)
         shots["result"] = profile.path("dialog-result.png")
@@ -341,12 +348,9 @@ def drive_preview(proc):
     # marked too.  The marks then are all OK adds.
     keys(win, "alt+f", "alt+l", "Home", "Down", "Down", "alt+k", "Right", "space",
          "Right", "Right", "space")
-    time.sleep(1.0)
-    shots["preview"] = profile_pv.path("preview.png")
-    screenshot(win, shots["preview"])
-    keys(win, "alt+o")
-    done = find_window(r"Cat or Dog: (cat|dog) \([0-9.]+% confidence\)", proc, timeout=60)
-    checks.ok(done == win, "preview: the run finished")
+    time.sleep(0.5)
+    shoot_and_ok(win, proc, "preview", profile_pv.path("preview.png"),
+                 "preview: the run finished")
     keys(win, "Return")
 
 
