@@ -63,14 +63,23 @@ layer_selected (GtkTreeSelection *selection,
   g_free (name);
 }
 
+/* The colormap and top-K choices: redrawn, not run again. */
+static void
+options_changed (CatdogPanel *panel)
+{
+  catdog_preview_set_colormap (CATDOG_PREVIEW (panel->preview),
+                               panel->colormap);
+  catdog_preview_set_top (CATDOG_PREVIEW (panel->preview), panel->top);
+}
+
 GtkWidget *
 catdog_panel_build_preview_section (CatdogPanel *panel)
 {
   panel->preview = catdog_preview_new ();
-  g_object_bind_property (panel, "colormap", panel->preview, "colormap",
-                          G_BINDING_SYNC_CREATE);
-  g_object_bind_property (panel, "top", panel->preview, "top",
-                          G_BINDING_SYNC_CREATE);
+  options_changed (panel);
+  g_signal_connect (panel, "notify::colormap", G_CALLBACK (options_changed),
+                    NULL);
+  g_signal_connect (panel, "notify::top", G_CALLBACK (options_changed), NULL);
   g_signal_connect (panel->preview, "notify::channels",
                     G_CALLBACK (marks_changed), panel);
   g_signal_connect (gtk_tree_view_get_selection (

@@ -12,8 +12,6 @@ enum
 {
   PROP_0,
   PROP_CHANNELS,
-  PROP_COLORMAP,
-  PROP_TOP,
   PROP_BUSY,
   N_PROPS
 };
@@ -412,13 +410,6 @@ catdog_preview_get_property (GObject    *object,
     case PROP_CHANNELS:
       g_value_take_string (value, catdog_channels_format (preview->marks));
       break;
-    case PROP_COLORMAP:
-      g_value_set_string (value, preview->colormap == CNN_COLORMAP_VIRIDIS
-                                 ? "viridis" : "gray");
-      break;
-    case PROP_TOP:
-      g_value_set_int (value, preview->top);
-      break;
     case PROP_BUSY:
       g_value_set_boolean (value, preview->busy);
       break;
@@ -427,39 +418,31 @@ catdog_preview_get_property (GObject    *object,
     }
 }
 
-static void
-catdog_preview_set_property (GObject      *object,
-                             guint         prop_id,
-                             const GValue *value,
-                             GParamSpec   *pspec)
+void
+catdog_preview_set_colormap (CatdogPreview *preview,
+                             const gchar   *colormap)
 {
-  CatdogPreview *preview = CATDOG_PREVIEW (object);
-
-  switch (prop_id)
-    {
-    case PROP_COLORMAP:
-      preview->colormap = ! g_strcmp0 (g_value_get_string (value), "viridis")
-                          ? CNN_COLORMAP_VIRIDIS : CNN_COLORMAP_GRAY;
-      catdog_preview_redraw (preview);
-      break;
-    case PROP_TOP:
-      preview->top = g_value_get_int (value);
-      catdog_preview_redraw (preview);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-    }
+  g_return_if_fail (CATDOG_IS_PREVIEW (preview));
+  preview->colormap = ! g_strcmp0 (colormap, "viridis")
+                      ? CNN_COLORMAP_VIRIDIS : CNN_COLORMAP_GRAY;
+  catdog_preview_redraw (preview);
 }
 
-static void
-catdog_preview_dispose (GObject *object)
+void
+catdog_preview_set_top (CatdogPreview *preview,
+                        gint           top)
 {
-  CatdogPreview *preview = CATDOG_PREVIEW (object);
+  g_return_if_fail (CATDOG_IS_PREVIEW (preview));
+  preview->top = MAX (top, 0);
+  catdog_preview_redraw (preview);
+}
 
-  /* A run still going ends in run_done(), which then drops it: the task
-   * holds a reference to the preview until then. */
+/* A run still going ends in run_done(), which then drops it: the task
+ * holds a reference to the preview until then. */
+static void
+destroyed (CatdogPreview *preview)
+{
   preview->disposed = TRUE;
-  G_OBJECT_CLASS (catdog_preview_parent_class)->dispose (object);
 }
 
 static void
@@ -480,26 +463,16 @@ catdog_preview_finalize (GObject *object)
 static void
 catdog_preview_class_init (CatdogPreviewClass *klass)
 {
-  GObjectClass *object_class = G_OBJECT_CLASS (klass);
-
-  object_class->get_property = catdog_preview_get_property;
-  object_class->set_property = catdog_preview_set_property;
-  object_class->dispose      = catdog_preview_dispose;
-  object_class->finalize     = catdog_preview_finalize;
+  G_OBJECT_CLASS (klass)->get_property = catdog_preview_get_property;
+  G_OBJECT_CLASS (klass)->finalize     = catdog_preview_finalize;
 
   props[PROP_CHANNELS] =
     g_param_spec_string ("channels", NULL, NULL, "",
                          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
-  props[PROP_COLORMAP] =
-    g_param_spec_string ("colormap", NULL, NULL, "gray",
-                         G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
-  props[PROP_TOP] =
-    g_param_spec_int ("top", NULL, NULL, 0, G_MAXINT, 0,
-                      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
   props[PROP_BUSY] =
     g_param_spec_boolean ("busy", NULL, NULL, FALSE,
                           G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
-  g_object_class_install_properties (object_class, N_PROPS, props);
+  g_object_class_install_properties (G_OBJECT_CLASS (klass), N_PROPS, props);
 }
 
 static void
@@ -511,6 +484,7 @@ catdog_preview_init (CatdogPreview *preview)
                      (GDestroyNotify) catdog_channel_pick_free);
   preview->focus = -1;
   preview->hover = -1;
+  g_signal_connect (preview, "destroy", G_CALLBACK (destroyed), NULL);
   gtk_orientable_set_orientation (GTK_ORIENTABLE (preview),
                                   GTK_ORIENTATION_VERTICAL);
   gtk_box_set_spacing (GTK_BOX (preview), 6);

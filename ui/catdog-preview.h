@@ -7,15 +7,12 @@
  * a copy at preview size only, at most CATDOG_PREVIEW_MAX_SIDE on a side,
  * and classifies that) and the model (catdog_preview_set_model()); each
  * of these runs the network again.  Layer, colormap and top-K only redraw
- * (catdog_preview_set_layer() and the properties).
+ * (catdog_preview_set_layer(), _set_colormap(), _set_top()).
  *
  * Properties:
  *   "channels"  string  the marked channels, as the "channels" argument
  *                       (catdog-channels.h): "conv3:5,17;conv4:2", "" for
  *                       none (read-only)
- *   "colormap"  string  "gray" or "viridis"
- *   "top"       int     the mosaic shows the layer's N most active
- *                       channels, most active first; 0: all, in order
  *   "busy"      boolean the network is running (read-only)
  *
  * The mosaic takes the keyboard focus: the arrow keys move the focus tile
@@ -51,6 +48,13 @@ void         catdog_preview_set_model     (CatdogPreview *preview,
 /* The conv layer whose mosaic shows; NULL: none (the mosaic is empty). */
 void         catdog_preview_set_layer     (CatdogPreview *preview,
                                            const gchar   *layer);
+/* "gray" or "viridis". */
+void         catdog_preview_set_colormap  (CatdogPreview *preview,
+                                           const gchar   *colormap);
+/* The mosaic shows the layer's top most active channels, most active
+ * first; 0: all, in order. */
+void         catdog_preview_set_top       (CatdogPreview *preview,
+                                           gint           top);
 /* Forgets the marks. */
 void         catdog_preview_clear_marks   (CatdogPreview *preview);
 
