@@ -289,6 +289,13 @@ catdog_preview_set_pixels (CatdogPreview *preview,
            ? g_object_ref (source)
            : gdk_pixbuf_scale_simple (source, w, h, GDK_INTERP_BILINEAR);
   g_object_unref (source);
+  if (! scaled)
+    {
+      catdog_preview_set_error (preview,
+                                _("Not enough memory for the network's "
+                                  "input."));
+      return;
+    }
   /* Packed RGB: what the network and the photo view take.  Transparent
    * parts over white, as the plug-in's reading of the image does. */
   rgb = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, w, h);
