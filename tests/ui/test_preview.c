@@ -5,7 +5,8 @@
  * shows; the preview keeps a copy at preview size only; selecting a conv
  * layer shows its mosaic; top-K and colormap redraw without a run; the
  * keyboard moves the focus tile and marks channels, which become the
- * panel's "channels"; the heat-map toggle changes the photo; another
+ * panel's "channels", the pointer shows a tile large and a click marks
+ * it; the heat-map toggle changes the photo; another
  * model runs again (marks it has room for kept, others dropped); a broken
  * model shows a message in the pane and keeps the settings.  Prints the
  * time from pixels handed over to verdict shown and the layer-switch
@@ -108,6 +109,12 @@ same_pixels (cairo_surface_t *a,
                    cairo_image_surface_get_stride (a));
 }
 
+static void
+count_run (gint *runs)
+{
+  (*runs)++;
+}
+
 /* A key press delivered to widget (which has the focus), as GTK hands
  * it on from its window. */
 static void
@@ -189,6 +196,62 @@ check_screenshot_to (GtkWidget   *window,
   g_hash_table_unref (colours);
 }
 
+/* The centre of tile `tile` of a mosaic of n tiles of w x h maps in
+ * widget: the documented grid (cnn_mosaic_size(), 1-pixel gaps) scaled
+ * to fit and centred. */
+static void
+tile_centre (GtkWidget *widget,
+             gint       n,
+             gint       w,
+             gint       h,
+             gint       tile,
+             gdouble   *x,
+             gdouble   *y)
+{
+  gint    cols, rows, mw, mh;
+  gdouble aw = gtk_widget_get_allocated_width (widget);
+  gdouble ah = gtk_widget_get_allocated_height (widget);
+  gdouble scale;
+
+  cnn_mosaic_size (n, w, h, &cols, &rows, &mw, &mh);
+  scale = MIN (aw / mw, ah / mh);
+  *x = (aw - mw * scale) / 2 + scale * ((tile % cols) * (w + 1) + w / 2.0);
+  *y = (ah - mh * scale) / 2 + scale * ((tile / cols) * (h + 1) + h / 2.0);
+}
+
+/* A pointer event at (x, y) in widget: a move, or a press of button 1. */
+static gboolean
+send_pointer (GtkWidget    *widget,
+              GdkEventType  type,
+              gdouble       x,
+              gdouble       y)
+{
+  GdkEvent *event = gdk_event_new (type);
+  GdkSeat  *seat  = gdk_display_get_default_seat (gdk_display_get_default ());
+  gboolean  handled;
+
+  event->any.window     = g_object_ref (gtk_widget_get_window (widget));
+  event->any.send_event = TRUE;
+  if (type == GDK_BUTTON_PRESS)
+    {
+      event->button.x      = x;
+      event->button.y      = y;
+      event->button.button = GDK_BUTTON_PRIMARY;
+      event->button.time   = GDK_CURRENT_TIME;
+    }
+  else
+    {
+      event->motion.x    = x;
+      event->motion.y    = y;
+      event->motion.time = GDK_CURRENT_TIME;
+    }
+  gdk_event_set_device (event, gdk_seat_get_pointer (seat));
+  handled = gtk_widget_event (widget, event);
+  gdk_event_free (event);
+  pump_pending ();
+  return handled;
+}
+
 /* The layer list's row for name selected. */
 static gdouble
 select_layer (GtkTreeView *view,
@@ -217,7 +280,7 @@ main (int    argc,
   gdouble        p = 0, switch_ms, first_ms;
   guint8        *pixels;
   gint64         t0;
-  gint           w, h, iterations, a, b, runs_before;
+  gint           w, h, iterations, a, b, c, runs = 0;
   gboolean       busy = FALSE;
   cairo_surface_t *before, *after;
 
@@ -316,7 +379,8 @@ main (int    argc,
   CHECK (catdog_preview_get_n_tiles (preview) == 128);
 
   /* Top-K and colormap: redrawn, not run again. */
-  runs_before = 0;
+  g_signal_connect_swapped (preview, "notify::busy", G_CALLBACK (count_run),
+                            &runs);
   g_object_set (panel, "top", 5, "colormap", "viridis", NULL);
   g_object_get (preview, "busy", &busy, NULL);
   CHECK (! busy);
@@ -324,7 +388,7 @@ main (int    argc,
           catdog_preview_get_n_tiles (preview));
   printf ("preview: top 5 and viridis redrawn in %.1f ms, no run\n",
           catdog_preview_get_redraw_time (preview) / 1000.0);
-  (void) runs_before;
+  CHECKF (runs == 0, "top and colormap started %d runs", runs);
 
   /* Keyboard: focus tile moves, space marks. */
   gtk_widget_grab_focus (mosaic);
@@ -350,13 +414,35 @@ main (int    argc,
   CHECK_STRING (string_of (panel, "channels"), text);
   g_free (text);
   send_key (mosaic, GDK_KEY_space);
+  /* The pointer: over the third tile (b) it shows large; a click on the
+   * fifth marks it, a click where a sixth would be marks nothing. */
+  {
+    gdouble x, y;
+
+    tile_centre (mosaic, 5, 37, 37, 2, &x, &y);
+    send_pointer (mosaic, GDK_MOTION_NOTIFY, x, y);
+    text = g_strdup_printf ("conv3 #%d, mean ", b);
+    CHECKF (g_str_has_prefix (catdog_preview_get_channel_text (preview), text),
+            "pointing at tile 2: \"%s\"",
+            catdog_preview_get_channel_text (preview));
+    g_free (text);
+    tile_centre (mosaic, 5, 37, 37, 4, &x, &y);
+    CHECK (send_pointer (mosaic, GDK_BUTTON_PRESS, x, y));
+    c = catdog_preview_get_focus_channel (preview);
+    CHECKF (c >= 0 && c != a && c != b, "clicked channel %d", c);
+    tile_centre (mosaic, 5, 37, 37, 5, &x, &y);
+    CHECK (! send_pointer (mosaic, GDK_BUTTON_PRESS, x, y));
+  }
+  text = g_strdup_printf ("conv3:%d,%d,%d", a, b, c);
+  CHECK_STRING (string_of (panel, "channels"), text);
+  g_free (text);
   /* On another layer the marks add up, one entry per layer. */
   select_layer (lv, 1);
   gtk_widget_grab_focus (mosaic);
   send_key (mosaic, GDK_KEY_Home);
   send_key (mosaic, GDK_KEY_space);
   channels = string_of (panel, "channels");
-  text = g_strdup_printf ("conv3:%d,%d;conv2:%d", a, b,
+  text = g_strdup_printf ("conv3:%d,%d,%d;conv2:%d", a, b, c,
                           catdog_preview_get_focus_channel (preview));
   CHECK_STRING (g_strdup (channels), text);
   g_free (text);
