@@ -10,9 +10,9 @@ settings without a dialog.  Then the
 same dialog in German (LANGUAGE=de with a real LANG): menu label and
 title translated.  Then the preview: the dialog opens on a photo, the
 preview shows its verdict (the plug-in's debug line says when), the
-keyboard turns feature maps on, selects conv3 in the layer list, moves to
-the preview's mosaic and marks two channels, OK adds exactly those two
-channel layers (marks take the place of the feature-map settings), and
+keyboard selects conv3 in the layer list (usable with feature maps off:
+it drives the preview), moves to the preview's mosaic and marks two
+channels, OK adds exactly those two channel layers, and
 RUN-WITH-LAST-VALS adds the same two again.  Screenshots go to the
 test's folder (preview.png: the dialog with its preview)."""
 import os
@@ -342,11 +342,11 @@ def drive_preview(proc):
         m = re.search(r"preview: verdict (\S+) ([0-9.]+), ([0-9]+) ms", line)
         verdict.update(label=m.group(1), probability=float(m.group(2)),
                        ms=int(m.group(3)), seen=time.time() - opened)
-    # Feature maps on (Alt+F), which makes the layer list usable; in it
-    # (Alt+L) the third row; the mosaic (Alt+K): the first arrow key puts
-    # the focus on the first tile, space marks it, two more to the third,
-    # marked too.  The marks then are all OK adds.
-    keys(win, "alt+f", "alt+l", "Home", "Down", "Down", "alt+k", "Right", "space",
+    # Feature maps stay off.  The layer list (Alt+L): the third row; the
+    # mosaic (Alt+K): the first arrow key puts the focus on the first
+    # tile, space marks it, two more to the third, marked too.  OK adds
+    # the marks.
+    keys(win, "alt+l", "Home", "Down", "Down", "alt+k", "Right", "space",
          "Right", "Right", "space")
     time.sleep(0.5)
     shoot_and_ok(win, proc, "preview", profile_pv.path("preview.png"),

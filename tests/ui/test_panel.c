@@ -462,8 +462,9 @@ main (int    argc,
   CHECK (gtk_spin_button_get_value_as_int (spin) == 3);
   gtk_spin_button_set_value (spin, 5);
   CHECK (int_of (panel, "top") == 5);
+  /* It also drives the preview: usable with feature maps off too. */
   g_object_set (panel, "feature-maps", FALSE, NULL);
-  CHECK (! gtk_widget_is_sensitive (GTK_WIDGET (spin)));
+  CHECK (gtk_widget_is_sensitive (GTK_WIDGET (spin)));
   g_object_set (panel, "feature-maps", TRUE, NULL);
   CHECK (gtk_widget_is_sensitive (GTK_WIDGET (spin)));
 
@@ -545,8 +546,9 @@ main (int    argc,
     g_free (style);
     g_free (cmap);
   }
+  /* The list picks the preview's layer: usable with feature maps off. */
   g_object_set (panel, "feature-maps", FALSE, NULL);
-  CHECK (! gtk_widget_is_sensitive (GTK_WIDGET (lv)));
+  CHECK (gtk_widget_is_sensitive (GTK_WIDGET (lv)));
   g_object_set (panel, "feature-maps", TRUE, "maps-style", "mosaic", NULL);
 
   gtk_widget_destroy (window);
