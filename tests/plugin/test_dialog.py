@@ -344,10 +344,10 @@ def drive_preview(proc):
                        ms=int(m.group(3)), seen=time.time() - opened)
     # Feature maps stay off.  The layer list (Alt+L): the third row; the
     # mosaic (Alt+K): the first arrow key puts the focus on the first
-    # tile, space marks it, two more to the third, marked too.  OK adds
-    # the marks.
+    # tile, space marks it, two more to the third, marked too; the heat
+    # map over the photo (Alt+V), for the picture.  OK adds the marks.
     keys(win, "alt+l", "Home", "Down", "Down", "alt+k", "Right", "space",
-         "Right", "Right", "space")
+         "Right", "Right", "space", "alt+v", "alt+k")
     time.sleep(0.5)
     shoot_and_ok(win, proc, "preview", profile_pv.path("preview.png"),
                  "preview: the run finished")
