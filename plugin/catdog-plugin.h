@@ -5,8 +5,10 @@
  * GErrors in CATDOG_ERROR, and those become GIMP_PDB_EXECUTION_ERROR.
  *
  * Who calls whom: three layers, each calling only the ones below it, so
- * the graph has no cycle (every file includes only this header; catdog.c
- * also includes ui/'s catdog-models.h and catdog-panel.h).
+ * the graph has no cycle (every file includes only this header, which
+ * brings ui/'s catdog-channels.h, the "channels" argument's parser;
+ * catdog.c also includes ui/'s catdog-models.h and catdog-panel.h, whose
+ * panel holds the preview, ui/catdog-preview.h).
  *
  *   procedures   catdog.c    the two PDB procedures, the dialog, classify
  *                   |
