@@ -72,6 +72,14 @@ options_changed (CatdogPanel *panel)
   catdog_preview_set_top (CATDOG_PREVIEW (panel->preview), panel->top);
 }
 
+/* The heat map's conv layer: the preview's heat map follows it. */
+static void
+heat_layer_changed (CatdogPanel *panel)
+{
+  catdog_preview_set_heat_layer (CATDOG_PREVIEW (panel->preview),
+                                 panel->heatmap_layer);
+}
+
 GtkWidget *
 catdog_panel_build_preview_section (CatdogPanel *panel)
 {
@@ -80,6 +88,9 @@ catdog_panel_build_preview_section (CatdogPanel *panel)
   g_signal_connect (panel, "notify::colormap", G_CALLBACK (options_changed),
                     NULL);
   g_signal_connect (panel, "notify::top", G_CALLBACK (options_changed), NULL);
+  heat_layer_changed (panel);
+  g_signal_connect (panel, "notify::heatmap-layer",
+                    G_CALLBACK (heat_layer_changed), NULL);
   g_signal_connect (panel->preview, "notify::channels",
                     G_CALLBACK (marks_changed), panel);
   g_signal_connect (gtk_tree_view_get_selection (

@@ -10,7 +10,7 @@
 #include "cnn.h"
 
 /* One finished run: the network with its feature maps, the verdict, the
- * Grad-CAM map of the last conv layer (NULL when it failed). */
+ * Grad-CAM map of the heat map's conv layer (NULL when it failed). */
 typedef struct
 {
   cnn_model *model;
@@ -48,6 +48,7 @@ struct _CatdogPreview
   gchar            *error;
 
   gchar            *layer;
+  gchar            *heat_layer;    /* NULL: the last conv layer */
   cnn_colormap      colormap;
   gint              top;
   GPtrArray        *marks;         /* CatdogChannelPick */

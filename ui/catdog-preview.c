@@ -26,6 +26,7 @@ typedef struct
   GBytes *pixels;     /* RGB, width * 3 bytes a row */
   gint    width;
   gint    height;
+  gchar  *heat_layer; /* in path's buffer, after it; "": the last one */
   gchar   path[];
 } Job;
 
@@ -117,22 +118,26 @@ run_thread (GTask        *task,
   run->probability = run->positive ? p : 1.0 - p;
 
   /* The heat map is a bonus: without it the verdict still shows. */
-  if (cnn_net_tap_count (run->net) > 0)
-    {
-      cnn_tensor_view  view;
-      const cnn_layer *layer;
+  /* At the heat map's conv layer (the panel's choice), else the last. */
+  {
+    gint             tap = cnn_net_tap_count (run->net) - 1;
+    cnn_tensor_view  view;
+    const cnn_layer *layer;
 
-      if (cnn_net_tap (run->net, cnn_net_tap_count (run->net) - 1, &view,
-                       &layer) == CNN_OK)
-        {
-          run->cam   = g_new (float, (gsize) view.w * view.h);
-          run->cam_w = view.w;
-          run->cam_h = view.h;
-          if (cnn_net_gradcam (run->net, 0, -1, run->cam,
-                               (size_t) view.w * view.h, NULL) != CNN_OK)
-            g_clear_pointer (&run->cam, g_free);
-        }
-    }
+    for (gint t = 0; t < tap; t++)
+      if (cnn_net_tap (run->net, t, &view, &layer) == CNN_OK &&
+          ! strcmp (layer->name, job->heat_layer))
+        tap = t;
+    if (tap >= 0 && cnn_net_tap (run->net, tap, &view, &layer) == CNN_OK)
+      {
+        run->cam   = g_new (float, (gsize) view.w * view.h);
+        run->cam_w = view.w;
+        run->cam_h = view.h;
+        if (cnn_net_gradcam (run->net, 0, tap, run->cam,
+                             (size_t) view.w * view.h, NULL) != CNN_OK)
+          g_clear_pointer (&run->cam, g_free);
+      }
+  }
   g_free (prefix);
   g_free (name);
   g_task_return_pointer (task, run, (GDestroyNotify) catdog_preview_run_free);
@@ -239,8 +244,11 @@ start_run (CatdogPreview *preview,
       return;
     }
   g_clear_pointer (&preview->error, g_free);
-  job = g_malloc0 (sizeof *job + strlen (preview->model_path) + 1);
+  job = g_malloc0 (sizeof *job + strlen (preview->model_path) + 1 +
+                   strlen (preview->heat_layer ? preview->heat_layer : "") + 1);
   strcpy (job->path, preview->model_path);
+  job->heat_layer = job->path + strlen (job->path) + 1;
+  strcpy (job->heat_layer, preview->heat_layer ? preview->heat_layer : "");
   job->pixels = g_bytes_ref (preview->pixels);
   job->width  = preview->width;
   job->height = preview->height;
@@ -436,6 +444,16 @@ catdog_preview_set_colormap (CatdogPreview *preview,
 }
 
 void
+catdog_preview_set_heat_layer (CatdogPreview *preview,
+                               const gchar   *layer)
+{
+  g_return_if_fail (CATDOG_IS_PREVIEW (preview));
+  if (catdog_preview_take_string (&preview->heat_layer,
+                                  layer && *layer ? layer : NULL))
+    start_run (preview, g_get_monotonic_time ());
+}
+
+void
 catdog_preview_set_top (CatdogPreview *preview,
                         gint           top)
 {
@@ -463,6 +481,7 @@ catdog_preview_finalize (GObject *object)
   g_clear_pointer (&preview->marks, g_ptr_array_unref);
   g_free (preview->model_path);
   g_free (preview->layer);
+  g_free (preview->heat_layer);
   g_free (preview->error);
   G_OBJECT_CLASS (catdog_preview_parent_class)->finalize (object);
 }

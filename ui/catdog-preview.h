@@ -6,7 +6,9 @@
  * The plug-in hands it the pixels (catdog_preview_set_pixels(); it keeps
  * a copy at preview size only, at most CATDOG_PREVIEW_MAX_SIDE on a side,
  * and classifies that) and the model (catdog_preview_set_model()); each
- * of these runs the network again.  Layer, colormap and top-K only redraw
+ * of these runs the network again, and so does another conv layer for the
+ * heat map (catdog_preview_set_heat_layer()).  Layer, colormap and top-K
+ * only redraw
  * (catdog_preview_set_layer(), _set_colormap(), _set_top()).
  *
  * Properties:
@@ -55,6 +57,10 @@ void         catdog_preview_set_colormap  (CatdogPreview *preview,
  * first; 0: all, in order. */
 void         catdog_preview_set_top       (CatdogPreview *preview,
                                            gint           top);
+/* The conv layer of the heat map over the photo; NULL or "": the last
+ * one.  Another layer runs the network again. */
+void         catdog_preview_set_heat_layer (CatdogPreview *preview,
+                                            const gchar   *layer);
 /* Forgets the marks. */
 void         catdog_preview_clear_marks   (CatdogPreview *preview);
 

@@ -6,7 +6,8 @@
  * layer shows its mosaic; top-K and colormap redraw without a run; the
  * keyboard moves the focus tile and marks channels, which become the
  * panel's "channels", the pointer shows a tile large and a click marks
- * it; the heat-map toggle changes the photo; another
+ * it; the heat-map toggle changes the photo, and so does the heat map's
+ * conv layer (a run); another
  * model runs again (marks it has room for kept, others dropped); a broken
  * model shows a message in the pane and keeps the settings.  Prints the
  * time from pixels handed over to verdict shown and the layer-switch
@@ -454,6 +455,14 @@ main (int    argc,
                                 TRUE);
   pump_pending ();
   after = render (catdog_preview_get_photo (preview));
+  CHECK (! same_pixels (before, after));
+  cairo_surface_destroy (before);
+  /* At the heat map's conv layer: another run, another map. */
+  g_object_set (panel, "heatmap-layer", "conv2", NULL);
+  g_object_get (preview, "busy", &busy, NULL);
+  CHECK (busy);
+  wait_idle (preview, 60);
+  before = render (catdog_preview_get_photo (preview));
   CHECK (! same_pixels (before, after));
   cairo_surface_destroy (before);
   cairo_surface_destroy (after);
