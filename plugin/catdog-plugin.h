@@ -5,8 +5,10 @@
  * GErrors in CATDOG_ERROR, and those become GIMP_PDB_EXECUTION_ERROR.
  *
  * Who calls whom: three layers, each calling only the ones below it, so
- * the graph has no cycle (every file includes only this header; catdog.c
- * also includes ui/'s catdog-models.h and catdog-panel.h).
+ * the graph has no cycle (every file includes only this header, which
+ * brings ui/'s catdog-channels.h, the "channels" argument's parser;
+ * catdog.c also includes ui/'s catdog-models.h and catdog-panel.h, whose
+ * panel holds the preview, ui/catdog-preview.h).
  *
  *   procedures   catdog.c    the two PDB procedures, the dialog, classify
  *                   |
@@ -36,6 +38,7 @@
 #include <glib/gi18n-lib.h>
 
 #include "cnn.h"
+#include "catdog-channels.h"
 
 #define CATDOG_PROC "plug-in-catdog-classify"
 
@@ -241,6 +244,11 @@ typedef struct
   const gchar     *group_name; /* the outer group holding them */
   gdouble          progress_start;
   gdouble          progress_end;
+  /* Not NULL nor empty: exactly these channels (CatdogChannelPick, the
+   * "channels" argument), in the channels style; layers, style and top
+   * are then not used.  A layer or channel the model lacks is an error
+   * in CATDOG_CHANNELS_ERROR (a calling error). */
+  GPtrArray       *picks;
 } CatdogMapsSpec;
 
 /* Adds the feature maps of the last forward pass of net to pending (its

@@ -46,6 +46,7 @@ typedef struct
   gint             top;
   gboolean         heatmap;
   gchar           *heatmap_layer;
+  GPtrArray       *picks;          /* "channels", parsed; may be empty */
 } CatdogOptions;
 
 typedef struct
@@ -114,7 +115,7 @@ catdog_add_layers (GimpImage            *image,
   CatdogPending *pending = catdog_pending_new ();
   gboolean       ok      = TRUE;
 
-  if (options->feature_maps)
+  if (options->feature_maps || options->picks->len > 0)
     {
       gchar          *group_name;
       CatdogMapsSpec  spec;
@@ -125,7 +126,8 @@ catdog_add_layers (GimpImage            *image,
                                     100.0 * result->probability);
       spec = (CatdogMapsSpec) { options->layers, options->style,
                                 options->colormap, options->top, group_name,
-                                0.5, options->heatmap ? 0.9 : 1.0 };
+                                0.5, options->heatmap ? 0.9 : 1.0,
+                                options->picks };
       ok = catdog_pending_add_feature_maps (pending, image, net, &spec,
                                             error);
       g_free (group_name);
@@ -222,7 +224,7 @@ catdog_classify (GimpImage            *image,
   result->dog_probability = dog_probability (model, p);
   gimp_progress_update (0.5);
 
-  if (options->feature_maps || options->heatmap)
+  if (options->feature_maps || options->picks->len > 0 || options->heatmap)
     ok = catdog_add_layers (image, above, model, net, &pixels, options,
                             result, error);
   else
@@ -237,6 +239,31 @@ out:
   g_free (prefix);
   g_free (path);
   return ok;
+}
+
+/* The preview's pixels: what a run reads (input.c), reduced for a network
+ * input of CATDOG_PREVIEW_INPUT pixels a side, then by the preview to its
+ * own size; or why there are none. */
+#define CATDOG_PREVIEW_INPUT 256
+
+static gboolean
+catdog_dialog_preview (gpointer data)
+{
+  GtkWidget    *panel  = data;
+  GimpImage    *image  = g_object_get_data (G_OBJECT (panel), "catdog-image");
+  CatdogPixels  pixels = { 0 };
+  GError       *error  = NULL;
+
+  if (catdog_read_visible (image, CATDOG_PREVIEW_INPUT, CATDOG_PREVIEW_INPUT,
+                           &pixels, &error))
+    catdog_panel_set_pixels (CATDOG_PANEL (panel), pixels.pixels,
+                             pixels.width, pixels.height, pixels.stride,
+                             pixels.channels);
+  else
+    catdog_panel_set_preview_error (CATDOG_PANEL (panel), error->message);
+  g_clear_error (&error);
+  catdog_pixels_clear (&pixels);
+  return G_SOURCE_REMOVE;
 }
 
 /* OK makes no sense with feature maps wanted and no layer checked. */
@@ -257,7 +284,8 @@ catdog_dialog_update_ok (GObject    *panel,
  * the procedure, then catdog_dialog_finish()), NULL when cancelled. */
 static GtkWidget *
 catdog_dialog (GimpProcedure       *procedure,
-               GimpProcedureConfig *config)
+               GimpProcedureConfig *config,
+               GimpImage           *image)
 {
   GtkWidget *dialog;
   GtkWidget *panel;
@@ -265,9 +293,11 @@ catdog_dialog (GimpProcedure       *procedure,
   gchar     *models_dir = catdog_models_dir ();
   gchar     *shipped    = catdog_shipped_model_path ();
   const gchar *names[] = { "model", "layers", "feature-maps", "maps-style",
-                           "colormap", "top", "heatmap", "heatmap-layer" };
+                           "colormap", "top", "heatmap", "heatmap-layer",
+                           "channels" };
   const gchar *props[] = { "file", "layers", "feature-maps", "maps-style",
-                           "colormap", "top", "heatmap", "heatmap-layer" };
+                           "colormap", "top", "heatmap", "heatmap-layer",
+                           "channels" };
   GList     *bindings = NULL;
   gsize      i;
 
@@ -293,6 +323,11 @@ catdog_dialog (GimpProcedure       *procedure,
                     G_CALLBACK (catdog_dialog_update_ok), dialog);
   g_object_set_data (G_OBJECT (dialog), "catdog-panel", panel);
   gtk_widget_show (panel);
+  /* Once the dialog is on screen: reading the image takes a moment. */
+  g_object_set_data_full (G_OBJECT (panel), "catdog-image",
+                          g_object_ref (image), g_object_unref);
+  g_idle_add_full (G_PRIORITY_LOW, catdog_dialog_preview,
+                   g_object_ref (panel), g_object_unref);
 
   g_free (shipped);
   g_free (models_dir);
@@ -395,16 +430,21 @@ catdog_run (GimpProcedure        *procedure,
   GFile          *model_file   = NULL;
   GError         *error        = NULL;
   GtkWidget      *dialog       = NULL;
+  gchar          *channels     = NULL;
   gboolean        ok;
 
   gegl_init (NULL, NULL);
+  /* Channels are picked anew in the dialog: an earlier run's pick is not
+   * shown there, so it must not come back unseen. */
+  if (run_mode == GIMP_RUN_INTERACTIVE)
+    g_object_set (config, "channels", NULL, NULL);
   /* Reading a huge image through its mipmaps streams every full-size tile
    * through the plug-in once; a small cache keeps only a few at a time. */
   g_object_set (gegl_config (), "tile-cache-size",
                 (guint64) CATDOG_TILE_CACHE_BYTES, NULL);
 
   if (run_mode == GIMP_RUN_INTERACTIVE &&
-      ! (dialog = catdog_dialog (procedure, config)))
+      ! (dialog = catdog_dialog (procedure, config, image)))
     {
       gegl_exit ();
       return gimp_procedure_new_return_values (procedure, GIMP_PDB_CANCEL,
@@ -418,6 +458,7 @@ catdog_run (GimpProcedure        *procedure,
                 "top",           &options.top,
                 "heatmap",       &options.heatmap,
                 "heatmap-layer", &options.heatmap_layer,
+                "channels",      &channels,
                 NULL);
   options.style    = gimp_procedure_config_get_choice_id (config,
                                                           "maps-style");
@@ -426,12 +467,20 @@ catdog_run (GimpProcedure        *procedure,
   if (! model_file)
     model_file = catdog_default_model ();
 
-  gimp_progress_init (_("Cat or Dog: reading the image"));
-  ok = catdog_classify (image, catdog_anchor_layer (image, drawables),
-                        model_file, &options, &result, &error);
+  options.picks = catdog_channels_parse (channels, &error);
+  if (options.picks)
+    {
+      gimp_progress_init (_("Cat or Dog: reading the image"));
+      ok = catdog_classify (image, catdog_anchor_layer (image, drawables),
+                            model_file, &options, &result, &error);
+      g_ptr_array_unref (options.picks);
+    }
+  else
+    ok = FALSE;
   g_object_unref (model_file);
   g_free (options.layers);
   g_free (options.heatmap_layer);
+  g_free (channels);
   /* Before returning: GEGL's tile cache still talks to GIMP when it shuts
    * down, which fails once GIMP has the return values and closes the
    * connection. */
@@ -441,8 +490,13 @@ catdog_run (GimpProcedure        *procedure,
     {
       if (dialog)
         gtk_widget_destroy (dialog);
-      return gimp_procedure_new_return_values (procedure,
-                                               GIMP_PDB_EXECUTION_ERROR, error);
+      /* A "channels" value that is malformed or names what the model
+       * lacks is the caller's mistake. */
+      return gimp_procedure_new_return_values (
+        procedure,
+        error->domain == CATDOG_CHANNELS_ERROR ? GIMP_PDB_CALLING_ERROR
+                                               : GIMP_PDB_EXECUTION_ERROR,
+        error);
     }
 
   if (dialog)
@@ -649,6 +703,14 @@ catdog_create_procedure (GimpPlugIn  *plug_in,
                                      "activation), most active first; 0: "
                                      "all"),
                                    0, CNN_MAX_CHANNELS, 0, G_PARAM_READWRITE);
+  gimp_procedure_add_string_argument (procedure, "channels",
+                                      _("Pic_ked channels"),
+                                      _("Add exactly these channels as "
+                                        "layers, one group per conv layer: "
+                                        "LAYER:I,J;LAYER:K (e.g. "
+                                        "\"conv3:5,17;conv4:2\", channels "
+                                        "from 0); unset or empty: none"),
+                                      NULL, G_PARAM_READWRITE);
 
   gimp_procedure_add_string_return_value (procedure, "label",
                                           _("Label"),

@@ -14,6 +14,10 @@
  *           fits the canvas, lowered where needed so that all layers stay
  *           under CATDOG_CHANNELS_BUDGET bytes; if even factor 1 is over
  *           the budget the style is refused.
+ * picks:    (the "channels" argument) the channels style with only the
+ *           picked channels of the picked layers, in network order, each
+ *           layer's channels in the order given, named
+ *           "conv3 - 2 of 128 maps, 18x18".
  * top = K:  in both styles only the K channels of highest mean activation
  *           of each conv layer, most active first (a mosaic tiles them in
  *           that order, as `catdog maps --top K` does; channel layers go
@@ -30,6 +34,7 @@ typedef struct
   gint             factor;     /* channels style: integer enlargement */
   gint             n_channels; /* how many channels are shown */
   gint            *channels;   /* those, in order; NULL: all, 0 .. c-1 */
+  gboolean         picked;     /* channels picked by hand, not the top */
 } Tap;
 
 static void
@@ -43,13 +48,16 @@ tap_clear (gpointer data)
 static gchar *
 tap_title (const Tap *tap)
 {
+  /* Some of the channels: picked ones, or the most active. */
   if (tap->channels)
-    return g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
-                                         "%s - top %d of %d map, %dx%d",
-                                         "%s - top %d of %d maps, %dx%d",
-                                         (gulong) tap->view.c),
-                            tap->layer->name, tap->n_channels, tap->view.c,
-                            tap->view.w, tap->view.h);
+    return g_strdup_printf (
+      tap->picked
+      ? g_dngettext (GETTEXT_PACKAGE, "%s - %d of %d map, %dx%d",
+                     "%s - %d of %d maps, %dx%d", (gulong) tap->view.c)
+      : g_dngettext (GETTEXT_PACKAGE, "%s - top %d of %d map, %dx%d",
+                     "%s - top %d of %d maps, %dx%d", (gulong) tap->view.c),
+      tap->layer->name, tap->n_channels, tap->view.c, tap->view.w,
+      tap->view.h);
   return g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
                                        "%s - %d map, %dx%d",
                                        "%s - %d maps, %dx%d",
@@ -133,6 +141,87 @@ select_taps (const cnn_net  *net,
     }
   g_free (wanted);
   return ok;
+}
+
+/* The taps and channels of picks, in network order; a layer or channel
+ * the model lacks is an error in CATDOG_CHANNELS_ERROR. */
+static gboolean
+select_picked_taps (const cnn_net  *net,
+                    GPtrArray      *picks,
+                    GArray         *taps,
+                    GError        **error)
+{
+  gint   n_taps = cnn_net_tap_count (net);
+  gint  *tap_of = g_new (gint, picks->len);
+
+  for (guint i = 0; i < picks->len; i++)
+    {
+      const CatdogChannelPick *pick = picks->pdata[i];
+      GError                  *unknown = NULL;
+
+      tap_of[i] = -1;
+      for (gint t = 0; t < n_taps; t++)
+        {
+          const cnn_layer *layer = NULL;
+          cnn_tensor_view  view;
+
+          if (cnn_net_tap (net, t, &view, &layer) != CNN_OK ||
+              strcmp (layer->name, pick->layer))
+            continue;
+          tap_of[i] = t;
+          for (guint c = 0; c < pick->channels->len; c++)
+            {
+              gint channel = g_array_index (pick->channels, gint, c);
+
+              if (channel >= view.c)
+                {
+                  g_set_error (error, CATDOG_CHANNELS_ERROR,
+                               CATDOG_CHANNELS_ERROR_UNKNOWN,
+                               _("The conv layer %s has no channel %d (its "
+                                 "channels: 0 to %d)."),
+                               layer->name, channel, view.c - 1);
+                  g_free (tap_of);
+                  return FALSE;
+                }
+            }
+        }
+      if (tap_of[i] < 0)
+        {
+          catdog_set_no_layer_error (net, pick->layer, &unknown);
+          g_set_error_literal (error, CATDOG_CHANNELS_ERROR,
+                               CATDOG_CHANNELS_ERROR_UNKNOWN,
+                               unknown->message);
+          g_error_free (unknown);
+          g_free (tap_of);
+          return FALSE;
+        }
+    }
+
+  for (gint t = 0; t < n_taps; t++)
+    for (guint i = 0; i < picks->len; i++)
+      {
+        const CatdogChannelPick *pick = picks->pdata[i];
+        Tap                      tap  = { 0 };
+        cnn_status               st;
+
+        if (tap_of[i] != t || pick->channels->len == 0)
+          continue;
+        tap.index  = t;
+        tap.picked = TRUE;
+        st = cnn_net_tap (net, t, &tap.view, &tap.layer);
+        if (st != CNN_OK)
+          {
+            catdog_set_core_error (error, st, _("Feature maps"));
+            g_free (tap_of);
+            return FALSE;
+          }
+        tap.n_channels = (gint) pick->channels->len;
+        tap.channels   = g_memdup2 (pick->channels->data,
+                                    sizeof (gint) * pick->channels->len);
+        g_array_append_val (taps, tap);
+      }
+  g_free (tap_of);
+  return TRUE;
 }
 
 /* Keeps only each tap's `top` channels of highest mean activation. */
@@ -433,6 +522,8 @@ catdog_pending_add_feature_maps (CatdogPending         *pending,
                                  GError               **error)
 {
   cnn_colormap       colormap = spec->colormap;
+  gboolean           picks  = (spec->picks && spec->picks->len > 0);
+  CatdogMapsStyle    style  = picks ? CATDOG_MAPS_CHANNELS : spec->style;
   GimpImageBaseType  base   = gimp_image_get_base_type (image);
   gint               width  = gimp_image_get_width (image);
   gint               height = gimp_image_get_height (image);
@@ -461,11 +552,14 @@ catdog_pending_add_feature_maps (CatdogPending         *pending,
 
   taps = g_array_new (FALSE, TRUE, sizeof (Tap));
   g_array_set_clear_func (taps, tap_clear);
-  ok   = select_taps (net, spec->layers, taps, error);
+  if (picks)
+    ok = select_picked_taps (net, spec->picks, taps, error);
+  else
+    ok = select_taps (net, spec->layers, taps, error);
 
-  if (ok && spec->top > 0)
+  if (ok && spec->top > 0 && ! picks)
     ok = select_top_channels (net, taps, spec->top, error);
-  if (ok && spec->style == CATDOG_MAPS_CHANNELS)
+  if (ok && style == CATDOG_MAPS_CHANNELS)
     {
       gint pixel_bytes = component_bytes (gimp_image_get_precision (image)) *
                          (base == GIMP_GRAY ? 1 : 3);
@@ -475,7 +569,7 @@ catdog_pending_add_feature_maps (CatdogPending         *pending,
 
   if (ok)
     catdog_pending_set_group (pending, spec->group_name);
-  if (ok && spec->style == CATDOG_MAPS_MOSAIC)
+  if (ok && style == CATDOG_MAPS_MOSAIC)
     catdog_pending_begin_batch (pending, NULL);
 
   for (guint t = 0; ok && t < taps->len; t++)
@@ -485,7 +579,7 @@ catdog_pending_add_feature_maps (CatdogPending         *pending,
                         taps->len;
       gdouble    at   = spec->progress_start + step * t;
 
-      if (spec->style == CATDOG_MAPS_MOSAIC)
+      if (style == CATDOG_MAPS_MOSAIC)
         {
           GimpLayer *layer = mosaic_layer (image, tap, colormap, type,
                                            width, height, error);

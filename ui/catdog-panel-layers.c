@@ -184,6 +184,7 @@ catdog_panel_update_layers (CatdogPanel *panel)
     layers_from_checks (panel);
   else
     catdog_panel_notify (panel, PROP_N_CHECKED);
+  catdog_panel_preview_model (panel);
   g_clear_error (&error);
   g_free (path);
 }

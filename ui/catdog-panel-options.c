@@ -10,11 +10,9 @@
 void
 catdog_panel_sync_sensitivity (CatdogPanel *panel)
 {
+  /* The layer list, the colormap and top-K also drive the preview: they
+   * stay usable with feature maps off. */
   gtk_widget_set_sensitive (panel->style_combo, panel->feature_maps);
-  gtk_widget_set_sensitive (panel->colormap_combo, panel->feature_maps);
-  gtk_widget_set_sensitive (panel->top_spin, panel->feature_maps);
-  gtk_widget_set_sensitive (panel->top_label, panel->feature_maps);
-  gtk_widget_set_sensitive (panel->layer_box, panel->feature_maps);
   gtk_widget_set_sensitive (panel->heatmap_combo, panel->heatmap);
   gtk_widget_set_sensitive (panel->heatmap_label, panel->heatmap);
 }

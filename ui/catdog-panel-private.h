@@ -2,7 +2,7 @@
  * one else: the panel's fields and the functions one part calls in
  * another.  The public API is catdog-panel.h.
  *
- * The panel is one widget in six files, one per part of the dialog:
+ * The panel is one widget in seven files, one per part of the dialog:
  *   catdog-panel.c          the GObject: properties, construction, the
  *                           layout of the parts, small widget helpers
  *   catdog-panel-models.c   the model list
@@ -10,16 +10,20 @@
  *   catdog-panel-layers.c   the conv layer list
  *   catdog-panel-options.c  feature-map and heat-map options
  *   catdog-panel-result.c   the verdict
+ *   catdog-panel-preview.c  the live preview (catdog-preview.h) beside
+ *                           them
  * catdog-panel.c builds each part through its catdog_panel_build_*() and
  * hands property changes on to them; the parts use its helpers, and call
  * each other only through the functions below, one way each: buttons ->
  * models (a file chosen, the list refreshed), models -> layers (the
- * chosen model's layers), layers -> options (the heat map's combo). */
+ * chosen model's layers), layers -> options (the heat map's combo),
+ * layers -> preview (the model in use). */
 #ifndef CATDOG_PANEL_PRIVATE_H
 #define CATDOG_PANEL_PRIVATE_H
 
 #include "catdog-panel.h"
 #include "catdog-models.h"
+#include "catdog-preview.h"
 
 struct _CatdogPanel
 {
@@ -57,6 +61,8 @@ struct _CatdogPanel
   GtkWidget    *result_box;
   GtkWidget    *result_label;
   GtkWidget    *result_bar;
+  GtkWidget    *preview;
+  gchar        *channels;      /* the preview's marks, never NULL */
   gboolean      syncing;       /* updating widgets from properties */
 };
 
@@ -75,6 +81,7 @@ typedef enum
   PROP_HEATMAP,
   PROP_HEATMAP_LAYER,
   PROP_N_CHECKED,
+  PROP_CHANNELS,
   N_PROPS
 } CatdogPanelProp;
 
@@ -137,5 +144,14 @@ GtkWidget       *catdog_panel_build_heatmap_section (CatdogPanel *panel);
 /* catdog-panel-result.c */
 
 GtkWidget       *catdog_panel_build_result_section  (CatdogPanel *panel);
+
+/* catdog-panel-preview.c */
+
+/* The preview's frame; after catdog_panel_build_layer_list(). */
+GtkWidget       *catdog_panel_build_preview_section (CatdogPanel *panel);
+/* Hands the preview the model in use (it runs again when it changed). */
+void             catdog_panel_preview_model         (CatdogPanel *panel);
+void             catdog_panel_set_channels          (CatdogPanel *panel,
+                                                     const gchar *channels);
 
 #endif /* CATDOG_PANEL_PRIVATE_H */

@@ -139,7 +139,7 @@ static void
 catdog_panel_constructed (GObject *object)
 {
   CatdogPanel *panel = CATDOG_PANEL (object);
-  GtkWidget   *result, *row, *side;
+  GtkWidget   *result, *row, *side, *settings, *preview;
 
   G_OBJECT_CLASS (catdog_panel_parent_class)->constructed (object);
 
@@ -147,9 +147,10 @@ catdog_panel_constructed (GObject *object)
    * the result beside them, so the dialog stays short enough for small
    * screens. */
   gtk_orientable_set_orientation (GTK_ORIENTABLE (panel),
-                                  GTK_ORIENTATION_VERTICAL);
-  gtk_box_set_spacing (GTK_BOX (panel), 12);
-  gtk_box_pack_start (GTK_BOX (panel),
+                                  GTK_ORIENTATION_HORIZONTAL);
+  gtk_box_set_spacing (GTK_BOX (panel), 18);
+  settings = gtk_box_new (GTK_ORIENTATION_VERTICAL, 12);
+  gtk_box_pack_start (GTK_BOX (settings),
                       catdog_panel_build_model_section (
                         panel, catdog_panel_build_buttons (panel)),
                       FALSE, FALSE, 0);
@@ -164,7 +165,11 @@ catdog_panel_constructed (GObject *object)
   result = catdog_panel_build_result_section (panel);
   gtk_box_pack_start (GTK_BOX (side), result, FALSE, FALSE, 0);
   gtk_box_pack_start (GTK_BOX (row), side, FALSE, FALSE, 0);
-  gtk_box_pack_start (GTK_BOX (panel), row, TRUE, TRUE, 0);
+  gtk_box_pack_start (GTK_BOX (settings), row, TRUE, TRUE, 0);
+  gtk_box_pack_start (GTK_BOX (panel), settings, TRUE, TRUE, 0);
+  /* The preview at the right, as tall as the settings. */
+  preview = catdog_panel_build_preview_section (panel);
+  gtk_box_pack_start (GTK_BOX (panel), preview, FALSE, FALSE, 0);
   gtk_widget_show_all (GTK_WIDGET (panel));
   /* The result frame appears with the first result. */
   g_object_bind_property (panel->result_box, "visible", result, "visible",
@@ -291,6 +296,9 @@ catdog_panel_set_property (GObject      *object,
     case PROP_HEATMAP:
       set_check (panel, &panel->heatmap, panel->heatmap_check, value, pspec);
       break;
+    case PROP_CHANNELS:
+      catdog_panel_set_channels (panel, g_value_get_string (value));
+      break;
     case PROP_HEATMAP_LAYER:
       s = g_value_get_string (value);
       if (! g_strcmp0 (s ? s : "", panel->heatmap_layer))
@@ -320,6 +328,7 @@ field_of (CatdogPanel *panel,
     [PROP_TOP]           = G_STRUCT_OFFSET (CatdogPanel, top),
     [PROP_HEATMAP]       = G_STRUCT_OFFSET (CatdogPanel, heatmap),
     [PROP_HEATMAP_LAYER] = G_STRUCT_OFFSET (CatdogPanel, heatmap_layer),
+    [PROP_CHANNELS]      = G_STRUCT_OFFSET (CatdogPanel, channels),
   };
 
   return prop_id < N_PROPS && offsets[prop_id]
@@ -365,6 +374,7 @@ catdog_panel_finalize (GObject *object)
   g_free (panel->maps_style);
   g_free (panel->colormap);
   g_free (panel->heatmap_layer);
+  g_free (panel->channels);
   g_hash_table_unref (panel->infos);
   g_clear_object (&panel->models);
   g_clear_object (&panel->conv);
@@ -410,6 +420,8 @@ catdog_panel_class_init (CatdogPanelClass *klass)
   props[PROP_N_CHECKED] =
     g_param_spec_int ("n-checked", NULL, NULL, 0, G_MAXINT, 0,
                       G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+  props[PROP_CHANNELS] =
+    g_param_spec_string ("channels", NULL, NULL, "", rw);
   g_object_class_install_properties (object_class, N_PROPS, props);
 }
 
@@ -420,6 +432,7 @@ catdog_panel_init (CatdogPanel *panel)
   panel->maps_style = g_strdup ("mosaic");
   panel->colormap   = g_strdup ("gray");
   panel->heatmap_layer = g_strdup ("");
+  panel->channels   = g_strdup ("");
   panel->infos = g_hash_table_new_full (
     g_str_hash, g_str_equal, g_free,
     (GDestroyNotify) catdog_model_info_free);

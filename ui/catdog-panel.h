@@ -13,11 +13,16 @@
  *   "heatmap"       boolean add a Grad-CAM heat map
  *   "heatmap-layer" string  its conv layer; "": the model's last one
  *   "n-checked"     int     conv layers checked (read-only)
+ *   "channels"      string  the channels marked in the preview, as the
+ *                           procedure's "channels" argument; setting it to
+ *                           "" (or NULL) clears the marks
  */
 #ifndef CATDOG_PANEL_H
 #define CATDOG_PANEL_H
 
 #include <gtk/gtk.h>
+
+#include "catdog-preview.h"
 
 #define CATDOG_TYPE_PANEL (catdog_panel_get_type ())
 G_DECLARE_FINAL_TYPE (CatdogPanel, catdog_panel, CATDOG, PANEL, GtkBox)
@@ -70,5 +75,17 @@ GtkButton   *catdog_panel_get_none_button (CatdogPanel  *panel);
  * layer's, "" (the "heatmap-layer" that means the last one). */
 GtkComboBox *catdog_panel_get_heatmap_combo (CatdogPanel *panel);
 GtkSpinButton *catdog_panel_get_top_spin  (CatdogPanel  *panel);
+
+/* The pixels the plug-in would classify, for the preview (copied at
+ * preview size; catdog_preview_set_pixels()); or why there are none. */
+void         catdog_panel_set_pixels      (CatdogPanel  *panel,
+                                           const guint8 *pixels,
+                                           gint          width,
+                                           gint          height,
+                                           gsize         stride,
+                                           gint          channels);
+void         catdog_panel_set_preview_error (CatdogPanel *panel,
+                                             const gchar *message);
+CatdogPreview *catdog_panel_get_preview   (CatdogPanel  *panel);
 
 #endif /* CATDOG_PANEL_H */

@@ -8,11 +8,19 @@ image gains feature-map layers for exactly the others (2 channels each)
 and the heat map.  A second run with RUN-WITH-LAST-VALS repeats those
 settings without a dialog.  Then the
 same dialog in German (LANGUAGE=de with a real LANG): menu label and
-title translated.  Screenshots go to the test's folder."""
+title translated.  Then the preview: the dialog opens on a photo, the
+preview shows its verdict (the plug-in's debug line says when), the
+keyboard selects conv3 in the layer list (usable with feature maps off:
+it drives the preview), moves to the preview's mosaic and marks two
+channels, OK adds exactly those two channel layers, and
+RUN-WITH-LAST-VALS adds the same two again.  Screenshots go to the
+test's folder (preview.png: the dialog with its preview)."""
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import gimptest as gt
@@ -96,7 +104,7 @@ def run(mode):
             "probability": values.index(2)}
 
 
-if P["interactive"]:
+if P["mode"] == "interactive":
     R["interactive"] = run(Gimp.RunMode.INTERACTIVE)
     R["after_interactive"] = layer_tree(image.get_layers())
     # What the network sees again: the photo alone.
@@ -106,15 +114,21 @@ if P["interactive"]:
     image.set_selected_layers([photo])
     R["last_vals"] = run(Gimp.RunMode.WITH_LAST_VALS)
     R["after_last_vals"] = layer_tree(image.get_layers())
+elif P["mode"] == "preview":
+    R["interactive"] = run(Gimp.RunMode.INTERACTIVE)
+    R["after_interactive"] = layer_tree(image.get_layers())
+    R["last_vals"] = run(Gimp.RunMode.WITH_LAST_VALS)
+    R["after_last_vals"] = layer_tree(image.get_layers())
 else:
     R["cancelled"] = run(Gimp.RunMode.INTERACTIVE)
 '''
 
 
-def gui_run(profile, interactive, env_extra, drive):
-    """Starts GIMP's GUI running SCRIPT; drive(proc) works the dialog."""
+def gui_run(profile, mode, env_extra, drive):
+    """Starts GIMP's GUI running SCRIPT; drive(proc) works the dialog
+    (proc.lines: what GIMP and the plug-in have printed so far)."""
     params = {"photo": os.path.join(gt.DATA, "dog.409.jpg"),
-              "interactive": interactive, "result": profile.path("result.json")}
+              "mode": mode, "result": profile.path("result.json")}
     import json
     with open(profile.path("params.json"), "w") as f:
         json.dump(params, f)
@@ -132,13 +146,19 @@ def gui_run(profile, interactive, env_extra, drive):
                              "--batch-interpreter=python-fu-eval", "-b", code,
                              "--quit"], cwd=profile.files, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc.lines = []
+    reader = threading.Thread(target=lambda: proc.lines.extend(iter(proc.stdout.readline, "")),
+                              daemon=True)
+    reader.start()
     try:
         drive(proc)
-        out, _ = proc.communicate(timeout=WAIT)
+        proc.wait(timeout=WAIT)
     except Exception as exc:
         proc.kill()
-        out, _ = proc.communicate()
+        proc.wait()
         print(f"driving the dialog failed: {exc!r}")
+    reader.join(timeout=30)
+    out = "".join(proc.lines)
     result = None
     if os.path.exists(params["result"]):
         with open(params["result"]) as f:
@@ -172,6 +192,18 @@ def open_dialog(proc, title, what, shot, path):
     return win
 
 
+def shoot_and_ok(win, proc, shot, path, what):
+    """Saves the dialog as shots[shot] at path, presses OK (Alt+O) and
+    waits for the run: with the result the title says the verdict."""
+    time.sleep(0.5)
+    shots[shot] = path
+    screenshot(win, path)
+    keys(win, "alt+o")
+    done = find_window(r"Cat or Dog: (cat|dog) \([0-9.]+% confidence\)", proc, timeout=60)
+    checks.ok(done == win, what)
+    return done
+
+
 def drive_english(proc):
     win = open_dialog(proc, "Cat or Dog", "the dialog opened (window 'Cat or Dog')",
                       "open", profile.path("dialog-open.png"))
@@ -183,13 +215,8 @@ def drive_english(proc):
     # OK (Alt+O).
     keys(win, "alt+f", "alt+l", "Home", "Down", "Return", "alt+t", "Down",
          "alt+p", "ctrl+a", "2", "Tab", "alt+g")
-    time.sleep(0.5)
-    shots["before_ok"] = profile.path("dialog-before-ok.png")
-    screenshot(win, shots["before_ok"])
-    keys(win, "alt+o")
-    # With the result the title says the verdict; wait for the run.
-    done = find_window(r"Cat or Dog: (cat|dog) \([0-9.]+% confidence\)", proc, timeout=60)
-    checks.ok(done == win, "the dialog shows the result after the run, its title too")
+    done = shoot_and_ok(win, proc, "before_ok", profile.path("dialog-before-ok.png"),
+                        "the dialog shows the result after the run, its title too")
     if done:
         time.sleep(1.0)
         shots["result"] = profile.path("dialog-result.png")
@@ -198,7 +225,7 @@ def drive_english(proc):
 
 
 t0 = time.time()
-res = gui_run(profile, True, {}, drive_english)
+res = gui_run(profile, "interactive", {}, drive_english)
 print(f"     (English run: {time.time() - t0:.1f} s)")
 
 for name, shot in shots.items():
@@ -279,11 +306,85 @@ def drive_german(proc):
         keys(win, "Escape")
 
 
-res = gui_run(profile_de, False, {"LANGUAGE": "de"}, drive_german)
+res = gui_run(profile_de, "cancel", {"LANGUAGE": "de"}, drive_german)
 checks.ok(res.get("menu_label") == "Katze oder _Hund …",
           f"LANGUAGE=de: German menu label ({res.get('menu_label')!r})")
 checks.ok(res.get("cancelled", {}).get("status") == "cancel",
           f"Escape cancels ({res.get('cancelled')})")
 checks.ok(os.path.exists(shots.get("de", "")), "German screenshot saved")
+
+# --- The preview: verdict, a conv layer, two channels by keyboard, OK ---------
+profile_pv = gt.Profile("dialog-preview")
+shutil.rmtree(os.path.join(profile_pv.profile, "plug-in-settings"), ignore_errors=True)
+PREVIEW_LAYER = CONV[2] if len(CONV) > 2 else "conv3"
+verdict = {}
+
+
+def wait_line(proc, pattern, timeout):
+    """The first line GIMP or the plug-in printed that matches pattern."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        for line in list(proc.lines):
+            if re.search(pattern, line):
+                return line
+        time.sleep(0.1)
+    return None
+
+
+def drive_preview(proc):
+    win = open_dialog(proc, "Cat or Dog", "preview: the dialog opened", "preview_open",
+                      profile_pv.path("preview-open.png"))
+    if not win:
+        return
+    opened = time.time()
+    line = wait_line(proc, r"preview: verdict (\S+) ([0-9.]+), ([0-9]+) ms", 60)
+    checks.ok(line is not None, f"the preview showed a verdict ({line and line.strip()})")
+    if line:
+        m = re.search(r"preview: verdict (\S+) ([0-9.]+), ([0-9]+) ms", line)
+        verdict.update(label=m.group(1), probability=float(m.group(2)),
+                       ms=int(m.group(3)), seen=time.time() - opened)
+    # Feature maps stay off.  The layer list (Alt+L): the third row; the
+    # mosaic (Alt+K): the first arrow key puts the focus on the first
+    # tile, space marks it, two more to the third, marked too; the heat
+    # map over the photo (Alt+V), for the picture.  OK adds the marks.
+    keys(win, "alt+l", "Home", "Down", "Down", "alt+k", "Right", "space",
+         "Right", "Right", "space", "alt+v", "alt+k")
+    time.sleep(0.5)
+    shoot_and_ok(win, proc, "preview", profile_pv.path("preview.png"),
+                 "preview: the run finished")
+    keys(win, "Return")
+
+
+res = gui_run(profile_pv, "preview", {"G_MESSAGES_DEBUG": "catdog"}, drive_preview)
+if verdict:
+    print(f"     (preview: verdict {verdict['label']} {100 * verdict['probability']:.1f}% "
+          f"{verdict['ms']} ms after the pixels were handed over, seen by the test "
+          f"{verdict['seen']:.1f} s after the dialog appeared)")
+r = res.get("interactive", {})
+checks.ok(r.get("status") == "success" and r.get("label") == verdict.get("label"),
+          f"preview: the run succeeded with the preview's verdict ({r}, {verdict})")
+
+
+def picked(tree):
+    """[(conv group title, [channel layer names])] of each feature-map group."""
+    groups = [n for n in tree if n["group"] and n["name"].startswith("Feature maps - ")]
+    return [[(c["name"], [k["name"] for k in c.get("children", [])])
+             for c in g.get("children", [])] for g in groups]
+
+
+title = f"{PREVIEW_LAYER} - 2 of "
+want = [f"{PREVIEW_LAYER} #0", f"{PREVIEW_LAYER} #2"]
+got = picked(res.get("after_interactive", []))
+checks.ok(len(got) == 1 and len(got[0]) == 1 and got[0][0][0].startswith(title) and
+          got[0][0][1] == want,
+          f"OK added exactly the two marked channels, {want} ({got})")
+# GIMP renames the second "conv3 #0" to "conv3 #1" (and so on): the
+# titles and counts say it is the same pick.
+got = picked(res.get("after_last_vals", []))
+checks.ok(res.get("last_vals", {}).get("status") == "success" and len(got) == 2 and
+          all(len(g) == 1 and g[0][0].startswith(title) and len(g[0][1]) == 2
+              for g in got) and want in [g[0][1] for g in got],
+          f"RUN-WITH-LAST-VALS added the same pick again ({got})")
+checks.ok(os.path.exists(shots.get("preview", "")), "preview screenshot saved")
 print("screenshots: " + " ".join(sorted(shots.values())))
 checks.done()

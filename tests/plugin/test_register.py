@@ -57,6 +57,8 @@ want_args = {
     # as unset, so only this reads the same before and after a restart.
     "heatmap-layer": ("gchararray", None),
     "top": ("gint", 0),
+    # Unset, like heatmap-layer.
+    "channels": ("gchararray", None),
 }
 for name, (gtype, default) in want_args.items():
     got = args.get(name, {})
@@ -74,7 +76,7 @@ checks.ok(order[:3] == ["run-mode", "image", "drawables"],
 # Arguments are only ever appended: calls giving them by position keep
 # working.
 checks.ok(order[3:] == ["model", "feature-maps", "layers", "maps-style", "colormap",
-                        "heatmap", "heatmap-layer", "top"],
+                        "heatmap", "heatmap-layer", "top", "channels"],
           f"arguments in their historical order, new ones last ({order[3:]})")
 checks.ok(res.get("returns") == {"label": "gchararray", "probability": "gdouble",
                                  "dog-probability": "gdouble"},

@@ -462,8 +462,9 @@ main (int    argc,
   CHECK (gtk_spin_button_get_value_as_int (spin) == 3);
   gtk_spin_button_set_value (spin, 5);
   CHECK (int_of (panel, "top") == 5);
+  /* It also drives the preview: usable with feature maps off too. */
   g_object_set (panel, "feature-maps", FALSE, NULL);
-  CHECK (! gtk_widget_is_sensitive (GTK_WIDGET (spin)));
+  CHECK (gtk_widget_is_sensitive (GTK_WIDGET (spin)));
   g_object_set (panel, "feature-maps", TRUE, NULL);
   CHECK (gtk_widget_is_sensitive (GTK_WIDGET (spin)));
 
@@ -545,8 +546,9 @@ main (int    argc,
     g_free (style);
     g_free (cmap);
   }
+  /* The list picks the preview's layer: usable with feature maps off. */
   g_object_set (panel, "feature-maps", FALSE, NULL);
-  CHECK (! gtk_widget_is_sensitive (GTK_WIDGET (lv)));
+  CHECK (gtk_widget_is_sensitive (GTK_WIDGET (lv)));
   g_object_set (panel, "feature-maps", TRUE, "maps-style", "mosaic", NULL);
 
   gtk_widget_destroy (window);
@@ -570,8 +572,18 @@ main (int    argc,
                   "5 conv (32, 64, 128, 256, 256), global pool, batch norm"));
   CHECK (cell_is (mv, 0, CATDOG_MODEL_COL_ACCURACY, "93.3%"));
   check_fits (panel, 5);
-  CHECKF (gdk_window_get_width (gtk_widget_get_window (window)) <= 640,
-          "the window grew to %d pixels wide",
+  /* The settings keep to the window's default width (640, less its
+   * borders); the preview stands beside them, on a 1280-pixel screen. */
+  {
+    GList *parts = gtk_container_get_children (GTK_CONTAINER (panel));
+    gint   settings = parts ? gtk_widget_get_allocated_width (parts->data) : 0;
+
+    CHECKF (settings > 0 && settings <= 640 - 24,
+            "the settings grew to %d pixels wide", settings);
+    g_list_free (parts);
+  }
+  CHECKF (gdk_window_get_width (gtk_widget_get_window (window)) <= 1280,
+          "the window grew to %d pixels wide, wider than the screen",
           gdk_window_get_width (gtk_widget_get_window (window)));
   check_screenshot (window, argv[1]);
 
