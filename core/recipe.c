@@ -228,26 +228,11 @@ static void crop_sample(const uint8_t *photo, int S, const cnn_augment_v2_draw *
 {
     for (int oy = 0; oy < h; oy++) {
         double sy = (d->crop_y + (oy + 0.5) / h * d->crop_h) * S - 0.5;
-        sy = sy < 0.0 ? 0.0 : sy > S - 1 ? S - 1 : sy;
-        int y0 = (int)sy, y1 = y0 + 1 < S ? y0 + 1 : y0;
-        float fy = (float)(sy - y0);
         for (int ox = 0; ox < w; ox++) {
             double u = (ox + 0.5) / w;
             if (d->flip) u = 1.0 - u;
             double sx = (d->crop_x + u * d->crop_w) * S - 0.5;
-            sx = sx < 0.0 ? 0.0 : sx > S - 1 ? S - 1 : sx;
-            int x0 = (int)sx, x1 = x0 + 1 < S ? x0 + 1 : x0;
-            float fx = (float)(sx - x0);
-            const uint8_t *p00 = photo + ((size_t)y0 * S + x0) * 3;
-            const uint8_t *p01 = photo + ((size_t)y0 * S + x1) * 3;
-            const uint8_t *p10 = photo + ((size_t)y1 * S + x0) * 3;
-            const uint8_t *p11 = photo + ((size_t)y1 * S + x1) * 3;
-            float *o = out + ((size_t)oy * w + ox) * 3;
-            for (int ch = 0; ch < 3; ch++) {
-                float top = p00[ch] + (p01[ch] - p00[ch]) * fx;
-                float bot = p10[ch] + (p11[ch] - p10[ch]) * fx;
-                o[ch] = top + (bot - top) * fy;
-            }
+            cnn_sample_bilinear(photo, S, sx, sy, out + ((size_t)oy * w + ox) * 3);
         }
     }
 }

@@ -62,6 +62,11 @@ void cnn_trainer_pack_weights(cnn_trainer *t);
  * them (NULL when out of memory). */
 struct cJSON *cnn_trainer_options_json(const cnn_trainer *t);
 
+/* The bilinear sample of an S x S RGB photo at pixel position (sx, sy),
+ * clamped into the photo (augment.c; both augmentations use it). */
+void cnn_sample_bilinear(const uint8_t *photo, int S, double sx, double sy,
+                         float v[3]);
+
 /* Checks the recipe's ranges (recipe.c). */
 cnn_status cnn_recipe_check(const cnn_recipe *r);
 

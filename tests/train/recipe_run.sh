@@ -16,25 +16,8 @@ set -u
 # shellcheck source=tests/check.sh
 . "$(dirname "$0")/../check.sh"
 src=${CATDOG_SOURCE_ROOT:-../..}
-data=${CATDOG_DATA:-$src/../shared/data/catdog}
-if [ ! -d "$data/train/cats" ] || [ ! -d "$data/validation/dogs" ]; then
-    echo "SKIP: no data set at $data (set CATDOG_DATA to a folder with train/ and validation/)"
-    exit 77
-fi
-check() { # check CONDITION-STATUS DESCRIPTION
-    checks=$((checks + 1))
-    [ "$1" -eq 0 ] || fail "$2"
-}
-
-arch='{"schema":1,"name":"short","input":[48,48,3],"labels":["cat","dog"],
-"preprocess":{"resize":"squash","scale":0.00392156862745098,"mean":[0,0,0],"std":[1,1,1]},
-"layers":[
-{"type":"conv2d","name":"conv1","filters":8,"kernel":3,"padding":"same","bias":false},
-{"type":"batchnorm","name":"bn1"},{"type":"relu","name":"relu1"},
-{"type":"maxpool","name":"pool1","size":2,"stride":2},
-{"type":"conv2d","name":"conv2","filters":16,"kernel":3,"padding":"same","bias":false},
-{"type":"batchnorm","name":"bn2"},{"type":"relu","name":"relu2"},
-{"type":"gap","name":"gap"},{"type":"dense","name":"fc","units":1},{"type":"sigmoid","name":"prob"}]}'
+# shellcheck source=tests/train/run_common.sh
+. "$(dirname "$0")/run_common.sh"
 
 train() { # train OUT SEED EXTRA...
     out=$1
@@ -43,7 +26,7 @@ train() { # train OUT SEED EXTRA...
     "$CATDOG" train --data "$data" --out "$out" --arch "$arch" --limit 100 \
         --epochs 3 --batch 16 --threads 2 --seed "$seed" --augment v2 --erase 0.5 \
         --mixup 0.2 --cutmix 1 --label-smoothing 0.1 --ema 0.9 --warmup 0.5 \
-        --keep-best "$@" >"$tmp/log" 2>"$tmp/err"
+        --keep-best --lr 0.05 "$@" >"$tmp/log" 2>"$tmp/err"
 }
 
 train "$tmp/a.safetensors" 5
@@ -64,6 +47,11 @@ if [ "$rc" -ne 0 ]; then
     rc=$?
 fi
 check $rc "OUT is not the best epoch's model (best printed $best)"
+# ... and records that epoch (at lr 0.05 the best is epoch 2 of 3 today,
+# so OUT is not simply the last epoch).
+n=$(sed -n 's/.*best epoch \([0-9]*\),.*/\1/p' "$tmp/a.err" | tail -n 1)
+tr -d '\\' <"$tmp/a.safetensors" | head -c 8000 | grep -aq "\"epochs_done\":$n[,}]"
+check $? "OUT does not record the best epoch ($n) as epochs_done"
 
 train "$tmp/b.safetensors" 5 --stop-after 17
 rc=$?
