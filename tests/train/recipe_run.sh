@@ -57,11 +57,7 @@ train "$tmp/b.safetensors" 5 --stop-after 17
 rc=$?
 test "$rc" -eq 130 && test -s "$tmp/b.safetensors.ckpt"
 check $? "--stop-after: exit status $rc, expected 130 and a checkpoint"
-"$CATDOG" train --data "$data" --out "$tmp/b.safetensors" --limit 100 \
-    --resume "$tmp/b.safetensors.ckpt" >"$tmp/log" 2>"$tmp/err"
-check $? "resume failed"
-cmp -s "$tmp/a.safetensors" "$tmp/b.safetensors"
-check $? "stop + resume: another model than one uninterrupted run"
+resume_matches b 100
 cmp -s "$tmp/a.safetensors.ckpt" "$tmp/b.safetensors.ckpt"
 check $? "stop + resume: another checkpoint than one uninterrupted run"
 

@@ -1,7 +1,7 @@
 # run_common.sh - what the training-run tests share (sourced by
 # short_run.sh and recipe_run.sh after ../check.sh): $data (the data set,
 # ../shared/data/catdog or $CATDOG_DATA; exit 77, skip, without it),
-# check, and $arch, a small network that trains in seconds.
+# check, resume_matches, and $arch, a small network that trains in seconds.
 # shellcheck shell=sh
 
 data=${CATDOG_DATA:-$src/../shared/data/catdog}
@@ -12,6 +12,16 @@ fi
 check() { # check CONDITION-STATUS DESCRIPTION
     checks=$((checks + 1))
     [ "$1" -eq 0 ] || fail "$2"
+}
+
+# resume_matches NAME LIMIT: resumes $tmp/NAME.safetensors from its
+# checkpoint; the result must be the uninterrupted run's $tmp/a.safetensors.
+resume_matches() {
+    "$CATDOG" train --data "$data" --out "$tmp/$1.safetensors" --limit "$2" \
+        --resume "$tmp/$1.safetensors.ckpt" >"$tmp/log" 2>"$tmp/err"
+    check $? "resume failed"
+    cmp -s "$tmp/a.safetensors" "$tmp/$1.safetensors"
+    check $? "stop + resume differs from one uninterrupted run"
 }
 
 # shellcheck disable=SC2034 # used by the sourcing test

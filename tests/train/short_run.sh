@@ -38,11 +38,7 @@ test "$rc" -eq 130
 check $? "--stop-after: exit status $rc, expected 130"
 test -s "$tmp/c.safetensors.ckpt" && test ! -e "$tmp/c.safetensors"
 check $? "--stop-after: expected a checkpoint and no model yet"
-"$CATDOG" train --data "$data" --out "$tmp/c.safetensors" --limit 150 \
-    --resume "$tmp/c.safetensors.ckpt" >"$tmp/log" 2>"$tmp/err"
-check $? "resume failed"
-cmp -s "$tmp/a.safetensors" "$tmp/c.safetensors"
-check $? "stop + resume differs from one uninterrupted run"
+resume_matches c 150
 
 # A damaged checkpoint is refused, naming the file.
 cp "$tmp/c.safetensors.ckpt" "$tmp/bad.ckpt"
