@@ -237,7 +237,7 @@ typedef struct {
 
 /* Defaults: Adam, lr 1e-3, weight decay 0.01, batch 32, 20 epochs,
  * warm-up 1 epoch, cosine to 1%, augmentation rotation 15 deg, shift 0.1,
- * shear 0.1, zoom 0.15, flip; architecture catdog-v1. */
+ * shear 0.1, zoom 0.15, flip; architecture catdog-v1; the recipe off. */
 cnn_train_options cnn_train_defaults(void);
 
 /* The learning rate of step (0-based) in a run of steps_per_epoch steps
@@ -316,7 +316,8 @@ cnn_status cnn_trainer_evaluate(cnn_trainer *t, const cnn_dataset *d,
                                 float *logits);
 
 /* Forward pass in training mode on n inputs (n <= batch) and the mean
- * binary cross-entropy against labels; then the backward pass, leaving
+ * binary cross-entropy against labels (smoothed when the recipe says so;
+ * never mixed); then the backward pass, leaving
  * parameter gradients in grads (layout of m->params) when grads is not
  * NULL.  For gradient checks and tests. */
 cnn_status cnn_trainer_loss_grad(cnn_trainer *t, const float *inputs,

@@ -456,6 +456,9 @@ cnn_status cnn_trainer_loss_grad(cnn_trainer *t, const float *inputs,
     cnn_trainer_pack_weights(t);
     memcpy(t->act[0], inputs, t->per_image[0] * (size_t)n * sizeof(float));
     memcpy(t->labels, labels, (size_t)n);
+    for (int j = 0; j < n; j++) t->targets[j] = labels[j]; /* (no mixing here) */
+    if (t->opt.recipe.label_smoothing > 0.0f)
+        cnn_smooth_labels(t->targets, n, t->opt.recipe.label_smoothing);
     forward(t, n, 1);
     double l = loss_and_seed(t, n);
     if (loss) *loss = l;
