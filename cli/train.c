@@ -33,8 +33,16 @@ static const char usage_text[] = N_(
     "  --lr X              peak learning rate (default 0.001 Adam, 0.05 SGD)\n"
     "  --weight-decay X    decoupled (AdamW) for adam, default 0.01; L2 for\n"
     "                      sgd, default 0.0005\n"
-    "  --augment default|article|none   augmentation ranges (see\n"
-    "                      weights/README.md)\n"
+    "  --augment default|article|v2|none   augmentation (v2: crops, colour,\n"
+    "                      blur, noise, erasing; see weights/README.md, Recipe)\n"
+    "  --erase P           v2: probability of random erasing (default 0.25)\n"
+    "  --mixup A           mixup, weight ~ Beta(A, A) per batch (default off)\n"
+    "  --cutmix A          cutmix, weight ~ Beta(A, A) per batch (default off)\n"
+    "  --label-smoothing E targets y (1 - E) + E/2 (default 0)\n"
+    "  --ema DECAY         evaluate and save a moving average of the weights\n"
+    "                      (e.g. 0.999; default off)\n"
+    "  --warmup EPOCHS     linear warm-up before the cosine decay (default 1)\n"
+    "  --keep-best         OUT holds the epoch of lowest validation log loss\n"
     "  --dtype f16|bf16|f32   storage of --out (default f16)\n"
     "  --limit N           at most N images per class and split (tests)\n"
     "  --stop-after N      stop as on Ctrl-C after N steps (tests)\n"
@@ -46,7 +54,8 @@ static const char usage_text[] = N_(
 enum {
     OPT_DATA = 1, OPT_OUT, OPT_ARCH, OPT_EPOCHS, OPT_BATCH, OPT_SEED,
     OPT_THREADS, OPT_RESUME, OPT_CHECKPOINT, OPT_OPTIMIZER, OPT_LR, OPT_WD,
-    OPT_AUGMENT, OPT_DTYPE, OPT_LIMIT, OPT_STOP
+    OPT_AUGMENT, OPT_DTYPE, OPT_LIMIT, OPT_STOP, OPT_ERASE, OPT_MIXUP,
+    OPT_CUTMIX, OPT_SMOOTH, OPT_EMA, OPT_WARMUP, OPT_KEEP_BEST
 };
 
 /* Besides --help (common.h). */
@@ -67,6 +76,13 @@ static const cli_option options[] = {
     {"dtype", 0, true, OPT_DTYPE},
     {"limit", 0, true, OPT_LIMIT},
     {"stop-after", 0, true, OPT_STOP},
+    {"erase", 0, true, OPT_ERASE},
+    {"mixup", 0, true, OPT_MIXUP},
+    {"cutmix", 0, true, OPT_CUTMIX},
+    {"label-smoothing", 0, true, OPT_SMOOTH},
+    {"ema", 0, true, OPT_EMA},
+    {"warmup", 0, true, OPT_WARMUP},
+    {"keep-best", 0, false, OPT_KEEP_BEST},
     {NULL, 0, false, 0},
 };
 
@@ -87,13 +103,22 @@ static void format_duration(double s, char *buf, size_t size)
         snprintf(buf, size, "%ldm%02lds", t / 60, t % 60);
 }
 
+/* user: an int, non-zero when the recipe is on (then the epoch line also
+ * gives the calibration error and the best epoch). */
 static void progress(const cnn_train_progress *p, void *user)
 {
-    (void)user;
+    const int recipe = *(const int *)user;
     char eta[32], elapsed[32];
     format_duration(p->eta_s, eta, sizeof eta);
     format_duration(p->elapsed_s, elapsed, sizeof elapsed);
-    if (p->val_n > 0)
+    if (p->val_n > 0 && recipe)
+        fprintf(stderr,
+                /* TRANSLATORS: ECE is the expected calibration error */
+                _("epoch %d/%d done: train loss %.4f, validation accuracy %.4f "
+                  "logloss %.4f ECE %.4f (n %d), best epoch %d, elapsed %s, eta %s\n"),
+                p->epoch + 1, p->epochs, p->loss, p->val_accuracy,
+                p->val_logloss, p->val_ece, p->val_n, p->best_epoch + 1, elapsed, eta);
+    else if (p->val_n > 0)
         fprintf(stderr,
                 _("epoch %d/%d done: train loss %.4f, validation accuracy %.4f "
                   "logloss %.4f (n %d), elapsed %s, eta %s\n"),
@@ -124,7 +149,8 @@ static bool parse_float(const char *name, const char *text, float lo,
 typedef struct {
     const char *data, *out, *arch, *resume, *checkpoint;
     cnn_train_options opt;
-    bool lr_given, wd_given, epochs_given;
+    bool lr_given, wd_given, epochs_given, erase_given;
+    float erase;
     int limit, stop_after, epochs;
     cnn_dtype dtype;
 } train_args;
@@ -166,12 +192,32 @@ static int train_option(void *ctx, int id, const char *v)
         a->wd_given = true;
         break;
     case OPT_AUGMENT:
+        a->opt.recipe.augment_v2 = 0;
         if (strcmp(v, "article") == 0) a->opt.augment = cnn_augment_article();
         else if (strcmp(v, "none") == 0) a->opt.augment = (cnn_augment){0, 0, 0, 0, 0};
-        else if (strcmp(v, "default") != 0)
+        else if (strcmp(v, "v2") == 0) {
+            a->opt.recipe.augment_v2 = 1;
+            a->opt.recipe.v2 = cnn_augment_v2_defaults();
+        } else if (strcmp(v, "default") != 0)
             return cli_usage_error("train",
-                                   _("--augment is default, article or none, not \"%s\""), v);
+                                   _("--augment is default, article, v2 or none, not \"%s\""), v);
         break;
+    case OPT_ERASE:
+        if (!parse_float("erase", v, 0.0f, 1.0f, &a->erase)) return CLI_USAGE;
+        a->erase_given = true;
+        break;
+    case OPT_MIXUP:
+        return parse_float("mixup", v, 0.0f, 100.0f, &a->opt.recipe.mixup_alpha) ? CLI_OK : CLI_USAGE;
+    case OPT_CUTMIX:
+        return parse_float("cutmix", v, 0.0f, 100.0f, &a->opt.recipe.cutmix_alpha) ? CLI_OK : CLI_USAGE;
+    case OPT_SMOOTH:
+        return parse_float("label-smoothing", v, 0.0f, 0.49f, &a->opt.recipe.label_smoothing)
+                   ? CLI_OK : CLI_USAGE;
+    case OPT_EMA:
+        return parse_float("ema", v, 0.0f, 0.99999f, &a->opt.recipe.ema_decay) ? CLI_OK : CLI_USAGE;
+    case OPT_WARMUP:
+        return parse_float("warmup", v, 0.0f, 100000.0f, &a->opt.warmup_epochs) ? CLI_OK : CLI_USAGE;
+    case OPT_KEEP_BEST: a->opt.recipe.keep_best = 1; break;
     case OPT_DTYPE:
         if (strcmp(v, "f16") == 0) a->dtype = CNN_DTYPE_F16;
         else if (strcmp(v, "bf16") == 0) a->dtype = CNN_DTYPE_BF16;
@@ -192,6 +238,9 @@ int cmd_train(int argc, char **argv)
     if (parsed != CLI_CONTINUE) return parsed;
     if (!a.data) return cli_usage_error("train", "%s", _("--data DIR is required"));
     if (!a.out) return cli_usage_error("train", "%s", _("--out FILE is required"));
+    if (a.erase_given && !a.opt.recipe.augment_v2)
+        return cli_usage_error("train", "%s", _("--erase needs --augment v2"));
+    if (a.erase_given) a.opt.recipe.v2.erase_p = a.erase;
     if (a.epochs_given) a.opt.epochs = a.epochs;
     if (!a.lr_given && a.opt.optimizer == CNN_OPT_SGD) a.opt.lr = 0.05f;
     if (!a.wd_given && a.opt.optimizer == CNN_OPT_SGD) a.opt.weight_decay = 5e-4f;
@@ -262,11 +311,13 @@ int cmd_train(int argc, char **argv)
     fprintf(stderr, _("%d training and %d validation images\n"),
             cnn_dataset_count(d, 0), cnn_dataset_count(d, 1));
 
+    int recipe_on = cnn_recipe_active(&used->recipe);
     cnn_train_run run = {
         .checkpoint = a.checkpoint,
         .out = a.out,
         .out_dtype = a.dtype,
         .progress = progress,
+        .progress_user = &recipe_on,
         .progress_interval_s = 5.0,
         .stop = &stop_requested,
         .stop_after_steps = a.stop_after,

@@ -11,7 +11,7 @@
  * squash of the stored photo to the input size, which is the inference
  * resize (cnn_preprocess) up to the filter: bilinear here, a triangle
  * filter of width in/out there (1.25 source pixels for 160 -> 128). */
-#include "cnn_train.h"
+#include "train_internal.h"
 #include "train_kernels.h"
 
 #include <math.h>
@@ -58,24 +58,32 @@ void cnn_augment_image(const cnn_model *m, const cnn_augment *aug,
             if (flip) u = -u;
             double su = a00 * u + a01 * v + tx, sv = a10 * u + a11 * v + ty;
             double sx = (su + 0.5) * S - 0.5, sy = (sv + 0.5) * S - 0.5;
-            /* Edge fill: clamp the position into the photo. */
-            if (sx < 0.0) sx = 0.0;
-            if (sx > S - 1) sx = S - 1;
-            if (sy < 0.0) sy = 0.0;
-            if (sy > S - 1) sy = S - 1;
-            int x0 = (int)sx, y0 = (int)sy;
-            int x1 = x0 + 1 < S ? x0 + 1 : x0, y1 = y0 + 1 < S ? y0 + 1 : y0;
-            float fx = (float)(sx - x0), fy = (float)(sy - y0);
-            const uint8_t *p00 = photo + ((size_t)y0 * S + x0) * 3;
-            const uint8_t *p01 = photo + ((size_t)y0 * S + x1) * 3;
-            const uint8_t *p10 = photo + ((size_t)y1 * S + x0) * 3;
-            const uint8_t *p11 = photo + ((size_t)y1 * S + x1) * 3;
+            float px[3];
+            cnn_sample_bilinear(photo, S, sx, sy, px);
             float *o = out + ((size_t)oy * W + ox) * 3;
-            for (int ch = 0; ch < 3; ch++) {
-                float top = p00[ch] + (p01[ch] - p00[ch]) * fx;
-                float bot = p10[ch] + (p11[ch] - p10[ch]) * fx;
-                o[ch] = (top + (bot - top) * fy) * mul[ch] + add[ch];
-            }
+            for (int ch = 0; ch < 3; ch++) o[ch] = px[ch] * mul[ch] + add[ch];
         }
+    }
+}
+
+void cnn_sample_bilinear(const uint8_t *photo, int S, double sx, double sy,
+                         float v[3])
+{
+    /* Edge fill: clamp the position into the photo. */
+    if (sx < 0.0) sx = 0.0;
+    if (sx > S - 1) sx = S - 1;
+    if (sy < 0.0) sy = 0.0;
+    if (sy > S - 1) sy = S - 1;
+    int x0 = (int)sx, y0 = (int)sy;
+    int x1 = x0 + 1 < S ? x0 + 1 : x0, y1 = y0 + 1 < S ? y0 + 1 : y0;
+    float fx = (float)(sx - x0), fy = (float)(sy - y0);
+    const uint8_t *p00 = photo + ((size_t)y0 * S + x0) * 3;
+    const uint8_t *p01 = photo + ((size_t)y0 * S + x1) * 3;
+    const uint8_t *p10 = photo + ((size_t)y1 * S + x0) * 3;
+    const uint8_t *p11 = photo + ((size_t)y1 * S + x1) * 3;
+    for (int ch = 0; ch < 3; ch++) {
+        float top = p00[ch] + (p01[ch] - p00[ch]) * fx;
+        float bot = p10[ch] + (p11[ch] - p10[ch]) * fx;
+        v[ch] = top + (bot - top) * fy;
     }
 }

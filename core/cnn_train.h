@@ -93,6 +93,121 @@ void cnn_augment_image(const cnn_model *m, const cnn_augment *aug,
                        const uint8_t *photo, int store_size, uint64_t key,
                        float *out);
 
+/* The second recipe's image pipeline (`catdog train --augment v2`),
+ * drawn per image and epoch from the trainer's counter-based random
+ * source (recipe.c; ranges in weights/README.md, "Recipe").  Intensities
+ * are on the 0..255 scale of the stored photo.  In order:
+ *   1. random resized crop: area fraction uniform in [scale_min,
+ *      scale_max], aspect ratio (width/height) log-uniform in
+ *      [1/ratio_max, ratio_max], each side clamped to the photo, position
+ *      uniform; squashed to the input size (scale 1, ratio 1 is the whole
+ *      photo squashed, the view inference gets); flip with prob. 1/2;
+ *   2. colour: brightness adds d * 255, d uniform in [-brightness,
+ *      brightness]; contrast scales about the image's mean grey by c in
+ *      [1 - contrast, 1 + contrast]; saturation scales each pixel's
+ *      distance from its grey by s in [1 - saturation, 1 + saturation];
+ *      hue rotates the chroma (YIQ) by h * 180 degrees, h in [-hue, hue];
+ *      clamped to 0..255;
+ *   3. blur with probability blur_p: Gaussian, sigma uniform in
+ *      [0.1, blur_sigma] input pixels;
+ *   4. noise with probability noise_p: Gaussian per value, standard
+ *      deviation uniform in [0, noise_std] (0..255 scale), clamped;
+ *   5. erasing with probability erase_p: one rectangle of area fraction
+ *      [0.02, erase_area], aspect ratio log-uniform in [0.3, 3.3], filled
+ *      with uniform random values. */
+typedef struct {
+    float scale_min, scale_max;   /* v2: 0.35, 1 */
+    float ratio_max;              /* v2: 4/3 */
+    int hflip;                    /* v2: 1 */
+    float brightness;             /* v2: 0.15 */
+    float contrast;               /* v2: 0.3 */
+    float saturation;             /* v2: 0.3 */
+    float hue;                    /* v2: 0.03 */
+    float blur_p, blur_sigma;     /* v2: 0.2, 1.2 */
+    float noise_p, noise_std;     /* v2: 0.2, 8 */
+    float erase_p, erase_area;    /* v2: 0.25, 0.25 */
+} cnn_augment_v2;
+
+/* The v2 ranges above. */
+cnn_augment_v2 cnn_augment_v2_defaults(void);
+
+/* One image's draw of the v2 pipeline (what cnn_augment_v2_image
+ * applies); exposed so that tests can check the ranges. */
+typedef struct {
+    double crop_x, crop_y, crop_w, crop_h; /* fractions of the photo */
+    int flip;
+    double brightness, contrast, saturation, hue; /* d, c, s, h above */
+    double blur_sigma;            /* 0: none */
+    double noise_std;             /* 0: none */
+    double erase_x, erase_y, erase_w, erase_h; /* fractions; w 0: none */
+} cnn_augment_v2_draw;
+
+void cnn_augment_v2_sample(const cnn_augment_v2 *a, uint64_t key,
+                           cnn_augment_v2_draw *d);
+
+/* The colour and degradation steps on an h x w x 3 image of 0..255
+ * floats, in place (the pipeline's steps 2-5; tests call them alone). */
+void cnn_aug_brightness(float *rgb, size_t pixels, double d);
+void cnn_aug_contrast(float *rgb, size_t pixels, double c);
+void cnn_aug_saturation(float *rgb, size_t pixels, double s);
+void cnn_aug_hue(float *rgb, size_t pixels, double h);
+void cnn_aug_clamp(float *rgb, size_t pixels);
+/* tmp: w * h * 3 floats. */
+void cnn_aug_blur(float *rgb, int w, int h, double sigma, float *tmp);
+void cnn_aug_noise(float *rgb, size_t pixels, double std, uint64_t key);
+void cnn_aug_erase(float *rgb, int w, int h, double x, double y, double ew,
+                   double eh, uint64_t key);
+
+/* Crops, jitters and degrades one store_size^2 RGB photo into the model's
+ * input tensor (as cnn_augment_image does for the affine warp), then
+ * applies m->pre's scale/mean/std.  tmp: 2 * in_w * in_h * 3 floats. */
+void cnn_augment_v2_image(const cnn_model *m, const cnn_augment_v2 *a,
+                          const uint8_t *photo, int store_size, uint64_t key,
+                          float *out, float *tmp);
+
+/* The recipe beyond augmentation; all zero (the default) trains exactly
+ * as the trainer did before it existed, byte for byte. */
+typedef struct {
+    int augment_v2;          /* 1: the v2 pipeline instead of .augment */
+    cnn_augment_v2 v2;
+    float mixup_alpha;       /* > 0: mixup, weight ~ Beta(a, a) per batch */
+    float cutmix_alpha;      /* > 0: cutmix, weight ~ Beta(a, a) per batch;
+                                both on: one of the two per batch, 1/2 each */
+    float label_smoothing;   /* e in [0, 0.5): targets y (1 - e) + e / 2 */
+    float ema_decay;         /* in (0, 1): exponential moving average of the
+                                weights, evaluated and saved; 0: off */
+    int keep_best;           /* OUT holds the epoch of lowest validation
+                                log loss (the checkpoint the last one) */
+} cnn_recipe;
+
+/* Whether any part of the recipe is on (the CLI then prints ECE). */
+int cnn_recipe_active(const cnn_recipe *r);
+
+/* Draws the mixing weight lambda in [0, 1] from Beta(alpha, alpha) with
+ * draws of key (Marsaglia-Tsang gamma variates). */
+double cnn_beta_sample(double alpha, uint64_t key);
+
+/* Mixes a batch in place: image j with image n - 1 - j (an odd middle one
+ * stays).  Mixup: x = lam x_j + (1 - lam) x_p; cutmix: a box of area
+ * fraction 1 - lam (clamped to the image, lam then the kept area) is
+ * swapped between the two.  Targets (probability of label 1) become
+ * lam y_j + (1 - lam) y_p.  Returns lam (1: unmixed), for the batch drawn
+ * from key: which mix (when both alphas are > 0) and its weight. */
+double cnn_mix_batch(const cnn_recipe *r, float *inputs, int n, int h,
+                     int w, int c, float *targets, uint64_t key);
+
+/* Label smoothing: y (1 - e) + e / 2, in place. */
+void cnn_smooth_labels(float *targets, int n, double e);
+
+/* ema = decay * ema + (1 - decay) * p. */
+void cnn_ema_update(float *ema, const float *p, size_t n, float decay);
+
+/* Expected calibration error of n probabilities of label 1 against the
+ * labels: the confidence of the predicted label (max(p, 1 - p)) in
+ * `bins` equal bins of [0, 1], sum over bins of |accuracy - confidence|
+ * weighted by the bin's share of the images. */
+double cnn_ece(const double *prob, const uint8_t *labels, int n, int bins);
+
 /* ------------------------------------------------------------------ */
 /* Training                                                           */
 /* ------------------------------------------------------------------ */
@@ -117,12 +232,19 @@ typedef struct {
     cnn_augment augment;
     const char *arch;     /* how the model was made (stored in the
                              checkpoint so that --resume can rebuild it) */
+    cnn_recipe recipe;    /* all zero by default */
 } cnn_train_options;
 
 /* Defaults: Adam, lr 1e-3, weight decay 0.01, batch 32, 20 epochs,
  * warm-up 1 epoch, cosine to 1%, augmentation rotation 15 deg, shift 0.1,
- * shear 0.1, zoom 0.15, flip; architecture catdog-v1. */
+ * shear 0.1, zoom 0.15, flip; architecture catdog-v1; the recipe off. */
 cnn_train_options cnn_train_defaults(void);
+
+/* The learning rate of step (0-based) in a run of steps_per_epoch steps
+ * per epoch: linear warm-up from lr / warm over o->warmup_epochs, then
+ * half a cosine down to lr * final_lr_fraction at the last step. */
+double cnn_train_learning_rate(const cnn_train_options *o, uint64_t step,
+                               uint64_t steps_per_epoch);
 
 typedef struct {
     int epoch, epochs;           /* epoch is 0-based */
@@ -135,6 +257,9 @@ typedef struct {
     /* Set only in the end-of-epoch report (else -1). */
     double val_accuracy, val_logloss;
     int val_n;
+    double val_ece;              /* 15 bins (cnn_ece) */
+    int best_epoch;              /* 0-based epoch of the lowest validation
+                                    log loss so far */
 } cnn_train_progress;
 
 typedef void (*cnn_progress_fn)(const cnn_train_progress *p, void *user);
@@ -191,7 +316,8 @@ cnn_status cnn_trainer_evaluate(cnn_trainer *t, const cnn_dataset *d,
                                 float *logits);
 
 /* Forward pass in training mode on n inputs (n <= batch) and the mean
- * binary cross-entropy against labels; then the backward pass, leaving
+ * binary cross-entropy against labels (smoothed when the recipe says so;
+ * never mixed); then the backward pass, leaving
  * parameter gradients in grads (layout of m->params) when grads is not
  * NULL.  For gradient checks and tests. */
 cnn_status cnn_trainer_loss_grad(cnn_trainer *t, const float *inputs,
@@ -201,6 +327,9 @@ cnn_status cnn_trainer_loss_grad(cnn_trainer *t, const float *inputs,
 /* Numerically stable binary cross-entropy of a logit z against y in {0,1}
  * and its derivative sigmoid(z) - y. */
 double cnn_bce_logit(float z, int y, double *dz);
+
+/* The same against a soft target y in [0, 1] (mixup, label smoothing). */
+double cnn_bce_soft(float z, double y, double *dz);
 
 #ifdef __cplusplus
 }

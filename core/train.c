@@ -50,6 +50,11 @@ const cnn_train_options *cnn_trainer_options(const cnn_trainer *t)
 
 double cnn_bce_logit(float z, int y, double *dz)
 {
+    return cnn_bce_soft(z, (double)y, dz);
+}
+
+double cnn_bce_soft(float z, double y, double *dz)
+{
     /* log(1 + e^-|z|) + max(z, 0) - z y: no overflow for any z. */
     double zd = z, loss = fmax(zd, 0.0) - zd * y + log1p(exp(-fabs(zd)));
     if (dz) *dz = 1.0 / (1.0 + exp(-zd)) - y;
@@ -103,7 +108,7 @@ static cnn_status check_options(const cnn_train_options *o)
         !(o->bn_momentum > 0.0f && o->bn_momentum <= 1.0f))
         return cnn_fail(CNN_ERR_ARG, "weight decay, warm-up, final lr fraction "
                         "or batch-norm momentum out of range");
-    return CNN_OK;
+    return cnn_recipe_check(&o->recipe);
 }
 
 void cnn_trainer_free(cnn_trainer *t)
@@ -127,6 +132,10 @@ void cnn_trainer_free(cnn_trainer *t)
     free(t->dscratch);
     free(t->logits);
     free(t->labels);
+    free(t->targets);
+    cnn_free_aligned(t->aug_tmp);
+    cnn_free_aligned(t->ema);
+    cnn_free_aligned(t->saved);
     free(t->arch);
     free(t);
 }
@@ -156,6 +165,29 @@ void cnn_trainer_pack_weights(cnn_trainer *t)
                           t->packed[i]);
         }
     }
+}
+
+/* The recipe's buffers (none when it is off); the average starts at the
+ * initial weights. */
+static cnn_status recipe_alloc(cnn_trainer *t)
+{
+    const cnn_recipe *r = &t->opt.recipe;
+    const size_t B = (size_t)t->opt.batch;
+    t->best_logloss = INFINITY;
+    t->best_epoch = -1;
+    t->soft = r->mixup_alpha > 0.0f || r->cutmix_alpha > 0.0f ||
+              r->label_smoothing > 0.0f;
+    t->targets = cnn_alloc(B, sizeof(float));
+    if (!t->targets) return CNN_ERR_NOMEM;
+    if (r->augment_v2 && !(t->aug_tmp = alloc_floats(2 * t->per_image[0], B)))
+        return CNN_ERR_NOMEM;
+    if (r->ema_decay > 0.0f) {
+        t->ema = alloc_floats(t->m->n_params, 1);
+        t->saved = alloc_floats(t->m->n_params, 1);
+        if (!t->ema || !t->saved) return CNN_ERR_NOMEM;
+        memcpy(t->ema, t->m->params, t->m->n_params * sizeof(float));
+    }
+    return CNN_OK;
 }
 
 cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
@@ -243,6 +275,7 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
     if (!t->grad_a || !t->grad_b || !t->grads || !t->mom1 || !t->mom2 ||
         !t->scratch || !t->dscratch || !t->logits || !t->labels)
         goto nomem;
+    if (recipe_alloc(t) != CNN_OK) goto nomem;
     cnn_trainer_pack_weights(t);
     *out = t;
     return CNN_OK;
@@ -397,13 +430,17 @@ static void backward(cnn_trainer *t, int n)
     }
 }
 
-/* Mean loss of n logits against labels; dlogit / n into grad_a. */
+/* Mean loss of n logits against labels (or the soft targets when the
+ * recipe mixes or smooths them); dlogit / n into grad_a. */
 static double loss_and_seed(cnn_trainer *t, int n)
 {
     double loss = 0.0;
     for (int j = 0; j < n; j++) {
         double dz;
-        loss += cnn_bce_logit(t->logits[j], t->labels[j], &dz);
+        if (t->soft)
+            loss += cnn_bce_soft(t->logits[j], t->targets[j], &dz);
+        else
+            loss += cnn_bce_logit(t->logits[j], t->labels[j], &dz);
         t->grad_a[j] = (float)(dz / n);
     }
     return loss / n;
@@ -419,6 +456,9 @@ cnn_status cnn_trainer_loss_grad(cnn_trainer *t, const float *inputs,
     cnn_trainer_pack_weights(t);
     memcpy(t->act[0], inputs, t->per_image[0] * (size_t)n * sizeof(float));
     memcpy(t->labels, labels, (size_t)n);
+    for (int j = 0; j < n; j++) t->targets[j] = labels[j]; /* (no mixing here) */
+    if (t->opt.recipe.label_smoothing > 0.0f)
+        cnn_smooth_labels(t->targets, n, t->opt.recipe.label_smoothing);
     forward(t, n, 1);
     double l = loss_and_seed(t, n);
     if (loss) *loss = l;
@@ -433,8 +473,8 @@ cnn_status cnn_trainer_loss_grad(cnn_trainer *t, const float *inputs,
 /* Optimizer                                                          */
 /* ------------------------------------------------------------------ */
 
-static double learning_rate(const cnn_train_options *o, uint64_t step,
-                            uint64_t steps_per_epoch)
+double cnn_train_learning_rate(const cnn_train_options *o, uint64_t step,
+                               uint64_t steps_per_epoch)
 {
     double total = (double)steps_per_epoch * o->epochs;
     double warm = (double)steps_per_epoch * o->warmup_epochs;
@@ -485,6 +525,7 @@ static void optimizer_step(cnn_trainer *t, double lr)
         if (L->bias) update_tensor(t, L->bias, L->n_bias, 0, lr);
     }
     t->step++;
+    if (t->ema) cnn_ema_update(t->ema, m->params, m->n_params, t->opt.recipe.ema_decay);
     cnn_trainer_pack_weights(t);
 }
 
@@ -590,8 +631,68 @@ static void recalibrate_bn(cnn_trainer *t, const cnn_dataset *d, int *perm)
 /* The loop                                                           */
 /* ------------------------------------------------------------------ */
 
+/* The batch's inputs and labels: each image augmented by its own key
+ * (the affine warp, or the v2 pipeline), then, with the recipe, the
+ * batch mixed and the targets smoothed. */
+static void fill_batch(cnn_trainer *t, const cnn_dataset *d, const int *idx,
+                       int first, uint64_t aug_key)
+{
+    const cnn_model *m = t->m;
+    const int B = t->opt.batch;
+    const cnn_recipe *r = &t->opt.recipe;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(t->threads)
+#endif
+    for (int j = 0; j < B; j++) {
+        const uint8_t *photo = d->train_pixels + (size_t)idx[j] * d->photo_bytes;
+        uint64_t key = tk_hash(aug_key, (uint64_t)(first + j));
+        float *in = t->act[0] + (size_t)j * t->per_image[0];
+        if (r->augment_v2)
+            cnn_augment_v2_image(m, &r->v2, photo, d->store_size, key, in,
+                                 t->aug_tmp + (size_t)j * 2 * t->per_image[0]);
+        else
+            cnn_augment_image(m, &t->opt.augment, photo, d->store_size, key, in);
+    }
+    for (int j = 0; j < B; j++) t->labels[j] = d->train_labels[idx[j]];
+    if (!t->soft) return;
+    for (int j = 0; j < B; j++) t->targets[j] = t->labels[j];
+    uint64_t key = tk_hash(tk_hash(t->opt.seed ^ SALT_MIX, (uint64_t)t->epoch),
+                           (uint64_t)t->batch_pos);
+    cnn_mix_batch(r, t->act[0], B, m->in_h, m->in_w, m->in_c, t->targets, key);
+    if (r->label_smoothing > 0.0f) cnn_smooth_labels(t->targets, B, r->label_smoothing);
+}
+
+/* With the moving average on: puts it in the model's place for
+ * evaluation and saving (in 1) and the training weights back (in 0). */
+static void swap_average(cnn_trainer *t, int in)
+{
+    if (!t->ema) return;
+    const size_t bytes = t->m->n_params * sizeof(float);
+    if (in) {
+        memcpy(t->saved, t->m->params, bytes);
+        memcpy(t->m->params, t->ema, bytes);
+    } else {
+        memcpy(t->m->params, t->saved, bytes);
+    }
+    cnn_trainer_pack_weights(t);
+}
+
+/* Validation accuracy, log loss and ECE (15 bins) of the current weights. */
+static cnn_status validate(cnn_trainer *t, const cnn_dataset *d, float *logits,
+                           double *acc, double *ll, double *ece)
+{
+    cnn_status s = cnn_trainer_evaluate(t, d, acc, ll, logits);
+    if (s) return s;
+    double *p = malloc((size_t)(d->n_val ? d->n_val : 1) * sizeof *p);
+    if (!p) return cnn_fail(CNN_ERR_NOMEM, "train: out of memory");
+    for (int i = 0; i < d->n_val; i++) p[i] = cnn_model_probability(t->m, logits[i]);
+    *ece = cnn_ece(p, d->val_labels, d->n_val, 15);
+    free(p);
+    return CNN_OK;
+}
+
 static cnn_status save_model(const cnn_trainer *t, const cnn_train_run *run,
-                             double acc, double ll, int n_val)
+                             double acc, double ll, int n_val, double ece)
 {
     if (!run->out) return CNN_OK;
     cJSON *x = cJSON_CreateObject();
@@ -605,6 +706,7 @@ static cnn_status save_model(const cnn_trainer *t, const cnn_train_run *run,
     cJSON_AddNumberToObject(metrics, "val_accuracy", acc);
     cJSON_AddNumberToObject(metrics, "val_logloss", ll);
     cJSON_AddNumberToObject(metrics, "n", n_val);
+    if (cnn_recipe_active(&t->opt.recipe)) cJSON_AddNumberToObject(metrics, "val_ece", ece);
     cJSON_AddNumberToObject(training, "epochs_done", t->epoch);
     cJSON_AddItemToObject(x, "training", training);
     char *text = cJSON_PrintUnformatted(x);
@@ -617,7 +719,7 @@ static cnn_status save_model(const cnn_trainer *t, const cnn_train_run *run,
 
 static void report(const cnn_trainer *t, const cnn_train_run *run,
                    int batches, double ips, double eta, double elapsed,
-                   double lr, double acc, double ll, int n_val)
+                   double lr, double acc, double ll, int n_val, double ece)
 {
     if (!run->progress) return;
     cnn_train_progress p = {
@@ -627,6 +729,7 @@ static void report(const cnn_trainer *t, const cnn_train_run *run,
         .loss = t->loss_count ? t->loss_sum / t->loss_count : 0.0,
         .eta_s = eta, .elapsed_s = elapsed, .lr = lr,
         .val_accuracy = acc, .val_logloss = ll, .val_n = n_val,
+        .val_ece = ece, .best_epoch = t->best_epoch,
     };
     run->progress(&p, run->progress_user);
 }
@@ -635,7 +738,6 @@ cnn_status cnn_trainer_run(cnn_trainer *t, const cnn_dataset *d,
                            const cnn_train_run *run)
 {
     if (!t || !d || !run) return cnn_fail(CNN_ERR_ARG, "train: missing argument");
-    const cnn_model *m = t->m;
     const int B = t->opt.batch;
     if (d->in_size != t->per_image[0])
         return cnn_fail(CNN_ERR_ARG, "train: the data set was made for another input size");
@@ -647,7 +749,12 @@ cnn_status cnn_trainer_run(cnn_trainer *t, const cnn_dataset *d,
         return cnn_fail(CNN_ERR_ARG, "train: the checkpoint is at batch %d of an epoch with %d",
                         t->batch_pos, batches);
     int *perm = malloc((size_t)d->n_train * sizeof *perm);
-    if (!perm) return cnn_fail(CNN_ERR_NOMEM, "train: out of memory");
+    float *val_logits = malloc((size_t)(d->n_val ? d->n_val : 1) * sizeof *val_logits);
+    if (!perm || !val_logits) {
+        free(perm);
+        free(val_logits);
+        return cnn_fail(CNN_ERR_NOMEM, "train: out of memory");
+    }
 
     const uint64_t total_steps = (uint64_t)batches * (uint64_t)t->opt.epochs;
     cnn_status s = CNN_OK;
@@ -674,15 +781,7 @@ cnn_status cnn_trainer_run(cnn_trainer *t, const cnn_dataset *d,
             }
             const int *idx = perm + (size_t)t->batch_pos * B;
             const int first = t->batch_pos * B;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(t->threads)
-#endif
-            for (int j = 0; j < B; j++)
-                cnn_augment_image(m, &t->opt.augment,
-                                  d->train_pixels + (size_t)idx[j] * d->photo_bytes,
-                                  d->store_size, tk_hash(aug_key, (uint64_t)(first + j)),
-                                  t->act[0] + (size_t)j * t->per_image[0]);
-            for (int j = 0; j < B; j++) t->labels[j] = d->train_labels[idx[j]];
+            fill_batch(t, d, idx, first, aug_key);
             forward(t, B, 1);
             double loss = loss_and_seed(t, B);
             if (!isfinite(loss)) {
@@ -691,7 +790,7 @@ cnn_status cnn_trainer_run(cnn_trainer *t, const cnn_dataset *d,
                 goto out;
             }
             backward(t, B);
-            lr = learning_rate(&t->opt, t->step, (uint64_t)batches);
+            lr = cnn_train_learning_rate(&t->opt, t->step, (uint64_t)batches);
             optimizer_step(t, lr);
             t->batch_pos++;
             t->loss_sum += loss;
@@ -703,30 +802,38 @@ cnn_status cnn_trainer_run(cnn_trainer *t, const cnn_dataset *d,
                 ips = (double)(t->step - step_last) * B / (tn - t_last);
                 double rate = (double)(t->step - step_start) / (tn - t_start);
                 double eta = rate > 0 ? (double)(total_steps - t->step) / rate : 0.0;
-                report(t, run, batches, ips, eta, tn - t_start, lr, -1.0, -1.0, 0);
+                report(t, run, batches, ips, eta, tn - t_start, lr, -1.0, -1.0, 0, -1.0);
                 t_last = tn;
                 step_last = t->step;
             }
         }
-        double acc = 0.0, ll = 0.0;
+        double acc = 0.0, ll = 0.0, ece = 0.0;
+        swap_average(t, 1);
         recalibrate_bn(t, d, perm);
-        s = cnn_trainer_evaluate(t, d, &acc, &ll, NULL);
+        s = validate(t, d, val_logits, &acc, &ll, &ece);
         if (s) goto out;
+        int best = !t->opt.recipe.keep_best || !(ll >= t->best_logloss);
+        if (best) {
+            t->best_logloss = ll;
+            t->best_epoch = t->epoch;
+        }
         {
             double tn = cnn_clock_seconds();
             double rate = (double)(t->step - step_start) / (tn - t_start);
             double eta = rate > 0 ? (double)(total_steps - t->step) / rate : 0.0;
-            report(t, run, batches, ips, eta, tn - t_start, lr, acc, ll, d->n_val);
+            report(t, run, batches, ips, eta, tn - t_start, lr, acc, ll, d->n_val, ece);
         }
         t->epoch++;
         t->batch_pos = 0;
         t->loss_sum = 0.0;
         t->loss_count = 0;
+        if (best && (s = save_model(t, run, acc, ll, d->n_val, ece)) != CNN_OK) goto out;
+        swap_average(t, 0);
         if (run->checkpoint && (s = cnn_trainer_save_checkpoint(t, run->checkpoint)) != CNN_OK)
             goto out;
-        if ((s = save_model(t, run, acc, ll, d->n_val)) != CNN_OK) goto out;
     }
 out:
+    free(val_logits);
     free(perm);
     return s;
 }

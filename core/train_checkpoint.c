@@ -45,6 +45,34 @@ static uint32_t get_u32(const uint8_t *p)
            (uint32_t)p[3] << 24;
 }
 
+/* The recipe's fields, in the order of cnn_recipe and cnn_augment_v2. */
+#define RECIPE_FIELDS(X)                                                      \
+    X(mixup_alpha) X(cutmix_alpha) X(label_smoothing) X(ema_decay)
+#define V2_FIELDS(X)                                                          \
+    X(scale_min) X(scale_max) X(ratio_max) X(brightness) X(contrast)          \
+    X(saturation) X(hue) X(blur_p) X(blur_sigma) X(noise_p) X(noise_std)      \
+    X(erase_p) X(erase_area)
+
+static cJSON *recipe_json(const cnn_recipe *r)
+{
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return NULL;
+#define PUT(f) cJSON_AddNumberToObject(j, #f, r->f);
+    RECIPE_FIELDS(PUT)
+#undef PUT
+    cJSON_AddBoolToObject(j, "keep_best", r->keep_best != 0);
+    if (r->augment_v2) {
+        cJSON *a = cJSON_AddObjectToObject(j, "augment_v2");
+        if (a) {
+#define PUT(f) cJSON_AddNumberToObject(a, #f, r->v2.f);
+            V2_FIELDS(PUT)
+#undef PUT
+            cJSON_AddBoolToObject(a, "hflip", r->v2.hflip != 0);
+        }
+    }
+    return j;
+}
+
 cJSON *cnn_trainer_options_json(const cnn_trainer *t)
 {
     const cnn_train_options *o = &t->opt;
@@ -73,6 +101,9 @@ cJSON *cnn_trainer_options_json(const cnn_trainer *t)
         cJSON_AddNumberToObject(a, "zoom", o->augment.zoom);
         cJSON_AddBoolToObject(a, "hflip", o->augment.hflip != 0);
     }
+    /* Only with the recipe on, so that files made without it keep their
+     * bytes. */
+    if (cnn_recipe_active(&o->recipe)) cJSON_AddItemToObject(j, "recipe", recipe_json(&o->recipe));
     return j;
 }
 
@@ -95,6 +126,10 @@ cnn_status cnn_trainer_save_checkpoint(const cnn_trainer *t, const char *path)
     cJSON_AddStringToObject(j, "step", step);
     cJSON_AddNumberToObject(j, "loss_sum", t->loss_sum);
     cJSON_AddNumberToObject(j, "loss_count", (double)t->loss_count);
+    if (t->best_epoch >= 0 && t->opt.recipe.keep_best) {
+        cJSON_AddNumberToObject(j, "best_epoch", t->best_epoch);
+        cJSON_AddNumberToObject(j, "best_logloss", t->best_logloss);
+    }
     char *text = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     if (!text) return cnn_fail(CNN_ERR_NOMEM, "checkpoint %s: out of memory", path);
@@ -111,11 +146,15 @@ cnn_status cnn_trainer_save_checkpoint(const cnn_trainer *t, const char *path)
     h = fnv1a(h, t->m->params, pbytes);
     h = fnv1a(h, t->mom1, pbytes);
     h = fnv1a(h, t->mom2, pbytes);
+    /* With the moving average on, it follows the moments. */
+    if (t->ema) h = fnv1a(h, t->ema, pbytes);
     uint8_t tail[8];
     for (int i = 0; i < 8; i++) tail[i] = (uint8_t)(h >> (8 * i));
-    const void *parts[] = {head, text, t->m->params, t->mom1, t->mom2, tail};
-    const size_t sizes[] = {sizeof head, tlen, pbytes, pbytes, pbytes, sizeof tail};
-    cnn_status s = cnn_write_file_atomic(path, parts, sizes, 6);
+    const void *parts[] = {head, text, t->m->params, t->mom1, t->mom2,
+                           t->ema ? (const void *)t->ema : tail, tail};
+    const size_t sizes[] = {sizeof head, tlen, pbytes, pbytes, pbytes,
+                            t->ema ? pbytes : sizeof tail, sizeof tail};
+    cnn_status s = cnn_write_file_atomic(path, parts, sizes, t->ema ? 7 : 6);
     free(text);
     if (s) return cnn_fail_prefix(s, "checkpoint %s", path);
     return CNN_OK;
@@ -142,6 +181,21 @@ static uint64_t json_u64_string(const cJSON *o, const char *key, int *ok)
     unsigned long long x = strtoull(v->valuestring, &end, 10);
     if (*end || end == v->valuestring) *ok = 0;
     return (uint64_t)x;
+}
+
+static void parse_recipe(const cJSON *j, cnn_recipe *r, int *ok)
+{
+#define GET(f) r->f = (float)json_number(j, #f, ok);
+    RECIPE_FIELDS(GET)
+#undef GET
+    r->keep_best = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "keep_best"));
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "augment_v2");
+    if (!a) return;
+    r->augment_v2 = 1;
+#define GET(f) r->v2.f = (float)json_number(a, #f, ok);
+    V2_FIELDS(GET)
+#undef GET
+    r->v2.hflip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "hflip"));
 }
 
 static cnn_status parse_options(const cJSON *o, cnn_train_options *opt,
@@ -172,6 +226,8 @@ static cnn_status parse_options(const cJSON *o, cnn_train_options *opt,
     opt->augment.shear = (float)json_number(aug, "shear", &ok);
     opt->augment.zoom = (float)json_number(aug, "zoom", &ok);
     opt->augment.hflip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(aug, "hflip"));
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(o, "recipe");
+    if (r) parse_recipe(r, &opt->recipe, &ok);
     return ok ? CNN_OK : CNN_ERR_FORMAT;
 }
 
@@ -231,7 +287,8 @@ cnn_status cnn_trainer_resume(const char *path, int threads,
         goto done;
     }
     size_t pbytes = m->n_params * sizeof(float);
-    if ((double)m->n_params != n_params || size - 24 - tlen != 3 * pbytes) {
+    size_t blocks = opt.recipe.ema_decay > 0.0f ? 4 : 3;
+    if ((double)m->n_params != n_params || size - 24 - tlen != blocks * pbytes) {
         s = cnn_fail(CNN_ERR_FORMAT, "checkpoint %s: %zu parameters expected for %s, the file disagrees",
                      path, m->n_params, arch);
         goto done;
@@ -244,6 +301,11 @@ cnn_status cnn_trainer_resume(const char *path, int threads,
     memcpy(m->params, body, pbytes);
     memcpy(t->mom1, body + pbytes, pbytes);
     memcpy(t->mom2, body + 2 * pbytes, pbytes);
+    if (t->ema) memcpy(t->ema, body + 3 * pbytes, pbytes);
+    if (cJSON_GetObjectItemCaseSensitive(j, "best_epoch")) {
+        t->best_epoch = (int)json_number(j, "best_epoch", &ok);
+        t->best_logloss = json_number(j, "best_logloss", &ok);
+    }
     t->epoch = epoch;
     t->batch_pos = batch_pos;
     t->step = step;

@@ -12,6 +12,7 @@ enum {
     SALT_AUGMENT = 2,
     SALT_DROPOUT = 3,
     SALT_RECALIBRATE = 4,
+    SALT_MIX = 5,
 };
 
 struct cnn_trainer {
@@ -37,6 +38,15 @@ struct cnn_trainer {
     double *dscratch;
     float *logits;
     uint8_t *labels;
+    /* The recipe (recipe.c); NULL / 0 where its part is off. */
+    float *targets;             /* soft targets of the batch */
+    int soft;                   /* the loss reads targets, not labels */
+    float *aug_tmp;             /* v2 pipeline: 2 images per batch slot */
+    float *ema;                 /* moving average, like m->params */
+    float *saved;               /* the training weights while the average
+                                   is evaluated */
+    double best_logloss;        /* keep_best: lowest so far */
+    int best_epoch;             /* its epoch (0-based), -1: none yet */
 
     uint64_t step;
     int epoch, batch_pos;
@@ -51,6 +61,14 @@ void cnn_trainer_pack_weights(cnn_trainer *t);
 /* The options as a checkpoint and a model's "training" member record
  * them (NULL when out of memory). */
 struct cJSON *cnn_trainer_options_json(const cnn_trainer *t);
+
+/* The bilinear sample of an S x S RGB photo at pixel position (sx, sy),
+ * clamped into the photo (augment.c; both augmentations use it). */
+void cnn_sample_bilinear(const uint8_t *photo, int S, double sx, double sy,
+                         float v[3]);
+
+/* Checks the recipe's ranges (recipe.c). */
+cnn_status cnn_recipe_check(const cnn_recipe *r);
 
 /* Writes the trainer's state to path atomically (train_checkpoint.c). */
 cnn_status cnn_trainer_save_checkpoint(const cnn_trainer *t, const char *path);

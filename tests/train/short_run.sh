@@ -13,26 +13,8 @@ set -u
 # shellcheck source=tests/check.sh
 . "$(dirname "$0")/../check.sh"
 src=${CATDOG_SOURCE_ROOT:-../..}
-data=${CATDOG_DATA:-$src/../shared/data/catdog}
-if [ ! -d "$data/train/cats" ] || [ ! -d "$data/validation/dogs" ]; then
-    echo "SKIP: no data set at $data (set CATDOG_DATA to a folder with train/ and validation/)"
-    exit 77
-fi
-check() { # check CONDITION-STATUS DESCRIPTION
-    checks=$((checks + 1))
-    [ "$1" -eq 0 ] || fail "$2"
-}
-
-arch='{"schema":1,"name":"short","input":[48,48,3],"labels":["cat","dog"],
-"preprocess":{"resize":"squash","scale":0.00392156862745098,"mean":[0,0,0],"std":[1,1,1]},
-"layers":[
-{"type":"conv2d","name":"conv1","filters":8,"kernel":3,"padding":"same","bias":false},
-{"type":"batchnorm","name":"bn1"},{"type":"relu","name":"relu1"},
-{"type":"maxpool","name":"pool1","size":2,"stride":2},
-{"type":"conv2d","name":"conv2","filters":16,"kernel":3,"padding":"same","bias":false},
-{"type":"batchnorm","name":"bn2"},{"type":"relu","name":"relu2"},
-{"type":"gap","name":"gap"},{"type":"dropout","name":"drop","rate":0.2},
-{"type":"dense","name":"fc","units":1},{"type":"sigmoid","name":"prob"}]}'
+# shellcheck source=tests/train/run_common.sh
+. "$(dirname "$0")/run_common.sh"
 
 train() { # train OUT EXTRA...
     out=$1
@@ -56,11 +38,7 @@ test "$rc" -eq 130
 check $? "--stop-after: exit status $rc, expected 130"
 test -s "$tmp/c.safetensors.ckpt" && test ! -e "$tmp/c.safetensors"
 check $? "--stop-after: expected a checkpoint and no model yet"
-"$CATDOG" train --data "$data" --out "$tmp/c.safetensors" --limit 150 \
-    --resume "$tmp/c.safetensors.ckpt" >"$tmp/log" 2>"$tmp/err"
-check $? "resume failed"
-cmp -s "$tmp/a.safetensors" "$tmp/c.safetensors"
-check $? "stop + resume differs from one uninterrupted run"
+resume_matches c 150
 
 # A damaged checkpoint is refused, naming the file.
 cp "$tmp/c.safetensors.ckpt" "$tmp/bad.ckpt"
