@@ -1,5 +1,5 @@
 /* test_hostile.c - the hostile inputs of the project's robustness issue,
- * one named case each (suite 'robustness'; README "Security" lists them).
+ * one named case each (suite 'robustness'; docs/security.md lists them).
  *
  * Models: the broken model files of the fuzz seed corpus
  * (tests/fuzz/corpus/model/bad-*.safetensors, written by
