@@ -143,17 +143,10 @@ def main():
     params = {"photo": os.path.join(gt.DATA, "dog.701.jpg"), "wait": WAIT,
               "ready": profile.path("ready"), "done": profile.path("done"),
               "result": profile.path("result.json")}
-    with open(profile.path("params.json"), "w") as f:
-        json.dump(params, f)
-    with open(profile.path("script.py"), "w") as f:
-        f.write(f"PARAMS_FILE = {profile.path('params.json')!r}\n")
-        f.write(gt.GIMP_PRELUDE)
-        f.write(gt.indent(SCRIPT))
-        f.write(gt.GIMP_EPILOGUE)
+    code = profile.write_script(SCRIPT, params)
     env = profile.env()
     env.update({"DISPLAY": os.environ["DISPLAY"], "LANG": "en_US.UTF-8"})
     env.pop("LANGUAGE", None)
-    code = f"exec(open({profile.path('script.py')!r}).read())"
     proc = subprocess.Popen(["timeout", "-k", "10", str(3 * WAIT), GIMP, "--no-splash",
                              "--batch-interpreter=python-fu-eval", "-b", code, "--quit"],
                             cwd=profile.files, env=env, stdout=subprocess.PIPE,

@@ -9,6 +9,7 @@ and the heat map.  A second run with RUN-WITH-LAST-VALS repeats those
 settings without a dialog.  Then the
 same dialog in German (LANGUAGE=de with a real LANG): menu label and
 title translated.  Screenshots go to the test's folder."""
+import json
 import os
 import shutil
 import subprocess
@@ -114,19 +115,11 @@ def gui_run(profile, interactive, env_extra, drive):
     """Starts GIMP's GUI running SCRIPT; drive(proc) works the dialog."""
     params = {"photo": os.path.join(gt.DATA, "dog.409.jpg"),
               "interactive": interactive, "result": profile.path("result.json")}
-    import json
-    with open(profile.path("params.json"), "w") as f:
-        json.dump(params, f)
-    with open(profile.path("script.py"), "w") as f:
-        f.write(f"PARAMS_FILE = {profile.path('params.json')!r}\n")
-        f.write(gt.GIMP_PRELUDE)
-        f.write(gt.indent(SCRIPT))
-        f.write(gt.GIMP_EPILOGUE)
+    code = profile.write_script(SCRIPT, params)
     env = profile.env()
     env.update({"DISPLAY": os.environ["DISPLAY"], "NO_AT_BRIDGE": "1",
                 "LANG": "en_US.UTF-8"})
     env.update(env_extra)
-    code = f"exec(open({profile.path('script.py')!r}).read())"
     proc = subprocess.Popen(["timeout", "-k", "10", "150", GIMP, "--no-splash",
                              "--batch-interpreter=python-fu-eval", "-b", code,
                              "--quit"], cwd=profile.files, env=env,

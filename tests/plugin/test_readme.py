@@ -39,6 +39,11 @@ for page, want in PAGES.items():
     checks.ok([name for name, _ in found] == want,
               f"{page}: recipes found ({[name for name, _ in found]})")
     recipes += found
+# README.md shows one of them; it must be that one, byte for byte.
+with open(os.path.join(gt.SRC, "README.md")) as f:
+    shown = re.findall(r"<!-- recipe: sf-file[^>]*-->\n```sh\n(.*?)\n```", f.read(), re.S)
+checks.ok(len(shown) == 1 and shown[0] == dict(recipes).get("sf-file"),
+          "README.md's batch example is docs/batch.md's sf-file recipe")
 
 # Photos that catdog decodes at full size too: the only difference left is
 # the inverse DCT (see docs/plugin.md), bounded on the logit as in test_classify.py.
