@@ -418,7 +418,7 @@ int cmd_bench(int argc, char **argv)
     const double load_seconds = cnn_clock_seconds() - t0;
 
     /* The report stays untranslated: tests/bench/compare reads its lines
-     * and README.md quotes them. */
+     * and docs/performance.md quotes them. */
     char cpu[256];
     cnn_cpu_name(cpu, sizeof cpu);
     const cnn_isa isa = no.isa >= 0 ? (cnn_isa)no.isa : cnn_isa_default();

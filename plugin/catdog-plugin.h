@@ -140,7 +140,7 @@ typedef struct
 /* Reads what the user sees: the visible layers composited, restricted to
  * the bounding box of the selection when there is one, already reduced
  * by a power of two that keeps it well above the network's input size
- * (see input.c and README, "What is classified"). */
+ * (see input.c and docs/plugin.md, "What is classified"). */
 gboolean catdog_read_visible (GimpImage     *image,
                               gint           input_width,
                               gint           input_height,

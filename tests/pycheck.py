@@ -9,12 +9,14 @@ import os
 import sys
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-TOOLS = os.path.join(ROOT, "tools")
+CONVERT = os.path.join(ROOT, "convert")
+LIB = os.path.join(ROOT, "tests", "lib")
 DATA = os.path.join(ROOT, "tests", "data")
 SHIPPED = os.path.join(ROOT, "weights", "catdog.safetensors")
 
-# tools/catdog_torch.py and tools/catdog_convert.py are imported by name.
-sys.path.insert(0, TOOLS)
+# tests/lib/catdog_torch.py and convert/catdog_convert.py (which the first
+# imports) are imported by name.
+sys.path[:0] = [LIB, CONVERT]
 
 checks = 0
 failures = 0

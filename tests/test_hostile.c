@@ -1,9 +1,9 @@
 /* test_hostile.c - the hostile inputs of the project's robustness issue,
- * one named case each (suite 'robustness'; README "Security" lists them).
+ * one named case each (suite 'robustness'; docs/security.md lists them).
  *
  * Models: the broken model files of the fuzz seed corpus
  * (tests/fuzz/corpus/model/bad-*.safetensors, written by
- * tools/make-fuzz-seeds); each must be refused with its status and a
+ * tests/tools/make-fuzz-seeds); each must be refused with its status and a
  * message naming the problem, and every such file in that folder must
  * have a case here, so the two cannot drift apart.  The valid-* files
  * there must load.

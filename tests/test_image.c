@@ -5,7 +5,7 @@
  * same libjpeg-turbo (tools/gimp3-env), e.g. for dog.409.jpg:
  *   a = numpy.asarray(Image.open("dog.409.jpg").convert("RGB"))
  *   a.mean(axis=(0, 1)), a[h // 3, w // 4], a[h - 1, w - 1]
- * The derived files come from tools/make-test-images. */
+ * The derived files come from tests/tools/make-test-images. */
 #include "check.h"
 #include "cnn.h"
 

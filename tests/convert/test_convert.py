@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/convert-keras and tools/convert-torch (suite 'convert').
+"""convert/convert-keras and convert/convert-torch (suite 'convert').
 
 usage: test_convert.py PARITY_RUN_BINARY   ($CATDOG: the catdog binary)
 
@@ -53,7 +53,7 @@ from collections import OrderedDict
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import pycheck  # noqa: E402
-from pycheck import ROOT, SHIPPED, TOOLS, check  # noqa: E402
+from pycheck import CONVERT, ROOT, SHIPPED, check  # noqa: E402
 
 h5py, np, torch, nn, F, cc, ct = pycheck.need(
     "h5py", "numpy", "torch", "torch.nn", "torch.nn.functional", "catdog_convert", "catdog_torch")
@@ -68,7 +68,7 @@ def convert(tool, args, tmp):
     env = dict(os.environ)
     if os.environ.get("CATDOG"):
         env["CATDOG_BIN"] = os.environ["CATDOG"]
-    return subprocess.run([sys.executable, os.path.join(TOOLS, tool)] + args, cwd=tmp, env=env,
+    return subprocess.run([sys.executable, os.path.join(CONVERT, tool)] + args, cwd=tmp, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -880,7 +880,7 @@ def c_builtins():
 
 def test_builtins():
     """The Python copy of the C core's built-in architectures
-    (tools/catdog_convert.py, tools/catdog_torch.py's ARTICLE) agrees with
+    (convert/catdog_convert.py, tests/lib/catdog_torch.py's ARTICLE) agrees with
     core/model.c, and catdog-v1 with the shipped model file."""
     py, c = cc.BUILTIN_ARCHS, c_builtins()
     check(sorted(c) == sorted(py), f"built-in names: core/model.c {sorted(c)}, Python {sorted(py)}")

@@ -229,11 +229,10 @@ class Profile:
                               text=True)
         return proc
 
-    def run_python(self, script, params, timeout=GIMP_TIMEOUT):
-        """Runs script inside GIMP (python-fu-eval) with PARAMS, a dict
-        available to it as a JSON file; returns the JSON it writes to
-        PARAMS["result"], or None (the run's output is printed)."""
-        params = dict(params, result=self.path("result.json"))
+    def write_script(self, script, params):
+        """Writes script, inside the prelude and epilogue below, and PARAMS
+        (a dict, available to it as P) to the test's folder; returns the
+        -b argument of python-fu-eval that runs it."""
         with open(self.path("params.json"), "w") as f:
             json.dump(params, f)
         with open(self.path("script.py"), "w") as f:
@@ -241,7 +240,14 @@ class Profile:
             f.write(GIMP_PRELUDE)
             f.write(indent(script))
             f.write(GIMP_EPILOGUE)
-        code = f"exec(open({self.path('script.py')!r}).read())"
+        return f"exec(open({self.path('script.py')!r}).read())"
+
+    def run_python(self, script, params, timeout=GIMP_TIMEOUT):
+        """Runs script inside GIMP (python-fu-eval) with PARAMS, a dict
+        available to it as a JSON file; returns the JSON it writes to
+        PARAMS["result"], or None (the run's output is printed)."""
+        params = dict(params, result=self.path("result.json"))
+        code = self.write_script(script, params)
         proc = self.run([GIMP_CONSOLE, "-i", "--batch-interpreter=python-fu-eval",
                          "-b", code, "--quit"], timeout=timeout)
         if proc.returncode != 0 or not os.path.exists(params["result"]):

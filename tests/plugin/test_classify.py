@@ -8,7 +8,7 @@
   libjpeg-turbo's float IDCT, catdog the integer one: up to 3 levels apart
   on a few percent of the pixels), the same probability to BOUND_SCALED
   where catdog uses libjpeg's scaled decoding and GIMP decodes every pixel
-  and scales with GEGL (see README, "What is classified");
+  and scales with GEGL (see docs/plugin.md, "What is classified");
 - with a trained model, cat photos say cat and dog photos dog;
 - the default model: the shipped one, or the user's installed one first;
 - a missing or corrupt model is an execution error naming the file, and
@@ -62,7 +62,7 @@ with open(model, "rb") as src, open(corrupt, "wb") as dst:
     head = src.read(4096)
     dst.write(head[:8] + b"{" + b"\xff" * 200 + head[209:])
 missing = profile.path("no-such-model.safetensors")
-# Hostile model files (README "Security").
+# Hostile model files (docs/security.md).
 hostile_models = {"truncated": profile.path("truncated.safetensors"),
                   "empty": profile.path("empty.safetensors"),
                   "text": profile.path("notes.safetensors"),

@@ -15,6 +15,7 @@ it drives the preview), moves to the preview's mosaic and marks two
 channels, OK adds exactly those two channel layers, and
 RUN-WITH-LAST-VALS adds the same two again.  Screenshots go to the
 test's folder (preview.png: the dialog with its preview)."""
+import json
 import os
 import re
 import shutil
@@ -129,19 +130,11 @@ def gui_run(profile, mode, env_extra, drive):
     (proc.lines: what GIMP and the plug-in have printed so far)."""
     params = {"photo": os.path.join(gt.DATA, "dog.409.jpg"),
               "mode": mode, "result": profile.path("result.json")}
-    import json
-    with open(profile.path("params.json"), "w") as f:
-        json.dump(params, f)
-    with open(profile.path("script.py"), "w") as f:
-        f.write(f"PARAMS_FILE = {profile.path('params.json')!r}\n")
-        f.write(gt.GIMP_PRELUDE)
-        f.write(gt.indent(SCRIPT))
-        f.write(gt.GIMP_EPILOGUE)
+    code = profile.write_script(SCRIPT, params)
     env = profile.env()
     env.update({"DISPLAY": os.environ["DISPLAY"], "NO_AT_BRIDGE": "1",
                 "LANG": "en_US.UTF-8"})
     env.update(env_extra)
-    code = f"exec(open({profile.path('script.py')!r}).read())"
     proc = subprocess.Popen(["timeout", "-k", "10", "150", GIMP, "--no-splash",
                              "--batch-interpreter=python-fu-eval", "-b", code,
                              "--quit"], cwd=profile.files, env=env,

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""The batch recipes of README.md ("## Batch mode"), run exactly as
-written: every fenced block after a `<!-- recipe: NAME -->` line is given
-to bash unchanged, in a folder holding photo.jpg and photos/, under
-`timeout`.  `gimp-console-3` recipes run without a display; `gimp -i`
+"""The recipes of the manuals, run exactly as written: every fenced block
+after a `<!-- recipe: NAME -->` line of docs/batch.md (batch mode) and
+docs/plugin.md (installing weights) is given to bash unchanged, in a
+folder holding photo.jpg, photos/ and my-model.safetensors, under
+`timeout`.  `gimp-console-3` recipes run without a display; `gimp-3 -i`
 ones, which need one, under xvfb-run, as from a desktop.  Their output
 (a line, or results.csv) must agree with `catdog classify`; the one that
-keeps the layers must write an XCF holding them."""
+keeps the layers must write an XCF holding them; the install recipe must
+put the model into the profile's models folder and print where.
+(The file keeps its name from when the recipes lived in README.md.)"""
 import csv
 import os
 import re
@@ -23,17 +26,27 @@ if not trained:
     # user's model in the private profile.
     profile.install_user_model(model)
 
+RECIPE = re.compile(r"<!-- recipe: ([\w-]+) -->\n```sh\n(.*?)\n```", re.S)
+PAGES = {"docs/batch.md": ["sf-file", "sf-folder", "py-file", "py-folder", "gui-sf-file",
+                           "gui-py-folder", "sf-layers"],
+         # Last: it makes the installed copy the default model (the same
+         # weights as the one the others use).
+         "docs/plugin.md": ["sf-install"]}
+recipes = []
+for page, want in PAGES.items():
+    with open(os.path.join(gt.SRC, page)) as f:
+        found = RECIPE.findall(f.read())
+    checks.ok([name for name, _ in found] == want,
+              f"{page}: recipes found ({[name for name, _ in found]})")
+    recipes += found
+# README.md shows one of them; it must be that one, byte for byte.
 with open(os.path.join(gt.SRC, "README.md")) as f:
-    readme = f.read()
-section = readme.split("\n## Batch mode\n", 1)[-1].split("\n## ", 1)[0]
-recipes = re.findall(r"<!-- recipe: ([\w-]+) -->\n```sh\n(.*?)\n```", section, re.S)
-checks.ok([name for name, _ in recipes] ==
-          ["sf-file", "sf-folder", "py-file", "py-folder", "gui-sf-file", "gui-py-folder",
-           "sf-layers"],
-          f"README's batch recipes found ({[name for name, _ in recipes]})")
+    shown = re.findall(r"<!-- recipe: sf-file[^>]*-->\n```sh\n(.*?)\n```", f.read(), re.S)
+checks.ok(len(shown) == 1 and shown[0] == dict(recipes).get("sf-file"),
+          "README.md's batch example is docs/batch.md's sf-file recipe")
 
 # Photos that catdog decodes at full size too: the only difference left is
-# the inverse DCT (see README), bounded on the logit as in test_classify.py.
+# the inverse DCT (see docs/plugin.md), bounded on the logit as in test_classify.py.
 BOUND_LOGIT = 0.05
 sources = {"cat.178.jpg": "photo-cat.jpg", "dog.409.jpg": "photo-dog.jpg",
            "dog.701.jpg": "photo-dog2.jpg"}
@@ -50,11 +63,12 @@ for name, script in recipes:
     shutil.copy(profile.path("photo-cat.jpg"), os.path.join(folder, "photo.jpg"))
     for photo in sources.values():
         shutil.copy(profile.path(photo), os.path.join(folder, "photos", photo))
+    shutil.copy(model, os.path.join(folder, "my-model.safetensors"))
 
     argv = ["bash", "-c", script]
-    if script.startswith("gimp -i"):
+    if script.startswith("gimp-3 -i"):
         if not xvfb:
-            checks.ok(False, f"{name}: xvfb-run is needed to give gimp -i a display")
+            checks.ok(False, f"{name}: xvfb-run is needed to give gimp-3 -i a display")
             continue
         argv = [xvfb, "-a", "-s", "-screen 0 1280x800x24"] + argv
     proc = profile.run(argv, cwd=folder)
@@ -62,7 +76,19 @@ for name, script in recipes:
         print(proc.stdout[-3000:], proc.stderr[-3000:])
         continue
 
-    if name == "sf-layers":
+    if name == "sf-install":
+        installed = os.path.join(profile.models_dir(), "my-model.safetensors")
+        checks.ok(os.path.isfile(installed) and
+                  open(installed, "rb").read() == open(model, "rb").read(),
+                  f"{name}: the model was installed as {installed}")
+        checks.ok(installed in proc.stdout.splitlines() or
+                  proc.stdout.strip().endswith(installed),
+                  f"{name}: prints where it installed the model ({proc.stdout.strip()[-200:]!r})")
+        marker = profile.default_marker_path()
+        checks.ok(os.path.exists(marker) and
+                  open(marker).read().strip() == "my-model.safetensors",
+                  f"{name}: make-default wrote {marker}")
+    elif name == "sf-layers":
         path = os.path.join(folder, "photo.xcf")
         data = open(path, "rb").read() if os.path.exists(path) else b""
         # Layer names are stored as plain strings in an XCF.

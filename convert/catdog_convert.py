@@ -1,4 +1,4 @@
-"""Shared parts of tools/convert-keras and tools/convert-torch.
+"""Shared parts of convert/convert-keras and convert/convert-torch.
 
 Both converters end the same way: a list of layers in the catdog
 description's terms (weights/README.md) plus float32 tensors in our
@@ -34,7 +34,7 @@ def _builtin(name, layers):
 
 
 # The built-in architectures of core/model.c, by the names `catdog train
-# --arch` knows: the one Python copy of them (tools/catdog_torch.py's
+# --arch` knows: the one Python copy of them (tests/lib/catdog_torch.py's
 # ARTICLE is this one too); tests/convert checks it against core/model.c.
 BUILTIN_ARCHS = {
     "article": _builtin("article", [

@@ -3,8 +3,9 @@
 Builds a torch.nn.Module from the "catdog" JSON spec (weights/README.md),
 exports its weights to a catdog safetensors file (PyTorch's (c, h, w)
 flatten order, recorded as "flatten": "chw"), and loads such a file back.
-Used by the parity tests, the bootstrap training script and benchmarks.
-Shapes follow tools/catdog_convert.py's rules, from the same folder.
+Used by the parity, cam and convert tests and the benchmarks.
+Shapes follow convert/catdog_convert.py's rules (tests/pycheck.py puts
+both folders on sys.path).
 Needs python3-torch, python3-safetensors and python3-numpy (all in the
 Debian 13 root).
 """
