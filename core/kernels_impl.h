@@ -14,6 +14,8 @@
  *   F16_LOAD(p) (optional) an intrinsic loading VW halves as a vector
  *   VFMA(a, b, c) (optional) a * b + c in one rounding, where the ISA has
  *              a fused multiply-add
+ *   GEMM_MR, GEMM_NV (optional, default 6 and 2) rows and vectors of
+ *              columns of the GEMM's register tile
  * and each is compiled with its ISA's flags only (core/meson.build).
  *
  * Convolution (direct, NHWC): a tile is CONV_P output pixels times
@@ -58,6 +60,13 @@
 #else
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define SFMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+#ifndef GEMM_MR
+#define GEMM_MR 6
+#endif
+#ifndef GEMM_NV
+#define GEMM_NV 2
 #endif
 
 typedef float vf __attribute__((vector_size(VW * 4)));
@@ -518,6 +527,99 @@ static void KN(maxpool_rows)(const float *in, int w, int c, int k, int stride, i
 }
 
 /* ------------------------------------------------------------------ */
+/* GEMM (the trainer's convolutions and dense layers)                 */
+/* ------------------------------------------------------------------ */
+
+/* A tile of MR rows times NV vectors of C kept in registers while the
+ * reduction runs over kc steps; A(i, p) = a[i * ars + p * aks], so A may
+ * be a transposed view.  Each element of C is one chain of multiply-adds
+ * over p in ascending order, whatever tile or call computes it. */
+KINLINE void gemm_tile(const int MR, const int NV, int kc, const float *a, ptrdiff_t ars,
+                       ptrdiff_t aks, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
+                       int load)
+{
+    vf acc[GEMM_MR][GEMM_NV];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[r][v] = load ? vload(c + r * ldc + v * VW) : (vf){0};
+    for (int p = 0; p < kc; p++) {
+        vf bv[GEMM_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) bv[v] = vload(b + p * ldb + v * VW);
+        const float *ap = a + p * aks;
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; r++) {
+            const vf x = vsplat(ap[r * ars]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[r][v] = VFMA(x, bv[v], acc[r][v]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) vstore(c + r * ldc + v * VW, acc[r][v]);
+}
+
+#define GEMM_TILE_FN(MR, NV, SUFFIX)                                                             \
+    static void KN(gemm_tile_##SUFFIX)(int kc, const float *a, ptrdiff_t ars, ptrdiff_t aks,    \
+                                       const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,  \
+                                       int load)                                                \
+    {                                                                                           \
+        gemm_tile(MR, NV, kc, a, ars, aks, b, ldb, c, ldc, load);                               \
+    }
+GEMM_TILE_FN(GEMM_MR, GEMM_NV, full)
+GEMM_TILE_FN(GEMM_MR, 1, narrow)
+GEMM_TILE_FN(1, GEMM_NV, row)
+GEMM_TILE_FN(1, 1, row_narrow)
+
+/* C[M][N] (+)= A[M][K] * B[K][N]: row-major B and C; accumulate or
+ * overwrite.  K is taken in slices of GEMM_KC (the partial sums wait in
+ * C, exactly), rows in tiles of GEMM_MR, columns in tiles of GEMM_NV
+ * vectors, then single vectors, then one by one. */
+static void KN(gemm)(int M, int N, int K, const float *a, ptrdiff_t ars, ptrdiff_t aks,
+                     const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate)
+{
+    enum { NR = GEMM_NV * VW, GEMM_KC = 256 };
+    const int n_wide = N - N % NR, n_vec = N - N % VW;
+    if (K <= 0) {
+        if (!accumulate)
+            for (int i = 0; i < M; i++) memset(c + i * ldc, 0, (size_t)N * sizeof *c);
+        return;
+    }
+    for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+        const int kc = imin(GEMM_KC, K - k0);
+        const int load = accumulate || k0 > 0;
+        const float *ak = a + (ptrdiff_t)k0 * aks, *bk = b + (ptrdiff_t)k0 * ldb;
+        int i0 = 0;
+        for (; i0 + GEMM_MR <= M; i0 += GEMM_MR) {
+            const float *ai = ak + i0 * ars;
+            float *ci = c + i0 * ldc;
+            int j0 = 0;
+            for (; j0 < n_wide; j0 += NR)
+                KN(gemm_tile_full)(kc, ai, ars, aks, bk + j0, ldb, ci + j0, ldc, load);
+            for (; j0 < n_vec; j0 += VW)
+                KN(gemm_tile_narrow)(kc, ai, ars, aks, bk + j0, ldb, ci + j0, ldc, load);
+        }
+        for (; i0 < M; i0++) {
+            const float *ai = ak + i0 * ars;
+            float *ci = c + i0 * ldc;
+            int j0 = 0;
+            for (; j0 < n_wide; j0 += NR)
+                KN(gemm_tile_row)(kc, ai, ars, aks, bk + j0, ldb, ci + j0, ldc, load);
+            for (; j0 < n_vec; j0 += VW)
+                KN(gemm_tile_row_narrow)(kc, ai, ars, aks, bk + j0, ldb, ci + j0, ldc, load);
+        }
+        for (int i = 0; i < M; i++)
+            for (int j = n_vec; j < N; j++) {
+                float sum = load ? c[i * ldc + j] : 0.0f;
+                for (int p = 0; p < kc; p++) sum = SFMA(ak[i * ars + p * aks], bk[p * ldb + j], sum);
+                c[i * ldc + j] = sum;
+            }
+    }
+}
+
+/* ------------------------------------------------------------------ */
 /* Peak                                                               */
 /* ------------------------------------------------------------------ */
 
@@ -548,4 +650,5 @@ const cnn_kernels KSET = {
     KN(dense_acc),
     KN(maxpool_rows),
     KN(fma_loop),
+    KN(gemm),
 };

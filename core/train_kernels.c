@@ -50,9 +50,7 @@
  * boundary and the AVX argument-passing ABI note does not apply. */
 #pragma GCC diagnostic ignored "-Wpsabi"
 
-typedef float tk_v8 __attribute__((vector_size(32)));
-
-enum { TK_MR = 6, TK_NR = 16, TK_KC = 256, TK_CHUNK = 256 };
+enum { TK_NR = 32, TK_CHUNK = 256 };
 
 static int thread_index(void)
 {
@@ -79,75 +77,10 @@ static void split(size_t total, int n, int i, size_t *begin, size_t *end)
     *end = total * (size_t)(i + 1) / (size_t)n;
 }
 
-TK_INLINE tk_v8 load8(const float *p)
+/* The kernel set a call runs on: the given one, else the default. */
+static const cnn_kernels *kset(const cnn_kernels *k)
 {
-    tk_v8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-TK_INLINE void store8(float *p, tk_v8 v) { memcpy(p, &v, sizeof v); }
-
-/* C[mr][16] (+)= A[mr][kc] * B[kc][16]; A(i, p) = a[i * ars + p * aks]. */
-TK_INLINE void micro(const int mr, int kc, const float *a, ptrdiff_t ars,
-                     ptrdiff_t aks, const float *b, ptrdiff_t ldb, float *c,
-                     ptrdiff_t ldc, int load)
-{
-    tk_v8 lo[TK_MR], hi[TK_MR];
-    for (int r = 0; r < mr; r++) {
-        if (load) {
-            lo[r] = load8(c + r * ldc);
-            hi[r] = load8(c + r * ldc + 8);
-        } else {
-            lo[r] = (tk_v8){0};
-            hi[r] = (tk_v8){0};
-        }
-    }
-    for (int p = 0; p < kc; p++) {
-        tk_v8 b0 = load8(b + p * ldb), b1 = load8(b + p * ldb + 8);
-        const float *ap = a + p * aks;
-        for (int r = 0; r < mr; r++) {
-            float s = ap[r * ars];
-            lo[r] += s * b0;
-            hi[r] += s * b1;
-        }
-    }
-    for (int r = 0; r < mr; r++) {
-        store8(c + r * ldc, lo[r]);
-        store8(c + r * ldc + 8, hi[r]);
-    }
-}
-
-/* C[M][N] (+)= A[M][K] * B[K][N], row-major B and C, A(i, p) at
- * a[i * ars + p * aks] (so A may be a transposed view). */
-TK_CLONES
-static void gemm(int M, int N, int K, const float *a, ptrdiff_t ars,
-                 ptrdiff_t aks, const float *b, ptrdiff_t ldb, float *c,
-                 ptrdiff_t ldc, int accumulate)
-{
-    int n_vec = N - N % TK_NR;
-    for (int k0 = 0; k0 < K; k0 += TK_KC) {
-        int kc = K - k0 < TK_KC ? K - k0 : TK_KC;
-        int load = accumulate || k0 > 0;
-        const float *ak = a + (ptrdiff_t)k0 * aks;
-        const float *bk = b + (ptrdiff_t)k0 * ldb;
-        int i0 = 0;
-        for (; i0 + TK_MR <= M; i0 += TK_MR)
-            for (int j0 = 0; j0 < n_vec; j0 += TK_NR)
-                micro(TK_MR, kc, ak + i0 * ars, ars, aks, bk + j0, ldb,
-                      c + i0 * ldc + j0, ldc, load);
-        for (; i0 < M; i0++)
-            for (int j0 = 0; j0 < n_vec; j0 += TK_NR)
-                micro(1, kc, ak + i0 * ars, ars, aks, bk + j0, ldb,
-                      c + i0 * ldc + j0, ldc, load);
-        for (int i = 0; i < M; i++)
-            for (int j = n_vec; j < N; j++) {
-                float s = load ? c[i * ldc + j] : 0.0f;
-                for (int p = 0; p < kc; p++)
-                    s += ak[i * ars + p * aks] * bk[p * ldb + j];
-                c[i * ldc + j] = s;
-            }
-    }
+    return k ? k : cnn_kernels_for(cnn_isa_default());
 }
 
 /* ------------------------------------------------------------------ */
@@ -243,6 +176,7 @@ void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
     const size_t chunks = (P + TK_CHUNK - 1) / TK_CHUNK;
     const size_t per = conv_thread_floats(g);
     const int oc = g->oc;
+    const cnn_kernels *kern = kset(g->kern);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
@@ -259,8 +193,8 @@ void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
             if (bias)
                 for (int q = 0; q < pc; q++)
                     memcpy(o + (size_t)q * oc, bias, (size_t)oc * sizeof *o);
-            gemm(pc, oc, (int)K, col, (ptrdiff_t)K, 1, wt, oc, o, oc,
-                 bias != NULL);
+            kern->gemm(pc, oc, (int)K, col, (ptrdiff_t)K, 1, wt, oc, o, oc,
+                       bias != NULL);
         }
     }
     (void)threads;
@@ -279,7 +213,7 @@ void tk_conv_backward_input(const tk_conv *g, const float *dout,
         .n = g->n, .h = g->oh, .w = g->ow, .c = g->oc,
         .oc = g->c, .k = g->k, .stride = 1,
         .pad_top = g->k - 1 - g->pad_top, .pad_left = g->k - 1 - g->pad_left,
-        .oh = g->h, .ow = g->w,
+        .oh = g->h, .ow = g->w, .kern = g->kern,
     };
     /* Same per-thread layout as g's scratch (t's im2col fits in it). */
     tk_conv_forward(&t, dout, wf, NULL, din, scratch, threads);
@@ -294,6 +228,7 @@ void tk_conv_backward_weight(const tk_conv *g, const float *in,
     const size_t per = conv_thread_floats(g);
     const size_t col_floats = per - K * g->oc - (size_t)g->oc;
     const int oc = g->oc, k = g->k, c = g->c;
+    const cnn_kernels *kern = kset(g->kern);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
@@ -310,7 +245,7 @@ void tk_conv_backward_weight(const tk_conv *g, const float *in,
             const float *d = dout + p0 * oc;
             im2col(g, in, p0, pc, col);
             /* dwt[K][oc] += col^T[K][pc] * d[pc][oc] */
-            gemm((int)K, oc, pc, col, 1, (ptrdiff_t)K, d, oc, dwt, oc, 1);
+            kern->gemm((int)K, oc, pc, col, 1, (ptrdiff_t)K, d, oc, dwt, oc, 1);
             for (int q = 0; q < pc; q++)
                 for (int o = 0; o < oc; o++)
                     dbt[o] += d[(size_t)q * oc + o];
@@ -365,9 +300,11 @@ static void split_cols(int N, int nt, int ti, int *j0, int *j1)
     *j1 = (int)(b1 * TK_NR < (size_t)N ? b1 * TK_NR : (size_t)N);
 }
 
-void tk_dense_forward(const float *in, int n, int in_f, const float *wt,
-                      const float *bias, int units, float *out, int threads)
+void tk_dense_forward(const cnn_kernels *kern, const float *in, int n, int in_f,
+                      const float *wt, const float *bias, int units, float *out,
+                      int threads)
 {
+    kern = kset(kern);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
@@ -378,17 +315,18 @@ void tk_dense_forward(const float *in, int n, int in_f, const float *wt,
             for (int r = 0; r < n; r++)
                 for (int j = j0; j < j1; j++)
                     out[(size_t)r * units + j] = bias ? bias[j] : 0.0f;
-            gemm(n, j1 - j0, in_f, in, in_f, 1, wt + j0, units, out + j0,
-                 units, 1);
+            kern->gemm(n, j1 - j0, in_f, in, in_f, 1, wt + j0, units, out + j0,
+                       units, 1);
         }
     }
     (void)threads;
 }
 
-void tk_dense_backward(const float *in, const float *dout, int n, int in_f,
-                       const float *w, int units, float *din, float *dw,
-                       float *db, int threads)
+void tk_dense_backward(const cnn_kernels *kern, const float *in,
+                       const float *dout, int n, int in_f, const float *w,
+                       int units, float *din, float *dw, float *db, int threads)
 {
+    kern = kset(kern);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
@@ -397,12 +335,12 @@ void tk_dense_backward(const float *in, const float *dout, int n, int in_f,
         split_cols(in_f, thread_count(), thread_index(), &j0, &j1);
         if (j1 > j0) {
             /* dw[units][in_f] += dout^T[units][n] * in[n][in_f] */
-            gemm(units, j1 - j0, n, dout, 1, units, in + j0, in_f, dw + j0,
-                 in_f, 1);
+            kern->gemm(units, j1 - j0, n, dout, 1, units, in + j0, in_f, dw + j0,
+                       in_f, 1);
             /* din[n][in_f] = dout[n][units] * w[units][in_f] */
             if (din)
-                gemm(n, j1 - j0, units, dout, units, 1, w + j0, in_f,
-                     din + j0, in_f, 0);
+                kern->gemm(n, j1 - j0, units, dout, units, 1, w + j0, in_f,
+                           din + j0, in_f, 0);
         }
     }
     if (db)
@@ -439,10 +377,20 @@ static void bn_sums(const float *x, size_t p0, size_t p1, int c,
     }
 }
 
+/* y = x * scale + offset, then clamped at 0 when relu (the ReLU that
+ * follows, fused: the same values as a separate pass). */
 TK_CLONES
 static void bn_apply(const float *x, size_t p0, size_t p1, int c,
-                     const float *scale, const float *offset, float *y)
+                     const float *scale, const float *offset, int relu, float *y)
 {
+    if (relu) {
+        for (size_t p = p0; p < p1; p++)
+            for (int ch = 0; ch < c; ch++) {
+                float v = x[p * c + ch] * scale[ch] + offset[ch];
+                y[p * c + ch] = v > 0.0f ? v : 0.0f;
+            }
+        return;
+    }
     for (size_t p = p0; p < p1; p++)
         for (int ch = 0; ch < c; ch++)
             y[p * c + ch] = x[p * c + ch] * scale[ch] + offset[ch];
@@ -472,7 +420,7 @@ static void bn_reduce(const double *scratch, int c, int nt, int ch, double *a, d
 
 /* bn_apply over all pixels, split over the threads. */
 static void bn_apply_threads(const float *x, size_t pixels, int c, const float *scale,
-                             const float *offset, float *y, int threads)
+                             const float *offset, int relu, float *y, int threads)
 {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
@@ -480,15 +428,15 @@ static void bn_apply_threads(const float *x, size_t pixels, int c, const float *
     {
         size_t p0, p1;
         split(pixels, thread_count(), thread_index(), &p0, &p1);
-        bn_apply(x, p0, p1, c, scale, offset, y);
+        bn_apply(x, p0, p1, c, scale, offset, relu, y);
     }
     (void)threads;
 }
 
 void tk_bn_forward_train(const float *x, size_t pixels, int c,
                          const float *gamma, const float *beta, float eps,
-                         float *y, float *mean, float *var, float *invstd,
-                         double *scratch, int threads)
+                         int relu, float *y, float *mean, float *var,
+                         float *invstd, double *scratch, int threads)
 {
     /* Sums are taken around a per-channel shift (the first row) so that
      * E[v^2] - E[v]^2 does not cancel; the shift is exact to undo. */
@@ -519,13 +467,13 @@ void tk_bn_forward_train(const float *x, size_t pixels, int c,
         scale[ch] = gamma[ch] * invstd[ch];
         offset[ch] = beta[ch] - mean[ch] * scale[ch];
     }
-    bn_apply_threads(x, pixels, c, scale, offset, y, threads);
+    bn_apply_threads(x, pixels, c, scale, offset, relu, y, threads);
 }
 
 void tk_bn_forward_eval(const float *x, size_t pixels, int c,
                         const float *gamma, const float *beta,
                         const float *rmean, const float *rvar, float eps,
-                        float *y, int threads)
+                        int relu, float *y, int threads)
 {
     /* y = gamma (x - mean) / sqrt(var + eps) + beta, as one scale and
      * offset per channel (c <= CNN_MAX_CHANNELS). */
@@ -534,26 +482,30 @@ void tk_bn_forward_eval(const float *x, size_t pixels, int c,
         scale[ch] = gamma[ch] / sqrtf(rvar[ch] + eps);
         offset[ch] = beta[ch] - rmean[ch] * scale[ch];
     }
-    bn_apply_threads(x, pixels, c, scale, offset, y, threads);
+    bn_apply_threads(x, pixels, c, scale, offset, relu, y, threads);
 }
+
+/* The gradient reaching the batch-norm's output: dy, or where a fused
+ * ReLU follows, dy where its output (gate) is > 0, else 0. */
+#define BN_DY(i) (gate && !(gate[i] > 0.0f) ? 0.0f : dy[i])
 
 /* s[ch] += dy, s2[ch] += dy * (x - mean) * invstd over rows [p0, p1). */
 TK_CLONES
-static void bn_grad_sums(const float *x, const float *dy, size_t p0,
-                         size_t p1, int c, const float *mean,
+static void bn_grad_sums(const float *x, const float *dy, const float *gate,
+                         size_t p0, size_t p1, int c, const float *mean,
                          const float *invstd, double *s, double *s2)
 {
     for (size_t p = p0; p < p1; p++)
         for (int ch = 0; ch < c; ch++) {
-            float d = dy[p * c + ch];
+            float d = BN_DY(p * c + ch);
             s[ch] += d;
             s2[ch] += (double)(d * ((x[p * c + ch] - mean[ch]) * invstd[ch]));
         }
 }
 
 TK_CLONES
-static void bn_grad_apply(const float *x, const float *dy, size_t p0,
-                          size_t p1, int c, const float *mean,
+static void bn_grad_apply(const float *x, const float *dy, const float *gate,
+                          size_t p0, size_t p1, int c, const float *mean,
                           const float *invstd, const float *k1,
                           const float *k2, const float *k3, float *dx)
 {
@@ -561,12 +513,12 @@ static void bn_grad_apply(const float *x, const float *dy, size_t p0,
     for (size_t p = p0; p < p1; p++)
         for (int ch = 0; ch < c; ch++) {
             float xh = (x[p * c + ch] - mean[ch]) * invstd[ch];
-            dx[p * c + ch] = k1[ch] * (dy[p * c + ch] - k2[ch] - xh * k3[ch]);
+            dx[p * c + ch] = k1[ch] * (BN_DY(p * c + ch) - k2[ch] - xh * k3[ch]);
         }
 }
 
-void tk_bn_backward(const float *x, const float *dy, size_t pixels, int c,
-                    const float *gamma, const float *mean,
+void tk_bn_backward(const float *x, const float *dy, const float *gate,
+                    size_t pixels, int c, const float *gamma, const float *mean,
                     const float *invstd, float *dx, float *dgamma,
                     float *dbeta, double *scratch, int threads)
 {
@@ -578,7 +530,7 @@ void tk_bn_backward(const float *x, const float *dy, size_t pixels, int c,
         int nt = thread_count();
         size_t p0, p1;
         double *s = bn_thread_share(scratch, pixels, c, &p0, &p1), *s2 = s + c;
-        bn_grad_sums(x, dy, p0, p1, c, mean, invstd, s, s2);
+        bn_grad_sums(x, dy, gate, p0, p1, c, mean, invstd, s, s2);
 #ifdef _OPENMP
 #pragma omp barrier
 #pragma omp single
@@ -592,7 +544,7 @@ void tk_bn_backward(const float *x, const float *dy, size_t pixels, int c,
             k2[ch] = (float)(a / (double)pixels);
             k3[ch] = (float)(b / (double)pixels);
         }
-        bn_grad_apply(x, dy, p0, p1, c, mean, invstd, k1, k2, k3, dx);
+        bn_grad_apply(x, dy, gate, p0, p1, c, mean, invstd, k1, k2, k3, dx);
     }
     (void)threads;
 }

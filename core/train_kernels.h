@@ -10,6 +10,7 @@
 #define TRAIN_KERNELS_H
 
 #include "cnn_internal.h"
+#include "kernels.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -19,6 +20,8 @@ typedef struct {
     int n, h, w, c;
     int oc, k, stride, pad_top, pad_left;
     int oh, ow;
+    const cnn_kernels *kern; /* the GEMM's kernel set; NULL: the default
+                                (cnn_isa_default) */
 } tk_conv;
 
 /* Floats of scratch the conv kernels need, for all threads together. */
@@ -45,29 +48,36 @@ void tk_conv_backward_weight(const tk_conv *g, const float *in,
 
 /* Dense: in (n, in_f), weight [units][in_f], wt its transpose. */
 void tk_dense_pack(const float *w, int in_f, int units, float *wt);
-void tk_dense_forward(const float *in, int n, int in_f, const float *wt,
-                      const float *bias, int units, float *out, int threads);
-void tk_dense_backward(const float *in, const float *dout, int n, int in_f,
-                       const float *w, int units, float *din, float *dw,
-                       float *db, int threads);
+/* kern: the GEMM's kernel set (NULL: the default). */
+void tk_dense_forward(const cnn_kernels *kern, const float *in, int n, int in_f,
+                      const float *wt, const float *bias, int units, float *out,
+                      int threads);
+void tk_dense_backward(const cnn_kernels *kern, const float *in,
+                       const float *dout, int n, int in_f, const float *w,
+                       int units, float *din, float *dw, float *db, int threads);
 
 /* Batch-norm in training mode over pixels = n*h*w rows of c channels:
  * normalises with the batch statistics and writes them, mean, var (biased)
- * and invstd = 1/sqrt(var + eps), each [c].  scratch: tk_bn_scratch_doubles. */
+ * and invstd = 1/sqrt(var + eps), each [c].  scratch: tk_bn_scratch_doubles.
+ * relu: y is the output of a ReLU after the batch-norm instead (fused;
+ * the same values as tk_relu_forward of the batch-norm's output). */
 size_t tk_bn_scratch_doubles(int c, int threads);
 void tk_bn_forward_train(const float *x, size_t pixels, int c,
                          const float *gamma, const float *beta, float eps,
-                         float *y, float *mean, float *var, float *invstd,
-                         double *scratch, int threads);
+                         int relu, float *y, float *mean, float *var,
+                         float *invstd, double *scratch, int threads);
 void tk_bn_forward_eval(const float *x, size_t pixels, int c,
                         const float *gamma, const float *beta,
                         const float *rmean, const float *rvar, float eps,
-                        float *y, int threads);
-/* dx from dy; dgamma, dbeta += their gradients. */
-void tk_bn_backward(const float *x, const float *dy, size_t pixels, int c,
-                    const float *gamma, const float *mean,
-                    const float *invstd, float *dx, float *dgamma,
-                    float *dbeta, double *scratch, int threads);
+                        int relu, float *y, int threads);
+/* dx from dy; dgamma, dbeta += their gradients.  gate (NULL: none) fuses
+ * the backward pass of a ReLU after the batch-norm: dy is then the
+ * gradient at the ReLU's output, gate that output (the same results as
+ * tk_relu_backward first). */
+void tk_bn_backward(const float *x, const float *dy, const float *gate,
+                    size_t pixels, int c, const float *gamma,
+                    const float *mean, const float *invstd, float *dx,
+                    float *dgamma, float *dbeta, double *scratch, int threads);
 
 void tk_relu_forward(const float *x, size_t count, float *y, int threads);
 /* dx = dy where y > 0 (y is the ReLU's output). */

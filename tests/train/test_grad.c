@@ -108,7 +108,7 @@ static void test_conv(int n, int h, int w, int c, int oc, int k, int stride,
              oc, k, stride, pad);
     conv_ctx x;
     x.g = (tk_conv){n, h, w, c, oc, k, stride, pad, pad,
-                    (h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1};
+                    (h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1, NULL};
     const tk_conv *g = &x.g;
     size_t ni = (size_t)n * h * w * c, nw = (size_t)oc * c * k * k;
     size_t no = (size_t)n * g->oh * g->ow * oc;
@@ -178,19 +178,45 @@ static void test_batchnorm(size_t pixels, int c)
         float *inv = zeros((size_t)c), *fdx = zeros(n), *fdg = zeros((size_t)c);
         float *fdb = zeros((size_t)c);
         double *scratch = calloc(tk_bn_scratch_doubles(c, threads), sizeof *scratch);
-        tk_bn_forward_train(b.x, pixels, c, b.gamma, b.beta, 1e-5f, y, mean, var, inv,
+        tk_bn_forward_train(b.x, pixels, c, b.gamma, b.beta, 1e-5f, 0, y, mean, var, inv,
                             scratch, threads);
         bn_loss(&b);
         CHECKF(rel_diff(y, b.y, n) < 1e-5, "batchnorm forward, %d threads", threads);
-        tk_bn_backward(b.x, b.r, pixels, c, b.gamma, mean, inv, fdx, fdg, fdb, scratch,
+        tk_bn_backward(b.x, b.r, NULL, pixels, c, b.gamma, mean, inv, fdx, fdg, fdb, scratch,
                        threads);
         CHECKF(rel_diff(fdx, dx, n) < 1e-4, "batchnorm dx, %d threads: %g", threads,
                rel_diff(fdx, dx, n));
         CHECKF(rel_diff(fdg, dg, (size_t)c) < 1e-4, "batchnorm dgamma, %d threads", threads);
         CHECKF(rel_diff(fdb, dbt, (size_t)c) < 1e-4, "batchnorm dbeta, %d threads", threads);
         /* Inference mode with these statistics is the same function. */
-        tk_bn_forward_eval(b.x, pixels, c, b.gamma, b.beta, mean, var, 1e-5f, fdx, threads);
+        tk_bn_forward_eval(b.x, pixels, c, b.gamma, b.beta, mean, var, 1e-5f, 0, fdx, threads);
         CHECKF(rel_diff(fdx, y, n) < 1e-5, "batchnorm eval vs train, %d threads", threads);
+
+        /* Batch-norm fused with the ReLU after it gives the same bytes as
+         * the two passes, forward (training and inference mode) and
+         * backward. */
+        float *yr = zeros(n), *yf = zeros(n), *dr = zeros(n), *dxs = zeros(n), *dxf = zeros(n);
+        float *gs = zeros((size_t)c), *bs = zeros((size_t)c), *gf = zeros((size_t)c);
+        float *bf = zeros((size_t)c);
+        tk_relu_forward(y, n, yr, threads);
+        tk_bn_forward_train(b.x, pixels, c, b.gamma, b.beta, 1e-5f, 1, yf, mean, var, inv,
+                            scratch, threads);
+        CHECKF(memcmp(yr, yf, n * sizeof *yr) == 0, "batchnorm+relu forward, %d threads",
+               threads);
+        tk_bn_forward_eval(b.x, pixels, c, b.gamma, b.beta, mean, var, 1e-5f, 1, yf, threads);
+        tk_relu_forward(fdx, n, dr, threads);
+        CHECKF(memcmp(dr, yf, n * sizeof *yr) == 0, "batchnorm+relu eval, %d threads", threads);
+        tk_relu_backward(yr, b.r, n, dr, threads);
+        tk_bn_backward(b.x, dr, NULL, pixels, c, b.gamma, mean, inv, dxs, gs, bs, scratch,
+                       threads);
+        tk_bn_backward(b.x, b.r, yr, pixels, c, b.gamma, mean, inv, dxf, gf, bf, scratch,
+                       threads);
+        CHECKF(memcmp(dxs, dxf, n * sizeof *dxs) == 0 &&
+                   memcmp(gs, gf, (size_t)c * sizeof *gs) == 0 &&
+                   memcmp(bs, bf, (size_t)c * sizeof *bs) == 0,
+               "batchnorm+relu backward, %d threads", threads);
+        free(yr); free(yf); free(dr); free(dxs); free(dxf); free(gs); free(bs); free(gf);
+        free(bf);
         free(y); free(mean); free(var); free(inv); free(fdx); free(fdg); free(fdb);
         free(scratch);
     }
@@ -269,11 +295,11 @@ static void test_dense(int n, int in_f, int units)
         float *wt = zeros(nw), *out = zeros(no), *fdin = zeros(ni), *fdw = zeros(nw);
         float *fdb = zeros((size_t)units);
         tk_dense_pack(d.w, in_f, units, wt);
-        tk_dense_forward(d.in, n, in_f, wt, d.b, units, out, threads);
+        tk_dense_forward(NULL, d.in, n, in_f, wt, d.b, units, out, threads);
         dense_loss(&d);
         CHECKF(rel_diff(out, d.out, no) < 1e-5, "dense forward %dx%d, %d threads", in_f,
                units, threads);
-        tk_dense_backward(d.in, d.r, n, in_f, d.w, units, fdin, fdw, fdb, threads);
+        tk_dense_backward(NULL, d.in, d.r, n, in_f, d.w, units, fdin, fdw, fdb, threads);
         CHECKF(rel_diff(fdin, din, ni) < 1e-5, "dense din %dx%d, %d threads", in_f, units, threads);
         CHECKF(rel_diff(fdw, dw, nw) < 1e-5, "dense dw %dx%d, %d threads", in_f, units, threads);
         CHECKF(rel_diff(fdb, db, (size_t)units) < 1e-5, "dense db, %d threads", threads);
