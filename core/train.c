@@ -264,13 +264,22 @@ static uint64_t dropout_key(const cnn_trainer *t, int layer)
 
 /* Whether layer i is a ReLU computed with the batch-norm before it: the
  * batch-norm then writes the ReLU's output (act[i + 1]; its own output,
- * act[i], is not written) and takes the ReLU's backward pass into its
- * own.  Same results as the two layers apart, one pass less each way. */
+ * act[i], is not written).  Its backward pass goes into that of the max
+ * pool after it, if there is one (relu_into_pool), else into the
+ * batch-norm's.  Same results as the layers apart, one pass less each
+ * way. */
 static int relu_fused(const cnn_trainer *t, int i)
 {
     const cnn_layer *L = t->m->layers;
     return i > 0 && i <= t->last && L[i].type == CNN_LAYER_RELU &&
            L[i - 1].type == CNN_LAYER_BATCHNORM;
+}
+
+static int relu_into_pool(const cnn_trainer *t, int i)
+{
+    const cnn_layer *L = t->m->layers;
+    return i >= 0 && i < t->last && L[i].type == CNN_LAYER_RELU &&
+           L[i + 1].type == CNN_LAYER_MAXPOOL;
 }
 
 /* Runs layers 0..last on n images of act[0]; logits to t->logits. */
@@ -387,17 +396,20 @@ static void backward(cnn_trainer *t, int n)
         }
         case CNN_LAYER_BATCHNORM: {
             float *st = t->bn_stats[i];
-            tk_bn_backward(in, dout, fuse ? t->act[i + 2] : NULL, pixels, L->in_c,
+            tk_bn_backward(in, dout, fuse && !relu_into_pool(t, i + 1) ? t->act[i + 2] : NULL,
+                           pixels, L->in_c,
                            L->weight, st, st + 2 * L->in_c, din, gw, gb, t->dscratch, th);
             break;
         }
         case CNN_LAYER_RELU:
-            if (relu_fused(t, i)) continue; /* done with the batch-norm */
+            if (relu_fused(t, i) || relu_into_pool(t, i))
+                continue; /* done with the batch-norm or the pool */
             tk_relu_backward(out, dout, count, din, th);
             break;
         case CNN_LAYER_MAXPOOL:
             tk_maxpool_backward(in, out, dout, n, L->in_h, L->in_w, L->in_c,
-                                L->kernel, L->stride, L->out_h, L->out_w, din, th);
+                                L->kernel, L->stride, L->out_h, L->out_w,
+                                relu_into_pool(t, i - 1), din, th);
             break;
         case CNN_LAYER_DENSE:
             tk_dense_backward(t->kern, in, dout, n, (int)layer_in_size(L), L->weight,

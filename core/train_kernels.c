@@ -612,12 +612,13 @@ void tk_maxpool_forward(const float *in, int n, int h, int w, int c, int k,
 }
 
 /* One output row of a 2x2, stride-2 pool: each window's gradient goes to
- * its first element equal to the maximum; the others get 0.  Branch-free
- * over channels so that it vectorises. */
+ * its first element equal to the maximum; the others get 0 (all of them
+ * when relu and the maximum is not > 0).  Branch-free over channels so
+ * that it vectorises. */
 TK_CLONES
 static void pool2_grad_row(const float *in0, const float *in1,
                            const float *out, const float *dout, int ow, int c,
-                           float *d0, float *d1)
+                           int relu, float *d0, float *d1)
 {
     for (int ox = 0; ox < ow; ox++) {
         const float *a = in0 + (size_t)2 * ox * c, *b = a + c;
@@ -630,17 +631,19 @@ static void pool2_grad_row(const float *in0, const float *in1,
             int hb = !ha && b[ch] == m[ch];
             int he = !ha && !hb && e[ch] == m[ch];
             int hf = !ha && !hb && !he;
-            da[ch] = ha ? g[ch] : 0.0f;
-            db[ch] = hb ? g[ch] : 0.0f;
-            de[ch] = he ? g[ch] : 0.0f;
-            df[ch] = hf ? g[ch] : 0.0f;
+            float gv = relu && !(m[ch] > 0.0f) ? 0.0f : g[ch];
+            da[ch] = ha ? gv : 0.0f;
+            db[ch] = hb ? gv : 0.0f;
+            de[ch] = he ? gv : 0.0f;
+            df[ch] = hf ? gv : 0.0f;
         }
     }
 }
 
 void tk_maxpool_backward(const float *in, const float *out,
                          const float *dout, int n, int h, int w, int c, int k,
-                         int stride, int oh, int ow, float *din, int threads)
+                         int stride, int oh, int ow, int relu, float *din,
+                         int threads)
 {
     /* Split by image: windows may overlap inside an image, never across.
      * Windows that tile the image without overlap (stride == k) assign
@@ -663,7 +666,7 @@ void tk_maxpool_backward(const float *in, const float *out,
                     size_t r0 = ((b * h + (size_t)oy * 2) * w) * c, r1 = r0 + (size_t)w * c;
                     size_t o = (b * oh + oy) * ow * c;
                     pool2_grad_row(in + r0, in + r1, out + o, dout + o, ow, c,
-                                   din + r0, din + r1);
+                                   relu, din + r0, din + r1);
                     continue;
                 }
                 for (int ox = 0; ox < ow; ox++) {
@@ -678,7 +681,8 @@ void tk_maxpool_backward(const float *in, const float *out,
                             size_t q = first + ((size_t)ky * w + kx) * c;
                             for (int ch = 0; ch < c; ch++) {
                                 int hit = !done[ch] && in[q + ch] == out[o + ch];
-                                float g = hit ? dout[o + ch] : 0.0f;
+                                float g = hit && !(relu && !(out[o + ch] > 0.0f))
+                                              ? dout[o + ch] : 0.0f;
                                 if (tiles) din[q + ch] = g;
                                 else din[q + ch] += g;
                                 done[ch] |= (unsigned char)hit;

@@ -87,10 +87,14 @@ void tk_relu_backward(const float *y, const float *dy, size_t count,
 void tk_maxpool_forward(const float *in, int n, int h, int w, int c, int k,
                         int stride, int oh, int ow, float *out, int threads);
 /* The gradient goes to the first maximum of each window (the one the
- * forward pass picked); out is the forward output. */
+ * forward pass picked); out is the forward output.  relu fuses the
+ * backward pass of a ReLU before the pool (in is its output): din is then
+ * the gradient at the ReLU's input, 0 where the maximum is not > 0 (the
+ * same results as tk_relu_backward after). */
 void tk_maxpool_backward(const float *in, const float *out,
                          const float *dout, int n, int h, int w, int c, int k,
-                         int stride, int oh, int ow, float *din, int threads);
+                         int stride, int oh, int ow, int relu, float *din,
+                         int threads);
 
 void tk_gap_forward(const float *in, int n, int h, int w, int c, float *out);
 void tk_gap_backward(const float *dout, int n, int h, int w, int c,
