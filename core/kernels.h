@@ -6,7 +6,10 @@
  * core/meson.build); nothing else in the build gets an ISA flag.  cpu.c
  * asks the CPU what it can run and hands out the matching set.  Setting
  * CATDOG_FORCE_PORTABLE=1 makes the portable set the default, so that the
- * test suite can run the path ARM and old x86 machines take.
+ * test suite can run the path ARM and old x86 machines take;
+ * CATDOG_ISA=avx512|avx2|portable makes that set the default where the CPU
+ * runs it (else it is ignored).  The trainer's GEMM (gemm below) lives
+ * here too, so training takes the same path as inference.
  *
  * Every kernel computes each output element in one fixed order (the
  * reduction over the kernel window and input channels, in the packed

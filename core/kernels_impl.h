@@ -573,6 +573,26 @@ GEMM_TILE_FN(GEMM_MR, 1, narrow)
 GEMM_TILE_FN(1, GEMM_NV, row)
 GEMM_TILE_FN(1, 1, row_narrow)
 
+typedef void (*gemm_tile_fn)(int, const float *, ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t,
+                             float *, ptrdiff_t, int);
+
+/* Rows [i0, i1) of C, mr at a time, over columns [0, n_vec): tiles of
+ * `wide` up to n_wide, then one vector wide (`narrow`). */
+static void KN(gemm_rows)(int i0, int i1, int mr, gemm_tile_fn wide, gemm_tile_fn narrow,
+                          int n_wide, int n_vec, int kc, const float *a, ptrdiff_t ars,
+                          ptrdiff_t aks, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
+                          int load)
+{
+    enum { NR = GEMM_NV * VW };
+    for (int i = i0; i < i1; i += mr) {
+        const float *ai = a + i * ars;
+        float *ci = c + i * ldc;
+        int j = 0;
+        for (; j < n_wide; j += NR) wide(kc, ai, ars, aks, b + j, ldb, ci + j, ldc, load);
+        for (; j < n_vec; j += VW) narrow(kc, ai, ars, aks, b + j, ldb, ci + j, ldc, load);
+    }
+}
+
 /* C[M][N] (+)= A[M][K] * B[K][N]: row-major B and C; accumulate or
  * overwrite.  K is taken in slices of GEMM_KC (the partial sums wait in
  * C, exactly), rows in tiles of GEMM_MR, columns in tiles of GEMM_NV
@@ -591,25 +611,11 @@ static void KN(gemm)(int M, int N, int K, const float *a, ptrdiff_t ars, ptrdiff
         const int kc = imin(GEMM_KC, K - k0);
         const int load = accumulate || k0 > 0;
         const float *ak = a + (ptrdiff_t)k0 * aks, *bk = b + (ptrdiff_t)k0 * ldb;
-        int i0 = 0;
-        for (; i0 + GEMM_MR <= M; i0 += GEMM_MR) {
-            const float *ai = ak + i0 * ars;
-            float *ci = c + i0 * ldc;
-            int j0 = 0;
-            for (; j0 < n_wide; j0 += NR)
-                KN(gemm_tile_full)(kc, ai, ars, aks, bk + j0, ldb, ci + j0, ldc, load);
-            for (; j0 < n_vec; j0 += VW)
-                KN(gemm_tile_narrow)(kc, ai, ars, aks, bk + j0, ldb, ci + j0, ldc, load);
-        }
-        for (; i0 < M; i0++) {
-            const float *ai = ak + i0 * ars;
-            float *ci = c + i0 * ldc;
-            int j0 = 0;
-            for (; j0 < n_wide; j0 += NR)
-                KN(gemm_tile_row)(kc, ai, ars, aks, bk + j0, ldb, ci + j0, ldc, load);
-            for (; j0 < n_vec; j0 += VW)
-                KN(gemm_tile_row_narrow)(kc, ai, ars, aks, bk + j0, ldb, ci + j0, ldc, load);
-        }
+        const int m_full = M - M % GEMM_MR;
+        KN(gemm_rows)(0, m_full, GEMM_MR, KN(gemm_tile_full), KN(gemm_tile_narrow), n_wide, n_vec,
+                      kc, ak, ars, aks, bk, ldb, c, ldc, load);
+        KN(gemm_rows)(m_full, M, 1, KN(gemm_tile_row), KN(gemm_tile_row_narrow), n_wide, n_vec,
+                      kc, ak, ars, aks, bk, ldb, c, ldc, load);
         for (int i = 0; i < M; i++)
             for (int j = n_vec; j < N; j++) {
                 float sum = load ? c[i * ldc + j] : 0.0f;
