@@ -149,6 +149,7 @@ void cnn_trainer_pack_weights(cnn_trainer *t)
         const cnn_layer *L = &m->layers[i];
         if (L->type == CNN_LAYER_CONV2D) {
             tk_conv g = conv_geometry(L, t->opt.batch);
+            g.kern = t->kern;
             tk_conv_pack_forward(&g, L->weight, t->packed[i]);
             tk_conv_pack_backward(&g, L->weight, t->packed_back[i]);
         } else if (L->type == CNN_LAYER_DENSE) {
@@ -220,8 +221,8 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
             tk_conv g = conv_geometry(L, opt->batch);
             size_t sc = tk_conv_scratch_floats(&g, t->threads);
             if (sc > scratch) scratch = sc;
-            t->packed[i] = alloc_floats(L->n_weight, 1);
-            t->packed_back[i] = alloc_floats(L->n_weight, 1);
+            t->packed[i] = alloc_floats(tk_conv_packed_floats(&g, 0), 1);
+            t->packed_back[i] = alloc_floats(tk_conv_packed_floats(&g, 1), 1);
             if (!t->packed[i] || !t->packed_back[i]) goto nomem;
         } else if (L->type == CNN_LAYER_DENSE) {
             t->packed[i] = alloc_floats(L->n_weight, 1);
@@ -532,6 +533,7 @@ cnn_status cnn_trainer_set_isa(cnn_trainer *t, cnn_isa isa)
     if (!k) return cnn_fail(CNN_ERR_UNSUPPORTED, "trainer: this CPU (or build) cannot run the %s kernels",
                             cnn_isa_name(isa));
     t->kern = k;
+    cnn_trainer_pack_weights(t);
     return CNN_OK;
 }
 

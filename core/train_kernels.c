@@ -104,20 +104,35 @@ size_t tk_conv_scratch_floats(const tk_conv *g, int threads)
     return conv_thread_floats(g) * (size_t)(threads > 0 ? threads : 1);
 }
 
-/* OIHW weights w into [ky][kx][in][out] (forward), or, for the input
- * gradient's convolution, the kernel turned by 180 degrees into
- * [ky][kx][out][in] (backward). */
+/* The packed weights are the inference kernels' layout (kernels.h): in
+ * blocks of conv_block output channels, [block][ky][kx][in][B], at most
+ * 32 channels a block (every kernel set's block divides 32). */
+enum { TK_MAX_BLOCK = 32 };
+
+size_t tk_conv_packed_floats(const tk_conv *g, int backward)
+{
+    size_t nout = (size_t)(backward ? g->c : g->oc), nin = (size_t)(backward ? g->oc : g->c);
+    size_t blocks = (nout + TK_MAX_BLOCK - 1) / TK_MAX_BLOCK;
+    return blocks * TK_MAX_BLOCK * (size_t)g->k * g->k * nin;
+}
+
+/* OIHW weights w into the forward convolution's blocks, or, for the
+ * input gradient's convolution (whose outputs are g's inputs), the kernel
+ * turned by 180 degrees with inputs and outputs swapped. */
 static void conv_pack(const tk_conv *g, const float *w, float *dst, int backward)
 {
-    int k = g->k, c = g->c, oc = g->oc;
+    const int k = g->k, c = g->c, oc = g->oc, B = kset(g->kern)->conv_block;
+    const int nout = backward ? c : oc, nin = backward ? oc : c;
+    const size_t blocks = ((size_t)nout + B - 1) / B;
+    memset(dst, 0, blocks * B * k * k * nin * sizeof *dst);
     for (int o = 0; o < oc; o++)
         for (int i = 0; i < c; i++)
             for (int ky = 0; ky < k; ky++)
                 for (int kx = 0; kx < k; kx++) {
-                    size_t tap = (size_t)ky * k + kx;
-                    size_t at = backward ? (tap * oc + o) * c + i : (tap * c + i) * oc + o;
-                    int sy = backward ? k - 1 - ky : ky, sx = backward ? k - 1 - kx : kx;
-                    dst[at] = w[(((size_t)o * c + i) * k + sy) * k + sx];
+                    const int po = backward ? i : o, pi = backward ? o : i;
+                    const int ty = backward ? k - 1 - ky : ky, tx = backward ? k - 1 - kx : kx;
+                    dst[((((size_t)(po / B) * k + ty) * k + tx) * nin + pi) * B + po % B] =
+                        w[(((size_t)o * c + i) * k + ky) * k + kx];
                 }
 }
 
@@ -172,29 +187,35 @@ void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
                      const float *bias, float *out, float *scratch,
                      int threads)
 {
-    const size_t P = (size_t)g->n * g->oh * g->ow, K = conv_k(g);
-    const size_t chunks = (P + TK_CHUNK - 1) / TK_CHUNK;
-    const size_t per = conv_thread_floats(g);
-    const int oc = g->oc;
+    /* The inference kernels' direct convolution: items of (image, group
+     * of output rows, block of channels), split statically; each output
+     * is computed the same way whatever item holds it. */
     const cnn_kernels *kern = kset(g->kern);
+    const int B = kern->conv_block, n_ocb = (g->oc + B - 1) / B;
+    const cnn_conv_shape shape = {g->h, g->w, g->c, g->oc, g->k, g->stride, g->pad_top,
+                                  g->pad_left, g->oh, g->ow, 0};
+    int rows = (4 * kern->conv_pixels + g->ow - 1) / g->ow;
+    rows = rows < 1 ? 1 : rows > g->oh ? g->oh : rows;
+    const size_t groups = (size_t)(g->oh + rows - 1) / rows;
+    const size_t items = (size_t)g->n * groups * (size_t)n_ocb;
+    const size_t in_img = (size_t)g->h * g->w * g->c, out_img = (size_t)g->oh * g->ow * g->oc;
+    /* The bias padded to whole blocks (zeros past oc, or all zeros). */
+    float *b = scratch;
+    memset(b, 0, (size_t)n_ocb * B * sizeof *b);
+    if (bias) memcpy(b, bias, (size_t)g->oc * sizeof *b);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
     {
-        int ti = thread_index();
-        size_t c0, c1;
-        split(chunks, thread_count(), ti, &c0, &c1);
-        float *col = scratch + (size_t)ti * per;
-        for (size_t ch = c0; ch < c1; ch++) {
-            size_t p0 = ch * TK_CHUNK;
-            int pc = (int)(P - p0 < TK_CHUNK ? P - p0 : TK_CHUNK);
-            float *o = out + p0 * oc;
-            im2col(g, in, p0, pc, col);
-            if (bias)
-                for (int q = 0; q < pc; q++)
-                    memcpy(o + (size_t)q * oc, bias, (size_t)oc * sizeof *o);
-            kern->gemm(pc, oc, (int)K, col, (ptrdiff_t)K, 1, wt, oc, o, oc,
-                       bias != NULL);
+        size_t i0, i1;
+        split(items, thread_count(), thread_index(), &i0, &i1);
+        for (size_t i = i0; i < i1; i++) {
+            const int ocb = (int)(i % (size_t)n_ocb);
+            const size_t rg = i / (size_t)n_ocb;
+            const size_t img = rg / groups;
+            const int y0 = (int)(rg % groups) * rows;
+            const int y1 = g->oh - y0 < rows ? g->oh : y0 + rows;
+            kern->conv_rows(&shape, in + img * in_img, wt, b, out + img * out_img, y0, y1, ocb);
         }
     }
     (void)threads;
@@ -215,7 +236,7 @@ void tk_conv_backward_input(const tk_conv *g, const float *dout,
         .pad_top = g->k - 1 - g->pad_top, .pad_left = g->k - 1 - g->pad_left,
         .oh = g->h, .ow = g->w, .kern = g->kern,
     };
-    /* Same per-thread layout as g's scratch (t's im2col fits in it). */
+    /* g's scratch holds t's zero bias. */
     tk_conv_forward(&t, dout, wf, NULL, din, scratch, threads);
 }
 

@@ -27,10 +27,14 @@ typedef struct {
 /* Floats of scratch the conv kernels need, for all threads together. */
 size_t tk_conv_scratch_floats(const tk_conv *g, int threads);
 
-/* wt[ky][kx][ic][oc] from OIHW (the forward GEMM's B matrix). */
+/* Floats of packed weights, forward (backward 0) or for the input
+ * gradient (1), for any kernel set. */
+size_t tk_conv_packed_floats(const tk_conv *g, int backward);
+/* The weights (OIHW) in g->kern's conv layout (kernels.h: blocks of
+ * conv_block output channels) for tk_conv_forward. */
 void tk_conv_pack_forward(const tk_conv *g, const float *w, float *wt);
-/* wf[ky][kx][oc][ic] = w[oc][ic][k-1-ky][k-1-kx]: the weights of the
- * convolution that is the input gradient (stride 1). */
+/* The same for the convolution that is the input gradient (stride 1):
+ * w[oc][ic][k-1-ky][k-1-kx], its outputs the input channels. */
 void tk_conv_pack_backward(const tk_conv *g, const float *w, float *wf);
 
 void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,

@@ -127,8 +127,8 @@ static void test_conv(int n, int h, int w, int c, int oc, int k, int stride,
         tk_conv gi = x.g;
         gi.kern = cnn_kernels_for((cnn_isa)isa);
         const char *kn = gi.kern->name;
-        float *wt = zeros(nw), *wf = zeros(nw), *out = zeros(no);
-        float *fdin = zeros(ni), *fdw = zeros(nw), *fdb = zeros((size_t)oc);
+        float *wt = zeros(tk_conv_packed_floats(&gi, 0)), *wf = zeros(tk_conv_packed_floats(&gi, 1));
+        float *out = zeros(no), *fdin = zeros(ni), *fdw = zeros(nw), *fdb = zeros((size_t)oc);
         float *din2 = zeros(ni), *dw2 = zeros(nw);
         float *scratch = zeros(tk_conv_scratch_floats(&gi, threads));
         tk_conv_pack_forward(&gi, x.w, wt);
