@@ -68,6 +68,12 @@
 #ifndef GEMM_NV
 #define GEMM_NV 2
 #endif
+/* The most rows a GEMM tile may have (the tiles for leftover rows are
+ * compiled for every count up to it). */
+#define GEMM_MR_MAX 12
+#if GEMM_MR < 1 || GEMM_MR > GEMM_MR_MAX
+#error "GEMM_MR must be from 1 to 12"
+#endif
 
 typedef float vf __attribute__((vector_size(VW * 4)));
 typedef float vfu __attribute__((vector_size(VW * 4), aligned(4), may_alias));
@@ -538,7 +544,7 @@ KINLINE void gemm_tile(const int MR, const int NV, int kc, const float *a, ptrdi
                        ptrdiff_t aks, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
                        int load)
 {
-    vf acc[GEMM_MR][GEMM_NV];
+    vf acc[GEMM_MR_MAX][GEMM_NV];
 #pragma GCC unroll 16
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
@@ -568,13 +574,19 @@ KINLINE void gemm_tile(const int MR, const int NV, int kc, const float *a, ptrdi
     {                                                                                           \
         gemm_tile(MR, NV, kc, a, ars, aks, b, ldb, c, ldc, load);                               \
     }
-GEMM_TILE_FN(GEMM_MR, GEMM_NV, full)
-GEMM_TILE_FN(GEMM_MR, 1, narrow)
-GEMM_TILE_FN(1, GEMM_NV, row)
-GEMM_TILE_FN(1, 1, row_narrow)
+/* Tiles of 1 to GEMM_MR_MAX rows, GEMM_NV vectors wide (w) or one (n):
+ * full tiles of GEMM_MR rows, and one tile for the rows left over. */
+#define GEMM_TILES(MR) GEMM_TILE_FN(MR, GEMM_NV, w##MR) GEMM_TILE_FN(MR, 1, n##MR)
+GEMM_TILES(1) GEMM_TILES(2) GEMM_TILES(3) GEMM_TILES(4) GEMM_TILES(5) GEMM_TILES(6)
+GEMM_TILES(7) GEMM_TILES(8) GEMM_TILES(9) GEMM_TILES(10) GEMM_TILES(11) GEMM_TILES(12)
 
 typedef void (*gemm_tile_fn)(int, const float *, ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t,
                              float *, ptrdiff_t, int);
+#define GEMM_W(MR) KN(gemm_tile_w##MR),
+#define GEMM_N(MR) KN(gemm_tile_n##MR),
+#define GEMM_ALL(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12)
+static const gemm_tile_fn KN(gemm_wide)[GEMM_MR_MAX + 1] = {NULL, GEMM_ALL(GEMM_W)};
+static const gemm_tile_fn KN(gemm_narrow)[GEMM_MR_MAX + 1] = {NULL, GEMM_ALL(GEMM_N)};
 
 /* Rows [i0, i1) of C, mr at a time, over columns [0, n_vec): tiles of
  * `wide` up to n_wide, then one vector wide (`narrow`). */
@@ -595,8 +607,8 @@ static void KN(gemm_rows)(int i0, int i1, int mr, gemm_tile_fn wide, gemm_tile_f
 
 /* C[M][N] (+)= A[M][K] * B[K][N]: row-major B and C; accumulate or
  * overwrite.  K is taken in slices of GEMM_KC (the partial sums wait in
- * C, exactly), rows in tiles of GEMM_MR, columns in tiles of GEMM_NV
- * vectors, then single vectors, then one by one. */
+ * C, exactly), rows in tiles of GEMM_MR and one tile of the rest, columns
+ * in tiles of GEMM_NV vectors, then single vectors, then one by one. */
 static void KN(gemm)(int M, int N, int K, const float *a, ptrdiff_t ars, ptrdiff_t aks,
                      const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate)
 {
@@ -611,11 +623,12 @@ static void KN(gemm)(int M, int N, int K, const float *a, ptrdiff_t ars, ptrdiff
         const int kc = imin(GEMM_KC, K - k0);
         const int load = accumulate || k0 > 0;
         const float *ak = a + (ptrdiff_t)k0 * aks, *bk = b + (ptrdiff_t)k0 * ldb;
-        const int m_full = M - M % GEMM_MR;
-        KN(gemm_rows)(0, m_full, GEMM_MR, KN(gemm_tile_full), KN(gemm_tile_narrow), n_wide, n_vec,
-                      kc, ak, ars, aks, bk, ldb, c, ldc, load);
-        KN(gemm_rows)(m_full, M, 1, KN(gemm_tile_row), KN(gemm_tile_row_narrow), n_wide, n_vec,
-                      kc, ak, ars, aks, bk, ldb, c, ldc, load);
+        const int m_full = M - M % GEMM_MR, tail = M - m_full;
+        KN(gemm_rows)(0, m_full, GEMM_MR, KN(gemm_wide)[GEMM_MR], KN(gemm_narrow)[GEMM_MR], n_wide,
+                      n_vec, kc, ak, ars, aks, bk, ldb, c, ldc, load);
+        if (tail)
+            KN(gemm_rows)(m_full, M, tail, KN(gemm_wide)[tail], KN(gemm_narrow)[tail], n_wide,
+                          n_vec, kc, ak, ars, aks, bk, ldb, c, ldc, load);
         for (int i = 0; i < M; i++)
             for (int j = n_vec; j < N; j++) {
                 float sum = load ? c[i * ldc + j] : 0.0f;
