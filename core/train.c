@@ -66,13 +66,14 @@ static size_t layer_out_size(const cnn_layer *L)
     return (size_t)L->out_h * L->out_w * L->out_c;
 }
 
-static tk_conv conv_geometry(const cnn_layer *L, int n)
+/* Layer L's convolution for n images, on the trainer's kernel set. */
+static tk_conv conv_geometry(const cnn_trainer *t, const cnn_layer *L, int n)
 {
     tk_conv g = {
         .n = n, .h = L->in_h, .w = L->in_w, .c = L->in_c,
         .oc = L->out_c, .k = L->kernel, .stride = L->stride,
         .pad_top = L->pad_top, .pad_left = L->pad_left,
-        .oh = L->out_h, .ow = L->out_w,
+        .oh = L->out_h, .ow = L->out_w, .kern = t->kern,
     };
     return g;
 }
@@ -148,8 +149,7 @@ void cnn_trainer_pack_weights(cnn_trainer *t)
     for (int i = 0; i <= t->last; i++) {
         const cnn_layer *L = &m->layers[i];
         if (L->type == CNN_LAYER_CONV2D) {
-            tk_conv g = conv_geometry(L, t->opt.batch);
-            g.kern = t->kern;
+            tk_conv g = conv_geometry(t, L, t->opt.batch);
             tk_conv_pack_forward(&g, L->weight, t->packed[i]);
             tk_conv_pack_backward(&g, L->weight, t->packed_back[i]);
         } else if (L->type == CNN_LAYER_DENSE) {
@@ -218,7 +218,7 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
             if (!t->act[i + 1]) goto nomem;
         }
         if (L->type == CNN_LAYER_CONV2D) {
-            tk_conv g = conv_geometry(L, opt->batch);
+            tk_conv g = conv_geometry(t, L, opt->batch);
             size_t sc = tk_conv_scratch_floats(&g, t->threads);
             if (sc > scratch) scratch = sc;
             t->packed[i] = alloc_floats(tk_conv_packed_floats(&g, 0), 1);
@@ -298,8 +298,7 @@ static void forward(cnn_trainer *t, int n, int train)
         const double t0 = t->prof ? cnn_clock_seconds() : 0.0;
         switch (L->type) {
         case CNN_LAYER_CONV2D: {
-            tk_conv g = conv_geometry(L, n);
-            g.kern = t->kern;
+            tk_conv g = conv_geometry(t, L, n);
             tk_conv_forward(&g, in, t->packed[i], L->has_bias ? L->bias : NULL,
                             out, t->scratch, th);
             break;
@@ -384,8 +383,7 @@ static void backward(cnn_trainer *t, int n)
         const double t0 = t->prof ? cnn_clock_seconds() : 0.0;
         switch (L->type) {
         case CNN_LAYER_CONV2D: {
-            tk_conv g = conv_geometry(L, n);
-            g.kern = t->kern;
+            tk_conv g = conv_geometry(t, L, n);
             tk_conv_backward_weight(&g, in, dout, gw, L->has_bias ? gb : NULL,
                                     t->scratch, th);
             const double t1 = t->prof ? cnn_clock_seconds() : 0.0;

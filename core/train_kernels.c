@@ -321,49 +321,61 @@ static void split_cols(int N, int nt, int ti, int *j0, int *j1)
     *j1 = (int)(b1 * TK_NR < (size_t)N ? b1 * TK_NR : (size_t)N);
 }
 
-void tk_dense_forward(const cnn_kernels *kern, const float *in, int n, int in_f,
-                      const float *wt, const float *bias, int units, float *out,
-                      int threads)
+/* One dense pass: forward (dout NULL) writes out's columns, backward
+ * dw's and din's (NULL: none); each thread takes a static share of the
+ * columns (units forward, inputs backward). */
+typedef struct {
+    const cnn_kernels *kern;
+    const float *in, *wt, *bias, *dout, *w;
+    float *out, *din, *dw;
+    int n, in_f, units;
+} dense_job;
+
+static void dense_columns(const dense_job *d, int j0, int j1)
 {
-    kern = kset(kern);
+    const int n = d->n, in_f = d->in_f, units = d->units;
+    if (!d->dout) {
+        for (int r = 0; r < n; r++)
+            for (int j = j0; j < j1; j++)
+                d->out[(size_t)r * units + j] = d->bias ? d->bias[j] : 0.0f;
+        d->kern->gemm(n, j1 - j0, in_f, d->in, in_f, 1, d->wt + j0, units, d->out + j0, units, 1);
+        return;
+    }
+    /* dw[units][in_f] += dout^T[units][n] * in[n][in_f] */
+    d->kern->gemm(units, j1 - j0, n, d->dout, 1, units, d->in + j0, in_f, d->dw + j0, in_f, 1);
+    /* din[n][in_f] = dout[n][units] * w[units][in_f] */
+    if (d->din)
+        d->kern->gemm(n, j1 - j0, units, d->dout, units, 1, d->w + j0, in_f, d->din + j0, in_f, 0);
+}
+
+static void dense_run(const dense_job *d, int threads)
+{
+    const int cols = d->dout ? d->in_f : d->units;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
     {
         int j0, j1;
-        split_cols(units, thread_count(), thread_index(), &j0, &j1);
-        if (j1 > j0) {
-            for (int r = 0; r < n; r++)
-                for (int j = j0; j < j1; j++)
-                    out[(size_t)r * units + j] = bias ? bias[j] : 0.0f;
-            kern->gemm(n, j1 - j0, in_f, in, in_f, 1, wt + j0, units, out + j0,
-                       units, 1);
-        }
+        split_cols(cols, thread_count(), thread_index(), &j0, &j1);
+        if (j1 > j0) dense_columns(d, j0, j1);
     }
     (void)threads;
+}
+
+void tk_dense_forward(const cnn_kernels *kern, const float *in, int n, int in_f,
+                      const float *wt, const float *bias, int units, float *out,
+                      int threads)
+{
+    const dense_job d = {kset(kern), in, wt, bias, NULL, NULL, out, NULL, NULL, n, in_f, units};
+    dense_run(&d, threads);
 }
 
 void tk_dense_backward(const cnn_kernels *kern, const float *in,
                        const float *dout, int n, int in_f, const float *w,
                        int units, float *din, float *dw, float *db, int threads)
 {
-    kern = kset(kern);
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        int j0, j1;
-        split_cols(in_f, thread_count(), thread_index(), &j0, &j1);
-        if (j1 > j0) {
-            /* dw[units][in_f] += dout^T[units][n] * in[n][in_f] */
-            kern->gemm(units, j1 - j0, n, dout, 1, units, in + j0, in_f, dw + j0,
-                       in_f, 1);
-            /* din[n][in_f] = dout[n][units] * w[units][in_f] */
-            if (din)
-                kern->gemm(n, j1 - j0, units, dout, units, 1, w + j0, in_f,
-                           din + j0, in_f, 0);
-        }
-    }
+    const dense_job d = {kset(kern), in, NULL, NULL, dout, w, NULL, din, dw, n, in_f, units};
+    dense_run(&d, threads);
     if (db)
         for (int u = 0; u < units; u++) {
             float s = 0.0f;
@@ -371,7 +383,6 @@ void tk_dense_backward(const cnn_kernels *kern, const float *in,
                 s += dout[(size_t)r * units + u];
             db[u] += s;
         }
-    (void)threads;
 }
 
 /* ------------------------------------------------------------------ */
