@@ -1,25 +1,29 @@
 /* train_kernels.c - the trainer's fast forward and backward kernels.
  *
- * Convolutions are lowered to one GEMM shape, C (+)= A * B, on chunks of
- * TK_CHUNK output pixels: the chunk's input patches are copied into a
- * per-thread im2col buffer (NHWC makes each patch row a few contiguous
- * runs), then multiplied by the packed weights.  The input gradient of a
+ * Convolutions run on the kernel set of the call (tk_conv.kern; cpu.c's
+ * choice by default), the same per-ISA code as inference (kernels.h):
+ * the forward pass is the inference kernels' direct convolution
+ * (conv_rows) over items of (image, row group, channel block), with the
+ * weights packed in their blocked layout; the input gradient of a
  * stride-1 convolution is itself a convolution (of the output gradient
- * with the flipped, transposed kernel), so it reuses the forward path; the
- * weight gradient is patches^T * output gradient, accumulated per thread
- * and summed in thread order.
+ * with the turned, transposed kernel), so it takes the same path; the
+ * weight gradient is patches^T * output gradient: chunks of TK_CHUNK
+ * output pixels are copied into a per-thread im2col buffer (NHWC makes
+ * each patch row a few contiguous runs) and multiplied with the kernel
+ * set's GEMM, accumulated per thread and summed in thread order.  Dense
+ * layers use the same GEMM.
  *
- * The GEMM micro-kernel keeps a 6 x 16 tile of C in registers (GNU vector
- * extensions, so it needs GCC or clang).  It is compiled twice with
- * target_clones, for x86-64-v3 (AVX2 + FMA) and the baseline, and the
- * loader picks one at run time: no ISA flag is needed project-wide.  This
- * file is built with -O3 -ffp-contract=fast (see core/meson.build): the
- * contraction to FMA only changes rounding, and the same binary on the
- * same CPU still gives the same bits.
+ * The remaining element-wise kernels (batch-norm, pooling) are compiled
+ * twice with target_clones, for x86-64-v3 (AVX2 + FMA) and the baseline,
+ * and the loader picks one at run time.  This file is built with -O3
+ * -ffp-contract=fast (see core/meson.build): the contraction to FMA only
+ * changes rounding, and the same binary on the same CPU still gives the
+ * same bits.
  *
  * Work is split statically over threads (thread i of n takes the i-th
- * n-th of the rows or chunks), so results depend only on the thread
- * count. */
+ * n-th of the rows, items or chunks), so results depend only on the
+ * thread count and the kernel set; the convolution's forward pass and
+ * input gradient not even on the thread count. */
 #include "train_kernels.h"
 
 #include <math.h>
@@ -27,10 +31,6 @@
 
 #ifdef _OPENMP
 #include <omp.h>
-#endif
-
-#if !defined(__GNUC__)
-#error "train_kernels.c needs GCC or clang (vector extensions)"
 #endif
 
 /* Run-time ISA choice through GCC's ifunc-based target_clones.  Not under
@@ -44,12 +44,7 @@
 #define TK_CLONES
 #endif
 
-#define TK_INLINE static inline __attribute__((always_inline))
-
-/* The vector helpers are always inlined, so no vector ever crosses a call
- * boundary and the AVX argument-passing ABI note does not apply. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-
+/* TK_NR: the dense layers' column split, in whole GEMM tiles. */
 enum { TK_NR = 32, TK_CHUNK = 256 };
 
 static int thread_index(void)
