@@ -18,7 +18,7 @@
 static const char usage_text[] = N_(
     "usage: catdog bench [--model FILE | --arch NAME|SPEC] [--threads N[,N...]]\n"
     "                    [--batch N] [--runs N] [--isa NAME] [--dense FORMAT]\n"
-    "                    [--image JPEG]\n"
+    "                    [--image JPEG] [--train]\n"
     "\n"
     "Measures inference speed: this CPU's multiply-add peak (a loop of\n"
     "independent FMAs on each kernel set's widest vectors, one thread),\n"
@@ -48,9 +48,14 @@ static const char usage_text[] = N_(
     "                      where exact, the default), f32, bf16 or f16\n"
     "                      (rounded: changes the results slightly)\n"
     "  -i, --image JPEG    also time this photo end to end\n"
+    "      --train         measure training instead: --runs steps (default\n"
+    "                      10) at --batch on random inputs, per thread\n"
+    "                      count, with each layer's forward and backward\n"
+    "                      time (conv backward split into the input and\n"
+    "                      the weight gradient) and images/s\n"
     "  -h, --help          show this help\n");
 
-enum { OPT_ARCH = 1, OPT_THREADS, OPT_BATCH, OPT_RUNS, OPT_ISA, OPT_DENSE, OPT_IMAGE };
+enum { OPT_ARCH = 1, OPT_THREADS, OPT_BATCH, OPT_RUNS, OPT_ISA, OPT_DENSE, OPT_IMAGE, OPT_TRAIN };
 
 /* Besides --model and --help (common.h); --threads takes a list here. */
 static const cli_option options[] = {
@@ -61,6 +66,7 @@ static const cli_option options[] = {
     {"isa", 0, true, OPT_ISA},
     {"dense", 0, true, OPT_DENSE},
     {"image", 'i', true, OPT_IMAGE},
+    {"train", 0, false, OPT_TRAIN},
     {NULL, 0, false, 0},
 };
 
@@ -335,6 +341,7 @@ static int bench_image(const cnn_model *m, const cnn_net_options *no, const char
 typedef struct {
     const char *arch, *image;
     int threads[MAX_THREAD_COUNTS], n_threads, batch, runs;
+    bool train, runs_given;
     cnn_net_options no;
 } bench_args;
 
@@ -352,7 +359,10 @@ static int bench_option(void *ctx, int id, const char *val)
                                    MAX_THREAD_COUNTS, val);
         break;
     case OPT_BATCH: return cli_int_option("bench", "--batch", val, 1, 4096, &a->batch);
-    case OPT_RUNS: return cli_int_option("bench", "--runs", val, 1, 1000000, &a->runs);
+    case OPT_RUNS:
+        a->runs_given = true;
+        return cli_int_option("bench", "--runs", val, 1, 1000000, &a->runs);
+    case OPT_TRAIN: a->train = true; break;
     case OPT_ISA: {
         int found = -1;
         for (int i = 0; i < CNN_ISA_COUNT; i++)
@@ -438,6 +448,18 @@ int cmd_bench(int argc, char **argv)
         printf(" %s %.1f GFLOP/s%s", cnn_isa_name((cnn_isa)i), g * 1e-9, i > 0 ? "," : "");
     }
     putchar('\n');
+
+    if (a.train) {
+        if (image) {
+            cnn_model_free(m);
+            return cli_usage_error("bench", "%s", _("give --image or --train, not both"));
+        }
+        int status = CLI_OK;
+        for (int ti = 0; ti < n_threads && status == CLI_OK; ti++)
+            status = cli_bench_train(m, (int)isa, threads[ti], batch, a.runs_given ? runs : 10, peak);
+        cnn_model_free(m);
+        return status;
+    }
 
     /* The photo when there is one: the dense layers skip the rows of
      * zero inputs, and how many there are depends on the image. */

@@ -37,4 +37,10 @@ int cli_run_one_image(const cnn_model *m, cnn_net *net, const char *image, float
  * all be written (a full disk, a closed pipe). */
 int cli_check_stdout(int status);
 
+/* catdog bench --train (bench_train.c): `steps` timed training steps of
+ * m (trained in place) at batch size batch on the kernels of isa, and a
+ * table of each layer's forward and backward time; peak is one thread's
+ * measured FMA peak in FLOP/s.  Returns CLI_OK or CLI_FAILED. */
+int cli_bench_train(cnn_model *m, int isa, int threads, int batch, int steps, double peak);
+
 #endif

@@ -355,7 +355,8 @@ const char *cnn_isa_name(cnn_isa isa);
 bool cnn_isa_supported(cnn_isa isa);
 
 /* The best supported set, or the portable one when the environment
- * variable CATDOG_FORCE_PORTABLE is set to anything but "" or "0". */
+ * variable CATDOG_FORCE_PORTABLE is set to anything but "" or "0", or
+ * the one CATDOG_ISA names (avx512, avx2, portable) when it is supported. */
 cnn_isa cnn_isa_default(void);
 
 /* Measures the set's multiply-add peak on the calling thread (a loop of

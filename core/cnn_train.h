@@ -324,6 +324,38 @@ cnn_status cnn_trainer_loss_grad(cnn_trainer *t, const float *inputs,
                                  const uint8_t *labels, int n, double *loss,
                                  const float **grads);
 
+/* Where a training step's time goes: seconds per layer (index as in
+ * m->layers), added up over the passes since the profile was attached. */
+typedef struct {
+    double forward;        /* forward pass, training mode */
+    double backward;       /* backward pass, all of it */
+    double backward_input; /* of which the input gradient (conv only;
+                              the rest of a conv's is the weight gradient) */
+} cnn_train_layer_time;
+
+typedef struct {
+    cnn_train_layer_time layer[CNN_MAX_LAYERS];
+    double optimizer;      /* parameter update and weight repacking */
+    long steps;            /* cnn_trainer_step calls */
+} cnn_train_profile;
+
+/* Runs the trainer's convolutions and dense layers on the kernels of isa
+ * (default: cnn_isa_default(), which CATDOG_ISA and CATDOG_FORCE_PORTABLE
+ * steer).  CNN_ERR_UNSUPPORTED when this CPU cannot run them. */
+cnn_status cnn_trainer_set_isa(cnn_trainer *t, cnn_isa isa);
+
+/* From now on the trainer adds its times to *prof (the caller's, zeroed
+ * by the caller, valid until detached); NULL detaches.  Timing is
+ * otherwise off and costs nothing. */
+void cnn_trainer_set_profile(cnn_trainer *t, cnn_train_profile *prof);
+
+/* One training step on n inputs (n <= batch) at learning rate lr:
+ * forward, loss, backward and the optimizer update, as cnn_trainer_run
+ * does for each batch (without augmentation).  For benchmarks. */
+cnn_status cnn_trainer_step(cnn_trainer *t, const float *inputs,
+                            const uint8_t *labels, int n, double lr,
+                            double *loss);
+
 /* Numerically stable binary cross-entropy of a logit z against y in {0,1}
  * and its derivative sigmoid(z) - y. */
 double cnn_bce_logit(float z, int y, double *dz);

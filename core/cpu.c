@@ -50,6 +50,12 @@ cnn_isa cnn_isa_default(void)
 {
     const char *force = getenv("CATDOG_FORCE_PORTABLE");
     if (force && *force && strcmp(force, "0") != 0) return CNN_ISA_PORTABLE;
+    /* CATDOG_ISA=NAME: that set where this CPU runs it (tests reach every
+     * path this way); otherwise the best one. */
+    const char *want = getenv("CATDOG_ISA");
+    for (int i = 0; want && i < CNN_ISA_COUNT; i++)
+        if (strcmp(want, cnn_isa_name((cnn_isa)i)) == 0 && cnn_isa_supported((cnn_isa)i))
+            return (cnn_isa)i;
     for (int i = CNN_ISA_COUNT - 1; i > CNN_ISA_PORTABLE; i--)
         if (cnn_isa_supported((cnn_isa)i)) return (cnn_isa)i;
     return CNN_ISA_PORTABLE;

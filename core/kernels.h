@@ -6,7 +6,10 @@
  * core/meson.build); nothing else in the build gets an ISA flag.  cpu.c
  * asks the CPU what it can run and hands out the matching set.  Setting
  * CATDOG_FORCE_PORTABLE=1 makes the portable set the default, so that the
- * test suite can run the path ARM and old x86 machines take.
+ * test suite can run the path ARM and old x86 machines take;
+ * CATDOG_ISA=avx512|avx2|portable makes that set the default where the CPU
+ * runs it (else it is ignored).  The trainer's GEMM (gemm below) lives
+ * here too, so training takes the same path as inference.
  *
  * Every kernel computes each output element in one fixed order (the
  * reduction over the kernel window and input channels, in the packed
@@ -68,6 +71,14 @@ typedef struct {
      * `iters` iterations, *flops floating-point operations in all.  The
      * result depends on every accumulator, so none can be optimised away. */
     float (*fma_loop)(long iters, double *flops);
+
+    /* The trainer's GEMM: C[M][N] (+)= A[M][K] * B[K][N] with B and C
+     * row-major (ldb, ldc floats a row) and A(i, p) at a[i * ars + p * aks]
+     * (a transposed view when ars = 1); accumulate: add to C, else
+     * overwrite it.  Each element of C is one chain of multiply-adds over
+     * p ascending, so results do not depend on how callers split M or N. */
+    void (*gemm)(int M, int N, int K, const float *a, ptrdiff_t ars, ptrdiff_t aks,
+                 const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate);
 } cnn_kernels;
 
 extern const cnn_kernels cnn_kernels_portable;

@@ -11,6 +11,8 @@
 #define CONV_P 12
 #define DENSE_NV 16
 #define PEAK_NACC 24
+#define GEMM_MR 12
+#define GEMM_NV 2
 #define F16_LOAD(p) ((vf)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(p))))
 #define VFMA(a, b, c) ((vf)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)))
 #include "kernels_impl.h"

@@ -12,11 +12,13 @@
 #define CONV_P 6
 #define DENSE_NV 16
 #define PEAK_NACC 24
+#define GEMM_MR 8
 #else
 /* SSE2 has no FMA: each multiply-add needs a spare register. */
 #define CONV_NV 2
 #define CONV_P 5
 #define DENSE_NV 8
 #define PEAK_NACC 12
+#define GEMM_MR 4
 #endif
 #include "kernels_impl.h"

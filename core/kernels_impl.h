@@ -14,6 +14,8 @@
  *   F16_LOAD(p) (optional) an intrinsic loading VW halves as a vector
  *   VFMA(a, b, c) (optional) a * b + c in one rounding, where the ISA has
  *              a fused multiply-add
+ *   GEMM_MR, GEMM_NV (optional, default 6 and 2) rows and vectors of
+ *              columns of the GEMM's register tile
  * and each is compiled with its ISA's flags only (core/meson.build).
  *
  * Convolution (direct, NHWC): a tile is CONV_P output pixels times
@@ -58,6 +60,19 @@
 #else
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define SFMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+#ifndef GEMM_MR
+#define GEMM_MR 6
+#endif
+#ifndef GEMM_NV
+#define GEMM_NV 2
+#endif
+/* The most rows a GEMM tile may have (the tiles for leftover rows are
+ * compiled for every count up to it). */
+#define GEMM_MR_MAX 12
+#if GEMM_MR < 1 || GEMM_MR > GEMM_MR_MAX
+#error "GEMM_MR must be from 1 to 12"
 #endif
 
 typedef float vf __attribute__((vector_size(VW * 4)));
@@ -518,6 +533,112 @@ static void KN(maxpool_rows)(const float *in, int w, int c, int k, int stride, i
 }
 
 /* ------------------------------------------------------------------ */
+/* GEMM (the trainer's convolutions and dense layers)                 */
+/* ------------------------------------------------------------------ */
+
+/* A tile of MR rows times NV vectors of C kept in registers while the
+ * reduction runs over kc steps; A(i, p) = a[i * ars + p * aks], so A may
+ * be a transposed view.  Each element of C is one chain of multiply-adds
+ * over p in ascending order, whatever tile or call computes it. */
+KINLINE void gemm_tile(const int MR, const int NV, int kc, const float *a, ptrdiff_t ars,
+                       ptrdiff_t aks, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
+                       int load)
+{
+    vf acc[GEMM_MR_MAX][GEMM_NV];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[r][v] = load ? vload(c + r * ldc + v * VW) : (vf){0};
+    for (int p = 0; p < kc; p++) {
+        vf bv[GEMM_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) bv[v] = vload(b + p * ldb + v * VW);
+        const float *ap = a + p * aks;
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; r++) {
+            const vf x = vsplat(ap[r * ars]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[r][v] = VFMA(x, bv[v], acc[r][v]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) vstore(c + r * ldc + v * VW, acc[r][v]);
+}
+
+#define GEMM_TILE_FN(MR, NV, SUFFIX)                                                             \
+    static void KN(gemm_tile_##SUFFIX)(int kc, const float *a, ptrdiff_t ars, ptrdiff_t aks,    \
+                                       const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,  \
+                                       int load)                                                \
+    {                                                                                           \
+        gemm_tile(MR, NV, kc, a, ars, aks, b, ldb, c, ldc, load);                               \
+    }
+/* Tiles of 1 to GEMM_MR_MAX rows, GEMM_NV vectors wide (w) or one (n):
+ * full tiles of GEMM_MR rows, and one tile for the rows left over. */
+#define GEMM_TILES(MR) GEMM_TILE_FN(MR, GEMM_NV, w##MR) GEMM_TILE_FN(MR, 1, n##MR)
+GEMM_TILES(1) GEMM_TILES(2) GEMM_TILES(3) GEMM_TILES(4) GEMM_TILES(5) GEMM_TILES(6)
+GEMM_TILES(7) GEMM_TILES(8) GEMM_TILES(9) GEMM_TILES(10) GEMM_TILES(11) GEMM_TILES(12)
+
+typedef void (*gemm_tile_fn)(int, const float *, ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t,
+                             float *, ptrdiff_t, int);
+#define GEMM_W(MR) KN(gemm_tile_w##MR),
+#define GEMM_N(MR) KN(gemm_tile_n##MR),
+#define GEMM_ALL(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12)
+static const gemm_tile_fn KN(gemm_wide)[GEMM_MR_MAX + 1] = {NULL, GEMM_ALL(GEMM_W)};
+static const gemm_tile_fn KN(gemm_narrow)[GEMM_MR_MAX + 1] = {NULL, GEMM_ALL(GEMM_N)};
+
+/* Rows [i0, i1) of C, mr at a time, over columns [0, n_vec): tiles of
+ * `wide` up to n_wide, then one vector wide (`narrow`). */
+static void KN(gemm_rows)(int i0, int i1, int mr, gemm_tile_fn wide, gemm_tile_fn narrow,
+                          int n_wide, int n_vec, int kc, const float *a, ptrdiff_t ars,
+                          ptrdiff_t aks, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
+                          int load)
+{
+    enum { NR = GEMM_NV * VW };
+    for (int i = i0; i < i1; i += mr) {
+        const float *ai = a + i * ars;
+        float *ci = c + i * ldc;
+        int j = 0;
+        for (; j < n_wide; j += NR) wide(kc, ai, ars, aks, b + j, ldb, ci + j, ldc, load);
+        for (; j < n_vec; j += VW) narrow(kc, ai, ars, aks, b + j, ldb, ci + j, ldc, load);
+    }
+}
+
+/* C[M][N] (+)= A[M][K] * B[K][N]: row-major B and C; accumulate or
+ * overwrite.  K is taken in slices of GEMM_KC (the partial sums wait in
+ * C, exactly), rows in tiles of GEMM_MR and one tile of the rest, columns
+ * in tiles of GEMM_NV vectors, then single vectors, then one by one. */
+static void KN(gemm)(int M, int N, int K, const float *a, ptrdiff_t ars, ptrdiff_t aks,
+                     const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate)
+{
+    enum { NR = GEMM_NV * VW, GEMM_KC = 256 };
+    const int n_wide = N - N % NR, n_vec = N - N % VW;
+    if (K <= 0) {
+        if (!accumulate)
+            for (int i = 0; i < M; i++) memset(c + i * ldc, 0, (size_t)N * sizeof *c);
+        return;
+    }
+    for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+        const int kc = imin(GEMM_KC, K - k0);
+        const int load = accumulate || k0 > 0;
+        const float *ak = a + (ptrdiff_t)k0 * aks, *bk = b + (ptrdiff_t)k0 * ldb;
+        const int m_full = M - M % GEMM_MR, tail = M - m_full;
+        KN(gemm_rows)(0, m_full, GEMM_MR, KN(gemm_wide)[GEMM_MR], KN(gemm_narrow)[GEMM_MR], n_wide,
+                      n_vec, kc, ak, ars, aks, bk, ldb, c, ldc, load);
+        if (tail)
+            KN(gemm_rows)(m_full, M, tail, KN(gemm_wide)[tail], KN(gemm_narrow)[tail], n_wide,
+                          n_vec, kc, ak, ars, aks, bk, ldb, c, ldc, load);
+        for (int i = 0; i < M; i++)
+            for (int j = n_vec; j < N; j++) {
+                float sum = load ? c[i * ldc + j] : 0.0f;
+                for (int p = 0; p < kc; p++) sum = SFMA(ak[i * ars + p * aks], bk[p * ldb + j], sum);
+                c[i * ldc + j] = sum;
+            }
+    }
+}
+
+/* ------------------------------------------------------------------ */
 /* Peak                                                               */
 /* ------------------------------------------------------------------ */
 
@@ -548,4 +669,5 @@ const cnn_kernels KSET = {
     KN(dense_acc),
     KN(maxpool_rows),
     KN(fma_loop),
+    KN(gemm),
 };

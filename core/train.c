@@ -71,13 +71,14 @@ static size_t layer_out_size(const cnn_layer *L)
     return (size_t)L->out_h * L->out_w * L->out_c;
 }
 
-static tk_conv conv_geometry(const cnn_layer *L, int n)
+/* Layer L's convolution for n images, on the trainer's kernel set. */
+static tk_conv conv_geometry(const cnn_trainer *t, const cnn_layer *L, int n)
 {
     tk_conv g = {
         .n = n, .h = L->in_h, .w = L->in_w, .c = L->in_c,
         .oc = L->out_c, .k = L->kernel, .stride = L->stride,
         .pad_top = L->pad_top, .pad_left = L->pad_left,
-        .oh = L->out_h, .ow = L->out_w,
+        .oh = L->out_h, .ow = L->out_w, .kern = t->kern,
     };
     return g;
 }
@@ -157,7 +158,7 @@ void cnn_trainer_pack_weights(cnn_trainer *t)
     for (int i = 0; i <= t->last; i++) {
         const cnn_layer *L = &m->layers[i];
         if (L->type == CNN_LAYER_CONV2D) {
-            tk_conv g = conv_geometry(L, t->opt.batch);
+            tk_conv g = conv_geometry(t, L, t->opt.batch);
             tk_conv_pack_forward(&g, L->weight, t->packed[i]);
             tk_conv_pack_backward(&g, L->weight, t->packed_back[i]);
         } else if (L->type == CNN_LAYER_DENSE) {
@@ -221,6 +222,7 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
     t->opt = *opt;
     t->last = last;
     t->threads = resolve_threads(opt->threads);
+    t->kern = cnn_kernels_for(cnn_isa_default());
     t->opt.threads = t->threads;
     const char *arch = opt->arch ? opt->arch : m->name;
     t->arch = malloc(strlen(arch) + 1);
@@ -248,11 +250,11 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
             if (!t->act[i + 1]) goto nomem;
         }
         if (L->type == CNN_LAYER_CONV2D) {
-            tk_conv g = conv_geometry(L, opt->batch);
+            tk_conv g = conv_geometry(t, L, opt->batch);
             size_t sc = tk_conv_scratch_floats(&g, t->threads);
             if (sc > scratch) scratch = sc;
-            t->packed[i] = alloc_floats(L->n_weight, 1);
-            t->packed_back[i] = alloc_floats(L->n_weight, 1);
+            t->packed[i] = alloc_floats(tk_conv_packed_floats(&g, 0), 1);
+            t->packed_back[i] = alloc_floats(tk_conv_packed_floats(&g, 1), 1);
             if (!t->packed[i] || !t->packed_back[i]) goto nomem;
         } else if (L->type == CNN_LAYER_DENSE) {
             t->packed[i] = alloc_floats(L->n_weight, 1);
@@ -294,6 +296,26 @@ static uint64_t dropout_key(const cnn_trainer *t, int layer)
     return tk_hash(tk_hash(t->opt.seed ^ SALT_DROPOUT, t->step), (uint64_t)layer);
 }
 
+/* Whether layer i is a ReLU computed with the batch-norm before it: the
+ * batch-norm then writes the ReLU's output (act[i + 1]; its own output,
+ * act[i], is not written).  Its backward pass goes into that of the max
+ * pool after it, if there is one (relu_into_pool), else into the
+ * batch-norm's.  Same results as the layers apart, one pass less each
+ * way. */
+static int relu_fused(const cnn_trainer *t, int i)
+{
+    const cnn_layer *L = t->m->layers;
+    return i > 0 && i <= t->last && L[i].type == CNN_LAYER_RELU &&
+           L[i - 1].type == CNN_LAYER_BATCHNORM;
+}
+
+static int relu_into_pool(const cnn_trainer *t, int i)
+{
+    const cnn_layer *L = t->m->layers;
+    return i >= 0 && i < t->last && L[i].type == CNN_LAYER_RELU &&
+           L[i + 1].type == CNN_LAYER_MAXPOOL;
+}
+
 /* Runs layers 0..last on n images of act[0]; logits to t->logits. */
 static void forward(cnn_trainer *t, int n, int train)
 {
@@ -305,9 +327,11 @@ static void forward(cnn_trainer *t, int n, int train)
         float *out = t->act[i + 1];
         size_t count = t->per_image[i + 1] * (size_t)n;
         size_t pixels = (size_t)n * L->in_h * L->in_w;
+        const int fuse = relu_fused(t, i + 1);
+        const double t0 = t->prof ? cnn_clock_seconds() : 0.0;
         switch (L->type) {
         case CNN_LAYER_CONV2D: {
-            tk_conv g = conv_geometry(L, n);
+            tk_conv g = conv_geometry(t, L, n);
             tk_conv_forward(&g, in, t->packed[i], L->has_bias ? L->bias : NULL,
                             out, t->scratch, th);
             break;
@@ -316,8 +340,8 @@ static void forward(cnn_trainer *t, int n, int train)
             if (train) {
                 float *st = t->bn_stats[i], *bm = st, *bv = st + L->in_c;
                 tk_bn_forward_train(in, pixels, L->in_c, L->weight, L->bias,
-                                    L->eps, out, bm, bv, st + 2 * L->in_c,
-                                    t->dscratch, th);
+                                    L->eps, fuse, fuse ? t->act[i + 2] : out, bm, bv,
+                                    st + 2 * L->in_c, t->dscratch, th);
                 /* Running variance is the unbiased batch variance. */
                 float mo = t->opt.bn_momentum;
                 double unbias = pixels > 1 ? (double)pixels / (double)(pixels - 1) : 1.0;
@@ -335,18 +359,19 @@ static void forward(cnn_trainer *t, int n, int train)
                 }
             } else {
                 tk_bn_forward_eval(in, pixels, L->in_c, L->weight, L->bias,
-                                   L->mean, L->var, L->eps, out, th);
+                                   L->mean, L->var, L->eps, fuse,
+                                   fuse ? t->act[i + 2] : out, th);
             }
             break;
         case CNN_LAYER_RELU:
-            tk_relu_forward(in, count, out, th);
+            if (!relu_fused(t, i)) tk_relu_forward(in, count, out, th);
             break;
         case CNN_LAYER_MAXPOOL:
             tk_maxpool_forward(in, n, L->in_h, L->in_w, L->in_c, L->kernel,
                                L->stride, L->out_h, L->out_w, out, th);
             break;
         case CNN_LAYER_DENSE:
-            tk_dense_forward(in, n, (int)layer_in_size(L), t->packed[i],
+            tk_dense_forward(t->kern, in, n, (int)layer_in_size(L), t->packed[i],
                              L->has_bias ? L->bias : NULL, L->units, out, th);
             break;
         case CNN_LAYER_DROPOUT:
@@ -362,6 +387,7 @@ static void forward(cnn_trainer *t, int n, int train)
         case CNN_LAYER_SIGMOID: /* never before t->last */
             break;
         }
+        if (t->prof && train) t->prof->layer[i].forward += cnn_clock_seconds() - t0;
     }
     memcpy(t->logits, t->act[t->last + 1], (size_t)n * sizeof *t->logits);
 }
@@ -386,31 +412,39 @@ static void backward(cnn_trainer *t, int n)
         size_t pixels = (size_t)n * L->in_h * L->in_w;
         float *gw = L->weight ? t->grads + param_offset(m, L->weight) : NULL;
         float *gb = L->bias ? t->grads + param_offset(m, L->bias) : NULL;
+        const int fuse = relu_fused(t, i + 1);
+        const double t0 = t->prof ? cnn_clock_seconds() : 0.0;
         switch (L->type) {
         case CNN_LAYER_CONV2D: {
-            tk_conv g = conv_geometry(L, n);
+            tk_conv g = conv_geometry(t, L, n);
             tk_conv_backward_weight(&g, in, dout, gw, L->has_bias ? gb : NULL,
                                     t->scratch, th);
+            const double t1 = t->prof ? cnn_clock_seconds() : 0.0;
             if (i > 0)
                 tk_conv_backward_input(&g, dout, t->packed_back[i], L->weight,
                                        din, t->scratch, th);
+            if (t->prof) t->prof->layer[i].backward_input += cnn_clock_seconds() - t1;
             break;
         }
         case CNN_LAYER_BATCHNORM: {
             float *st = t->bn_stats[i];
-            tk_bn_backward(in, dout, pixels, L->in_c, L->weight, st,
-                           st + 2 * L->in_c, din, gw, gb, t->dscratch, th);
+            tk_bn_backward(in, dout, fuse && !relu_into_pool(t, i + 1) ? t->act[i + 2] : NULL,
+                           pixels, L->in_c,
+                           L->weight, st, st + 2 * L->in_c, din, gw, gb, t->dscratch, th);
             break;
         }
         case CNN_LAYER_RELU:
+            if (relu_fused(t, i) || relu_into_pool(t, i))
+                continue; /* done with the batch-norm or the pool */
             tk_relu_backward(out, dout, count, din, th);
             break;
         case CNN_LAYER_MAXPOOL:
             tk_maxpool_backward(in, out, dout, n, L->in_h, L->in_w, L->in_c,
-                                L->kernel, L->stride, L->out_h, L->out_w, din, th);
+                                L->kernel, L->stride, L->out_h, L->out_w,
+                                relu_into_pool(t, i - 1), din, th);
             break;
         case CNN_LAYER_DENSE:
-            tk_dense_backward(in, dout, n, (int)layer_in_size(L), L->weight,
+            tk_dense_backward(t->kern, in, dout, n, (int)layer_in_size(L), L->weight,
                               L->units, i > 0 ? din : NULL, gw,
                               L->has_bias ? gb : NULL, th);
             break;
@@ -424,6 +458,7 @@ static void backward(cnn_trainer *t, int n)
         case CNN_LAYER_SIGMOID:
             continue; /* the gradient passes through unchanged */
         }
+        if (t->prof) t->prof->layer[i].backward += cnn_clock_seconds() - t0;
         float *tmp = dout;
         dout = din;
         din = tmp;
@@ -518,6 +553,7 @@ static void update_tensor(cnn_trainer *t, float *p, size_t count, int decay,
 static void optimizer_step(cnn_trainer *t, double lr)
 {
     cnn_model *m = t->m;
+    const double t0 = t->prof ? cnn_clock_seconds() : 0.0;
     for (int i = 0; i <= t->last; i++) {
         cnn_layer *L = &m->layers[i];
         int decay = L->type == CNN_LAYER_CONV2D || L->type == CNN_LAYER_DENSE;
@@ -527,6 +563,40 @@ static void optimizer_step(cnn_trainer *t, double lr)
     t->step++;
     if (t->ema) cnn_ema_update(t->ema, m->params, m->n_params, t->opt.recipe.ema_decay);
     cnn_trainer_pack_weights(t);
+    if (t->prof) t->prof->optimizer += cnn_clock_seconds() - t0;
+}
+
+cnn_status cnn_trainer_set_isa(cnn_trainer *t, cnn_isa isa)
+{
+    const cnn_kernels *k = t ? cnn_kernels_for(isa) : NULL;
+    if (!k) return cnn_fail(CNN_ERR_UNSUPPORTED, "trainer: this CPU (or build) cannot run the %s kernels",
+                            cnn_isa_name(isa));
+    t->kern = k;
+    cnn_trainer_pack_weights(t);
+    return CNN_OK;
+}
+
+void cnn_trainer_set_profile(cnn_trainer *t, cnn_train_profile *prof)
+{
+    if (t) t->prof = prof;
+}
+
+cnn_status cnn_trainer_step(cnn_trainer *t, const float *inputs,
+                            const uint8_t *labels, int n, double lr,
+                            double *loss)
+{
+    if (!t || !inputs || !labels || n <= 0 || n > t->opt.batch || !(lr >= 0.0))
+        return cnn_fail(CNN_ERR_ARG, "step: need 1..%d inputs and lr >= 0",
+                        t ? t->opt.batch : 0);
+    memcpy(t->act[0], inputs, t->per_image[0] * (size_t)n * sizeof(float));
+    memcpy(t->labels, labels, (size_t)n);
+    forward(t, n, 1);
+    double l = loss_and_seed(t, n);
+    backward(t, n);
+    optimizer_step(t, lr);
+    if (t->prof) t->prof->steps++;
+    if (loss) *loss = l;
+    return CNN_OK;
 }
 
 /* ------------------------------------------------------------------ */

@@ -5,6 +5,7 @@
 
 #include "cnn_internal.h"
 #include "cnn_train.h"
+#include "kernels.h"
 
 /* Salts that keep the random streams apart. */
 enum {
@@ -20,6 +21,7 @@ struct cnn_trainer {
     cnn_train_options opt;
     char *arch;
     int threads;
+    const cnn_kernels *kern;    /* the kernel set of its GEMMs */
     int last;                   /* last layer before the logit's sigmoid */
 
     size_t per_image[CNN_MAX_LAYERS + 1]; /* floats of act[i] per image */
@@ -47,6 +49,8 @@ struct cnn_trainer {
                                    is evaluated */
     double best_logloss;        /* keep_best: lowest so far */
     int best_epoch;             /* its epoch (0-based), -1: none yet */
+
+    cnn_train_profile *prof;    /* NULL: no timing */
 
     uint64_t step;
     int epoch, batch_pos;

@@ -1,25 +1,29 @@
 /* train_kernels.c - the trainer's fast forward and backward kernels.
  *
- * Convolutions are lowered to one GEMM shape, C (+)= A * B, on chunks of
- * TK_CHUNK output pixels: the chunk's input patches are copied into a
- * per-thread im2col buffer (NHWC makes each patch row a few contiguous
- * runs), then multiplied by the packed weights.  The input gradient of a
+ * Convolutions run on the kernel set of the call (tk_conv.kern; cpu.c's
+ * choice by default), the same per-ISA code as inference (kernels.h):
+ * the forward pass is the inference kernels' direct convolution
+ * (conv_rows) over items of (image, row group, channel block), with the
+ * weights packed in their blocked layout; the input gradient of a
  * stride-1 convolution is itself a convolution (of the output gradient
- * with the flipped, transposed kernel), so it reuses the forward path; the
- * weight gradient is patches^T * output gradient, accumulated per thread
- * and summed in thread order.
+ * with the turned, transposed kernel), so it takes the same path; the
+ * weight gradient is patches^T * output gradient: chunks of TK_CHUNK
+ * output pixels are copied into a per-thread im2col buffer (NHWC makes
+ * each patch row a few contiguous runs) and multiplied with the kernel
+ * set's GEMM, accumulated per thread and summed in thread order.  Dense
+ * layers use the same GEMM.
  *
- * The GEMM micro-kernel keeps a 6 x 16 tile of C in registers (GNU vector
- * extensions, so it needs GCC or clang).  It is compiled twice with
- * target_clones, for x86-64-v3 (AVX2 + FMA) and the baseline, and the
- * loader picks one at run time: no ISA flag is needed project-wide.  This
- * file is built with -O3 -ffp-contract=fast (see core/meson.build): the
- * contraction to FMA only changes rounding, and the same binary on the
- * same CPU still gives the same bits.
+ * The remaining element-wise kernels (batch-norm, pooling) are compiled
+ * twice with target_clones, for x86-64-v3 (AVX2 + FMA) and the baseline,
+ * and the loader picks one at run time.  This file is built with -O3
+ * -ffp-contract=fast (see core/meson.build): the contraction to FMA only
+ * changes rounding, and the same binary on the same CPU still gives the
+ * same bits.
  *
  * Work is split statically over threads (thread i of n takes the i-th
- * n-th of the rows or chunks), so results depend only on the thread
- * count. */
+ * n-th of the rows, items or chunks), so results depend only on the
+ * thread count and the kernel set; the convolution's forward pass and
+ * input gradient not even on the thread count. */
 #include "train_kernels.h"
 
 #include <math.h>
@@ -27,10 +31,6 @@
 
 #ifdef _OPENMP
 #include <omp.h>
-#endif
-
-#if !defined(__GNUC__)
-#error "train_kernels.c needs GCC or clang (vector extensions)"
 #endif
 
 /* Run-time ISA choice through GCC's ifunc-based target_clones.  Not under
@@ -44,15 +44,8 @@
 #define TK_CLONES
 #endif
 
-#define TK_INLINE static inline __attribute__((always_inline))
-
-/* The vector helpers are always inlined, so no vector ever crosses a call
- * boundary and the AVX argument-passing ABI note does not apply. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-
-typedef float tk_v8 __attribute__((vector_size(32)));
-
-enum { TK_MR = 6, TK_NR = 16, TK_KC = 256, TK_CHUNK = 256 };
+/* TK_NR: the dense layers' column split, in whole GEMM tiles. */
+enum { TK_NR = 32, TK_CHUNK = 256 };
 
 static int thread_index(void)
 {
@@ -79,75 +72,10 @@ static void split(size_t total, int n, int i, size_t *begin, size_t *end)
     *end = total * (size_t)(i + 1) / (size_t)n;
 }
 
-TK_INLINE tk_v8 load8(const float *p)
+/* The kernel set a call runs on: the given one, else the default. */
+static const cnn_kernels *kset(const cnn_kernels *k)
 {
-    tk_v8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-TK_INLINE void store8(float *p, tk_v8 v) { memcpy(p, &v, sizeof v); }
-
-/* C[mr][16] (+)= A[mr][kc] * B[kc][16]; A(i, p) = a[i * ars + p * aks]. */
-TK_INLINE void micro(const int mr, int kc, const float *a, ptrdiff_t ars,
-                     ptrdiff_t aks, const float *b, ptrdiff_t ldb, float *c,
-                     ptrdiff_t ldc, int load)
-{
-    tk_v8 lo[TK_MR], hi[TK_MR];
-    for (int r = 0; r < mr; r++) {
-        if (load) {
-            lo[r] = load8(c + r * ldc);
-            hi[r] = load8(c + r * ldc + 8);
-        } else {
-            lo[r] = (tk_v8){0};
-            hi[r] = (tk_v8){0};
-        }
-    }
-    for (int p = 0; p < kc; p++) {
-        tk_v8 b0 = load8(b + p * ldb), b1 = load8(b + p * ldb + 8);
-        const float *ap = a + p * aks;
-        for (int r = 0; r < mr; r++) {
-            float s = ap[r * ars];
-            lo[r] += s * b0;
-            hi[r] += s * b1;
-        }
-    }
-    for (int r = 0; r < mr; r++) {
-        store8(c + r * ldc, lo[r]);
-        store8(c + r * ldc + 8, hi[r]);
-    }
-}
-
-/* C[M][N] (+)= A[M][K] * B[K][N], row-major B and C, A(i, p) at
- * a[i * ars + p * aks] (so A may be a transposed view). */
-TK_CLONES
-static void gemm(int M, int N, int K, const float *a, ptrdiff_t ars,
-                 ptrdiff_t aks, const float *b, ptrdiff_t ldb, float *c,
-                 ptrdiff_t ldc, int accumulate)
-{
-    int n_vec = N - N % TK_NR;
-    for (int k0 = 0; k0 < K; k0 += TK_KC) {
-        int kc = K - k0 < TK_KC ? K - k0 : TK_KC;
-        int load = accumulate || k0 > 0;
-        const float *ak = a + (ptrdiff_t)k0 * aks;
-        const float *bk = b + (ptrdiff_t)k0 * ldb;
-        int i0 = 0;
-        for (; i0 + TK_MR <= M; i0 += TK_MR)
-            for (int j0 = 0; j0 < n_vec; j0 += TK_NR)
-                micro(TK_MR, kc, ak + i0 * ars, ars, aks, bk + j0, ldb,
-                      c + i0 * ldc + j0, ldc, load);
-        for (; i0 < M; i0++)
-            for (int j0 = 0; j0 < n_vec; j0 += TK_NR)
-                micro(1, kc, ak + i0 * ars, ars, aks, bk + j0, ldb,
-                      c + i0 * ldc + j0, ldc, load);
-        for (int i = 0; i < M; i++)
-            for (int j = n_vec; j < N; j++) {
-                float s = load ? c[i * ldc + j] : 0.0f;
-                for (int p = 0; p < kc; p++)
-                    s += ak[i * ars + p * aks] * bk[p * ldb + j];
-                c[i * ldc + j] = s;
-            }
-    }
+    return k ? k : cnn_kernels_for(cnn_isa_default());
 }
 
 /* ------------------------------------------------------------------ */
@@ -171,20 +99,35 @@ size_t tk_conv_scratch_floats(const tk_conv *g, int threads)
     return conv_thread_floats(g) * (size_t)(threads > 0 ? threads : 1);
 }
 
-/* OIHW weights w into [ky][kx][in][out] (forward), or, for the input
- * gradient's convolution, the kernel turned by 180 degrees into
- * [ky][kx][out][in] (backward). */
+/* The packed weights are the inference kernels' layout (kernels.h): in
+ * blocks of conv_block output channels, [block][ky][kx][in][B], at most
+ * 32 channels a block (every kernel set's block divides 32). */
+enum { TK_MAX_BLOCK = 32 };
+
+size_t tk_conv_packed_floats(const tk_conv *g, int backward)
+{
+    size_t nout = (size_t)(backward ? g->c : g->oc), nin = (size_t)(backward ? g->oc : g->c);
+    size_t blocks = (nout + TK_MAX_BLOCK - 1) / TK_MAX_BLOCK;
+    return blocks * TK_MAX_BLOCK * (size_t)g->k * g->k * nin;
+}
+
+/* OIHW weights w into the forward convolution's blocks, or, for the
+ * input gradient's convolution (whose outputs are g's inputs), the kernel
+ * turned by 180 degrees with inputs and outputs swapped. */
 static void conv_pack(const tk_conv *g, const float *w, float *dst, int backward)
 {
-    int k = g->k, c = g->c, oc = g->oc;
+    const int k = g->k, c = g->c, oc = g->oc, B = kset(g->kern)->conv_block;
+    const int nout = backward ? c : oc, nin = backward ? oc : c;
+    const size_t blocks = ((size_t)nout + B - 1) / B;
+    memset(dst, 0, blocks * B * k * k * nin * sizeof *dst);
     for (int o = 0; o < oc; o++)
         for (int i = 0; i < c; i++)
             for (int ky = 0; ky < k; ky++)
                 for (int kx = 0; kx < k; kx++) {
-                    size_t tap = (size_t)ky * k + kx;
-                    size_t at = backward ? (tap * oc + o) * c + i : (tap * c + i) * oc + o;
-                    int sy = backward ? k - 1 - ky : ky, sx = backward ? k - 1 - kx : kx;
-                    dst[at] = w[(((size_t)o * c + i) * k + sy) * k + sx];
+                    const int po = backward ? i : o, pi = backward ? o : i;
+                    const int ty = backward ? k - 1 - ky : ky, tx = backward ? k - 1 - kx : kx;
+                    dst[((((size_t)(po / B) * k + ty) * k + tx) * nin + pi) * B + po % B] =
+                        w[(((size_t)o * c + i) * k + ky) * k + kx];
                 }
 }
 
@@ -239,28 +182,35 @@ void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
                      const float *bias, float *out, float *scratch,
                      int threads)
 {
-    const size_t P = (size_t)g->n * g->oh * g->ow, K = conv_k(g);
-    const size_t chunks = (P + TK_CHUNK - 1) / TK_CHUNK;
-    const size_t per = conv_thread_floats(g);
-    const int oc = g->oc;
+    /* The inference kernels' direct convolution: items of (image, group
+     * of output rows, block of channels), split statically; each output
+     * is computed the same way whatever item holds it. */
+    const cnn_kernels *kern = kset(g->kern);
+    const int B = kern->conv_block, n_ocb = (g->oc + B - 1) / B;
+    const cnn_conv_shape shape = {g->h, g->w, g->c, g->oc, g->k, g->stride, g->pad_top,
+                                  g->pad_left, g->oh, g->ow, 0};
+    int rows = (4 * kern->conv_pixels + g->ow - 1) / g->ow;
+    rows = rows < 1 ? 1 : rows > g->oh ? g->oh : rows;
+    const size_t groups = (size_t)(g->oh + rows - 1) / rows;
+    const size_t items = (size_t)g->n * groups * (size_t)n_ocb;
+    const size_t in_img = (size_t)g->h * g->w * g->c, out_img = (size_t)g->oh * g->ow * g->oc;
+    /* The bias padded to whole blocks (zeros past oc, or all zeros). */
+    float *b = scratch;
+    memset(b, 0, (size_t)n_ocb * B * sizeof *b);
+    if (bias) memcpy(b, bias, (size_t)g->oc * sizeof *b);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
     {
-        int ti = thread_index();
-        size_t c0, c1;
-        split(chunks, thread_count(), ti, &c0, &c1);
-        float *col = scratch + (size_t)ti * per;
-        for (size_t ch = c0; ch < c1; ch++) {
-            size_t p0 = ch * TK_CHUNK;
-            int pc = (int)(P - p0 < TK_CHUNK ? P - p0 : TK_CHUNK);
-            float *o = out + p0 * oc;
-            im2col(g, in, p0, pc, col);
-            if (bias)
-                for (int q = 0; q < pc; q++)
-                    memcpy(o + (size_t)q * oc, bias, (size_t)oc * sizeof *o);
-            gemm(pc, oc, (int)K, col, (ptrdiff_t)K, 1, wt, oc, o, oc,
-                 bias != NULL);
+        size_t i0, i1;
+        split(items, thread_count(), thread_index(), &i0, &i1);
+        for (size_t i = i0; i < i1; i++) {
+            const int ocb = (int)(i % (size_t)n_ocb);
+            const size_t rg = i / (size_t)n_ocb;
+            const size_t img = rg / groups;
+            const int y0 = (int)(rg % groups) * rows;
+            const int y1 = g->oh - y0 < rows ? g->oh : y0 + rows;
+            kern->conv_rows(&shape, in + img * in_img, wt, b, out + img * out_img, y0, y1, ocb);
         }
     }
     (void)threads;
@@ -279,9 +229,9 @@ void tk_conv_backward_input(const tk_conv *g, const float *dout,
         .n = g->n, .h = g->oh, .w = g->ow, .c = g->oc,
         .oc = g->c, .k = g->k, .stride = 1,
         .pad_top = g->k - 1 - g->pad_top, .pad_left = g->k - 1 - g->pad_left,
-        .oh = g->h, .ow = g->w,
+        .oh = g->h, .ow = g->w, .kern = g->kern,
     };
-    /* Same per-thread layout as g's scratch (t's im2col fits in it). */
+    /* g's scratch holds t's zero bias. */
     tk_conv_forward(&t, dout, wf, NULL, din, scratch, threads);
 }
 
@@ -294,6 +244,7 @@ void tk_conv_backward_weight(const tk_conv *g, const float *in,
     const size_t per = conv_thread_floats(g);
     const size_t col_floats = per - K * g->oc - (size_t)g->oc;
     const int oc = g->oc, k = g->k, c = g->c;
+    const cnn_kernels *kern = kset(g->kern);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
@@ -310,7 +261,7 @@ void tk_conv_backward_weight(const tk_conv *g, const float *in,
             const float *d = dout + p0 * oc;
             im2col(g, in, p0, pc, col);
             /* dwt[K][oc] += col^T[K][pc] * d[pc][oc] */
-            gemm((int)K, oc, pc, col, 1, (ptrdiff_t)K, d, oc, dwt, oc, 1);
+            kern->gemm((int)K, oc, pc, col, 1, (ptrdiff_t)K, d, oc, dwt, oc, 1);
             for (int q = 0; q < pc; q++)
                 for (int o = 0; o < oc; o++)
                     dbt[o] += d[(size_t)q * oc + o];
@@ -365,46 +316,61 @@ static void split_cols(int N, int nt, int ti, int *j0, int *j1)
     *j1 = (int)(b1 * TK_NR < (size_t)N ? b1 * TK_NR : (size_t)N);
 }
 
-void tk_dense_forward(const float *in, int n, int in_f, const float *wt,
-                      const float *bias, int units, float *out, int threads)
+/* One dense pass: forward (dout NULL) writes out's columns, backward
+ * dw's and din's (NULL: none); each thread takes a static share of the
+ * columns (units forward, inputs backward). */
+typedef struct {
+    const cnn_kernels *kern;
+    const float *in, *wt, *bias, *dout, *w;
+    float *out, *din, *dw;
+    int n, in_f, units;
+} dense_job;
+
+static void dense_columns(const dense_job *d, int j0, int j1)
 {
+    const int n = d->n, in_f = d->in_f, units = d->units;
+    if (!d->dout) {
+        for (int r = 0; r < n; r++)
+            for (int j = j0; j < j1; j++)
+                d->out[(size_t)r * units + j] = d->bias ? d->bias[j] : 0.0f;
+        d->kern->gemm(n, j1 - j0, in_f, d->in, in_f, 1, d->wt + j0, units, d->out + j0, units, 1);
+        return;
+    }
+    /* dw[units][in_f] += dout^T[units][n] * in[n][in_f] */
+    d->kern->gemm(units, j1 - j0, n, d->dout, 1, units, d->in + j0, in_f, d->dw + j0, in_f, 1);
+    /* din[n][in_f] = dout[n][units] * w[units][in_f] */
+    if (d->din)
+        d->kern->gemm(n, j1 - j0, units, d->dout, units, 1, d->w + j0, in_f, d->din + j0, in_f, 0);
+}
+
+static void dense_run(const dense_job *d, int threads)
+{
+    const int cols = d->dout ? d->in_f : d->units;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
     {
         int j0, j1;
-        split_cols(units, thread_count(), thread_index(), &j0, &j1);
-        if (j1 > j0) {
-            for (int r = 0; r < n; r++)
-                for (int j = j0; j < j1; j++)
-                    out[(size_t)r * units + j] = bias ? bias[j] : 0.0f;
-            gemm(n, j1 - j0, in_f, in, in_f, 1, wt + j0, units, out + j0,
-                 units, 1);
-        }
+        split_cols(cols, thread_count(), thread_index(), &j0, &j1);
+        if (j1 > j0) dense_columns(d, j0, j1);
     }
     (void)threads;
 }
 
-void tk_dense_backward(const float *in, const float *dout, int n, int in_f,
-                       const float *w, int units, float *din, float *dw,
-                       float *db, int threads)
+void tk_dense_forward(const cnn_kernels *kern, const float *in, int n, int in_f,
+                      const float *wt, const float *bias, int units, float *out,
+                      int threads)
 {
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        int j0, j1;
-        split_cols(in_f, thread_count(), thread_index(), &j0, &j1);
-        if (j1 > j0) {
-            /* dw[units][in_f] += dout^T[units][n] * in[n][in_f] */
-            gemm(units, j1 - j0, n, dout, 1, units, in + j0, in_f, dw + j0,
-                 in_f, 1);
-            /* din[n][in_f] = dout[n][units] * w[units][in_f] */
-            if (din)
-                gemm(n, j1 - j0, units, dout, units, 1, w + j0, in_f,
-                     din + j0, in_f, 0);
-        }
-    }
+    const dense_job d = {kset(kern), in, wt, bias, NULL, NULL, out, NULL, NULL, n, in_f, units};
+    dense_run(&d, threads);
+}
+
+void tk_dense_backward(const cnn_kernels *kern, const float *in,
+                       const float *dout, int n, int in_f, const float *w,
+                       int units, float *din, float *dw, float *db, int threads)
+{
+    const dense_job d = {kset(kern), in, NULL, NULL, dout, w, NULL, din, dw, n, in_f, units};
+    dense_run(&d, threads);
     if (db)
         for (int u = 0; u < units; u++) {
             float s = 0.0f;
@@ -412,7 +378,6 @@ void tk_dense_backward(const float *in, const float *dout, int n, int in_f,
                 s += dout[(size_t)r * units + u];
             db[u] += s;
         }
-    (void)threads;
 }
 
 /* ------------------------------------------------------------------ */
@@ -439,10 +404,20 @@ static void bn_sums(const float *x, size_t p0, size_t p1, int c,
     }
 }
 
+/* y = x * scale + offset, then clamped at 0 when relu (the ReLU that
+ * follows, fused: the same values as a separate pass). */
 TK_CLONES
 static void bn_apply(const float *x, size_t p0, size_t p1, int c,
-                     const float *scale, const float *offset, float *y)
+                     const float *scale, const float *offset, int relu, float *y)
 {
+    if (relu) {
+        for (size_t p = p0; p < p1; p++)
+            for (int ch = 0; ch < c; ch++) {
+                float v = x[p * c + ch] * scale[ch] + offset[ch];
+                y[p * c + ch] = v > 0.0f ? v : 0.0f;
+            }
+        return;
+    }
     for (size_t p = p0; p < p1; p++)
         for (int ch = 0; ch < c; ch++)
             y[p * c + ch] = x[p * c + ch] * scale[ch] + offset[ch];
@@ -472,7 +447,7 @@ static void bn_reduce(const double *scratch, int c, int nt, int ch, double *a, d
 
 /* bn_apply over all pixels, split over the threads. */
 static void bn_apply_threads(const float *x, size_t pixels, int c, const float *scale,
-                             const float *offset, float *y, int threads)
+                             const float *offset, int relu, float *y, int threads)
 {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
@@ -480,15 +455,15 @@ static void bn_apply_threads(const float *x, size_t pixels, int c, const float *
     {
         size_t p0, p1;
         split(pixels, thread_count(), thread_index(), &p0, &p1);
-        bn_apply(x, p0, p1, c, scale, offset, y);
+        bn_apply(x, p0, p1, c, scale, offset, relu, y);
     }
     (void)threads;
 }
 
 void tk_bn_forward_train(const float *x, size_t pixels, int c,
                          const float *gamma, const float *beta, float eps,
-                         float *y, float *mean, float *var, float *invstd,
-                         double *scratch, int threads)
+                         int relu, float *y, float *mean, float *var,
+                         float *invstd, double *scratch, int threads)
 {
     /* Sums are taken around a per-channel shift (the first row) so that
      * E[v^2] - E[v]^2 does not cancel; the shift is exact to undo. */
@@ -519,13 +494,13 @@ void tk_bn_forward_train(const float *x, size_t pixels, int c,
         scale[ch] = gamma[ch] * invstd[ch];
         offset[ch] = beta[ch] - mean[ch] * scale[ch];
     }
-    bn_apply_threads(x, pixels, c, scale, offset, y, threads);
+    bn_apply_threads(x, pixels, c, scale, offset, relu, y, threads);
 }
 
 void tk_bn_forward_eval(const float *x, size_t pixels, int c,
                         const float *gamma, const float *beta,
                         const float *rmean, const float *rvar, float eps,
-                        float *y, int threads)
+                        int relu, float *y, int threads)
 {
     /* y = gamma (x - mean) / sqrt(var + eps) + beta, as one scale and
      * offset per channel (c <= CNN_MAX_CHANNELS). */
@@ -534,26 +509,30 @@ void tk_bn_forward_eval(const float *x, size_t pixels, int c,
         scale[ch] = gamma[ch] / sqrtf(rvar[ch] + eps);
         offset[ch] = beta[ch] - rmean[ch] * scale[ch];
     }
-    bn_apply_threads(x, pixels, c, scale, offset, y, threads);
+    bn_apply_threads(x, pixels, c, scale, offset, relu, y, threads);
 }
+
+/* The gradient reaching the batch-norm's output: dy, or where a fused
+ * ReLU follows, dy where its output (gate) is > 0, else 0. */
+#define BN_DY(i) (gate && !(gate[i] > 0.0f) ? 0.0f : dy[i])
 
 /* s[ch] += dy, s2[ch] += dy * (x - mean) * invstd over rows [p0, p1). */
 TK_CLONES
-static void bn_grad_sums(const float *x, const float *dy, size_t p0,
-                         size_t p1, int c, const float *mean,
+static void bn_grad_sums(const float *x, const float *dy, const float *gate,
+                         size_t p0, size_t p1, int c, const float *mean,
                          const float *invstd, double *s, double *s2)
 {
     for (size_t p = p0; p < p1; p++)
         for (int ch = 0; ch < c; ch++) {
-            float d = dy[p * c + ch];
+            float d = BN_DY(p * c + ch);
             s[ch] += d;
             s2[ch] += (double)(d * ((x[p * c + ch] - mean[ch]) * invstd[ch]));
         }
 }
 
 TK_CLONES
-static void bn_grad_apply(const float *x, const float *dy, size_t p0,
-                          size_t p1, int c, const float *mean,
+static void bn_grad_apply(const float *x, const float *dy, const float *gate,
+                          size_t p0, size_t p1, int c, const float *mean,
                           const float *invstd, const float *k1,
                           const float *k2, const float *k3, float *dx)
 {
@@ -561,12 +540,12 @@ static void bn_grad_apply(const float *x, const float *dy, size_t p0,
     for (size_t p = p0; p < p1; p++)
         for (int ch = 0; ch < c; ch++) {
             float xh = (x[p * c + ch] - mean[ch]) * invstd[ch];
-            dx[p * c + ch] = k1[ch] * (dy[p * c + ch] - k2[ch] - xh * k3[ch]);
+            dx[p * c + ch] = k1[ch] * (BN_DY(p * c + ch) - k2[ch] - xh * k3[ch]);
         }
 }
 
-void tk_bn_backward(const float *x, const float *dy, size_t pixels, int c,
-                    const float *gamma, const float *mean,
+void tk_bn_backward(const float *x, const float *dy, const float *gate,
+                    size_t pixels, int c, const float *gamma, const float *mean,
                     const float *invstd, float *dx, float *dgamma,
                     float *dbeta, double *scratch, int threads)
 {
@@ -578,7 +557,7 @@ void tk_bn_backward(const float *x, const float *dy, size_t pixels, int c,
         int nt = thread_count();
         size_t p0, p1;
         double *s = bn_thread_share(scratch, pixels, c, &p0, &p1), *s2 = s + c;
-        bn_grad_sums(x, dy, p0, p1, c, mean, invstd, s, s2);
+        bn_grad_sums(x, dy, gate, p0, p1, c, mean, invstd, s, s2);
 #ifdef _OPENMP
 #pragma omp barrier
 #pragma omp single
@@ -592,7 +571,7 @@ void tk_bn_backward(const float *x, const float *dy, size_t pixels, int c,
             k2[ch] = (float)(a / (double)pixels);
             k3[ch] = (float)(b / (double)pixels);
         }
-        bn_grad_apply(x, dy, p0, p1, c, mean, invstd, k1, k2, k3, dx);
+        bn_grad_apply(x, dy, gate, p0, p1, c, mean, invstd, k1, k2, k3, dx);
     }
     (void)threads;
 }
@@ -660,12 +639,13 @@ void tk_maxpool_forward(const float *in, int n, int h, int w, int c, int k,
 }
 
 /* One output row of a 2x2, stride-2 pool: each window's gradient goes to
- * its first element equal to the maximum; the others get 0.  Branch-free
- * over channels so that it vectorises. */
+ * its first element equal to the maximum; the others get 0 (all of them
+ * when relu and the maximum is not > 0).  Branch-free over channels so
+ * that it vectorises. */
 TK_CLONES
 static void pool2_grad_row(const float *in0, const float *in1,
                            const float *out, const float *dout, int ow, int c,
-                           float *d0, float *d1)
+                           int relu, float *d0, float *d1)
 {
     for (int ox = 0; ox < ow; ox++) {
         const float *a = in0 + (size_t)2 * ox * c, *b = a + c;
@@ -678,17 +658,19 @@ static void pool2_grad_row(const float *in0, const float *in1,
             int hb = !ha && b[ch] == m[ch];
             int he = !ha && !hb && e[ch] == m[ch];
             int hf = !ha && !hb && !he;
-            da[ch] = ha ? g[ch] : 0.0f;
-            db[ch] = hb ? g[ch] : 0.0f;
-            de[ch] = he ? g[ch] : 0.0f;
-            df[ch] = hf ? g[ch] : 0.0f;
+            float gv = relu && !(m[ch] > 0.0f) ? 0.0f : g[ch];
+            da[ch] = ha ? gv : 0.0f;
+            db[ch] = hb ? gv : 0.0f;
+            de[ch] = he ? gv : 0.0f;
+            df[ch] = hf ? gv : 0.0f;
         }
     }
 }
 
 void tk_maxpool_backward(const float *in, const float *out,
                          const float *dout, int n, int h, int w, int c, int k,
-                         int stride, int oh, int ow, float *din, int threads)
+                         int stride, int oh, int ow, int relu, float *din,
+                         int threads)
 {
     /* Split by image: windows may overlap inside an image, never across.
      * Windows that tile the image without overlap (stride == k) assign
@@ -711,7 +693,7 @@ void tk_maxpool_backward(const float *in, const float *out,
                     size_t r0 = ((b * h + (size_t)oy * 2) * w) * c, r1 = r0 + (size_t)w * c;
                     size_t o = (b * oh + oy) * ow * c;
                     pool2_grad_row(in + r0, in + r1, out + o, dout + o, ow, c,
-                                   din + r0, din + r1);
+                                   relu, din + r0, din + r1);
                     continue;
                 }
                 for (int ox = 0; ox < ow; ox++) {
@@ -726,7 +708,8 @@ void tk_maxpool_backward(const float *in, const float *out,
                             size_t q = first + ((size_t)ky * w + kx) * c;
                             for (int ch = 0; ch < c; ch++) {
                                 int hit = !done[ch] && in[q + ch] == out[o + ch];
-                                float g = hit ? dout[o + ch] : 0.0f;
+                                float g = hit && !(relu && !(out[o + ch] > 0.0f))
+                                              ? dout[o + ch] : 0.0f;
                                 if (tiles) din[q + ch] = g;
                                 else din[q + ch] += g;
                                 done[ch] |= (unsigned char)hit;

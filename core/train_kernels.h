@@ -10,6 +10,7 @@
 #define TRAIN_KERNELS_H
 
 #include "cnn_internal.h"
+#include "kernels.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -19,15 +20,21 @@ typedef struct {
     int n, h, w, c;
     int oc, k, stride, pad_top, pad_left;
     int oh, ow;
+    const cnn_kernels *kern; /* the GEMM's kernel set; NULL: the default
+                                (cnn_isa_default) */
 } tk_conv;
 
 /* Floats of scratch the conv kernels need, for all threads together. */
 size_t tk_conv_scratch_floats(const tk_conv *g, int threads);
 
-/* wt[ky][kx][ic][oc] from OIHW (the forward GEMM's B matrix). */
+/* Floats of packed weights, forward (backward 0) or for the input
+ * gradient (1), for any kernel set. */
+size_t tk_conv_packed_floats(const tk_conv *g, int backward);
+/* The weights (OIHW) in g->kern's conv layout (kernels.h: blocks of
+ * conv_block output channels) for tk_conv_forward. */
 void tk_conv_pack_forward(const tk_conv *g, const float *w, float *wt);
-/* wf[ky][kx][oc][ic] = w[oc][ic][k-1-ky][k-1-kx]: the weights of the
- * convolution that is the input gradient (stride 1). */
+/* The same for the convolution that is the input gradient (stride 1):
+ * w[oc][ic][k-1-ky][k-1-kx], its outputs the input channels. */
 void tk_conv_pack_backward(const tk_conv *g, const float *w, float *wf);
 
 void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
@@ -45,29 +52,36 @@ void tk_conv_backward_weight(const tk_conv *g, const float *in,
 
 /* Dense: in (n, in_f), weight [units][in_f], wt its transpose. */
 void tk_dense_pack(const float *w, int in_f, int units, float *wt);
-void tk_dense_forward(const float *in, int n, int in_f, const float *wt,
-                      const float *bias, int units, float *out, int threads);
-void tk_dense_backward(const float *in, const float *dout, int n, int in_f,
-                       const float *w, int units, float *din, float *dw,
-                       float *db, int threads);
+/* kern: the GEMM's kernel set (NULL: the default). */
+void tk_dense_forward(const cnn_kernels *kern, const float *in, int n, int in_f,
+                      const float *wt, const float *bias, int units, float *out,
+                      int threads);
+void tk_dense_backward(const cnn_kernels *kern, const float *in,
+                       const float *dout, int n, int in_f, const float *w,
+                       int units, float *din, float *dw, float *db, int threads);
 
 /* Batch-norm in training mode over pixels = n*h*w rows of c channels:
  * normalises with the batch statistics and writes them, mean, var (biased)
- * and invstd = 1/sqrt(var + eps), each [c].  scratch: tk_bn_scratch_doubles. */
+ * and invstd = 1/sqrt(var + eps), each [c].  scratch: tk_bn_scratch_doubles.
+ * relu: y is the output of a ReLU after the batch-norm instead (fused;
+ * the same values as tk_relu_forward of the batch-norm's output). */
 size_t tk_bn_scratch_doubles(int c, int threads);
 void tk_bn_forward_train(const float *x, size_t pixels, int c,
                          const float *gamma, const float *beta, float eps,
-                         float *y, float *mean, float *var, float *invstd,
-                         double *scratch, int threads);
+                         int relu, float *y, float *mean, float *var,
+                         float *invstd, double *scratch, int threads);
 void tk_bn_forward_eval(const float *x, size_t pixels, int c,
                         const float *gamma, const float *beta,
                         const float *rmean, const float *rvar, float eps,
-                        float *y, int threads);
-/* dx from dy; dgamma, dbeta += their gradients. */
-void tk_bn_backward(const float *x, const float *dy, size_t pixels, int c,
-                    const float *gamma, const float *mean,
-                    const float *invstd, float *dx, float *dgamma,
-                    float *dbeta, double *scratch, int threads);
+                        int relu, float *y, int threads);
+/* dx from dy; dgamma, dbeta += their gradients.  gate (NULL: none) fuses
+ * the backward pass of a ReLU after the batch-norm: dy is then the
+ * gradient at the ReLU's output, gate that output (the same results as
+ * tk_relu_backward first). */
+void tk_bn_backward(const float *x, const float *dy, const float *gate,
+                    size_t pixels, int c, const float *gamma,
+                    const float *mean, const float *invstd, float *dx,
+                    float *dgamma, float *dbeta, double *scratch, int threads);
 
 void tk_relu_forward(const float *x, size_t count, float *y, int threads);
 /* dx = dy where y > 0 (y is the ReLU's output). */
@@ -77,10 +91,14 @@ void tk_relu_backward(const float *y, const float *dy, size_t count,
 void tk_maxpool_forward(const float *in, int n, int h, int w, int c, int k,
                         int stride, int oh, int ow, float *out, int threads);
 /* The gradient goes to the first maximum of each window (the one the
- * forward pass picked); out is the forward output. */
+ * forward pass picked); out is the forward output.  relu fuses the
+ * backward pass of a ReLU before the pool (in is its output): din is then
+ * the gradient at the ReLU's input, 0 where the maximum is not > 0 (the
+ * same results as tk_relu_backward after). */
 void tk_maxpool_backward(const float *in, const float *out,
                          const float *dout, int n, int h, int w, int c, int k,
-                         int stride, int oh, int ow, float *din, int threads);
+                         int stride, int oh, int ow, int relu, float *din,
+                         int threads);
 
 void tk_gap_forward(const float *in, int n, int h, int w, int c, float *out);
 void tk_gap_backward(const float *dout, int n, int h, int w, int c,

@@ -108,7 +108,7 @@ static void test_conv(int n, int h, int w, int c, int oc, int k, int stride,
              oc, k, stride, pad);
     conv_ctx x;
     x.g = (tk_conv){n, h, w, c, oc, k, stride, pad, pad,
-                    (h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1};
+                    (h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1, NULL};
     const tk_conv *g = &x.g;
     size_t ni = (size_t)n * h * w * c, nw = (size_t)oc * c * k * k;
     size_t no = (size_t)n * g->oh * g->ow * oc;
@@ -119,24 +119,38 @@ static void test_conv(int n, int h, int w, int c, int oc, int k, int stride,
     fd_check(what, conv_loss, &x, x.w, dw, nw, 40, 1e-2f, 2e-3);
     fd_check(what, conv_loss, &x, x.b, db, (size_t)oc, 10, 1e-2f, 2e-3);
 
-    for (int threads = 1; threads <= 3; threads += 2) {
-        float *wt = zeros(nw), *wf = zeros(nw), *out = zeros(no);
-        float *fdin = zeros(ni), *fdw = zeros(nw), *fdb = zeros((size_t)oc);
-        float *scratch = zeros(tk_conv_scratch_floats(g, threads));
-        tk_conv_pack_forward(g, x.w, wt);
-        tk_conv_pack_backward(g, x.w, wf);
-        tk_conv_forward(g, x.in, wt, x.b, out, scratch, threads);
+    /* The fast kernels on every kernel set this CPU runs, against the
+     * references (relative to the largest value, 1e-5), and twice with the
+     * same thread count: the same bytes. */
+    for (int isa = 0; isa < CNN_ISA_COUNT; isa++)
+    for (int threads = 1; threads <= 3 && cnn_kernels_for((cnn_isa)isa); threads += 2) {
+        tk_conv gi = x.g;
+        gi.kern = cnn_kernels_for((cnn_isa)isa);
+        const char *kn = gi.kern->name;
+        float *wt = zeros(tk_conv_packed_floats(&gi, 0)), *wf = zeros(tk_conv_packed_floats(&gi, 1));
+        float *out = zeros(no), *fdin = zeros(ni), *fdw = zeros(nw), *fdb = zeros((size_t)oc);
+        float *din2 = zeros(ni), *dw2 = zeros(nw);
+        float *scratch = zeros(tk_conv_scratch_floats(&gi, threads));
+        tk_conv_pack_forward(&gi, x.w, wt);
+        tk_conv_pack_backward(&gi, x.w, wf);
+        tk_conv_forward(&gi, x.in, wt, x.b, out, scratch, threads);
         conv_loss(&x);
-        CHECKF(rel_diff(out, x.out, no) < 1e-5, "%s forward, %d threads: %g", what,
+        CHECKF(rel_diff(out, x.out, no) < 1e-5, "%s forward, %s, %d threads: %g", what, kn,
                threads, rel_diff(out, x.out, no));
-        tk_conv_backward_weight(g, x.in, x.r, fdw, fdb, scratch, threads);
-        tk_conv_backward_input(g, x.r, wf, x.w, fdin, scratch, threads);
-        CHECKF(rel_diff(fdw, dw, nw) < 1e-5, "%s dw, %d threads: %g", what, threads,
+        tk_conv_backward_weight(&gi, x.in, x.r, fdw, fdb, scratch, threads);
+        tk_conv_backward_input(&gi, x.r, wf, x.w, fdin, scratch, threads);
+        CHECKF(rel_diff(fdw, dw, nw) < 1e-5, "%s dw, %s, %d threads: %g", what, kn, threads,
                rel_diff(fdw, dw, nw));
-        CHECKF(rel_diff(fdb, db, (size_t)oc) < 1e-5, "%s db, %d threads", what, threads);
-        CHECKF(rel_diff(fdin, din, ni) < 1e-5, "%s din, %d threads: %g", what, threads,
+        CHECKF(rel_diff(fdb, db, (size_t)oc) < 1e-5, "%s db, %s, %d threads", what, kn,
+               threads);
+        CHECKF(rel_diff(fdin, din, ni) < 1e-5, "%s din, %s, %d threads: %g", what, kn, threads,
                rel_diff(fdin, din, ni));
+        tk_conv_backward_weight(&gi, x.in, x.r, dw2, NULL, scratch, threads);
+        tk_conv_backward_input(&gi, x.r, wf, x.w, din2, scratch, threads);
+        CHECKF(memcmp(dw2, fdw, nw * sizeof *dw2) == 0 && memcmp(din2, fdin, ni * sizeof *din2) == 0,
+               "%s, %s, %d threads: a second run differs", what, kn, threads);
         free(wt); free(wf); free(out); free(fdin); free(fdw); free(fdb); free(scratch);
+        free(din2); free(dw2);
     }
     free(x.in); free(x.w); free(x.b); free(x.out); free(x.r);
     free(din); free(dw); free(db);
@@ -178,19 +192,45 @@ static void test_batchnorm(size_t pixels, int c)
         float *inv = zeros((size_t)c), *fdx = zeros(n), *fdg = zeros((size_t)c);
         float *fdb = zeros((size_t)c);
         double *scratch = calloc(tk_bn_scratch_doubles(c, threads), sizeof *scratch);
-        tk_bn_forward_train(b.x, pixels, c, b.gamma, b.beta, 1e-5f, y, mean, var, inv,
+        tk_bn_forward_train(b.x, pixels, c, b.gamma, b.beta, 1e-5f, 0, y, mean, var, inv,
                             scratch, threads);
         bn_loss(&b);
         CHECKF(rel_diff(y, b.y, n) < 1e-5, "batchnorm forward, %d threads", threads);
-        tk_bn_backward(b.x, b.r, pixels, c, b.gamma, mean, inv, fdx, fdg, fdb, scratch,
+        tk_bn_backward(b.x, b.r, NULL, pixels, c, b.gamma, mean, inv, fdx, fdg, fdb, scratch,
                        threads);
         CHECKF(rel_diff(fdx, dx, n) < 1e-4, "batchnorm dx, %d threads: %g", threads,
                rel_diff(fdx, dx, n));
         CHECKF(rel_diff(fdg, dg, (size_t)c) < 1e-4, "batchnorm dgamma, %d threads", threads);
         CHECKF(rel_diff(fdb, dbt, (size_t)c) < 1e-4, "batchnorm dbeta, %d threads", threads);
         /* Inference mode with these statistics is the same function. */
-        tk_bn_forward_eval(b.x, pixels, c, b.gamma, b.beta, mean, var, 1e-5f, fdx, threads);
+        tk_bn_forward_eval(b.x, pixels, c, b.gamma, b.beta, mean, var, 1e-5f, 0, fdx, threads);
         CHECKF(rel_diff(fdx, y, n) < 1e-5, "batchnorm eval vs train, %d threads", threads);
+
+        /* Batch-norm fused with the ReLU after it gives the same bytes as
+         * the two passes, forward (training and inference mode) and
+         * backward. */
+        float *yr = zeros(n), *yf = zeros(n), *dr = zeros(n), *dxs = zeros(n), *dxf = zeros(n);
+        float *gs = zeros((size_t)c), *bs = zeros((size_t)c), *gf = zeros((size_t)c);
+        float *bf = zeros((size_t)c);
+        tk_relu_forward(y, n, yr, threads);
+        tk_bn_forward_train(b.x, pixels, c, b.gamma, b.beta, 1e-5f, 1, yf, mean, var, inv,
+                            scratch, threads);
+        CHECKF(memcmp(yr, yf, n * sizeof *yr) == 0, "batchnorm+relu forward, %d threads",
+               threads);
+        tk_bn_forward_eval(b.x, pixels, c, b.gamma, b.beta, mean, var, 1e-5f, 1, yf, threads);
+        tk_relu_forward(fdx, n, dr, threads);
+        CHECKF(memcmp(dr, yf, n * sizeof *yr) == 0, "batchnorm+relu eval, %d threads", threads);
+        tk_relu_backward(yr, b.r, n, dr, threads);
+        tk_bn_backward(b.x, dr, NULL, pixels, c, b.gamma, mean, inv, dxs, gs, bs, scratch,
+                       threads);
+        tk_bn_backward(b.x, b.r, yr, pixels, c, b.gamma, mean, inv, dxf, gf, bf, scratch,
+                       threads);
+        CHECKF(memcmp(dxs, dxf, n * sizeof *dxs) == 0 &&
+                   memcmp(gs, gf, (size_t)c * sizeof *gs) == 0 &&
+                   memcmp(bs, bf, (size_t)c * sizeof *bs) == 0,
+               "batchnorm+relu backward, %d threads", threads);
+        free(yr); free(yf); free(dr); free(dxs); free(dxf); free(gs); free(bs); free(gf);
+        free(bf);
         free(y); free(mean); free(var); free(inv); free(fdx); free(fdg); free(fdb);
         free(scratch);
     }
@@ -229,14 +269,25 @@ static void test_maxpool(int n, int h, int w, int c, int k, int s)
         tk_maxpool_forward(q.in, n, h, w, c, k, s, q.oh, q.ow, out, threads);
         pool_loss(&q);
         CHECKF(rel_diff(out, q.out, no) == 0.0, "maxpool forward, %d threads", threads);
-        tk_maxpool_backward(q.in, out, q.r, n, h, w, c, k, s, q.oh, q.ow, fdin, threads);
+        tk_maxpool_backward(q.in, out, q.r, n, h, w, c, k, s, q.oh, q.ow, 0, fdin, threads);
         CHECKF(rel_diff(fdin, din, ni) < 1e-6, "maxpool backward, %d threads", threads);
+        /* Fused with the backward pass of a ReLU before it: the same bytes
+         * as the two passes, on a ReLU output with zero windows. */
+        float *y = zeros(ni), *d1 = zeros(ni), *d2 = zeros(ni), *d3 = zeros(ni);
+        for (size_t i = 0; i < ni; i++) y[i] = q.in[i] > 0.4f * (float)ni * 0.05f ? q.in[i] : 0.0f;
+        tk_maxpool_forward(y, n, h, w, c, k, s, q.oh, q.ow, out, threads);
+        tk_maxpool_backward(y, out, q.r, n, h, w, c, k, s, q.oh, q.ow, 0, d1, threads);
+        tk_relu_backward(y, d1, ni, d2, threads);
+        tk_maxpool_backward(y, out, q.r, n, h, w, c, k, s, q.oh, q.ow, 1, d3, threads);
+        CHECKF(memcmp(d2, d3, ni * sizeof *d2) == 0, "maxpool+relu backward, %d threads",
+               threads);
+        free(y); free(d1); free(d2); free(d3);
         free(out); free(fdin);
     }
     /* Ties: the gradient goes to exactly one element per window. */
     float tie_in[8] = {1, 1, 1, 1, 1, 1, 1, 1}, tie_out[2] = {1, 1}, tie_d[2] = {1, 1};
     float tie_g[8];
-    tk_maxpool_backward(tie_in, tie_out, tie_d, 1, 2, 2, 2, 2, 2, 1, 1, tie_g, 1);
+    tk_maxpool_backward(tie_in, tie_out, tie_d, 1, 2, 2, 2, 2, 2, 1, 1, 0, tie_g, 1);
     CHECK(tie_g[0] == 1 && tie_g[1] == 1 && tie_g[2] + tie_g[4] + tie_g[6] == 0);
     free(q.in); free(q.out); free(q.r); free(din);
 }
@@ -265,17 +316,21 @@ static void test_dense(int n, int in_f, int units)
     fd_check("dense din", dense_loss, &d, d.in, din, ni, 30, 1e-2f, 2e-3);
     fd_check("dense dw", dense_loss, &d, d.w, dw, nw, 30, 1e-2f, 2e-3);
     fd_check("dense db", dense_loss, &d, d.b, db, (size_t)units, 10, 1e-2f, 2e-3);
-    for (int threads = 1; threads <= 3; threads += 2) {
+    for (int isa = 0; isa < CNN_ISA_COUNT; isa++)
+    for (int threads = 1; threads <= 3 && cnn_kernels_for((cnn_isa)isa); threads += 2) {
+        const cnn_kernels *kern = cnn_kernels_for((cnn_isa)isa);
         float *wt = zeros(nw), *out = zeros(no), *fdin = zeros(ni), *fdw = zeros(nw);
         float *fdb = zeros((size_t)units);
         tk_dense_pack(d.w, in_f, units, wt);
-        tk_dense_forward(d.in, n, in_f, wt, d.b, units, out, threads);
+        tk_dense_forward(kern, d.in, n, in_f, wt, d.b, units, out, threads);
         dense_loss(&d);
-        CHECKF(rel_diff(out, d.out, no) < 1e-5, "dense forward %dx%d, %d threads", in_f,
-               units, threads);
-        tk_dense_backward(d.in, d.r, n, in_f, d.w, units, fdin, fdw, fdb, threads);
-        CHECKF(rel_diff(fdin, din, ni) < 1e-5, "dense din %dx%d, %d threads", in_f, units, threads);
-        CHECKF(rel_diff(fdw, dw, nw) < 1e-5, "dense dw %dx%d, %d threads", in_f, units, threads);
+        CHECKF(rel_diff(out, d.out, no) < 1e-5, "dense forward %dx%d, %s, %d threads", in_f,
+               units, kern->name, threads);
+        tk_dense_backward(kern, d.in, d.r, n, in_f, d.w, units, fdin, fdw, fdb, threads);
+        CHECKF(rel_diff(fdin, din, ni) < 1e-5, "dense din %dx%d, %s, %d threads", in_f, units,
+               kern->name, threads);
+        CHECKF(rel_diff(fdw, dw, nw) < 1e-5, "dense dw %dx%d, %s, %d threads", in_f, units,
+               kern->name, threads);
         CHECKF(rel_diff(fdb, db, (size_t)units) < 1e-5, "dense db, %d threads", threads);
         free(wt); free(out); free(fdin); free(fdw); free(fdb);
     }
@@ -475,5 +530,14 @@ int main(void)
                  "{\"type\":\"dense\",\"name\":\"fc\",\"units\":1},"
                  "{\"type\":\"sigmoid\",\"name\":\"prob\"}]}",
                  3e-2);
+    /* Last, so that the draws above stay as they were. */
+    /* Odd sizes, channel counts that are not multiples of 16 (tile tails
+     * in both GEMM dimensions) and the catdog-v1 shape of layer. */
+    test_conv(2, 11, 13, 19, 37, 3, 1, 1);
+    test_conv(3, 9, 7, 33, 70, 3, 1, 1);
+    test_conv(2, 8, 8, 32, 64, 3, 1, 1);
+    test_conv(1, 5, 9, 3, 5, 3, 1, 1);
+    test_conv(2, 7, 7, 24, 9, 3, 2, 1);   /* stride 2, odd */
+    test_dense(33, 70, 19);
     return check_done("test_grad");
 }
