@@ -217,7 +217,8 @@ run_done (GObject      *source,
   preview->verdict_us = g_get_monotonic_time () - preview->started_us;
   /* For the GUI test and timings: G_MESSAGES_DEBUG=catdog prints it. */
   g_debug ("preview: verdict %s %.4f, %.0f ms after the pixels or the "
-           "model", run->label, run->probability, preview->verdict_us / 1e3);
+           "model, at %" G_GINT64_FORMAT " us", run->label, run->probability,
+           preview->verdict_us / 1e3, g_get_monotonic_time ());
   /* TRANSLATORS: the preview's verdict: "dog, 87.3% confidence" */
   text = g_strdup_printf (_("%s, %.1f%% confidence"), run->label,
                           100.0 * run->probability);
