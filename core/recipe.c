@@ -371,12 +371,12 @@ double cnn_ece(const double *prob, const uint8_t *labels, int n, int bins)
     double conf[ECE_MAX_BINS] = {0}, hit[ECE_MAX_BINS] = {0};
     int count[ECE_MAX_BINS] = {0};
     for (int i = 0; i < n; i++) {
-        double p = prob[i], c = p >= 0.5 ? p : 1.0 - p;
+        double p = prob[i], c = cnn_verdict_confidence(p);
         int b = (int)(c * bins);
         if (b >= bins) b = bins - 1;
         if (b < 0) b = 0;
         conf[b] += c;
-        hit[b] += (p >= 0.5) == (labels[i] == 1);
+        hit[b] += cnn_verdict(p) == (labels[i] == 1);
         count[b]++;
     }
     double ece = 0.0;

@@ -88,24 +88,15 @@ select_taps (const cnn_net  *net,
 
       for (gint i = 0; ok && names[i]; i++)
         {
-          const gchar *name  = g_strstrip (names[i]);
-          gboolean     found = FALSE;
+          const gchar *name = g_strstrip (names[i]);
+          gint         tap  = -1;
 
           if (! *name)
             continue;
-          for (gint t = 0; t < n_taps; t++)
-            {
-              const cnn_layer *layer = NULL;
-              cnn_tensor_view  view;
-
-              if (cnn_net_tap (net, t, &view, &layer) == CNN_OK &&
-                  ! strcmp (layer->name, name))
-                {
-                  wanted[t] = TRUE;
-                  found     = TRUE;
-                }
-            }
-          if (! found)
+          if (cnn_model_find_conv (cnn_net_model (net), name, NULL,
+                                   &tap) == CNN_OK)
+            wanted[tap] = TRUE;
+          else
             {
               catdog_set_no_layer_error (net, name, error);
               ok = FALSE;
@@ -159,16 +150,14 @@ select_picked_taps (const cnn_net  *net,
       const CatdogChannelPick *pick = picks->pdata[i];
       GError                  *unknown = NULL;
 
-      tap_of[i] = -1;
-      for (gint t = 0; t < n_taps; t++)
-        {
-          const cnn_layer *layer = NULL;
-          cnn_tensor_view  view;
+      const cnn_layer         *layer = NULL;
+      cnn_tensor_view          view;
 
-          if (cnn_net_tap (net, t, &view, &layer) != CNN_OK ||
-              strcmp (layer->name, pick->layer))
-            continue;
-          tap_of[i] = t;
+      tap_of[i] = -1;
+      if (cnn_model_find_conv (cnn_net_model (net), pick->layer, NULL,
+                               &tap_of[i]) == CNN_OK &&
+          cnn_net_tap (net, tap_of[i], &view, &layer) == CNN_OK)
+        {
           for (guint c = 0; c < pick->channels->len; c++)
             {
               gint channel = g_array_index (pick->channels, gint, c);
@@ -185,6 +174,8 @@ select_picked_taps (const cnn_net  *net,
                 }
             }
         }
+      else
+        tap_of[i] = -1;
       if (tap_of[i] < 0)
         {
           catdog_set_no_layer_error (net, pick->layer, &unknown);

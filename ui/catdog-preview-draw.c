@@ -53,14 +53,13 @@ find_tap (CatdogPreview   *preview,
           cnn_tensor_view *view)
 {
   const cnn_layer *layer = NULL;
+  gint             tap   = -1;
 
-  if (! preview->run || ! name)
+  if (! preview->run || ! name ||
+      cnn_model_find_conv (preview->run->model, name, NULL, &tap) != CNN_OK ||
+      cnn_net_tap (preview->run->net, tap, view, &layer) != CNN_OK)
     return -1;
-  for (gint t = 0; t < cnn_net_tap_count (preview->run->net); t++)
-    if (cnn_net_tap (preview->run->net, t, view, &layer) == CNN_OK &&
-        ! strcmp (layer->name, name))
-      return t;
-  return -1;
+  return tap;
 }
 
 static CatdogChannelPick *
@@ -156,18 +155,12 @@ build_mosaic (CatdogPreview *preview)
   for (gint i = 0; i < view.c; i++)
     preview->means[sorted[i]] = sorted_means[i];
   g_free (sorted_means);
-  if (preview->top > 0)
-    {
-      preview->n_tiles = MIN (preview->top, view.c);
-      preview->order   = sorted;
-    }
-  else
-    {
-      preview->n_tiles = view.c;
-      preview->order   = sorted;
-      for (gint i = 0; i < view.c; i++)
-        preview->order[i] = i;
-    }
+  /* Top K: the most active first; all: in channel order. */
+  preview->order   = sorted;
+  preview->n_tiles = preview->top > 0 ? MIN (preview->top, view.c) : view.c;
+  if (preview->top <= 0)
+    for (gint i = 0; i < view.c; i++)
+      preview->order[i] = i;
 
   cnn_mosaic_size (preview->n_tiles, view.w, view.h, &preview->cols, &rows,
                    &width, &height);

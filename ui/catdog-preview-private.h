@@ -15,7 +15,6 @@ typedef struct
 {
   cnn_model *model;
   cnn_net   *net;
-  gboolean   positive;
   gchar      label[32];
   gdouble    probability;
   float     *cam;

@@ -112,22 +112,20 @@ run_thread (GTask        *task,
     }
 
   p = cnn_model_probability (run->model, logit);
-  run->positive = (p >= 0.5);
-  g_strlcpy (run->label, run->model->labels[run->positive ? 1 : 0],
+  g_strlcpy (run->label, run->model->labels[cnn_verdict (p)],
              sizeof run->label);
-  run->probability = run->positive ? p : 1.0 - p;
+  run->probability = cnn_verdict_confidence (p);
 
   /* The heat map is a bonus: without it the verdict still shows. */
   /* At the heat map's conv layer (the panel's choice), else the last. */
   {
-    gint             tap = cnn_net_tap_count (run->net) - 1;
+    gint             tap = -1;
     cnn_tensor_view  view;
     const cnn_layer *layer;
 
-    for (gint t = 0; t < tap; t++)
-      if (cnn_net_tap (run->net, t, &view, &layer) == CNN_OK &&
-          ! strcmp (layer->name, job->heat_layer))
-        tap = t;
+    if (! *job->heat_layer ||
+        cnn_model_find_conv (run->model, job->heat_layer, NULL, &tap) != CNN_OK)
+      cnn_model_find_conv (run->model, NULL, NULL, &tap);
     if (tap >= 0 && cnn_net_tap (run->net, tap, &view, &layer) == CNN_OK)
       {
         run->cam   = g_new (float, (gsize) view.w * view.h);
