@@ -142,7 +142,7 @@ static void op_backward(const cnn_layer *L, const float *in, const float *out,
         break;
     case CNN_LAYER_MAXPOOL:
         tk_maxpool_backward(in, out, dout, 1, L->in_h, L->in_w, L->in_c, L->kernel, L->stride,
-                            L->out_h, L->out_w, 0, din, 1);
+                            L->out_h, L->out_w, 0, din, NULL);
         break;
     case CNN_LAYER_DENSE:
         ref_dense_backward(in, dout, 1, (int)in_elems(L), L->weight, L->units, din, NULL, NULL);

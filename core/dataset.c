@@ -8,16 +8,13 @@
 #include "cnn_internal.h"
 #include "cnn_train.h"
 #include "dataset_internal.h"
+#include "pool.h"
 
 #include <ctype.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 void cnn_dataset_free(cnn_dataset *d)
 {
@@ -208,47 +205,58 @@ static cnn_status load_input(const char *path, const cnn_model *m, float *dst)
     return s;
 }
 
-/* Decodes every file of a split in parallel; the first failure (lowest
- * index) is reported with its file name. */
+typedef struct {
+    char **paths;
+    const cnn_model *m, *st;
+    int store;
+    uint8_t *photos;
+    float *inputs;
+    size_t in_size;
+    unsigned char *failed; /* [n]: whether file i failed */
+} decode_job;
+
+static cnn_status decode_one(const decode_job *j, int i, float *tmp)
+{
+    if (!j->photos) return load_input(j->paths[i], j->m, j->inputs + (size_t)i * j->in_size);
+    const size_t tmp_floats = (size_t)j->store * j->store * 3;
+    return load_photo(j->paths[i], j->st, j->store, tmp, j->photos + (size_t)i * tmp_floats);
+}
+
+static void decode_files(void *ctx, size_t i0, size_t i1)
+{
+    const decode_job *j = ctx;
+    float *tmp = j->photos ? malloc((size_t)j->store * j->store * 3 * sizeof *tmp) : NULL;
+    for (size_t i = i0; i < i1; i++)
+        j->failed[i] = (j->photos && !tmp) || decode_one(j, (int)i, tmp) != CNN_OK;
+    free(tmp);
+}
+
+/* Decodes every file of a split on the pool's threads; the first failure
+ * (lowest index) is reported with its file name (decoded again on this
+ * thread for its message: errors are per thread). */
 static cnn_status decode_all(char **paths, int n, const cnn_model *m,
-                             const cnn_model *st, int store, int threads,
+                             const cnn_model *st, int store, cnn_pool *pool,
                              uint8_t *photos, float *inputs, size_t in_size)
 {
+    decode_job j = {paths, m, st, store, photos, inputs, in_size, NULL};
+    if (n <= 0) return CNN_OK;
+    j.failed = calloc((size_t)n, 1);
+    if (!j.failed) return cnn_fail(CNN_ERR_NOMEM, "data set: out of memory");
+    cnn_pool_for(pool, (size_t)n, 16, decode_files, &j);
     int bad = -1;
-    char message[512] = "";
-    size_t tmp_floats = (size_t)store * store * 3;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        float *tmp = photos ? malloc(tmp_floats * sizeof *tmp) : NULL;
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 16)
-#endif
-        for (int i = 0; i < n; i++) {
-            cnn_status s;
-            if (photos)
-                s = tmp ? load_photo(paths[i], st, store, tmp,
-                                     photos + (size_t)i * tmp_floats)
-                        : CNN_ERR_NOMEM;
-            else
-                s = load_input(paths[i], m, inputs + (size_t)i * in_size);
-            if (s) {
-#ifdef _OPENMP
-#pragma omp critical(catdog_decode)
-#endif
-                if (bad < 0 || i < bad) {
-                    bad = i;
-                    snprintf(message, sizeof message, "%s", cnn_last_error());
-                }
-            }
-        }
-        free(tmp);
-    }
-    (void)threads;
-    if (bad >= 0)
-        return cnn_fail(CNN_ERR_FORMAT, "%s: %s", paths[bad], message);
-    return CNN_OK;
+    for (int i = 0; i < n && bad < 0; i++)
+        if (j.failed[i]) bad = i;
+    free(j.failed);
+    if (bad < 0) return CNN_OK;
+    float *tmp = photos ? malloc((size_t)store * store * 3 * sizeof *tmp) : NULL;
+    cnn_status s = photos && !tmp ? cnn_fail(CNN_ERR_NOMEM, "out of memory")
+                                  : decode_one(&j, bad, tmp);
+    free(tmp);
+    if (s == CNN_OK) /* it decoded this time: say so rather than nothing */
+        return cnn_fail(CNN_ERR_FORMAT, "%s: failed to decode once, then decoded", paths[bad]);
+    char message[512];
+    snprintf(message, sizeof message, "%s", cnn_last_error());
+    return cnn_fail(CNN_ERR_FORMAT, "%s: %s", paths[bad], message);
 }
 
 cnn_status cnn_dataset_load(const char *dir, const cnn_model *m,
@@ -259,10 +267,8 @@ cnn_status cnn_dataset_load(const char *dir, const cnn_model *m,
     int store = opt && opt->store_size > 0 ? opt->store_size : 160;
     int limit = opt ? opt->limit : 0;
     int threads = opt ? opt->threads : 0;
-#ifdef _OPENMP
-    if (threads <= 0) threads = omp_get_num_procs();
-#endif
-    if (threads <= 0) threads = 1;
+    if (threads <= 0) threads = cnn_cpu_count();
+    if (threads > 1024) threads = 1024;
     if (store < 8 || store > 1024)
         return cnn_fail(CNN_ERR_ARG, "store size %d outside 8..1024", store);
     char sub[4096];
@@ -302,14 +308,17 @@ cnn_status cnn_dataset_load(const char *dir, const cnn_model *m,
                              dir, (bytes + floats * 4) >> 20);
         }
     }
+    cnn_pool *pool = NULL;
+    if (!s) s = cnn_pool_create(threads, &pool);
     if (!s) {
         storage_model(m, store, st);
-        s = decode_all(paths[0], count[0], m, st, store, threads, d->train_pixels,
+        s = decode_all(paths[0], count[0], m, st, store, pool, d->train_pixels,
                        NULL, 0);
     }
     if (!s)
-        s = decode_all(paths[1], count[1], m, st, store, threads, NULL,
+        s = decode_all(paths[1], count[1], m, st, store, pool, NULL,
                        d->val_inputs, d->in_size);
+    cnn_pool_free(pool);
     if (!s) {
         d->train_labels = labels[0];
         d->val_labels = labels[1];

@@ -270,6 +270,38 @@ void cnn_pool_for(cnn_pool *p, size_t items, size_t chunk, cnn_pool_fn fn, void 
     }
 }
 
+typedef struct {
+    cnn_pool_part_fn fn;
+    void *ctx;
+    int parts;
+} part_job;
+
+static void run_parts(void *ctx, size_t i0, size_t i1)
+{
+    const part_job *j = ctx;
+    for (size_t i = i0; i < i1; i++) j->fn(j->ctx, (int)i, j->parts);
+}
+
+void cnn_pool_run(cnn_pool *p, cnn_pool_part_fn fn, void *ctx)
+{
+    part_job j = {fn, ctx, cnn_pool_size(p)};
+    if (j.parts == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    /* One chunk a part: a thread that the OS is not running leaves its
+     * part to the others instead of holding up the whole run. */
+    cnn_pool_for(p, (size_t)j.parts, 1, run_parts, &j);
+}
+
+void cnn_pool_split(size_t total, int n, int i, size_t *begin, size_t *end)
+{
+    /* total * i / n without overflowing when total is large. */
+    const size_t q = total / (size_t)n, r = total % (size_t)n;
+    *begin = q * (size_t)i + r * (size_t)i / (size_t)n;
+    *end = q * (size_t)(i + 1) + r * (size_t)(i + 1) / (size_t)n;
+}
+
 int cnn_cpu_count(void)
 {
 #if defined(__linux__) && defined(CPU_COUNT)

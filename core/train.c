@@ -5,7 +5,8 @@
  * Determinism: the data order of an epoch, each image's augmentation and
  * each step's dropout masks are hashes of (seed, epoch, position), never
  * a stream that has to be replayed, and every reduction is split
- * statically over threads.  A checkpoint therefore only needs the
+ * statically over the trainer's pool (pool.h: part i of n, summed in part
+ * order).  A checkpoint therefore only needs the
  * parameters, the optimizer moments and the position (epoch, batch,
  * step). */
 #include "dataset_internal.h"
@@ -17,10 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 cnn_train_options cnn_train_defaults(void)
 {
@@ -85,11 +82,7 @@ static tk_conv conv_geometry(const cnn_trainer *t, const cnn_layer *L, int n)
 
 static int resolve_threads(int threads)
 {
-#ifdef _OPENMP
-    if (threads <= 0) threads = omp_get_num_procs();
-#else
-    threads = 1;
-#endif
+    if (threads <= 0) threads = cnn_cpu_count();
     return threads < 1 ? 1 : threads > 256 ? 256 : threads;
 }
 
@@ -138,6 +131,7 @@ void cnn_trainer_free(cnn_trainer *t)
     cnn_free_aligned(t->ema);
     cnn_free_aligned(t->saved);
     free(t->arch);
+    cnn_pool_free(t->pool);
     free(t);
 }
 
@@ -224,6 +218,10 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
     t->threads = resolve_threads(opt->threads);
     t->kern = cnn_kernels_for(cnn_isa_default());
     t->opt.threads = t->threads;
+    if ((s = cnn_pool_create(t->threads, &t->pool)) != CNN_OK) {
+        free(t);
+        return s;
+    }
     const char *arch = opt->arch ? opt->arch : m->name;
     t->arch = malloc(strlen(arch) + 1);
     if (!t->arch) goto nomem;
@@ -320,7 +318,7 @@ static int relu_into_pool(const cnn_trainer *t, int i)
 static void forward(cnn_trainer *t, int n, int train)
 {
     cnn_model *m = t->m;
-    const int th = t->threads;
+    cnn_pool *const th = t->pool;
     for (int i = 0; i <= t->last; i++) {
         cnn_layer *L = &m->layers[i];
         const float *in = t->act[i];
@@ -402,7 +400,7 @@ static size_t param_offset(const cnn_model *m, const float *p)
 static void backward(cnn_trainer *t, int n)
 {
     cnn_model *m = t->m;
-    const int th = t->threads;
+    cnn_pool *const th = t->pool;
     float *dout = t->grad_a, *din = t->grad_b;
     memset(t->grads, 0, m->n_params * sizeof *t->grads);
     for (int i = t->last; i >= 0; i--) {
@@ -649,6 +647,40 @@ static void epoch_order(uint64_t seed, int epoch, int n, int *perm)
 
 enum { RECALIBRATION_BATCHES = 100 };
 
+/* Filling a batch: images [j0, j1), each on its own (whatever thread
+ * takes it, the same pixels). */
+typedef struct {
+    cnn_trainer *t;
+    const cnn_dataset *d;
+    const int *idx;
+    const cnn_augment *plain; /* un-augmented (recalibration); NULL: the
+                                 trainer's augmentation */
+    int first;
+    uint64_t aug_key;
+} batch_job;
+
+static void augment_images(void *ctx, size_t j0, size_t j1)
+{
+    const batch_job *b = ctx;
+    cnn_trainer *t = b->t;
+    const cnn_dataset *d = b->d;
+    const cnn_recipe *r = &t->opt.recipe;
+    for (size_t j = j0; j < j1; j++) {
+        const uint8_t *photo = d->train_pixels + (size_t)b->idx[j] * d->photo_bytes;
+        float *in = t->act[0] + j * t->per_image[0];
+        if (b->plain) {
+            cnn_augment_image(t->m, b->plain, photo, d->store_size, 0, in);
+            continue;
+        }
+        uint64_t key = tk_hash(b->aug_key, (uint64_t)b->first + j);
+        if (r->augment_v2)
+            cnn_augment_v2_image(t->m, &r->v2, photo, d->store_size, key, in,
+                                 t->aug_tmp + j * 2 * t->per_image[0]);
+        else
+            cnn_augment_image(t->m, &t->opt.augment, photo, d->store_size, key, in);
+    }
+}
+
 /* Replaces every batch-norm layer's running statistics by the average,
  * over RECALIBRATION_BATCHES training batches (un-augmented, a fixed
  * draw), of the batch statistics that the final weights produce.
@@ -676,14 +708,8 @@ static void recalibrate_bn(cnn_trainer *t, const cnn_dataset *d, int *perm)
     epoch_order(t->opt.seed ^ SALT_RECALIBRATE, 0, d->n_train, perm);
     t->bn_recalibrating = 1;
     for (int b = 0; b < batches; b++) {
-        const int *idx = perm + (size_t)b * B;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(t->threads)
-#endif
-        for (int j = 0; j < B; j++)
-            cnn_augment_image(m, &plain,
-                              d->train_pixels + (size_t)idx[j] * d->photo_bytes,
-                              d->store_size, 0, t->act[0] + (size_t)j * t->per_image[0]);
+        batch_job j = {t, d, perm + (size_t)b * B, &plain, 0, 0};
+        cnn_pool_for(t->pool, (size_t)B, 1, augment_images, &j);
         forward(t, B, 1);
     }
     t->bn_recalibrating = 0;
@@ -710,19 +736,8 @@ static void fill_batch(cnn_trainer *t, const cnn_dataset *d, const int *idx,
     const cnn_model *m = t->m;
     const int B = t->opt.batch;
     const cnn_recipe *r = &t->opt.recipe;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(t->threads)
-#endif
-    for (int j = 0; j < B; j++) {
-        const uint8_t *photo = d->train_pixels + (size_t)idx[j] * d->photo_bytes;
-        uint64_t key = tk_hash(aug_key, (uint64_t)(first + j));
-        float *in = t->act[0] + (size_t)j * t->per_image[0];
-        if (r->augment_v2)
-            cnn_augment_v2_image(m, &r->v2, photo, d->store_size, key, in,
-                                 t->aug_tmp + (size_t)j * 2 * t->per_image[0]);
-        else
-            cnn_augment_image(m, &t->opt.augment, photo, d->store_size, key, in);
-    }
+    batch_job job = {t, d, idx, NULL, first, aug_key};
+    cnn_pool_for(t->pool, (size_t)B, 1, augment_images, &job);
     for (int j = 0; j < B; j++) t->labels[j] = d->train_labels[idx[j]];
     if (!t->soft) return;
     for (int j = 0; j < B; j++) t->targets[j] = t->labels[j];

@@ -6,6 +6,7 @@
 #include "cnn_internal.h"
 #include "cnn_train.h"
 #include "kernels.h"
+#include "pool.h"
 
 /* Salts that keep the random streams apart. */
 enum {
@@ -21,6 +22,7 @@ struct cnn_trainer {
     cnn_train_options opt;
     char *arch;
     int threads;
+    cnn_pool *pool;             /* its threads, for its whole life */
     const cnn_kernels *kern;    /* the kernel set of its GEMMs */
     int last;                   /* last layer before the logit's sigmoid */
 

@@ -20,18 +20,19 @@
  * changes rounding, and the same binary on the same CPU still gives the
  * same bits.
  *
- * Work is split statically over threads (thread i of n takes the i-th
- * n-th of the rows, items or chunks), so results depend only on the
- * thread count and the kernel set; the convolution's forward pass and
- * input gradient not even on the thread count. */
+ * Threads come from the caller's pool (pool.c; NULL: the calling thread
+ * only).  Work whose every output is computed the same way whatever
+ * share holds it (the convolution's forward pass and input gradient,
+ * element-wise passes, pooling) is handed out in chunks (cnn_pool_for);
+ * reductions (weight gradients, batch-norm sums) are split statically
+ * into the pool's n parts (cnn_pool_run), part i of n always the same
+ * share, and the parts are summed in part order.  So results depend only
+ * on the thread count and the kernel set, never on the timing; those of
+ * the first kind not even on the thread count. */
 #include "train_kernels.h"
 
 #include <math.h>
 #include <string.h>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* Run-time ISA choice through GCC's ifunc-based target_clones.  Not under
  * AddressSanitizer (ifunc resolvers run before its runtime is up) and not
@@ -47,29 +48,23 @@
 /* TK_NR: the dense layers' column split, in whole GEMM tiles. */
 enum { TK_NR = 32, TK_CHUNK = 256 };
 
-static int thread_index(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-static int thread_count(void)
-{
-#ifdef _OPENMP
-    return omp_get_num_threads();
-#else
-    return 1;
-#endif
-}
-
 /* Part i of n of [0, total). */
 static void split(size_t total, int n, int i, size_t *begin, size_t *end)
 {
-    *begin = total * (size_t)i / (size_t)n;
-    *end = total * (size_t)(i + 1) / (size_t)n;
+    cnn_pool_split(total, n, i, begin, end);
+}
+
+/* A chunk size for cnn_pool_for over `items` items that cost about
+ * `item_cost` floats of work each: several chunks per thread (so a thread
+ * the OS does not run holds up little), none too small to pay for the
+ * hand-out. */
+static size_t chunk_for(const cnn_pool *pool, size_t items, size_t item_cost)
+{
+    const size_t nt = (size_t)cnn_pool_size(pool);
+    size_t c = items / (4 * nt);
+    const size_t min_items = item_cost ? (16384 + item_cost - 1) / item_cost : 1;
+    if (c < min_items) c = min_items;
+    return c ? c : 1;
 }
 
 /* The kernel set a call runs on: the given one, else the default. */
@@ -178,47 +173,60 @@ static void im2col(const tk_conv *g, const float *in, size_t p0, int pc,
     }
 }
 
+typedef struct {
+    const tk_conv *g;
+    const cnn_kernels *kern;
+    cnn_conv_shape shape;
+    const float *in, *wt, *bias;
+    float *out;
+    int n_ocb, rows;
+    size_t groups, in_img, out_img;
+} conv_fwd_job;
+
+static void conv_fwd_items(void *ctx, size_t i0, size_t i1)
+{
+    const conv_fwd_job *j = ctx;
+    for (size_t i = i0; i < i1; i++) {
+        const int ocb = (int)(i % (size_t)j->n_ocb);
+        const size_t rg = i / (size_t)j->n_ocb;
+        const size_t img = rg / j->groups;
+        const int y0 = (int)(rg % j->groups) * j->rows;
+        const int y1 = j->g->oh - y0 < j->rows ? j->g->oh : y0 + j->rows;
+        j->kern->conv_rows(&j->shape, j->in + img * j->in_img, j->wt, j->bias,
+                           j->out + img * j->out_img, y0, y1, ocb);
+    }
+}
+
 void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
                      const float *bias, float *out, float *scratch,
-                     int threads)
+                     cnn_pool *pool)
 {
     /* The inference kernels' direct convolution: items of (image, group
-     * of output rows, block of channels), split statically; each output
-     * is computed the same way whatever item holds it. */
+     * of output rows, block of channels), handed out in chunks; each
+     * output is computed the same way whatever item holds it. */
     const cnn_kernels *kern = kset(g->kern);
     const int B = kern->conv_block, n_ocb = (g->oc + B - 1) / B;
-    const cnn_conv_shape shape = {g->h, g->w, g->c, g->oc, g->k, g->stride, g->pad_top,
-                                  g->pad_left, g->oh, g->ow, 0};
+    conv_fwd_job j = {
+        .g = g, .kern = kern,
+        .shape = {g->h, g->w, g->c, g->oc, g->k, g->stride, g->pad_top, g->pad_left,
+                  g->oh, g->ow, 0},
+        .in = in, .wt = wt, .bias = scratch, .out = out, .n_ocb = n_ocb,
+    };
     int rows = (4 * kern->conv_pixels + g->ow - 1) / g->ow;
-    rows = rows < 1 ? 1 : rows > g->oh ? g->oh : rows;
-    const size_t groups = (size_t)(g->oh + rows - 1) / rows;
-    const size_t items = (size_t)g->n * groups * (size_t)n_ocb;
-    const size_t in_img = (size_t)g->h * g->w * g->c, out_img = (size_t)g->oh * g->ow * g->oc;
+    j.rows = rows < 1 ? 1 : rows > g->oh ? g->oh : rows;
+    j.groups = (size_t)(g->oh + j.rows - 1) / j.rows;
+    const size_t items = (size_t)g->n * j.groups * (size_t)n_ocb;
+    j.in_img = (size_t)g->h * g->w * g->c;
+    j.out_img = (size_t)g->oh * g->ow * g->oc;
     /* The bias padded to whole blocks (zeros past oc, or all zeros). */
-    float *b = scratch;
-    memset(b, 0, (size_t)n_ocb * B * sizeof *b);
-    if (bias) memcpy(b, bias, (size_t)g->oc * sizeof *b);
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        size_t i0, i1;
-        split(items, thread_count(), thread_index(), &i0, &i1);
-        for (size_t i = i0; i < i1; i++) {
-            const int ocb = (int)(i % (size_t)n_ocb);
-            const size_t rg = i / (size_t)n_ocb;
-            const size_t img = rg / groups;
-            const int y0 = (int)(rg % groups) * rows;
-            const int y1 = g->oh - y0 < rows ? g->oh : y0 + rows;
-            kern->conv_rows(&shape, in + img * in_img, wt, b, out + img * out_img, y0, y1, ocb);
-        }
-    }
-    (void)threads;
+    memset(scratch, 0, (size_t)n_ocb * B * sizeof *scratch);
+    if (bias) memcpy(scratch, bias, (size_t)g->oc * sizeof *scratch);
+    cnn_pool_for(pool, items, 1, conv_fwd_items, &j);
 }
 
 void tk_conv_backward_input(const tk_conv *g, const float *dout,
                             const float *wf, const float *w, float *din,
-                            float *scratch, int threads)
+                            float *scratch, cnn_pool *pool)
 {
     if (g->stride != 1) {
         ref_conv2d_backward(g, NULL, w, dout, din, NULL, NULL);
@@ -232,65 +240,82 @@ void tk_conv_backward_input(const tk_conv *g, const float *dout,
         .oh = g->h, .ow = g->w, .kern = g->kern,
     };
     /* g's scratch holds t's zero bias. */
-    tk_conv_forward(&t, dout, wf, NULL, din, scratch, threads);
+    tk_conv_forward(&t, dout, wf, NULL, din, scratch, pool);
+}
+
+typedef struct {
+    const tk_conv *g;
+    const cnn_kernels *kern;
+    const float *in, *dout;
+    float *dw, *db, *scratch;
+    size_t P, K, chunks, per, col_floats;
+    int parts;
+} conv_wgrad_job;
+
+/* Part `part`: the weight and bias gradient of its share of the output
+ * pixels, into its own partial sums. */
+static void conv_wgrad_part(void *ctx, int part, int parts)
+{
+    const conv_wgrad_job *j = ctx;
+    const tk_conv *g = j->g;
+    const int oc = g->oc;
+    const size_t K = j->K;
+    size_t c0, c1;
+    split(j->chunks, parts, part, &c0, &c1);
+    float *col = j->scratch + (size_t)part * j->per;
+    float *dwt = col + j->col_floats, *dbt = dwt + K * oc;
+    memset(dwt, 0, (K * oc + (size_t)oc) * sizeof *dwt);
+    for (size_t ch = c0; ch < c1; ch++) {
+        size_t p0 = ch * TK_CHUNK;
+        int pc = (int)(j->P - p0 < TK_CHUNK ? j->P - p0 : TK_CHUNK);
+        const float *d = j->dout + p0 * oc;
+        im2col(g, j->in, p0, pc, col);
+        /* dwt[K][oc] += col^T[K][pc] * d[pc][oc] */
+        j->kern->gemm((int)K, oc, pc, col, 1, (ptrdiff_t)K, d, oc, dwt, oc, 1);
+        for (int q = 0; q < pc; q++)
+            for (int o = 0; o < oc; o++)
+                dbt[o] += d[(size_t)q * oc + o];
+    }
+}
+
+/* Elements [e0, e1) of dw (OIHW): the parts' partial sums in part order. */
+static void conv_wgrad_sum(void *ctx, size_t e0, size_t e1)
+{
+    const conv_wgrad_job *j = ctx;
+    const int k = j->g->k, c = j->g->c, oc = j->g->oc;
+    for (size_t e = e0; e < e1; e++) {
+        /* e indexes OIHW: ((o * c + i) * k + ky) * k + kx */
+        size_t kx = e % k, t1 = e / k, ky = t1 % k, t2 = t1 / k;
+        size_t i = t2 % c, o = t2 / c;
+        size_t src = ((ky * k + kx) * c + i) * oc + o;
+        float s = 0.0f;
+        for (int u = 0; u < j->parts; u++)
+            s += j->scratch[(size_t)u * j->per + j->col_floats + src];
+        j->dw[e] += s;
+    }
 }
 
 void tk_conv_backward_weight(const tk_conv *g, const float *in,
                              const float *dout, float *dw, float *db,
-                             float *scratch, int threads)
+                             float *scratch, cnn_pool *pool)
 {
-    const size_t P = (size_t)g->n * g->oh * g->ow, K = conv_k(g);
-    const size_t chunks = (P + TK_CHUNK - 1) / TK_CHUNK;
-    const size_t per = conv_thread_floats(g);
-    const size_t col_floats = per - K * g->oc - (size_t)g->oc;
-    const int oc = g->oc, k = g->k, c = g->c;
-    const cnn_kernels *kern = kset(g->kern);
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        int ti = thread_index(), nt = thread_count();
-        size_t c0, c1;
-        split(chunks, nt, ti, &c0, &c1);
-        float *col = scratch + (size_t)ti * per;
-        float *dwt = col + col_floats, *dbt = dwt + K * oc;
-        memset(dwt, 0, (K * oc + (size_t)oc) * sizeof *dwt);
-        for (size_t ch = c0; ch < c1; ch++) {
-            size_t p0 = ch * TK_CHUNK;
-            int pc = (int)(P - p0 < TK_CHUNK ? P - p0 : TK_CHUNK);
-            const float *d = dout + p0 * oc;
-            im2col(g, in, p0, pc, col);
-            /* dwt[K][oc] += col^T[K][pc] * d[pc][oc] */
-            kern->gemm((int)K, oc, pc, col, 1, (ptrdiff_t)K, d, oc, dwt, oc, 1);
-            for (int q = 0; q < pc; q++)
-                for (int o = 0; o < oc; o++)
-                    dbt[o] += d[(size_t)q * oc + o];
-        }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-        /* Sum the partials in thread order, each thread a slice of dw. */
-        size_t e0, e1;
-        split(K * oc, nt, ti, &e0, &e1);
-        for (size_t e = e0; e < e1; e++) {
-            /* e indexes OIHW: ((o * c + i) * k + ky) * k + kx */
-            size_t kx = e % k, t1 = e / k, ky = t1 % k, t2 = t1 / k;
-            size_t i = t2 % c, o = t2 / c;
-            size_t src = ((ky * k + kx) * c + i) * oc + o;
+    conv_wgrad_job j = {
+        .g = g, .kern = kset(g->kern), .in = in, .dout = dout, .dw = dw, .db = db,
+        .scratch = scratch, .P = (size_t)g->n * g->oh * g->ow, .K = conv_k(g),
+        .per = conv_thread_floats(g), .parts = cnn_pool_size(pool),
+    };
+    j.chunks = (j.P + TK_CHUNK - 1) / TK_CHUNK;
+    j.col_floats = j.per - j.K * g->oc - (size_t)g->oc;
+    cnn_pool_run(pool, conv_wgrad_part, &j);
+    const size_t n_dw = j.K * (size_t)g->oc;
+    cnn_pool_for(pool, n_dw, chunk_for(pool, n_dw, (size_t)j.parts), conv_wgrad_sum, &j);
+    if (db)
+        for (int o = 0; o < g->oc; o++) {
             float s = 0.0f;
-            for (int u = 0; u < nt; u++)
-                s += scratch[(size_t)u * per + col_floats + src];
-            dw[e] += s;
+            for (int u = 0; u < j.parts; u++)
+                s += scratch[(size_t)u * j.per + j.col_floats + j.K * g->oc + o];
+            db[o] += s;
         }
-        if (db && ti == 0)
-            for (int o = 0; o < oc; o++) {
-                float s = 0.0f;
-                for (int u = 0; u < nt; u++)
-                    s += scratch[(size_t)u * per + col_floats + K * oc + o];
-                db[o] += s;
-            }
-    }
-    (void)threads;
 }
 
 /* ------------------------------------------------------------------ */
@@ -343,34 +368,33 @@ static void dense_columns(const dense_job *d, int j0, int j1)
         d->kern->gemm(n, j1 - j0, units, d->dout, units, 1, d->w + j0, in_f, d->din + j0, in_f, 0);
 }
 
-static void dense_run(const dense_job *d, int threads)
+static void dense_part(void *ctx, int part, int parts)
 {
-    const int cols = d->dout ? d->in_f : d->units;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        int j0, j1;
-        split_cols(cols, thread_count(), thread_index(), &j0, &j1);
-        if (j1 > j0) dense_columns(d, j0, j1);
-    }
-    (void)threads;
+    const dense_job *d = ctx;
+    int j0, j1;
+    split_cols(d->dout ? d->in_f : d->units, parts, part, &j0, &j1);
+    if (j1 > j0) dense_columns(d, j0, j1);
+}
+
+static void dense_run(const dense_job *d, cnn_pool *pool)
+{
+    cnn_pool_run(pool, dense_part, (void *)d);
 }
 
 void tk_dense_forward(const cnn_kernels *kern, const float *in, int n, int in_f,
                       const float *wt, const float *bias, int units, float *out,
-                      int threads)
+                      cnn_pool *pool)
 {
     const dense_job d = {kset(kern), in, wt, bias, NULL, NULL, out, NULL, NULL, n, in_f, units};
-    dense_run(&d, threads);
+    dense_run(&d, pool);
 }
 
 void tk_dense_backward(const cnn_kernels *kern, const float *in,
                        const float *dout, int n, int in_f, const float *w,
-                       int units, float *din, float *dw, float *db, int threads)
+                       int units, float *din, float *dw, float *db, cnn_pool *pool)
 {
     const dense_job d = {kset(kern), in, NULL, NULL, dout, w, NULL, din, dw, n, in_f, units};
-    dense_run(&d, threads);
+    dense_run(&d, pool);
     if (db)
         for (int u = 0; u < units; u++) {
             float s = 0.0f;
@@ -423,18 +447,18 @@ static void bn_apply(const float *x, size_t p0, size_t p1, int c,
             y[p * c + ch] = x[p * c + ch] * scale[ch] + offset[ch];
 }
 
-/* Inside a parallel region: this thread's rows [*p0, *p1) of pixels and
- * its 2 c sums in scratch (zeroed; the first c, then the second c). */
-static double *bn_thread_share(double *scratch, size_t pixels, int c, size_t *p0, size_t *p1)
+/* Part `part`'s rows [*p0, *p1) of pixels and its 2 c sums in scratch
+ * (zeroed; the first c, then the second c). */
+static double *bn_part_share(double *scratch, size_t pixels, int c, int part, int parts,
+                             size_t *p0, size_t *p1)
 {
-    int ti = thread_index();
-    split(pixels, thread_count(), ti, p0, p1);
-    double *s = scratch + (size_t)2 * c * ti;
+    split(pixels, parts, part, p0, p1);
+    double *s = scratch + (size_t)2 * c * part;
     memset(s, 0, (size_t)2 * c * sizeof *s);
     return s;
 }
 
-/* Channel ch's two sums over the nt threads' shares, in thread order. */
+/* Channel ch's two sums over the nt parts, in part order. */
 static void bn_reduce(const double *scratch, int c, int nt, int ch, double *a, double *b)
 {
     *a = 0.0;
@@ -445,62 +469,67 @@ static void bn_reduce(const double *scratch, int c, int nt, int ch, double *a, d
     }
 }
 
-/* bn_apply over all pixels, split over the threads. */
-static void bn_apply_threads(const float *x, size_t pixels, int c, const float *scale,
-                             const float *offset, int relu, float *y, int threads)
+typedef struct {
+    const float *x, *dy, *gate, *scale, *offset, *mean, *invstd, *k1, *k2, *k3;
+    float *y;
+    double *scratch;
+    size_t pixels;
+    int c, relu;
+} bn_job;
+
+static void bn_apply_items(void *ctx, size_t p0, size_t p1)
 {
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        size_t p0, p1;
-        split(pixels, thread_count(), thread_index(), &p0, &p1);
-        bn_apply(x, p0, p1, c, scale, offset, relu, y);
-    }
-    (void)threads;
+    const bn_job *j = ctx;
+    bn_apply(j->x, p0, p1, j->c, j->scale, j->offset, j->relu, j->y);
+}
+
+/* bn_apply over all pixels, split over the pool's threads. */
+static void bn_apply_threads(const float *x, size_t pixels, int c, const float *scale,
+                             const float *offset, int relu, float *y, cnn_pool *pool)
+{
+    const bn_job j = {.x = x, .scale = scale, .offset = offset, .y = y, .c = c, .relu = relu};
+    cnn_pool_for(pool, pixels, chunk_for(pool, pixels, (size_t)c), bn_apply_items, (void *)&j);
+}
+
+static void bn_sums_part(void *ctx, int part, int parts)
+{
+    const bn_job *j = ctx;
+    size_t p0, p1;
+    double *s = bn_part_share(j->scratch, j->pixels, j->c, part, parts, &p0, &p1);
+    bn_sums(j->x, p0, p1, j->c, j->x, s, s + j->c);
 }
 
 void tk_bn_forward_train(const float *x, size_t pixels, int c,
                          const float *gamma, const float *beta, float eps,
                          int relu, float *y, float *mean, float *var,
-                         float *invstd, double *scratch, int threads)
+                         float *invstd, double *scratch, cnn_pool *pool)
 {
     /* Sums are taken around a per-channel shift (the first row) so that
      * E[v^2] - E[v]^2 does not cancel; the shift is exact to undo. */
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        int nt = thread_count();
-        size_t p0, p1;
-        double *s = bn_thread_share(scratch, pixels, c, &p0, &p1), *s2 = s + c;
-        bn_sums(x, p0, p1, c, x, s, s2);
-#ifdef _OPENMP
-#pragma omp barrier
-#pragma omp single
-#endif
-        for (int ch = 0; ch < c; ch++) {
-            double a, b;
-            bn_reduce(scratch, c, nt, ch, &a, &b);
-            double m = a / (double)pixels, v = b / (double)pixels - m * m;
-            if (v < 0.0) v = 0.0;
-            mean[ch] = (float)(x[ch] + m);
-            var[ch] = (float)v;
-            invstd[ch] = (float)(1.0 / sqrt(v + eps));
-        }
+    const bn_job j = {.x = x, .scratch = scratch, .pixels = pixels, .c = c};
+    const int nt = cnn_pool_size(pool);
+    cnn_pool_run(pool, bn_sums_part, (void *)&j);
+    for (int ch = 0; ch < c; ch++) {
+        double a, b;
+        bn_reduce(scratch, c, nt, ch, &a, &b);
+        double m = a / (double)pixels, v = b / (double)pixels - m * m;
+        if (v < 0.0) v = 0.0;
+        mean[ch] = (float)(x[ch] + m);
+        var[ch] = (float)v;
+        invstd[ch] = (float)(1.0 / sqrt(v + eps));
     }
     float scale[CNN_MAX_CHANNELS], offset[CNN_MAX_CHANNELS];
     for (int ch = 0; ch < c; ch++) {
         scale[ch] = gamma[ch] * invstd[ch];
         offset[ch] = beta[ch] - mean[ch] * scale[ch];
     }
-    bn_apply_threads(x, pixels, c, scale, offset, relu, y, threads);
+    bn_apply_threads(x, pixels, c, scale, offset, relu, y, pool);
 }
 
 void tk_bn_forward_eval(const float *x, size_t pixels, int c,
                         const float *gamma, const float *beta,
                         const float *rmean, const float *rvar, float eps,
-                        int relu, float *y, int threads)
+                        int relu, float *y, cnn_pool *pool)
 {
     /* y = gamma (x - mean) / sqrt(var + eps) + beta, as one scale and
      * offset per channel (c <= CNN_MAX_CHANNELS). */
@@ -509,7 +538,7 @@ void tk_bn_forward_eval(const float *x, size_t pixels, int c,
         scale[ch] = gamma[ch] / sqrtf(rvar[ch] + eps);
         offset[ch] = beta[ch] - rmean[ch] * scale[ch];
     }
-    bn_apply_threads(x, pixels, c, scale, offset, relu, y, threads);
+    bn_apply_threads(x, pixels, c, scale, offset, relu, y, pool);
 }
 
 /* The gradient reaching the batch-norm's output: dy, or where a fused
@@ -544,98 +573,118 @@ static void bn_grad_apply(const float *x, const float *dy, const float *gate,
         }
 }
 
+static void bn_grad_sums_part(void *ctx, int part, int parts)
+{
+    const bn_job *j = ctx;
+    size_t p0, p1;
+    double *s = bn_part_share(j->scratch, j->pixels, j->c, part, parts, &p0, &p1);
+    bn_grad_sums(j->x, j->dy, j->gate, p0, p1, j->c, j->mean, j->invstd, s, s + j->c);
+}
+
+static void bn_grad_apply_items(void *ctx, size_t p0, size_t p1)
+{
+    const bn_job *j = ctx;
+    bn_grad_apply(j->x, j->dy, j->gate, p0, p1, j->c, j->mean, j->invstd, j->k1, j->k2,
+                  j->k3, j->y);
+}
+
 void tk_bn_backward(const float *x, const float *dy, const float *gate,
                     size_t pixels, int c, const float *gamma, const float *mean,
                     const float *invstd, float *dx, float *dgamma,
-                    float *dbeta, double *scratch, int threads)
+                    float *dbeta, double *scratch, cnn_pool *pool)
 {
     float k1[CNN_MAX_CHANNELS], k2[CNN_MAX_CHANNELS], k3[CNN_MAX_CHANNELS];
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        int nt = thread_count();
-        size_t p0, p1;
-        double *s = bn_thread_share(scratch, pixels, c, &p0, &p1), *s2 = s + c;
-        bn_grad_sums(x, dy, gate, p0, p1, c, mean, invstd, s, s2);
-#ifdef _OPENMP
-#pragma omp barrier
-#pragma omp single
-#endif
-        for (int ch = 0; ch < c; ch++) {
-            double a, b;
-            bn_reduce(scratch, c, nt, ch, &a, &b);
-            dbeta[ch] += (float)a;
-            dgamma[ch] += (float)b;
-            k1[ch] = gamma[ch] * invstd[ch];
-            k2[ch] = (float)(a / (double)pixels);
-            k3[ch] = (float)(b / (double)pixels);
-        }
-        bn_grad_apply(x, dy, gate, p0, p1, c, mean, invstd, k1, k2, k3, dx);
+    const bn_job j = {.x = x, .dy = dy, .gate = gate, .mean = mean, .invstd = invstd,
+                      .k1 = k1, .k2 = k2, .k3 = k3, .y = dx, .scratch = scratch,
+                      .pixels = pixels, .c = c};
+    const int nt = cnn_pool_size(pool);
+    cnn_pool_run(pool, bn_grad_sums_part, (void *)&j);
+    for (int ch = 0; ch < c; ch++) {
+        double a, b;
+        bn_reduce(scratch, c, nt, ch, &a, &b);
+        dbeta[ch] += (float)a;
+        dgamma[ch] += (float)b;
+        k1[ch] = gamma[ch] * invstd[ch];
+        k2[ch] = (float)(a / (double)pixels);
+        k3[ch] = (float)(b / (double)pixels);
     }
-    (void)threads;
+    cnn_pool_for(pool, pixels, chunk_for(pool, pixels, 2 * (size_t)c), bn_grad_apply_items,
+                 (void *)&j);
 }
 
 /* ------------------------------------------------------------------ */
 /* Element-wise ops, pooling                                          */
 /* ------------------------------------------------------------------ */
 
+typedef struct {
+    const float *gate, *src;
+    float *dst;
+} gate_job;
+
+static void relu_gate_items(void *ctx, size_t b, size_t e)
+{
+    const gate_job *j = ctx;
+    for (size_t i = b; i < e; i++)
+        j->dst[i] = j->gate[i] > 0.0f ? j->src[i] : 0.0f;
+}
+
 /* dst[i] = gate[i] > 0 ? src[i] : 0, split over the threads: the ReLU
  * (gate = src = x) and its gradient (gate = y, src = dy). */
 static void relu_gate(const float *gate, const float *src, size_t count, float *dst,
-                      int threads)
+                      cnn_pool *pool)
 {
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        size_t b, e;
-        split(count, thread_count(), thread_index(), &b, &e);
-        for (size_t i = b; i < e; i++)
-            dst[i] = gate[i] > 0.0f ? src[i] : 0.0f;
-    }
-    (void)threads;
+    const gate_job j = {gate, src, dst};
+    cnn_pool_for(pool, count, chunk_for(pool, count, 1), relu_gate_items, (void *)&j);
 }
 
-void tk_relu_forward(const float *x, size_t count, float *y, int threads)
+void tk_relu_forward(const float *x, size_t count, float *y, cnn_pool *pool)
 {
-    relu_gate(x, x, count, y, threads);
+    relu_gate(x, x, count, y, pool);
 }
 
 void tk_relu_backward(const float *y, const float *dy, size_t count,
-                      float *dx, int threads)
+                      float *dx, cnn_pool *pool)
 {
-    relu_gate(y, dy, count, dx, threads);
+    relu_gate(y, dy, count, dx, pool);
+}
+
+typedef struct {
+    const float *in, *out, *dout;
+    float *res;
+    int h, w, c, k, stride, oh, ow, relu, tiles;
+} pool_job;
+
+static void maxpool_fwd_rows(void *ctx, size_t r0, size_t r1)
+{
+    const pool_job *j = ctx;
+    const int h = j->h, w = j->w, c = j->c, k = j->k, stride = j->stride, oh = j->oh,
+              ow = j->ow;
+    for (size_t r = r0; r < r1; r++) {
+        size_t b = r / oh;
+        int oy = (int)(r % oh);
+        for (int ox = 0; ox < ow; ox++) {
+            float *o = j->res + (r * ow + ox) * c;
+            const float *first =
+                j->in + ((b * h + (size_t)oy * stride) * w + (size_t)ox * stride) * c;
+            memcpy(o, first, (size_t)c * sizeof *o);
+            for (int ky = 0; ky < k; ky++)
+                for (int kx = 0; kx < k; kx++) {
+                    const float *p = first + ((size_t)ky * w + kx) * c;
+                    for (int ch = 0; ch < c; ch++)
+                        o[ch] = p[ch] > o[ch] ? p[ch] : o[ch];
+                }
+        }
+    }
 }
 
 void tk_maxpool_forward(const float *in, int n, int h, int w, int c, int k,
-                        int stride, int oh, int ow, float *out, int threads)
+                        int stride, int oh, int ow, float *out, cnn_pool *pool)
 {
+    const pool_job j = {.in = in, .res = out, .h = h, .w = w, .c = c, .k = k,
+                        .stride = stride, .oh = oh, .ow = ow};
     const size_t rows = (size_t)n * oh;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        size_t r0, r1;
-        split(rows, thread_count(), thread_index(), &r0, &r1);
-        for (size_t r = r0; r < r1; r++) {
-            size_t b = r / oh;
-            int oy = (int)(r % oh);
-            for (int ox = 0; ox < ow; ox++) {
-                float *o = out + (r * ow + ox) * c;
-                const float *first =
-                    in + ((b * h + (size_t)oy * stride) * w + (size_t)ox * stride) * c;
-                memcpy(o, first, (size_t)c * sizeof *o);
-                for (int ky = 0; ky < k; ky++)
-                    for (int kx = 0; kx < k; kx++) {
-                        const float *p = first + ((size_t)ky * w + kx) * c;
-                        for (int ch = 0; ch < c; ch++)
-                            o[ch] = p[ch] > o[ch] ? p[ch] : o[ch];
-                    }
-            }
-        }
-    }
-    (void)threads;
+    cnn_pool_for(pool, rows, chunk_for(pool, rows, (size_t)ow * c * k * k), maxpool_fwd_rows,
+                 (void *)&j);
 }
 
 /* One output row of a 2x2, stride-2 pool: each window's gradient goes to
@@ -667,58 +716,63 @@ static void pool2_grad_row(const float *in0, const float *in1,
     }
 }
 
+/* Images [b0, b1) of the pool's backward pass. */
+static void maxpool_bwd_images(void *ctx, size_t b0, size_t b1)
+{
+    const pool_job *j = ctx;
+    const float *in = j->in, *out = j->out, *dout = j->dout;
+    float *din = j->res;
+    const int h = j->h, w = j->w, c = j->c, k = j->k, stride = j->stride, oh = j->oh,
+              ow = j->ow, relu = j->relu, tiles = j->tiles;
+    size_t img = (size_t)h * w * c;
+    unsigned char done[CNN_MAX_CHANNELS];
+    if (!tiles || oh * k != h || ow * k != w)
+        memset(din + b0 * img, 0, (b1 - b0) * img * sizeof *din);
+    for (size_t b = b0; b < b1; b++)
+        for (int oy = 0; oy < oh; oy++) {
+            if (k == 2 && tiles) {
+                size_t r0 = ((b * h + (size_t)oy * 2) * w) * c, r1 = r0 + (size_t)w * c;
+                size_t o = (b * oh + oy) * ow * c;
+                pool2_grad_row(in + r0, in + r1, out + o, dout + o, ow, c,
+                               relu, din + r0, din + r1);
+                continue;
+            }
+            for (int ox = 0; ox < ow; ox++) {
+                size_t o = ((b * oh + oy) * ow + ox) * c;
+                size_t first = ((b * h + (size_t)oy * stride) * w +
+                                (size_t)ox * stride) * c;
+                memset(done, 0, (size_t)c);
+                /* The first element equal to the window's maximum is
+                 * the one the forward pass kept. */
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++) {
+                        size_t q = first + ((size_t)ky * w + kx) * c;
+                        for (int ch = 0; ch < c; ch++) {
+                            int hit = !done[ch] && in[q + ch] == out[o + ch];
+                            float g = hit && !(relu && !(out[o + ch] > 0.0f))
+                                          ? dout[o + ch] : 0.0f;
+                            if (tiles) din[q + ch] = g;
+                            else din[q + ch] += g;
+                            done[ch] |= (unsigned char)hit;
+                        }
+                    }
+            }
+        }
+}
+
 void tk_maxpool_backward(const float *in, const float *out,
                          const float *dout, int n, int h, int w, int c, int k,
                          int stride, int oh, int ow, int relu, float *din,
-                         int threads)
+                         cnn_pool *pool)
 {
     /* Split by image: windows may overlap inside an image, never across.
      * Windows that tile the image without overlap (stride == k) assign
      * their gradient, so only the uncovered border needs zeroing;
      * overlapping windows accumulate into a zeroed din. */
-    const int tiles = stride == k;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        size_t b0, b1;
-        split((size_t)n, thread_count(), thread_index(), &b0, &b1);
-        size_t img = (size_t)h * w * c;
-        unsigned char done[CNN_MAX_CHANNELS];
-        if (!tiles || oh * k != h || ow * k != w)
-            memset(din + b0 * img, 0, (b1 - b0) * img * sizeof *din);
-        for (size_t b = b0; b < b1; b++)
-            for (int oy = 0; oy < oh; oy++) {
-                if (k == 2 && tiles) {
-                    size_t r0 = ((b * h + (size_t)oy * 2) * w) * c, r1 = r0 + (size_t)w * c;
-                    size_t o = (b * oh + oy) * ow * c;
-                    pool2_grad_row(in + r0, in + r1, out + o, dout + o, ow, c,
-                                   relu, din + r0, din + r1);
-                    continue;
-                }
-                for (int ox = 0; ox < ow; ox++) {
-                    size_t o = ((b * oh + oy) * ow + ox) * c;
-                    size_t first = ((b * h + (size_t)oy * stride) * w +
-                                    (size_t)ox * stride) * c;
-                    memset(done, 0, (size_t)c);
-                    /* The first element equal to the window's maximum is
-                     * the one the forward pass kept. */
-                    for (int ky = 0; ky < k; ky++)
-                        for (int kx = 0; kx < k; kx++) {
-                            size_t q = first + ((size_t)ky * w + kx) * c;
-                            for (int ch = 0; ch < c; ch++) {
-                                int hit = !done[ch] && in[q + ch] == out[o + ch];
-                                float g = hit && !(relu && !(out[o + ch] > 0.0f))
-                                              ? dout[o + ch] : 0.0f;
-                                if (tiles) din[q + ch] = g;
-                                else din[q + ch] += g;
-                                done[ch] |= (unsigned char)hit;
-                            }
-                        }
-                }
-            }
-    }
-    (void)threads;
+    const pool_job j = {.in = in, .out = out, .dout = dout, .res = din, .h = h, .w = w,
+                        .c = c, .k = k, .stride = stride, .oh = oh, .ow = ow,
+                        .relu = relu, .tiles = stride == k};
+    cnn_pool_for(pool, (size_t)n, 1, maxpool_bwd_images, (void *)&j);
 }
 
 void tk_gap_forward(const float *in, int n, int h, int w, int c, float *out)

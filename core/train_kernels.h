@@ -2,15 +2,18 @@
  * (train_kernels.c, fast) and their scalar references for the backward
  * passes (grad.c).  NHWC activations, canonical parameter layouts.
  *
- * Threading: every kernel takes `threads` and splits its work statically,
- * so that for a given thread count the results are bit-identical from run
- * to run.  Kernels never allocate: the caller passes scratch sized with
- * the *_scratch functions. */
+ * Threading: every kernel takes the pool whose threads it runs on (pool.h;
+ * NULL: the calling thread only) and splits its reductions statically
+ * into the pool's parts, so that for a given thread count the results
+ * are bit-identical from run to run, whatever the timing.  Kernels never
+ * allocate: the caller passes scratch sized with the *_scratch functions
+ * for `threads` = cnn_pool_size(pool) (or more). */
 #ifndef TRAIN_KERNELS_H
 #define TRAIN_KERNELS_H
 
 #include "cnn_internal.h"
 #include "kernels.h"
+#include "pool.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -39,26 +42,26 @@ void tk_conv_pack_backward(const tk_conv *g, const float *w, float *wf);
 
 void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
                      const float *bias, float *out, float *scratch,
-                     int threads);
+                     cnn_pool *pool);
 /* din = d(loss)/d(in) from dout; wf from tk_conv_pack_backward (stride 1;
  * other strides use the reference). */
 void tk_conv_backward_input(const tk_conv *g, const float *dout,
                             const float *wf, const float *w, float *din,
-                            float *scratch, int threads);
+                            float *scratch, cnn_pool *pool);
 /* dw (OIHW) += d(loss)/d(weight), db (may be NULL) += d(loss)/d(bias). */
 void tk_conv_backward_weight(const tk_conv *g, const float *in,
                              const float *dout, float *dw, float *db,
-                             float *scratch, int threads);
+                             float *scratch, cnn_pool *pool);
 
 /* Dense: in (n, in_f), weight [units][in_f], wt its transpose. */
 void tk_dense_pack(const float *w, int in_f, int units, float *wt);
 /* kern: the GEMM's kernel set (NULL: the default). */
 void tk_dense_forward(const cnn_kernels *kern, const float *in, int n, int in_f,
                       const float *wt, const float *bias, int units, float *out,
-                      int threads);
+                      cnn_pool *pool);
 void tk_dense_backward(const cnn_kernels *kern, const float *in,
                        const float *dout, int n, int in_f, const float *w,
-                       int units, float *din, float *dw, float *db, int threads);
+                       int units, float *din, float *dw, float *db, cnn_pool *pool);
 
 /* Batch-norm in training mode over pixels = n*h*w rows of c channels:
  * normalises with the batch statistics and writes them, mean, var (biased)
@@ -69,11 +72,11 @@ size_t tk_bn_scratch_doubles(int c, int threads);
 void tk_bn_forward_train(const float *x, size_t pixels, int c,
                          const float *gamma, const float *beta, float eps,
                          int relu, float *y, float *mean, float *var,
-                         float *invstd, double *scratch, int threads);
+                         float *invstd, double *scratch, cnn_pool *pool);
 void tk_bn_forward_eval(const float *x, size_t pixels, int c,
                         const float *gamma, const float *beta,
                         const float *rmean, const float *rvar, float eps,
-                        int relu, float *y, int threads);
+                        int relu, float *y, cnn_pool *pool);
 /* dx from dy; dgamma, dbeta += their gradients.  gate (NULL: none) fuses
  * the backward pass of a ReLU after the batch-norm: dy is then the
  * gradient at the ReLU's output, gate that output (the same results as
@@ -81,15 +84,15 @@ void tk_bn_forward_eval(const float *x, size_t pixels, int c,
 void tk_bn_backward(const float *x, const float *dy, const float *gate,
                     size_t pixels, int c, const float *gamma,
                     const float *mean, const float *invstd, float *dx,
-                    float *dgamma, float *dbeta, double *scratch, int threads);
+                    float *dgamma, float *dbeta, double *scratch, cnn_pool *pool);
 
-void tk_relu_forward(const float *x, size_t count, float *y, int threads);
+void tk_relu_forward(const float *x, size_t count, float *y, cnn_pool *pool);
 /* dx = dy where y > 0 (y is the ReLU's output). */
 void tk_relu_backward(const float *y, const float *dy, size_t count,
-                      float *dx, int threads);
+                      float *dx, cnn_pool *pool);
 
 void tk_maxpool_forward(const float *in, int n, int h, int w, int c, int k,
-                        int stride, int oh, int ow, float *out, int threads);
+                        int stride, int oh, int ow, float *out, cnn_pool *pool);
 /* The gradient goes to the first maximum of each window (the one the
  * forward pass picked); out is the forward output.  relu fuses the
  * backward pass of a ReLU before the pool (in is its output): din is then
@@ -98,7 +101,7 @@ void tk_maxpool_forward(const float *in, int n, int h, int w, int c, int k,
 void tk_maxpool_backward(const float *in, const float *out,
                          const float *dout, int n, int h, int w, int c, int k,
                          int stride, int oh, int ow, int relu, float *din,
-                         int threads);
+                         cnn_pool *pool);
 
 void tk_gap_forward(const float *in, int n, int h, int w, int c, float *out);
 void tk_gap_backward(const float *dout, int n, int h, int w, int c,

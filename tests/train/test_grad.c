@@ -2,7 +2,8 @@
  *   1. each scalar reference backward op (grad.c) against central finite
  *      differences of the reference forward op (ops_ref.c, grad.c);
  *   2. each fast kernel (train_kernels.c), forward and backward, with one
- *      and with three threads, against the references.
+ *      and with three threads (a pool of that size), against the
+ *      references.
  * Then the whole trainer: gradients of the mean loss of small networks
  * against finite differences of the loss, for a sample of parameters. */
 #include "../check.h"
@@ -124,6 +125,8 @@ static void test_conv(int n, int h, int w, int c, int oc, int k, int stride,
      * same thread count: the same bytes. */
     for (int isa = 0; isa < CNN_ISA_COUNT; isa++)
     for (int threads = 1; threads <= 3 && cnn_kernels_for((cnn_isa)isa); threads += 2) {
+        cnn_pool *pool = NULL;
+        CHECK(cnn_pool_create(threads, &pool) == CNN_OK);
         tk_conv gi = x.g;
         gi.kern = cnn_kernels_for((cnn_isa)isa);
         const char *kn = gi.kern->name;
@@ -133,24 +136,25 @@ static void test_conv(int n, int h, int w, int c, int oc, int k, int stride,
         float *scratch = zeros(tk_conv_scratch_floats(&gi, threads));
         tk_conv_pack_forward(&gi, x.w, wt);
         tk_conv_pack_backward(&gi, x.w, wf);
-        tk_conv_forward(&gi, x.in, wt, x.b, out, scratch, threads);
+        tk_conv_forward(&gi, x.in, wt, x.b, out, scratch, pool);
         conv_loss(&x);
         CHECKF(rel_diff(out, x.out, no) < 1e-5, "%s forward, %s, %d threads: %g", what, kn,
                threads, rel_diff(out, x.out, no));
-        tk_conv_backward_weight(&gi, x.in, x.r, fdw, fdb, scratch, threads);
-        tk_conv_backward_input(&gi, x.r, wf, x.w, fdin, scratch, threads);
+        tk_conv_backward_weight(&gi, x.in, x.r, fdw, fdb, scratch, pool);
+        tk_conv_backward_input(&gi, x.r, wf, x.w, fdin, scratch, pool);
         CHECKF(rel_diff(fdw, dw, nw) < 1e-5, "%s dw, %s, %d threads: %g", what, kn, threads,
                rel_diff(fdw, dw, nw));
         CHECKF(rel_diff(fdb, db, (size_t)oc) < 1e-5, "%s db, %s, %d threads", what, kn,
                threads);
         CHECKF(rel_diff(fdin, din, ni) < 1e-5, "%s din, %s, %d threads: %g", what, kn, threads,
                rel_diff(fdin, din, ni));
-        tk_conv_backward_weight(&gi, x.in, x.r, dw2, NULL, scratch, threads);
-        tk_conv_backward_input(&gi, x.r, wf, x.w, din2, scratch, threads);
+        tk_conv_backward_weight(&gi, x.in, x.r, dw2, NULL, scratch, pool);
+        tk_conv_backward_input(&gi, x.r, wf, x.w, din2, scratch, pool);
         CHECKF(memcmp(dw2, fdw, nw * sizeof *dw2) == 0 && memcmp(din2, fdin, ni * sizeof *din2) == 0,
                "%s, %s, %d threads: a second run differs", what, kn, threads);
         free(wt); free(wf); free(out); free(fdin); free(fdw); free(fdb); free(scratch);
         free(din2); free(dw2);
+        cnn_pool_free(pool);
     }
     free(x.in); free(x.w); free(x.b); free(x.out); free(x.r);
     free(din); free(dw); free(db);
@@ -188,22 +192,24 @@ static void test_batchnorm(size_t pixels, int c)
     fd_check("batchnorm dbeta", bn_loss, &b, b.beta, dbt, (size_t)c, 10, 1e-2f, 2e-3);
 
     for (int threads = 1; threads <= 3; threads += 2) {
+        cnn_pool *pool = NULL;
+        CHECK(cnn_pool_create(threads, &pool) == CNN_OK);
         float *y = zeros(n), *mean = zeros((size_t)c), *var = zeros((size_t)c);
         float *inv = zeros((size_t)c), *fdx = zeros(n), *fdg = zeros((size_t)c);
         float *fdb = zeros((size_t)c);
         double *scratch = calloc(tk_bn_scratch_doubles(c, threads), sizeof *scratch);
         tk_bn_forward_train(b.x, pixels, c, b.gamma, b.beta, 1e-5f, 0, y, mean, var, inv,
-                            scratch, threads);
+                            scratch, pool);
         bn_loss(&b);
         CHECKF(rel_diff(y, b.y, n) < 1e-5, "batchnorm forward, %d threads", threads);
         tk_bn_backward(b.x, b.r, NULL, pixels, c, b.gamma, mean, inv, fdx, fdg, fdb, scratch,
-                       threads);
+                       pool);
         CHECKF(rel_diff(fdx, dx, n) < 1e-4, "batchnorm dx, %d threads: %g", threads,
                rel_diff(fdx, dx, n));
         CHECKF(rel_diff(fdg, dg, (size_t)c) < 1e-4, "batchnorm dgamma, %d threads", threads);
         CHECKF(rel_diff(fdb, dbt, (size_t)c) < 1e-4, "batchnorm dbeta, %d threads", threads);
         /* Inference mode with these statistics is the same function. */
-        tk_bn_forward_eval(b.x, pixels, c, b.gamma, b.beta, mean, var, 1e-5f, 0, fdx, threads);
+        tk_bn_forward_eval(b.x, pixels, c, b.gamma, b.beta, mean, var, 1e-5f, 0, fdx, pool);
         CHECKF(rel_diff(fdx, y, n) < 1e-5, "batchnorm eval vs train, %d threads", threads);
 
         /* Batch-norm fused with the ReLU after it gives the same bytes as
@@ -212,19 +218,19 @@ static void test_batchnorm(size_t pixels, int c)
         float *yr = zeros(n), *yf = zeros(n), *dr = zeros(n), *dxs = zeros(n), *dxf = zeros(n);
         float *gs = zeros((size_t)c), *bs = zeros((size_t)c), *gf = zeros((size_t)c);
         float *bf = zeros((size_t)c);
-        tk_relu_forward(y, n, yr, threads);
+        tk_relu_forward(y, n, yr, pool);
         tk_bn_forward_train(b.x, pixels, c, b.gamma, b.beta, 1e-5f, 1, yf, mean, var, inv,
-                            scratch, threads);
+                            scratch, pool);
         CHECKF(memcmp(yr, yf, n * sizeof *yr) == 0, "batchnorm+relu forward, %d threads",
                threads);
-        tk_bn_forward_eval(b.x, pixels, c, b.gamma, b.beta, mean, var, 1e-5f, 1, yf, threads);
-        tk_relu_forward(fdx, n, dr, threads);
+        tk_bn_forward_eval(b.x, pixels, c, b.gamma, b.beta, mean, var, 1e-5f, 1, yf, pool);
+        tk_relu_forward(fdx, n, dr, pool);
         CHECKF(memcmp(dr, yf, n * sizeof *yr) == 0, "batchnorm+relu eval, %d threads", threads);
-        tk_relu_backward(yr, b.r, n, dr, threads);
+        tk_relu_backward(yr, b.r, n, dr, pool);
         tk_bn_backward(b.x, dr, NULL, pixels, c, b.gamma, mean, inv, dxs, gs, bs, scratch,
-                       threads);
+                       pool);
         tk_bn_backward(b.x, b.r, yr, pixels, c, b.gamma, mean, inv, dxf, gf, bf, scratch,
-                       threads);
+                       pool);
         CHECKF(memcmp(dxs, dxf, n * sizeof *dxs) == 0 &&
                    memcmp(gs, gf, (size_t)c * sizeof *gs) == 0 &&
                    memcmp(bs, bf, (size_t)c * sizeof *bs) == 0,
@@ -233,6 +239,7 @@ static void test_batchnorm(size_t pixels, int c)
         free(bf);
         free(y); free(mean); free(var); free(inv); free(fdx); free(fdg); free(fdb);
         free(scratch);
+        cnn_pool_free(pool);
     }
     free(b.x); free(b.gamma); free(b.beta); free(b.y); free(b.r);
     free(dx); free(dg); free(dbt);
@@ -265,29 +272,32 @@ static void test_maxpool(int n, int h, int w, int c, int k, int s)
     ref_maxpool_backward(q.in, q.r, n, h, w, c, k, s, q.oh, q.ow, din);
     fd_check("maxpool", pool_loss, &q, q.in, din, ni, 60, 1e-2f, 1e-3);
     for (int threads = 1; threads <= 3; threads += 2) {
+        cnn_pool *pool = NULL;
+        CHECK(cnn_pool_create(threads, &pool) == CNN_OK);
         float *out = zeros(no), *fdin = zeros(ni);
-        tk_maxpool_forward(q.in, n, h, w, c, k, s, q.oh, q.ow, out, threads);
+        tk_maxpool_forward(q.in, n, h, w, c, k, s, q.oh, q.ow, out, pool);
         pool_loss(&q);
         CHECKF(rel_diff(out, q.out, no) == 0.0, "maxpool forward, %d threads", threads);
-        tk_maxpool_backward(q.in, out, q.r, n, h, w, c, k, s, q.oh, q.ow, 0, fdin, threads);
+        tk_maxpool_backward(q.in, out, q.r, n, h, w, c, k, s, q.oh, q.ow, 0, fdin, pool);
         CHECKF(rel_diff(fdin, din, ni) < 1e-6, "maxpool backward, %d threads", threads);
         /* Fused with the backward pass of a ReLU before it: the same bytes
          * as the two passes, on a ReLU output with zero windows. */
         float *y = zeros(ni), *d1 = zeros(ni), *d2 = zeros(ni), *d3 = zeros(ni);
         for (size_t i = 0; i < ni; i++) y[i] = q.in[i] > 0.4f * (float)ni * 0.05f ? q.in[i] : 0.0f;
-        tk_maxpool_forward(y, n, h, w, c, k, s, q.oh, q.ow, out, threads);
-        tk_maxpool_backward(y, out, q.r, n, h, w, c, k, s, q.oh, q.ow, 0, d1, threads);
-        tk_relu_backward(y, d1, ni, d2, threads);
-        tk_maxpool_backward(y, out, q.r, n, h, w, c, k, s, q.oh, q.ow, 1, d3, threads);
+        tk_maxpool_forward(y, n, h, w, c, k, s, q.oh, q.ow, out, pool);
+        tk_maxpool_backward(y, out, q.r, n, h, w, c, k, s, q.oh, q.ow, 0, d1, pool);
+        tk_relu_backward(y, d1, ni, d2, pool);
+        tk_maxpool_backward(y, out, q.r, n, h, w, c, k, s, q.oh, q.ow, 1, d3, pool);
         CHECKF(memcmp(d2, d3, ni * sizeof *d2) == 0, "maxpool+relu backward, %d threads",
                threads);
         free(y); free(d1); free(d2); free(d3);
         free(out); free(fdin);
+        cnn_pool_free(pool);
     }
     /* Ties: the gradient goes to exactly one element per window. */
     float tie_in[8] = {1, 1, 1, 1, 1, 1, 1, 1}, tie_out[2] = {1, 1}, tie_d[2] = {1, 1};
     float tie_g[8];
-    tk_maxpool_backward(tie_in, tie_out, tie_d, 1, 2, 2, 2, 2, 2, 1, 1, 0, tie_g, 1);
+    tk_maxpool_backward(tie_in, tie_out, tie_d, 1, 2, 2, 2, 2, 2, 1, 1, 0, tie_g, NULL);
     CHECK(tie_g[0] == 1 && tie_g[1] == 1 && tie_g[2] + tie_g[4] + tie_g[6] == 0);
     free(q.in); free(q.out); free(q.r); free(din);
 }
@@ -318,21 +328,24 @@ static void test_dense(int n, int in_f, int units)
     fd_check("dense db", dense_loss, &d, d.b, db, (size_t)units, 10, 1e-2f, 2e-3);
     for (int isa = 0; isa < CNN_ISA_COUNT; isa++)
     for (int threads = 1; threads <= 3 && cnn_kernels_for((cnn_isa)isa); threads += 2) {
+        cnn_pool *pool = NULL;
+        CHECK(cnn_pool_create(threads, &pool) == CNN_OK);
         const cnn_kernels *kern = cnn_kernels_for((cnn_isa)isa);
         float *wt = zeros(nw), *out = zeros(no), *fdin = zeros(ni), *fdw = zeros(nw);
         float *fdb = zeros((size_t)units);
         tk_dense_pack(d.w, in_f, units, wt);
-        tk_dense_forward(kern, d.in, n, in_f, wt, d.b, units, out, threads);
+        tk_dense_forward(kern, d.in, n, in_f, wt, d.b, units, out, pool);
         dense_loss(&d);
         CHECKF(rel_diff(out, d.out, no) < 1e-5, "dense forward %dx%d, %s, %d threads", in_f,
                units, kern->name, threads);
-        tk_dense_backward(kern, d.in, d.r, n, in_f, d.w, units, fdin, fdw, fdb, threads);
+        tk_dense_backward(kern, d.in, d.r, n, in_f, d.w, units, fdin, fdw, fdb, pool);
         CHECKF(rel_diff(fdin, din, ni) < 1e-5, "dense din %dx%d, %s, %d threads", in_f, units,
                kern->name, threads);
         CHECKF(rel_diff(fdw, dw, nw) < 1e-5, "dense dw %dx%d, %s, %d threads", in_f, units,
                kern->name, threads);
         CHECKF(rel_diff(fdb, db, (size_t)units) < 1e-5, "dense db, %d threads", threads);
         free(wt); free(out); free(fdin); free(fdw); free(fdb);
+        cnn_pool_free(pool);
     }
     free(d.in); free(d.w); free(d.b); free(d.out); free(d.r);
     free(din); free(dw); free(db);
@@ -394,8 +407,11 @@ static void test_elementwise(void)
     float *dx = zeros(e.n), *fdx = zeros(e.n), *y = zeros(e.n);
     ref_relu_backward(e.x, e.r, e.n, dx);
     fd_check("relu", elem_loss, &e, e.x, dx, e.n, 100, 1e-2f, 1e-4);
-    tk_relu_forward(e.x, e.n, y, 2);
-    tk_relu_backward(y, e.r, e.n, fdx, 2);
+    cnn_pool *pool2 = NULL;
+    CHECK(cnn_pool_create(2, &pool2) == CNN_OK);
+    tk_relu_forward(e.x, e.n, y, pool2);
+    tk_relu_backward(y, e.r, e.n, fdx, pool2);
+    cnn_pool_free(pool2);
     CHECK(rel_diff(fdx, dx, e.n) == 0.0);
 
     e.relu = 0;
