@@ -532,19 +532,9 @@ static void update_tensor(cnn_trainer *t, float *p, size_t count, int decay,
         float b1 = o->momentum, b2 = o->beta2;
         float c1 = (float)(1.0 / (1.0 - pow(b1, step)));
         float c2 = (float)(1.0 / (1.0 - pow(b2, step)));
-        float lrf = (float)lr;
-        for (size_t i = 0; i < count; i++) {
-            m1[i] = b1 * m1[i] + (1.0f - b1) * g[i];
-            m2[i] = b2 * m2[i] + (1.0f - b2) * g[i] * g[i];
-            float upd = (m1[i] * c1) / (sqrtf(m2[i] * c2) + 1e-8f);
-            p[i] -= lrf * (upd + wd * p[i]);
-        }
+        tk_adam_step(p, g, m1, m2, count, b1, b2, c1, c2, (float)lr, wd, t->pool);
     } else {
-        float mu = o->momentum, lrf = (float)lr;
-        for (size_t i = 0; i < count; i++) {
-            m1[i] = mu * m1[i] + g[i] + wd * p[i];
-            p[i] -= lrf * m1[i];
-        }
+        tk_sgd_step(p, g, m1, count, o->momentum, (float)lr, wd, t->pool);
     }
 }
 

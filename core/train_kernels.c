@@ -6,7 +6,9 @@
  * (conv_rows) over items of (image, row group, channel block), with the
  * weights packed in their blocked layout; the input gradient of a
  * stride-1 convolution is itself a convolution (of the output gradient
- * with the turned, transposed kernel), so it takes the same path; the
+ * with the turned, transposed kernel), so it takes the same path, and
+ * that of other strides is the GEMM of the output gradient with the
+ * weights followed by a scatter of each pixel's window (col2im); the
  * weight gradient is patches^T * output gradient: chunks of TK_CHUNK
  * output pixels are copied into a per-thread im2col buffer (NHWC makes
  * each patch row a few contiguous runs) and multiplied with the kernel
@@ -108,22 +110,27 @@ size_t tk_conv_packed_floats(const tk_conv *g, int backward)
 
 /* OIHW weights w into the forward convolution's blocks, or, for the
  * input gradient's convolution (whose outputs are g's inputs), the kernel
- * turned by 180 degrees with inputs and outputs swapped. */
+ * turned by 180 degrees with inputs and outputs swapped.  Written in
+ * order, one block row of B channels at a time. */
 static void conv_pack(const tk_conv *g, const float *w, float *dst, int backward)
 {
-    const int k = g->k, c = g->c, oc = g->oc, B = kset(g->kern)->conv_block;
-    const int nout = backward ? c : oc, nin = backward ? oc : c;
-    const size_t blocks = ((size_t)nout + B - 1) / B;
-    memset(dst, 0, blocks * B * k * k * nin * sizeof *dst);
-    for (int o = 0; o < oc; o++)
-        for (int i = 0; i < c; i++)
-            for (int ky = 0; ky < k; ky++)
-                for (int kx = 0; kx < k; kx++) {
-                    const int po = backward ? i : o, pi = backward ? o : i;
-                    const int ty = backward ? k - 1 - ky : ky, tx = backward ? k - 1 - kx : kx;
-                    dst[((((size_t)(po / B) * k + ty) * k + tx) * nin + pi) * B + po % B] =
-                        w[(((size_t)o * c + i) * k + ky) * k + kx];
-                }
+    const int k = g->k, c = g->c, B = kset(g->kern)->conv_block;
+    const int nout = backward ? c : g->oc, nin = backward ? g->oc : c;
+    const size_t kk = (size_t)k * k;
+    const int blocks = (nout + B - 1) / B;
+    float *d = dst;
+    for (int ob = 0; ob < blocks; ob++)
+        for (int ty = 0; ty < k; ty++)
+            for (int tx = 0; tx < k; tx++) {
+                const size_t tap = backward ? (size_t)(k - 1 - ty) * k + (size_t)(k - 1 - tx)
+                                            : (size_t)ty * k + (size_t)tx;
+                for (int pi = 0; pi < nin; pi++, d += B)
+                    for (int b = 0; b < B; b++) {
+                        const int po = ob * B + b;
+                        const int o = backward ? pi : po, i = backward ? po : pi;
+                        d[b] = po < nout ? w[((size_t)o * c + i) * kk + tap] : 0.0f;
+                    }
+            }
 }
 
 void tk_conv_pack_forward(const tk_conv *g, const float *w, float *wt)
@@ -133,7 +140,18 @@ void tk_conv_pack_forward(const tk_conv *g, const float *w, float *wt)
 
 void tk_conv_pack_backward(const tk_conv *g, const float *w, float *wf)
 {
-    conv_pack(g, w, wf, 1);
+    if (g->stride == 1) {
+        conv_pack(g, w, wf, 1);
+        return;
+    }
+    /* Other strides: OHWI, [oc][k*k*c], the rows of the GEMM that gives
+     * each output pixel's contribution to its window (see
+     * tk_conv_backward_input). */
+    const size_t kk = (size_t)g->k * g->k;
+    for (int o = 0; o < g->oc; o++)
+        for (size_t t = 0; t < kk; t++)
+            for (int i = 0; i < g->c; i++)
+                wf[((size_t)o * kk + t) * g->c + i] = w[((size_t)o * g->c + i) * kk + t];
 }
 
 /* Patches of output pixels p0 .. p0+pc-1 into col[pc][k*k*c]. */
@@ -224,12 +242,64 @@ void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
     cnn_pool_for(pool, items, 1, conv_fwd_items, &j);
 }
 
+typedef struct {
+    const tk_conv *g;
+    const cnn_kernels *kern;
+    const float *dout, *wf;
+    float *din, *scratch;
+    size_t per;
+} conv_dgrad_job;
+
+/* Strides other than 1, images of part `part`: for each chunk of an
+ * image's output pixels, col[pc][k*k*c] = dout[pc][oc] * wf[oc][k*k*c]
+ * (the kernel set's GEMM), then each row added into its window of din.
+ * An image is done by one part, its chunks in order, each window's taps
+ * in order: the same sums whatever the thread count. */
+static void conv_dgrad_part(void *ctx, int part, int parts)
+{
+    const conv_dgrad_job *j = ctx;
+    const tk_conv *g = j->g;
+    const int k = g->k, c = g->c, oc = g->oc, s = g->stride;
+    const size_t K = conv_k(g), opix = (size_t)g->oh * g->ow, img = (size_t)g->h * g->w * c;
+    float *col = j->scratch + (size_t)part * j->per;
+    size_t b0, b1;
+    split((size_t)g->n, parts, part, &b0, &b1);
+    for (size_t b = b0; b < b1; b++) {
+        float *dimg = j->din + b * img;
+        memset(dimg, 0, img * sizeof *dimg);
+        for (size_t p0 = 0; p0 < opix; p0 += TK_CHUNK) {
+            const int pc = (int)(opix - p0 < TK_CHUNK ? opix - p0 : TK_CHUNK);
+            j->kern->gemm(pc, (int)K, oc, j->dout + (b * opix + p0) * oc, oc, 1, j->wf,
+                          (ptrdiff_t)K, col, (ptrdiff_t)K, 0);
+            for (int q = 0; q < pc; q++) {
+                const size_t p = p0 + (size_t)q;
+                const int oy = (int)(p / (size_t)g->ow), ox = (int)(p % (size_t)g->ow);
+                const float *src = col + (size_t)q * K;
+                for (int ky = 0; ky < k; ky++) {
+                    const int y = oy * s - g->pad_top + ky;
+                    if (y < 0 || y >= g->h) continue;
+                    for (int kx = 0; kx < k; kx++) {
+                        const int x = ox * s - g->pad_left + kx;
+                        if (x < 0 || x >= g->w) continue;
+                        float *dst = dimg + ((size_t)y * g->w + (size_t)x) * c;
+                        const float *v = src + ((size_t)ky * k + kx) * c;
+                        for (int i = 0; i < c; i++) dst[i] += v[i];
+                    }
+                }
+            }
+        }
+    }
+}
+
 void tk_conv_backward_input(const tk_conv *g, const float *dout,
                             const float *wf, const float *w, float *din,
                             float *scratch, cnn_pool *pool)
 {
+    (void)w;
     if (g->stride != 1) {
-        ref_conv2d_backward(g, NULL, w, dout, din, NULL, NULL);
+        const conv_dgrad_job j = {g, kset(g->kern), dout, wf, din, scratch,
+                                  conv_thread_floats(g)};
+        cnn_pool_run(pool, conv_dgrad_part, (void *)&j);
         return;
     }
     /* The output gradient, padded by k-1-pad, convolved with wf. */
@@ -798,6 +868,65 @@ void tk_gap_backward(const float *dout, int n, int h, int w, int c,
             for (int ch = 0; ch < c; ch++)
                 din[((size_t)b * hw + p) * c + ch] =
                     dout[(size_t)b * c + ch] / (float)hw;
+}
+
+/* ------------------------------------------------------------------ */
+/* Optimizer                                                          */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    float *p, *m1, *m2;
+    const float *g;
+    float b1, b2, c1, c2, lr, wd; /* Adam; SGD: b1 the momentum */
+} opt_job;
+
+/* Element by element, one fixed formula: vectorises (this file is built
+ * with -fno-math-errno, so sqrtf is one instruction), and any split of
+ * the elements gives the same bits. */
+TK_CLONES
+static void adam_items(void *ctx, size_t i0, size_t i1)
+{
+    const opt_job *j = ctx;
+    float *restrict p = j->p, *restrict m1 = j->m1, *restrict m2 = j->m2;
+    const float *restrict g = j->g;
+    const float b1 = j->b1, b2 = j->b2, c1 = j->c1, c2 = j->c2, lr = j->lr, wd = j->wd;
+    for (size_t i = i0; i < i1; i++) {
+        const float m = b1 * m1[i] + (1.0f - b1) * g[i];
+        const float v = b2 * m2[i] + (1.0f - b2) * g[i] * g[i];
+        m1[i] = m;
+        m2[i] = v;
+        const float upd = (m * c1) / (sqrtf(v * c2) + 1e-8f);
+        p[i] -= lr * (upd + wd * p[i]);
+    }
+}
+
+TK_CLONES
+static void sgd_items(void *ctx, size_t i0, size_t i1)
+{
+    const opt_job *j = ctx;
+    float *restrict p = j->p, *restrict m1 = j->m1;
+    const float *restrict g = j->g;
+    const float mu = j->b1, lr = j->lr, wd = j->wd;
+    for (size_t i = i0; i < i1; i++) {
+        const float m = mu * m1[i] + g[i] + wd * p[i];
+        m1[i] = m;
+        p[i] -= lr * m;
+    }
+}
+
+void tk_adam_step(float *p, const float *g, float *m1, float *m2, size_t count,
+                  float b1, float b2, float c1, float c2, float lr, float wd,
+                  cnn_pool *pool)
+{
+    const opt_job j = {p, m1, m2, g, b1, b2, c1, c2, lr, wd};
+    cnn_pool_for(pool, count, chunk_for(pool, count, 4), adam_items, (void *)&j);
+}
+
+void tk_sgd_step(float *p, const float *g, float *m1, size_t count, float momentum,
+                 float lr, float wd, cnn_pool *pool)
+{
+    const opt_job j = {p, m1, NULL, g, momentum, 0.0f, 0.0f, 0.0f, lr, wd};
+    cnn_pool_for(pool, count, chunk_for(pool, count, 4), sgd_items, (void *)&j);
 }
 
 uint64_t tk_hash(uint64_t key, uint64_t counter)

@@ -36,15 +36,18 @@ size_t tk_conv_packed_floats(const tk_conv *g, int backward);
 /* The weights (OIHW) in g->kern's conv layout (kernels.h: blocks of
  * conv_block output channels) for tk_conv_forward. */
 void tk_conv_pack_forward(const tk_conv *g, const float *w, float *wt);
-/* The same for the convolution that is the input gradient (stride 1):
- * w[oc][ic][k-1-ky][k-1-kx], its outputs the input channels. */
+/* The weights for tk_conv_backward_input: for stride 1 those of the
+ * convolution that is the input gradient, w[oc][ic][k-1-ky][k-1-kx] in
+ * the same blocks, its outputs the input channels; for other strides
+ * OHWI ([oc][k][k][ic]). */
 void tk_conv_pack_backward(const tk_conv *g, const float *w, float *wf);
 
 void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
                      const float *bias, float *out, float *scratch,
                      cnn_pool *pool);
-/* din = d(loss)/d(in) from dout; wf from tk_conv_pack_backward (stride 1;
- * other strides use the reference). */
+/* din = d(loss)/d(in) from dout; wf from tk_conv_pack_backward (w is not
+ * read; kept for the callers).  Any stride; the same bits for any thread
+ * count. */
 void tk_conv_backward_input(const tk_conv *g, const float *dout,
                             const float *wf, const float *w, float *din,
                             float *scratch, cnn_pool *pool);
@@ -113,6 +116,19 @@ void tk_dropout_forward(const float *x, size_t count, float rate,
                         uint64_t key, float *y);
 void tk_dropout_backward(const float *dy, size_t count, float rate,
                          uint64_t key, float *dx);
+
+/* One optimizer step over count parameters p with gradients g.
+ * Adam with decoupled weight decay (AdamW): m1, m2 the moments, c1, c2
+ * the bias corrections 1 / (1 - b^step):
+ *   m1 = b1 m1 + (1 - b1) g,  m2 = b2 m2 + (1 - b2) g^2,
+ *   p -= lr ((m1 c1) / (sqrt(m2 c2) + 1e-8) + wd p).
+ * SGD with momentum and L2 decay: m1 = momentum m1 + g + wd p, p -= lr m1.
+ * Element-wise: the results do not depend on the pool. */
+void tk_adam_step(float *p, const float *g, float *m1, float *m2, size_t count,
+                  float b1, float b2, float c1, float c2, float lr, float wd,
+                  cnn_pool *pool);
+void tk_sgd_step(float *p, const float *g, float *m1, size_t count, float momentum,
+                 float lr, float wd, cnn_pool *pool);
 
 /* Counter-based random numbers: a 64-bit hash of (key, counter). */
 uint64_t tk_hash(uint64_t key, uint64_t counter);

@@ -504,6 +504,58 @@ static void test_network(const char *spec, double tol)
     cnn_model_free(m);
 }
 
+/* ------------------------------------------------------------------ */
+
+/* The optimizer kernels against a scalar reference in double, and the
+ * same bytes with and without threads. */
+static void test_optimizer(void)
+{
+    const size_t n = 100003; /* more than one chunk, an odd tail */
+    float *p0 = rand_array(n), *g = rand_array(n), *m0 = rand_array(n), *v0 = rand_array(n);
+    for (size_t i = 0; i < n; i++) v0[i] = v0[i] * v0[i];
+    for (int adam = 0; adam <= 1; adam++) {
+        float *p[2], *m1[2], *m2[2];
+        for (int r = 0; r < 2; r++) {
+            p[r] = zeros(n); m1[r] = zeros(n); m2[r] = zeros(n);
+            memcpy(p[r], p0, n * sizeof *p0);
+            memcpy(m1[r], m0, n * sizeof *m0);
+            memcpy(m2[r], v0, n * sizeof *v0);
+        }
+        const float b1 = 0.9f, b2 = 0.999f, c1 = 1.0f / (1.0f - 0.9f * 0.9f),
+                    c2 = 1.0f / (1.0f - 0.999f * 0.999f), lr = 1e-2f, wd = 0.01f;
+        cnn_pool *pool = NULL;
+        CHECK(cnn_pool_create(3, &pool) == CNN_OK);
+        for (int r = 0; r < 2; r++) {
+            if (adam)
+                tk_adam_step(p[r], g, m1[r], m2[r], n, b1, b2, c1, c2, lr, wd, r ? pool : NULL);
+            else
+                tk_sgd_step(p[r], g, m1[r], n, b1, lr, wd, r ? pool : NULL);
+        }
+        cnn_pool_free(pool);
+        CHECKF(memcmp(p[0], p[1], n * sizeof *p[0]) == 0 &&
+                   memcmp(m1[0], m1[1], n * sizeof *m1[0]) == 0 &&
+                   memcmp(m2[0], m2[1], n * sizeof *m2[0]) == 0,
+               "%s step: 3 threads differ from none", adam ? "adam" : "sgd");
+        double worst = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            double pr, m = m0[i], v = v0[i];
+            if (adam) {
+                m = b1 * m + (1.0 - b1) * g[i];
+                v = b2 * v + (1.0 - b2) * (double)g[i] * g[i];
+                pr = p0[i] - lr * ((m * c1) / (sqrt(v * c2) + 1e-8) + wd * (double)p0[i]);
+            } else {
+                m = b1 * m + g[i] + wd * (double)p0[i];
+                pr = p0[i] - lr * m;
+            }
+            double e = fabs(pr - p[0][i]) + fabs(m - m1[0][i]) + fabs(v - m2[0][i]);
+            if (!(e <= worst)) worst = e;
+        }
+        CHECKF(worst < 1e-5, "%s step vs the reference: %g", adam ? "adam" : "sgd", worst);
+        for (int r = 0; r < 2; r++) { free(p[r]); free(m1[r]); free(m2[r]); }
+    }
+    free(p0); free(g); free(m0); free(v0);
+}
+
 int main(void)
 {
     test_conv(2, 7, 6, 3, 20, 3, 1, 1);   /* same, oc with a vector tail */
@@ -554,6 +606,9 @@ int main(void)
     test_conv(2, 8, 8, 32, 64, 3, 1, 1);
     test_conv(1, 5, 9, 3, 5, 3, 1, 1);
     test_conv(2, 7, 7, 24, 9, 3, 2, 1);   /* stride 2, odd */
+    test_conv(3, 40, 36, 5, 7, 3, 2, 1);  /* stride 2, more pixels than a chunk */
+    test_conv(2, 14, 13, 6, 20, 4, 3, 0); /* stride 3, windows that skip rows */
     test_dense(33, 70, 19);
+    test_optimizer();
     return check_done("test_grad");
 }
