@@ -108,21 +108,16 @@ static cnn_status check_options(const cnn_train_options *o)
 void cnn_trainer_free(cnn_trainer *t)
 {
     if (!t) return;
-    for (int i = 0; i <= CNN_MAX_LAYERS; i++)
-        if (t->act[i] && (i == 0 || t->act[i] != t->act[i - 1]))
-            cnn_free_aligned(t->act[i]);
+    cnn_free_aligned(t->arena);
     for (int i = 0; i < CNN_MAX_LAYERS; i++) {
         cnn_free_aligned(t->packed[i]);
         cnn_free_aligned(t->packed_back[i]);
         free(t->bn_stats[i]);
         free(t->bn_sums[i]);
     }
-    cnn_free_aligned(t->grad_a);
-    cnn_free_aligned(t->grad_b);
     cnn_free_aligned(t->grads);
     cnn_free_aligned(t->mom1);
     cnn_free_aligned(t->mom2);
-    cnn_free_aligned(t->scratch);
     free(t->dscratch);
     free(t->logits);
     free(t->labels);
@@ -144,6 +139,19 @@ static float *alloc_floats(size_t per, size_t n)
         return NULL;
     }
     return cnn_alloc_aligned(count ? count : 1, sizeof(float));
+}
+
+/* Plans the arena: `n` pieces of `per` floats, 64-byte aligned, at the
+ * returned offset (floats); *ok drops to 0 when the size overflows. */
+static size_t arena_take(size_t *used, size_t per, size_t n, int *ok)
+{
+    size_t count, end, at = *used;
+    if (!cnn_mul_size(per, n, &count) || !cnn_add_size(at, count, &end) ||
+        !cnn_add_size(end, 15, &end))
+        *ok = 0;
+    else
+        *used = end & ~(size_t)15;
+    return at;
 }
 
 void cnn_trainer_pack_weights(cnn_trainer *t)
@@ -228,12 +236,14 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
     strcpy(t->arch, arch);
     t->opt.arch = t->arch;
 
+    /* A batch's activations, the two activation-gradient buffers and the
+     * kernels' scratch come from one arena, sized here: a step allocates
+     * nothing. */
     const size_t B = (size_t)opt->batch;
-    size_t max_act = 1, scratch = 1;
-    int max_c = 1;
+    size_t max_act = 1, scratch = 1, used = 0, at[CNN_MAX_LAYERS + 1];
+    int max_c = 1, fits = 1;
     t->per_image[0] = (size_t)m->in_h * m->in_w * m->in_c;
-    t->act[0] = alloc_floats(t->per_image[0], B);
-    if (!t->act[0]) goto nomem;
+    at[0] = arena_take(&used, t->per_image[0], B, &fits);
     max_act = t->per_image[0];
     for (int i = 0; i <= last; i++) {
         const cnn_layer *L = &m->layers[i];
@@ -241,12 +251,10 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
         t->per_image[i + 1] = o;
         if (o > max_act) max_act = o;
         if (L->in_c > max_c) max_c = L->in_c;
-        if (L->type == CNN_LAYER_FLATTEN) {
-            t->act[i + 1] = t->act[i];
-        } else {
-            t->act[i + 1] = alloc_floats(o, B);
-            if (!t->act[i + 1]) goto nomem;
-        }
+        if (L->type == CNN_LAYER_FLATTEN)
+            at[i + 1] = at[i];
+        else
+            at[i + 1] = arena_take(&used, o, B, &fits);
         if (L->type == CNN_LAYER_CONV2D) {
             tk_conv g = conv_geometry(t, L, opt->batch);
             size_t sc = tk_conv_scratch_floats(&g, t->threads);
@@ -263,12 +271,23 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
             if (!t->bn_stats[i] || !t->bn_sums[i]) goto nomem;
         }
     }
-    t->grad_a = alloc_floats(max_act, B);
-    t->grad_b = alloc_floats(max_act, B);
+    const size_t at_ga = arena_take(&used, max_act, B, &fits);
+    const size_t at_gb = arena_take(&used, max_act, B, &fits);
+    const size_t at_sc = arena_take(&used, scratch, 1, &fits);
+    if (!fits) {
+        cnn_trainer_free(t);
+        return cnn_fail(CNN_ERR_LIMIT, "trainer: the buffers of model %s at batch %d "
+                        "overflow", m->name, opt->batch);
+    }
+    t->arena = cnn_alloc_aligned(used, sizeof(float));
+    if (!t->arena) goto nomem;
+    for (int i = 0; i <= last + 1; i++) t->act[i] = t->arena + at[i];
+    t->grad_a = t->arena + at_ga;
+    t->grad_b = t->arena + at_gb;
+    t->scratch = t->arena + at_sc;
     t->grads = alloc_floats(m->n_params, 1);
     t->mom1 = alloc_floats(m->n_params, 1);
     t->mom2 = alloc_floats(m->n_params, 1);
-    t->scratch = alloc_floats(scratch, 1);
     t->dscratch = cnn_alloc(tk_bn_scratch_doubles(max_c, t->threads), sizeof(double));
     t->logits = cnn_alloc(B, sizeof(float));
     t->labels = cnn_alloc(B, 1);

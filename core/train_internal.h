@@ -26,6 +26,8 @@ struct cnn_trainer {
     const cnn_kernels *kern;    /* the kernel set of its GEMMs */
     int last;                   /* last layer before the logit's sigmoid */
 
+    float *arena;               /* act, grad_a, grad_b and scratch live
+                                   here (one allocation, sized once) */
     size_t per_image[CNN_MAX_LAYERS + 1]; /* floats of act[i] per image */
     float *act[CNN_MAX_LAYERS + 1];       /* act[0] input, act[i+1] out of i */
     float *grad_a, *grad_b;     /* ping-pong activation gradients */

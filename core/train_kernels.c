@@ -762,26 +762,22 @@ void tk_maxpool_forward(const float *in, int n, int h, int w, int c, int k,
  * when relu and the maximum is not > 0).  Branch-free over channels so
  * that it vectorises. */
 TK_CLONES
-static void pool2_grad_row(const float *in0, const float *in1,
-                           const float *out, const float *dout, int ow, int c,
-                           int relu, float *d0, float *d1)
+static void pool2_grad_row(const float *restrict in0, const float *restrict in1,
+                           const float *restrict out, const float *restrict dout, int ow,
+                           int c, int relu, float *restrict d0, float *restrict d1)
 {
     for (int ox = 0; ox < ow; ox++) {
-        const float *a = in0 + (size_t)2 * ox * c, *b = a + c;
-        const float *e = in1 + (size_t)2 * ox * c;
-        const float *m = out + (size_t)ox * c, *g = dout + (size_t)ox * c;
-        float *da = d0 + (size_t)2 * ox * c, *db = da + c;
-        float *de = d1 + (size_t)2 * ox * c, *df = de + c;
+        const size_t o = (size_t)ox * c, a = 2 * o, b = a + (size_t)c;
         for (int ch = 0; ch < c; ch++) {
-            int ha = a[ch] == m[ch];
-            int hb = !ha && b[ch] == m[ch];
-            int he = !ha && !hb && e[ch] == m[ch];
-            int hf = !ha && !hb && !he;
-            float gv = relu && !(m[ch] > 0.0f) ? 0.0f : g[ch];
-            da[ch] = ha ? gv : 0.0f;
-            db[ch] = hb ? gv : 0.0f;
-            de[ch] = he ? gv : 0.0f;
-            df[ch] = hf ? gv : 0.0f;
+            /* Bitwise, not short-circuit, so that there is no branch. */
+            const float m = out[o + ch];
+            const int ea = in0[a + ch] == m, eb = in0[b + ch] == m, ee = in1[a + ch] == m;
+            const int zero = relu & !(m > 0.0f);
+            const float gv = zero ? 0.0f : dout[o + ch];
+            d0[a + ch] = ea ? gv : 0.0f;
+            d0[b + ch] = eb & !ea ? gv : 0.0f;
+            d1[a + ch] = ee & !(ea | eb) ? gv : 0.0f;
+            d1[b + ch] = ea | eb | ee ? 0.0f : gv;
         }
     }
 }
