@@ -556,6 +556,35 @@ static void test_optimizer(void)
     free(p0); free(g); free(m0); free(v0);
 }
 
+/* Ties in 2x2 windows, 8 channels at a time and a tail (c = 19): the
+ * gradient goes to the first maximum only; with the fused ReLU, a
+ * window whose maximum is 0 passes nothing. */
+static void test_maxpool_ties(void)
+{
+    enum { C = 19 };
+    float in[2 * 2 * C], out[C], d[C], g[2 * 2 * C];
+    for (int relu = 0; relu <= 1; relu++) {
+        for (int ch = 0; ch < C; ch++) {
+            /* channel ch: a tie between the positions in ch % 4 and after */
+            for (int q = 0; q < 4; q++) in[q * C + ch] = q >= ch % 4 ? 1.0f : 0.5f;
+            if (ch % 5 == 4) /* all zero: the ReLU stops it */
+                for (int q = 0; q < 4; q++) in[q * C + ch] = 0.0f;
+            d[ch] = 2.0f + (float)ch;
+        }
+        tk_maxpool_forward(in, 1, 2, 2, C, 2, 2, 1, 1, out, NULL);
+        tk_maxpool_backward(in, out, d, 1, 2, 2, C, 2, 2, 1, 1, relu, g, NULL);
+        int ok = 1;
+        for (int ch = 0; ch < C; ch++)
+            for (int q = 0; q < 4; q++) {
+                const int zero_window = ch % 5 == 4;
+                const int first = zero_window ? 0 : ch % 4;
+                const float want = q == first && !(relu && zero_window) ? d[ch] : 0.0f;
+                ok = ok && g[q * C + ch] == want;
+            }
+        CHECKF(ok, "maxpool backward with ties, c %d, relu %d", C, relu);
+    }
+}
+
 int main(void)
 {
     test_conv(2, 7, 6, 3, 20, 3, 1, 1);   /* same, oc with a vector tail */
@@ -609,6 +638,8 @@ int main(void)
     test_conv(3, 40, 36, 5, 7, 3, 2, 1);  /* stride 2, more pixels than a chunk */
     test_conv(2, 14, 13, 6, 20, 4, 3, 0); /* stride 3, windows that skip rows */
     test_dense(33, 70, 19);
+    test_maxpool(2, 8, 6, 19, 2, 2);      /* 8 channels at a time, and a tail */
+    test_maxpool_ties();
     test_optimizer();
     return check_done("test_grad");
 }
