@@ -342,9 +342,10 @@ static void conv_wgrad_part(void *ctx, int part, int parts)
         im2col(g, j->in, p0, pc, col);
         /* dwt[K][oc] += col^T[K][pc] * d[pc][oc] */
         j->kern->gemm((int)K, oc, pc, col, 1, (ptrdiff_t)K, d, oc, dwt, oc, 1);
-        for (int q = 0; q < pc; q++)
-            for (int o = 0; o < oc; o++)
-                dbt[o] += d[(size_t)q * oc + o];
+        if (j->db) /* (catdog-v1's convolutions have no bias) */
+            for (int q = 0; q < pc; q++)
+                for (int o = 0; o < oc; o++)
+                    dbt[o] += d[(size_t)q * oc + o];
     }
 }
 
