@@ -193,6 +193,8 @@ static cnn_status recipe_alloc(cnn_trainer *t)
     return CNN_OK;
 }
 
+static int pool_into_bn(const cnn_trainer *t, int i);
+
 cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
                               cnn_trainer **out)
 {
@@ -274,6 +276,14 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
     const size_t at_ga = arena_take(&used, max_act, B, &fits);
     const size_t at_gb = arena_take(&used, max_act, B, &fits);
     const size_t at_sc = arena_take(&used, scratch, 1, &fits);
+    size_t rows = 1;
+    for (int i = 0; i <= last; i++)
+        if (pool_into_bn(t, i)) {
+            const size_t r = tk_bn_pool_rows_floats(m->layers[i].in_w, m->layers[i].in_c,
+                                                    t->threads);
+            if (r > rows) rows = r;
+        }
+    const size_t at_rows = arena_take(&used, rows, 1, &fits);
     if (!fits) {
         cnn_trainer_free(t);
         return cnn_fail(CNN_ERR_LIMIT, "trainer: the buffers of model %s at batch %d "
@@ -285,6 +295,7 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
     t->grad_a = t->arena + at_ga;
     t->grad_b = t->arena + at_gb;
     t->scratch = t->arena + at_sc;
+    t->pool_rows = t->arena + at_rows;
     t->grads = alloc_floats(m->n_params, 1);
     t->mom1 = alloc_floats(m->n_params, 1);
     t->mom2 = alloc_floats(m->n_params, 1);
@@ -331,6 +342,17 @@ static int relu_into_pool(const cnn_trainer *t, int i)
     const cnn_layer *L = t->m->layers;
     return i >= 0 && i < t->last && L[i].type == CNN_LAYER_RELU &&
            L[i + 1].type == CNN_LAYER_MAXPOOL;
+}
+
+/* Whether layer i is a 2x2, stride-2 max pool after a ReLU fused with
+ * the batch-norm before it: the three backward passes are then one
+ * (tk_bn_relu_pool2_backward, at the batch-norm), which never writes the
+ * gradient at the pool's input.  The same results on one thread. */
+static int pool_into_bn(const cnn_trainer *t, int i)
+{
+    const cnn_layer *L = t->m->layers;
+    return i >= 2 && i <= t->last && L[i].type == CNN_LAYER_MAXPOOL && L[i].kernel == 2 &&
+           L[i].stride == 2 && relu_fused(t, i - 1) && relu_into_pool(t, i - 1);
 }
 
 /* Runs layers 0..last on n images of act[0]; logits to t->logits. */
@@ -445,6 +467,12 @@ static void backward(cnn_trainer *t, int n)
         }
         case CNN_LAYER_BATCHNORM: {
             float *st = t->bn_stats[i];
+            if (pool_into_bn(t, i + 2)) { /* dout: the gradient at the pool's output */
+                tk_bn_relu_pool2_backward(in, t->act[i + 2], t->act[i + 3], dout, n, L->in_h,
+                                          L->in_w, L->in_c, L->weight, st, st + 2 * L->in_c,
+                                          din, gw, gb, t->dscratch, t->pool_rows, th);
+                break;
+            }
             tk_bn_backward(in, dout, fuse && !relu_into_pool(t, i + 1) ? t->act[i + 2] : NULL,
                            pixels, L->in_c,
                            L->weight, st, st + 2 * L->in_c, din, gw, gb, t->dscratch, th);
@@ -456,6 +484,7 @@ static void backward(cnn_trainer *t, int n)
             tk_relu_backward(out, dout, count, din, th);
             break;
         case CNN_LAYER_MAXPOOL:
+            if (pool_into_bn(t, i)) continue; /* done with the batch-norm */
             tk_maxpool_backward(in, out, dout, n, L->in_h, L->in_w, L->in_c,
                                 L->kernel, L->stride, L->out_h, L->out_w,
                                 relu_into_pool(t, i - 1), din, th);

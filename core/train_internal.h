@@ -26,7 +26,8 @@ struct cnn_trainer {
     const cnn_kernels *kern;    /* the kernel set of its GEMMs */
     int last;                   /* last layer before the logit's sigmoid */
 
-    float *arena;               /* act, grad_a, grad_b and scratch live
+    float *arena;               /* act, grad_a, grad_b, scratch and
+                                   pool_rows live
                                    here (one allocation, sized once) */
     size_t per_image[CNN_MAX_LAYERS + 1]; /* floats of act[i] per image */
     float *act[CNN_MAX_LAYERS + 1];       /* act[0] input, act[i+1] out of i */
@@ -41,6 +42,7 @@ struct cnn_trainer {
     int bn_recalibrating;       /* train-mode passes feed bn_sums instead
                                    of the running statistics */
     float *scratch;
+    float *pool_rows;           /* tk_bn_relu_pool2_backward's rows */
     double *dscratch;
     float *logits;
     uint8_t *labels;

@@ -892,6 +892,110 @@ void tk_maxpool_backward(const float *in, const float *out,
     cnn_pool_for(pool, (size_t)n, 1, maxpool_bwd_images, (void *)&j);
 }
 
+/* ------------------------------------------------------------------ */
+/* Batch-norm, ReLU and a 2x2 pool, backward in one                   */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    const float *x, *y, *pout, *pdout, *mean, *invstd, *k1, *k2, *k3;
+    float *dx, *rows;  /* rows: per part, 2 image rows of the pool's din */
+    double *scratch;
+    size_t pixels;
+    int n, h, w, c, oh, ow;
+    int parts_of_rows; /* row pairs in all: n * ceil(h / 2) */
+} bnp_job;
+
+/* The gradient at the batch-norm's output for the input rows 2 r2 and
+ * 2 r2 + 1 (r2 counts row pairs over the whole batch) into rows: what
+ * tk_maxpool_backward with relu writes there, 0 where no window covers. */
+static void bnp_rows(const bnp_job *j, size_t r2, float *rows, int *nrows)
+{
+    const int hp = (j->h + 1) / 2, y0 = (int)(r2 % (size_t)hp) * 2;
+    const size_t b = r2 / (size_t)hp, rowf = (size_t)j->w * j->c;
+    *nrows = j->h - y0 < 2 ? 1 : 2;
+    const int oy = y0 / 2;
+    if (oy >= j->oh) { /* below the last window */
+        memset(rows, 0, (size_t)*nrows * rowf * sizeof *rows);
+        return;
+    }
+    const size_t in0 = (b * j->h + (size_t)y0) * rowf, o = (b * j->oh + (size_t)oy) * j->ow * j->c;
+    pool2_grad_row(j->y + in0, j->y + in0 + rowf, j->pout + o, j->pdout + o, j->ow, j->c, 1,
+                   rows, rows + rowf);
+    const size_t covered = (size_t)2 * j->ow * j->c;
+    if (covered < rowf) { /* an odd width: the last column gets nothing */
+        memset(rows + covered, 0, (rowf - covered) * sizeof *rows);
+        memset(rows + rowf + covered, 0, (rowf - covered) * sizeof *rows);
+    }
+}
+
+static void bnp_sums_part(void *ctx, int part, int parts)
+{
+    const bnp_job *j = ctx;
+    size_t r0, r1;
+    split((size_t)j->parts_of_rows, parts, part, &r0, &r1);
+    double *s = j->scratch + (size_t)2 * j->c * part;
+    memset(s, 0, (size_t)2 * j->c * sizeof *s);
+    float *rows = j->rows + (size_t)part * 2 * j->w * j->c;
+    const int hp = (j->h + 1) / 2;
+    for (size_t r2 = r0; r2 < r1; r2++) {
+        int nr;
+        bnp_rows(j, r2, rows, &nr);
+        const size_t p0 = (r2 / (size_t)hp * j->h + (r2 % (size_t)hp) * 2) * (size_t)j->w;
+        /* pixel p of the batch is rows[p - p0] */
+        bn_grad_sums(j->x + p0 * j->c, rows, NULL, 0, (size_t)nr * j->w, j->c, j->mean,
+                     j->invstd, s, s + j->c);
+    }
+}
+
+static void bnp_apply_part(void *ctx, int part, int parts)
+{
+    const bnp_job *j = ctx;
+    size_t r0, r1;
+    split((size_t)j->parts_of_rows, parts, part, &r0, &r1);
+    float *rows = j->rows + (size_t)part * 2 * j->w * j->c;
+    const int hp = (j->h + 1) / 2;
+    for (size_t r2 = r0; r2 < r1; r2++) {
+        int nr;
+        bnp_rows(j, r2, rows, &nr);
+        const size_t p0 = (r2 / (size_t)hp * j->h + (r2 % (size_t)hp) * 2) * (size_t)j->w;
+        bn_grad_apply(j->x + p0 * j->c, rows, NULL, 0, (size_t)nr * j->w, j->c, j->mean,
+                      j->invstd, j->k1, j->k2, j->k3, j->dx + p0 * j->c);
+    }
+}
+
+size_t tk_bn_pool_rows_floats(int w, int c, int threads)
+{
+    return (size_t)2 * w * c * (size_t)(threads > 0 ? threads : 1);
+}
+
+void tk_bn_relu_pool2_backward(const float *x, const float *y, const float *pout,
+                               const float *pdout, int n, int h, int w, int c,
+                               const float *gamma, const float *mean,
+                               const float *invstd, float *dx, float *dgamma,
+                               float *dbeta, double *scratch, float *rows,
+                               cnn_pool *pool)
+{
+    float k1[CNN_MAX_CHANNELS], k2[CNN_MAX_CHANNELS], k3[CNN_MAX_CHANNELS];
+    const size_t pixels = (size_t)n * h * w;
+    const bnp_job j = {.x = x, .y = y, .pout = pout, .pdout = pdout, .mean = mean,
+                       .invstd = invstd, .k1 = k1, .k2 = k2, .k3 = k3, .dx = dx,
+                       .rows = rows, .scratch = scratch, .pixels = pixels, .n = n, .h = h,
+                       .w = w, .c = c, .oh = h / 2, .ow = w / 2,
+                       .parts_of_rows = n * ((h + 1) / 2)};
+    const int nt = cnn_pool_size(pool);
+    cnn_pool_run(pool, bnp_sums_part, (void *)&j);
+    for (int ch = 0; ch < c; ch++) {
+        double a, b;
+        bn_reduce(scratch, c, nt, ch, &a, &b);
+        dbeta[ch] += (float)a;
+        dgamma[ch] += (float)b;
+        k1[ch] = gamma[ch] * invstd[ch];
+        k2[ch] = (float)(a / (double)pixels);
+        k3[ch] = (float)(b / (double)pixels);
+    }
+    cnn_pool_run(pool, bnp_apply_part, (void *)&j);
+}
+
 void tk_gap_forward(const float *in, int n, int h, int w, int c, float *out)
 {
     size_t hw = (size_t)h * w;

@@ -106,6 +106,24 @@ void tk_maxpool_backward(const float *in, const float *out,
                          int stride, int oh, int ow, int relu, float *din,
                          cnn_pool *pool);
 
+/* The backward passes of batch-norm -> ReLU -> 2x2 stride-2 max pool in
+ * one: dx, dgamma, dbeta as tk_bn_backward computes them from the dy
+ * that tk_maxpool_backward (relu fused) writes, without writing that dy
+ * out (two image rows at a time, in `rows`: tk_bn_pool_rows_floats).
+ * x: the batch-norm's input; y: the ReLU's output (the pool's input),
+ * h x w; pout, pdout: the pool's output and its gradient, h/2 x w/2
+ * (rows and columns past 2 (h/2), 2 (w/2) get no gradient).  The sums are
+ * split over the pool's parts in row pairs, so the bits may differ from
+ * the two kernels apart with more than one thread (not with one), and
+ * depend on the thread count as theirs do. */
+size_t tk_bn_pool_rows_floats(int w, int c, int threads);
+void tk_bn_relu_pool2_backward(const float *x, const float *y, const float *pout,
+                               const float *pdout, int n, int h, int w, int c,
+                               const float *gamma, const float *mean,
+                               const float *invstd, float *dx, float *dgamma,
+                               float *dbeta, double *scratch, float *rows,
+                               cnn_pool *pool);
+
 void tk_gap_forward(const float *in, int n, int h, int w, int c, float *out);
 void tk_gap_backward(const float *dout, int n, int h, int w, int c,
                      float *din);

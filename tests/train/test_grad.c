@@ -585,6 +585,50 @@ static void test_maxpool_ties(void)
     }
 }
 
+/* Batch-norm, ReLU and a 2x2 pool backward in one pass against the two
+ * kernels apart: the same bytes on one thread, within rounding on three
+ * (the sums' parts are cut at other places). */
+static void test_bn_relu_pool(int n, int h, int w, int c)
+{
+    const size_t pixels = (size_t)n * h * w, ni = pixels * c;
+    const int oh = h / 2, ow = w / 2;
+    const size_t no = (size_t)n * oh * ow * c;
+    float *x = rand_array(ni), *gamma = rand_array((size_t)c), *beta = rand_array((size_t)c);
+    float *pd = rand_array(no);
+    float *y = zeros(ni), *pout = zeros(no), *dy = zeros(ni), *dx1 = zeros(ni), *dx2 = zeros(ni);
+    float mean[64], var[64], inv[64], g1[64], b1[64], g2[64], b2[64];
+    for (int threads = 1; threads <= 3; threads += 2) {
+        cnn_pool *pool = NULL;
+        CHECK(cnn_pool_create(threads, &pool) == CNN_OK);
+        double *scratch = calloc(tk_bn_scratch_doubles(c, threads), sizeof *scratch);
+        float *rows = zeros(tk_bn_pool_rows_floats(w, c, threads));
+        tk_bn_forward_train(x, pixels, c, gamma, beta, 1e-5f, 1, y, mean, var, inv, scratch,
+                            pool);
+        tk_maxpool_forward(y, n, h, w, c, 2, 2, oh, ow, pout, pool);
+        memset(g1, 0, sizeof g1); memset(b1, 0, sizeof b1);
+        memset(g2, 0, sizeof g2); memset(b2, 0, sizeof b2);
+        tk_maxpool_backward(y, pout, pd, n, h, w, c, 2, 2, oh, ow, 1, dy, pool);
+        tk_bn_backward(x, dy, NULL, pixels, c, gamma, mean, inv, dx1, g1, b1, scratch, pool);
+        for (size_t i = 0; i < ni; i++) dx2[i] = -7.0f; /* every element written */
+        tk_bn_relu_pool2_backward(x, y, pout, pd, n, h, w, c, gamma, mean, inv, dx2, g2, b2,
+                                  scratch, rows, pool);
+        if (threads == 1)
+            CHECKF(memcmp(dx1, dx2, ni * sizeof *dx1) == 0 &&
+                       memcmp(g1, g2, (size_t)c * sizeof *g1) == 0 &&
+                       memcmp(b1, b2, (size_t)c * sizeof *b1) == 0,
+                   "bn+relu+pool backward %dx%dx%dx%d, 1 thread: not the same bytes", n, h, w, c);
+        else
+            CHECKF(rel_diff(dx2, dx1, ni) < 1e-5 && rel_diff(g2, g1, (size_t)c) < 1e-5 &&
+                       rel_diff(b2, b1, (size_t)c) < 1e-5,
+                   "bn+relu+pool backward %dx%dx%dx%d, %d threads: %g", n, h, w, c, threads,
+                   rel_diff(dx2, dx1, ni));
+        free(scratch); free(rows);
+        cnn_pool_free(pool);
+    }
+    free(x); free(gamma); free(beta); free(pd); free(y); free(pout); free(dy);
+    free(dx1); free(dx2);
+}
+
 int main(void)
 {
     test_conv(2, 7, 6, 3, 20, 3, 1, 1);   /* same, oc with a vector tail */
@@ -640,6 +684,8 @@ int main(void)
     test_dense(33, 70, 19);
     test_maxpool(2, 8, 6, 19, 2, 2);      /* 8 channels at a time, and a tail */
     test_maxpool_ties();
+    test_bn_relu_pool(2, 8, 6, 16);
+    test_bn_relu_pool(3, 7, 9, 19);       /* odd: a row and a column no window covers */
     test_optimizer();
     return check_done("test_grad");
 }
