@@ -627,7 +627,8 @@ static void bn_grad_sums(const float *restrict x, const float *restrict dy,
         for (size_t p = p0; p < p1; p++)
             for (int ch = 0; ch < c; ch++) {
                 const size_t i = p * c + ch;
-                const float d = gate[i] > 0.0f ? dy[i] : 0.0f;
+                /* dy read whatever the gate: no masked load */
+                const float dv = dy[i], d = gate[i] > 0.0f ? dv : 0.0f;
                 s[ch] += d;
                 s2[ch] += (double)(d * ((x[i] - mean[ch]) * invstd[ch]));
             }
@@ -654,7 +655,8 @@ static void bn_grad_apply(const float *restrict x, const float *restrict dy,
         for (size_t p = p0; p < p1; p++)
             for (int ch = 0; ch < c; ch++) {
                 const size_t i = p * c + ch;
-                const float d = gate[i] > 0.0f ? dy[i] : 0.0f;
+                /* dy read whatever the gate: no masked load */
+                const float dv = dy[i], d = gate[i] > 0.0f ? dv : 0.0f;
                 const float xh = (x[i] - mean[ch]) * invstd[ch];
                 dx[i] = k1[ch] * (d - k2[ch] - xh * k3[ch]);
             }
@@ -719,8 +721,12 @@ typedef struct {
 static void relu_gate_items(void *ctx, size_t b, size_t e)
 {
     const gate_job *j = ctx;
-    for (size_t i = b; i < e; i++)
-        j->dst[i] = j->gate[i] > 0.0f ? j->src[i] : 0.0f;
+    const float *restrict gate = j->gate, *restrict src = j->src;
+    float *restrict dst = j->dst;
+    for (size_t i = b; i < e; i++) {
+        const float v = src[i]; /* read whatever the gate: no masked load */
+        dst[i] = gate[i] > 0.0f ? v : 0.0f;
+    }
 }
 
 /* dst[i] = gate[i] > 0 ? src[i] : 0, split over the threads: the ReLU
@@ -824,7 +830,7 @@ static void pool2_grad_row(const float *restrict in0, const float *restrict in1,
         for (; ch < c; ch++) {
             const float m = out[o + ch];
             const int ea = in0[a + ch] == m, eb = in0[b + ch] == m, ee = in1[a + ch] == m;
-            const float gv = relu && !(m > 0.0f) ? 0.0f : dout[o + ch];
+            const float gd = dout[o + ch], gv = relu && !(m > 0.0f) ? 0.0f : gd;
             d0[a + ch] = ea ? gv : 0.0f;
             d0[b + ch] = eb && !ea ? gv : 0.0f;
             d1[a + ch] = ee && !ea && !eb ? gv : 0.0f;
