@@ -88,13 +88,15 @@ static void ref_forward(const cnn_layer *L, int n, const float *in, float *out)
                    L->stride, L->pad_top, L->pad_left, L->out_h, L->out_w, out);
 }
 
-static tk_conv geometry(const cnn_layer *L, int n, const cnn_kernels *kern)
+/* Layer L's convolution for n images, run as x says (NULL: the
+ * reference, no kernel set). */
+static tk_conv geometry(const cnn_layer *L, int n, const cnn_train_exec *x)
 {
     tk_conv g = {
         .n = n, .h = L->in_h, .w = L->in_w, .c = L->in_c,
         .oc = L->out_c, .k = L->kernel, .stride = L->stride,
         .pad_top = L->pad_top, .pad_left = L->pad_left,
-        .oh = L->out_h, .ow = L->out_w, .kern = kern,
+        .oh = L->out_h, .ow = L->out_w, .kern = x ? x->kern : NULL,
     };
     return g;
 }
@@ -110,7 +112,7 @@ static void ref_backward(const cnn_layer *L, int n, const float *in, const float
 static cnn_status train_setup(cnn_trainer *t, int i, size_t *scratch)
 {
     const cnn_train_exec x = cnn_trainer_exec(t);
-    const tk_conv g = geometry(&t->m->layers[i], t->opt.batch, x.kern);
+    const tk_conv g = geometry(&t->m->layers[i], t->opt.batch, &x);
     const size_t sc = tk_conv_scratch_floats(&g, x.par);
     if (sc > *scratch) *scratch = sc;
     t->packed[i] = cnn_alloc_aligned(tk_conv_packed_floats(&g, 0), sizeof(float));
@@ -121,7 +123,8 @@ static cnn_status train_setup(cnn_trainer *t, int i, size_t *scratch)
 static void train_pack(cnn_trainer *t, int i)
 {
     const cnn_layer *L = &t->m->layers[i];
-    const tk_conv g = geometry(L, t->opt.batch, cnn_trainer_exec(t).kern);
+    const cnn_train_exec x = cnn_trainer_exec(t);
+    const tk_conv g = geometry(L, t->opt.batch, &x);
     tk_conv_pack_forward(&g, L->weight, t->packed[i]);
     tk_conv_pack_backward(&g, L->weight, t->packed_back[i]);
 }
@@ -129,7 +132,7 @@ static void train_pack(cnn_trainer *t, int i)
 static void train_forward(const cnn_layer_run *r)
 {
     const cnn_layer *L = r->L;
-    const tk_conv g = geometry(L, r->n, r->x.kern);
+    const tk_conv g = geometry(L, r->n, &r->x);
     tk_conv_forward(&g, r->in, r->t->packed[r->i], L->has_bias ? L->bias : NULL, r->out,
                     r->t->scratch, r->x.par);
 }
@@ -138,7 +141,7 @@ static int train_backward(const cnn_layer_run *r)
 {
     const cnn_layer *L = r->L;
     cnn_trainer *t = r->t;
-    const tk_conv g = geometry(L, r->n, r->x.kern);
+    const tk_conv g = geometry(L, r->n, &r->x);
     tk_conv_backward_weight(&g, r->in, r->dout, r->gw, L->has_bias ? r->gb : NULL, t->scratch,
                             r->x.par);
     const double t1 = t->prof ? cnn_clock_seconds() : 0.0;

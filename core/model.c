@@ -1,6 +1,8 @@
 /* model.c - the model description: architecture specs (built-in names or
- * catdog JSON), shape inference with every rule checked, the parameter
- * block, initialisation and the logit -> probability mapping. */
+ * catdog JSON), shape inference with every limit checked, the parameter
+ * block, initialisation and the logit -> probability mapping.  What is
+ * particular to a layer type (its keys, shape rule, tensors, initial
+ * values) is in its record of the op-layer table (layers.h). */
 #include "layers.h"
 
 #include <cjson/cJSON.h>
