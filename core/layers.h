@@ -132,10 +132,14 @@ cnn_status cnn_json_bool(const struct cJSON *obj, const char *key, const char *w
 /* ------------------------------------------------------------------ */
 
 /* Where the trainer's kernels get their threads and kernel set from: the
- * one place (filled by train.c's layer_run), so that changing how the
- * kernels are threaded or which precision they run at touches this
+ * one place (filled by train.c's cnn_trainer_exec), so that changing how
+ * the kernels are threaded or which precision they run at touches this
  * struct and that function, not every layer file.  `par` is what the
- * tk_* kernels take as their thread argument. */
+ * tk_* kernels take as their thread argument: today a thread count; when
+ * the kernels take a cnn_pool * instead, cnn_train_par becomes that type
+ * and cnn_trainer_exec fills it from the trainer's pool.  A precision for
+ * the kernels is a field here too (layer_conv2d.c's geometry() hands it
+ * to tk_conv). */
 typedef int cnn_train_par;
 typedef struct {
     cnn_train_par par;        /* the tk_* kernels' threads */
@@ -157,7 +161,9 @@ typedef struct {
     size_t pixels;            /* n * in_h * in_w */
     int fuse_next;            /* a ReLU after it runs in its pass */
     int fuse_prev;            /* it runs the ReLU before it (backward) */
-    int relu_done_elsewhere;  /* a ReLU whose passes others run */
+    int relu_done_elsewhere;  /* relu: forward, the batch-norm before it
+                                 computed it; backward, that batch-norm or
+                                 the max pool after it takes its gradient */
     int relu_into_next;       /* fused ReLU whose backward the layer
                                  after it does */
     /* Backward. */
