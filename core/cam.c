@@ -7,11 +7,11 @@
  * the layers after the tap are run again here, for one image, with the
  * scalar reference ops on the model's own (unfolded) parameters, keeping
  * every intermediate tensor; the gradient then goes back through them
- * with the trainer's backward ops (inference mode: batch-norm is a fixed
- * affine map, dropout the identity).  Memory is allocated per call: this
+ * with the table's reference backward passes (layers.h; inference mode:
+ * batch-norm is a fixed affine map, dropout the identity), the same code
+ * as cnn_model_input_gradient.  Memory is allocated per call: this
  * runs once per heat map, it is not a kernel. */
-#include "cnn_internal.h"
-#include "train_kernels.h"
+#include "layers.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -21,34 +21,18 @@
 /* The layers between a tap and the logit                             */
 /* ------------------------------------------------------------------ */
 
-/* Computing layers (conv2d, batchnorm, relu, maxpool, dense, gap) in
- * model order; flatten, dropout (at inference) and the final sigmoid
- * (Grad-CAM works on the logit) are left out. */
-typedef struct {
-    int n;
-    const cnn_layer *op[CNN_MAX_LAYERS];
-} tail;
-
-/* The layers that turn tap `conv`'s values into the logit.  The tap holds
- * the conv's output after the run of batch-norm, ReLU and dropout layers
- * right behind it (net.c folds or fuses them, or keeps their output as
- * the tap): the tail starts after that run. */
-static cnn_status plan_tail(const cnn_net *net, const cnn_layer *conv, tail *t)
+/* The first layer after tap `conv`'s values.  The tap holds the conv's
+ * output after the run of layers right behind it that extend it
+ * (batch-norm, ReLU, dropout: net.c folds or fuses them, or keeps their
+ * output as the tap): the tail starts after that run. */
+static cnn_status tail_start(const cnn_net *net, const cnn_layer *conv, int *first)
 {
     const cnn_model *m = cnn_net_model(net);
     const cnn_layer *end = m->layers + m->n_layers, *x = conv + 1;
-    t->n = 0;
     if (conv < m->layers || conv >= end)
         return cnn_fail(CNN_ERR_ARG, "Grad-CAM: layer %s is not in the net's model", conv->name);
-    while (x < end && (x->type == CNN_LAYER_RELU || x->type == CNN_LAYER_BATCHNORM ||
-                       x->type == CNN_LAYER_DROPOUT))
-        x++;
-    for (; x < end; x++) {
-        if (x->type == CNN_LAYER_FLATTEN || x->type == CNN_LAYER_DROPOUT ||
-            x->type == CNN_LAYER_SIGMOID)
-            continue;
-        t->op[t->n++] = x;
-    }
+    while (x < end && cnn_layer_has(x, CNN_LOP_EXTENDS_TAP)) x++;
+    *first = (int)(x - m->layers);
     return CNN_OK;
 }
 
@@ -71,133 +55,30 @@ static cnn_status image_tap(const cnn_net *net, int tap, int index, const char *
 /* Grad-CAM                                                           */
 /* ------------------------------------------------------------------ */
 
-static size_t out_elems(const cnn_layer *L)
+/* Runs the layers from first to the logit on the tap's values a (one
+ * image) and writes the gradient of sign * logit with respect to a into
+ * grad, where sign makes it the predicted label's own logit (+logit for
+ * labels[1], -logit for labels[0]).  a and grad have tap_elems floats.
+ * The table's reference passes do it (layers.c), in inference mode. */
+static cnn_status tail_gradient(const cnn_model *m, int first, const float *a, size_t tap_elems,
+                                float *grad, float *logit)
 {
-    return (size_t)L->out_h * L->out_w * L->out_c;
-}
-
-static size_t in_elems(const cnn_layer *L)
-{
-    return (size_t)L->in_h * L->in_w * L->in_c;
-}
-
-static void op_forward(const cnn_layer *L, const float *in, float *out)
-{
-    const size_t pixels = (size_t)L->in_h * L->in_w;
-    switch (L->type) {
-    case CNN_LAYER_CONV2D:
-        cnn_ref_conv2d(in, 1, L->in_h, L->in_w, L->in_c, L->weight, L->bias, L->filters,
-                       L->kernel, L->stride, L->pad_top, L->pad_left, L->out_h, L->out_w, out);
-        break;
-    case CNN_LAYER_BATCHNORM:
-        memcpy(out, in, in_elems(L) * sizeof *out);
-        cnn_ref_batchnorm(out, pixels, L->in_c, L->weight, L->bias, L->mean, L->var, L->eps);
-        break;
-    case CNN_LAYER_RELU:
-        memcpy(out, in, in_elems(L) * sizeof *out);
-        cnn_ref_relu(out, in_elems(L));
-        break;
-    case CNN_LAYER_MAXPOOL:
-        cnn_ref_maxpool(in, 1, L->in_h, L->in_w, L->in_c, L->kernel, L->stride, L->out_h,
-                        L->out_w, out);
-        break;
-    case CNN_LAYER_DENSE:
-        cnn_ref_dense(in, 1, (int)in_elems(L), L->weight, L->bias, L->units, out);
-        break;
-    case CNN_LAYER_GAP:
-        cnn_ref_gap(in, 1, L->in_h, L->in_w, L->in_c, out);
-        break;
-    default: /* plan_tail keeps only the types above */
-        break;
+    double value = a[0];
+    if (first >= m->n_layers) {
+        /* The tap is the logit. */
+        grad[0] = 1.0f;
+    } else {
+        cnn_status st = cnn_layers_input_gradient(m, first, m->n_layers - 1, 1, a, NULL, grad,
+                                                  &value);
+        if (st == CNN_ERR_MODEL && !isfinite(value))
+            return cnn_fail(CNN_ERR_MODEL, "Grad-CAM: the logit is not finite (%g)", value);
+        if (st != CNN_OK) return cnn_fail_prefix(st, "Grad-CAM");
     }
-}
-
-/* din = d(logit)/d(in) from dout = d(logit)/d(out). */
-static void op_backward(const cnn_layer *L, const float *in, const float *out,
-                        const float *dout, float *din)
-{
-    const size_t pixels = (size_t)L->in_h * L->in_w;
-    switch (L->type) {
-    case CNN_LAYER_CONV2D: {
-        const tk_conv g = {
-            .n = 1, .h = L->in_h, .w = L->in_w, .c = L->in_c,
-            .oc = L->filters, .k = L->kernel, .stride = L->stride,
-            .pad_top = L->pad_top, .pad_left = L->pad_left,
-            .oh = L->out_h, .ow = L->out_w,
-        };
-        ref_conv2d_backward(&g, in, L->weight, dout, din, NULL, NULL);
-        break;
-    }
-    case CNN_LAYER_BATCHNORM:
-        /* With running statistics the layer is y = x * f + shift. */
-        for (int c = 0; c < L->in_c; c++) {
-            const double f = L->weight[c] / sqrt((double)L->var[c] + L->eps);
-            for (size_t p = 0; p < pixels; p++)
-                din[p * (size_t)L->in_c + c] = (float)(dout[p * (size_t)L->in_c + c] * f);
-        }
-        break;
-    case CNN_LAYER_RELU:
-        /* out > 0 exactly where in > 0. */
-        ref_relu_backward(out, dout, in_elems(L), din);
-        break;
-    case CNN_LAYER_MAXPOOL:
-        tk_maxpool_backward(in, out, dout, 1, L->in_h, L->in_w, L->in_c, L->kernel, L->stride,
-                            L->out_h, L->out_w, 0, din, NULL);
-        break;
-    case CNN_LAYER_DENSE:
-        ref_dense_backward(in, dout, 1, (int)in_elems(L), L->weight, L->units, din, NULL, NULL);
-        break;
-    case CNN_LAYER_GAP:
-        ref_gap_backward(dout, 1, L->in_h, L->in_w, L->in_c, din);
-        break;
-    default:
-        break;
-    }
-}
-
-/* Runs the tail on the tap's values a (one image) and writes the gradient
- * of sign * logit with respect to a into grad, where sign makes it the
- * predicted label's own logit (+logit for labels[1], -logit for
- * labels[0]).  a and grad have tap_elems floats. */
-static cnn_status tail_gradient(const tail *t, const float *a, size_t tap_elems, float *grad,
-                                float *logit)
-{
-    /* The inputs of the ops (acts[i] is op i's, acts[t->n] the logit),
-     * then two gradient buffers of the widest tensor, used in turn. */
-    size_t total = 0, widest = tap_elems, scratch;
-    for (int i = 0; i < t->n; i++) {
-        const size_t e = out_elems(t->op[i]);
-        if (!cnn_add_size(total, e, &total))
-            return cnn_fail(CNN_ERR_LIMIT, "Grad-CAM: the activations overflow");
-        if (e > widest) widest = e;
-    }
-    if (!cnn_mul_size(widest, 2, &scratch) || !cnn_add_size(scratch, total, &scratch))
-        return cnn_fail(CNN_ERR_LIMIT, "Grad-CAM: the activations overflow");
-    float *block = cnn_alloc(scratch, sizeof(float));
-    if (!block) return cnn_fail_prefix(CNN_ERR_NOMEM, "Grad-CAM");
-    const float *acts[CNN_MAX_LAYERS + 1];
-    acts[0] = a;
-    float *next = block;
-    for (int i = 0; i < t->n; i++) {
-        op_forward(t->op[i], acts[i], next);
-        acts[i + 1] = next;
-        next += out_elems(t->op[i]);
-    }
-    const float value = t->n ? acts[t->n][0] : a[0];
-
-    float *g_out = next, *g_in = next + widest;
-    g_out[0] = value >= 0.0f ? 1.0f : -1.0f;
-    for (int i = t->n - 1; i >= 0; i--) {
-        op_backward(t->op[i], acts[i], acts[i + 1], g_out, g_in);
-        float *swap = g_out;
-        g_out = g_in;
-        g_in = swap;
-    }
-    memcpy(grad, g_out, tap_elems * sizeof *grad);
-    free(block);
     if (!isfinite(value))
-        return cnn_fail(CNN_ERR_MODEL, "Grad-CAM: the logit is not finite (%g)", (double)value);
-    *logit = value;
+        return cnn_fail(CNN_ERR_MODEL, "Grad-CAM: the logit is not finite (%g)", value);
+    if (value < 0.0)
+        for (size_t i = 0; i < tap_elems; i++) grad[i] = -grad[i];
+    *logit = (float)value;
     return CNN_OK;
 }
 
@@ -221,8 +102,8 @@ cnn_status cnn_net_gradcam(cnn_net *net, int index, int tap, float *cam, size_t 
         return cnn_fail(CNN_ERR_ARG, "Grad-CAM at layer %s: cam holds %zu floats, the map "
                         "needs %d x %d = %zu", conv->name, cam_len, v.h, v.w, hw);
 
-    tail t;
-    if ((st = plan_tail(net, conv, &t)) != CNN_OK) return st;
+    int first = 0;
+    if ((st = tail_start(net, conv, &first)) != CNN_OK) return st;
     float *grad = cnn_alloc(elems, sizeof *grad);
     double *weight = grad ? cnn_alloc((size_t)v.c, sizeof *weight) : NULL;
     if (!weight) {
@@ -230,7 +111,7 @@ cnn_status cnn_net_gradcam(cnn_net *net, int index, int tap, float *cam, size_t 
         return cnn_fail_prefix(CNN_ERR_NOMEM, "Grad-CAM at layer %s", conv->name);
     }
     float value = 0.0f;
-    st = tail_gradient(&t, a, elems, grad, &value);
+    st = tail_gradient(cnn_net_model(net), first, a, elems, grad, &value);
     if (st == CNN_OK) {
         for (size_t p = 0; p < hw; p++)
             for (int c = 0; c < v.c; c++) weight[c] += grad[p * (size_t)v.c + c];

@@ -488,6 +488,27 @@ const uint8_t (*cnn_colormap_table(cnn_colormap cmap))[3];
 cnn_status cnn_net_gradcam(cnn_net *net, int index, int tap, float *cam,
                            size_t cam_len, float *logit);
 
+/* Backward to the input: for n preprocessed inputs (input: n x in_h x
+ * in_w x in_c floats, NHWC, as cnn_preprocess() writes them), the
+ * gradient of each image's objective with respect to its input, in grad
+ * (as many floats as input).  The objective of image j is
+ *   sum over k of seed[j][k] * out_j[k]
+ * where out_j is the output of layer `layer` (NHWC, h * w * c values per
+ * image) and seed holds n times that many weights; seed NULL weighs every
+ * value 1.  layer -1 is the logit (the output before a final sigmoid), so
+ * with seed NULL the objective is the logit; the mean of one channel ch
+ * of a conv layer is seed[j][p * c + ch] = 1 / (h * w) for every pixel p.
+ * value (may be NULL) gets the n objectives.  Inference mode (batch-norm
+ * with its running statistics, dropout the identity), computed with the
+ * scalar reference passes of every layer type (double-precision sums, one
+ * thread; the same code as Grad-CAM's): meant for explanations
+ * (integrated gradients, activation maximisation), not for speed.
+ * Allocates its working memory per call (all the layers' outputs of the n
+ * images). */
+cnn_status cnn_model_input_gradient(const cnn_model *m, int n, const float *input,
+                                    int layer, const float *seed, float *grad,
+                                    double *value);
+
 /* Stretches a cam_h x cam_w map of values in [0, 1] over width x height
  * pixels (bilinear, the map's corners on the image's corners' pixel
  * centres; one pixel across sits on the map's middle) as

@@ -1,7 +1,9 @@
 /* model.c - the model description: architecture specs (built-in names or
- * catdog JSON), shape inference with every rule checked, the parameter
- * block, initialisation and the logit -> probability mapping. */
-#include "cnn_internal.h"
+ * catdog JSON), shape inference with every limit checked, the parameter
+ * block, initialisation and the logit -> probability mapping.  What is
+ * particular to a layer type (its keys, shape rule, tensors, initial
+ * values) is in its record of the op-layer table (layers.h). */
+#include "layers.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -41,51 +43,6 @@ static const struct {
 
 #define N_BUILTIN ((int)(sizeof builtin_specs / sizeof builtin_specs[0]))
 
-/* Keys a layer object may have beyond "type" and "name", per type.  Any
- * other key is refused so that a typo ("strides") cannot silently fall
- * back to a default. */
-static const struct {
-    cnn_layer_type type;
-    const char *name;
-    const char *keys[6];
-} layer_kinds[] = {
-    {CNN_LAYER_CONV2D, "conv2d", {"filters", "kernel", "stride", "padding", "bias", NULL}},
-    {CNN_LAYER_BATCHNORM, "batchnorm", {"eps", NULL}},
-    {CNN_LAYER_RELU, "relu", {NULL}},
-    {CNN_LAYER_MAXPOOL, "maxpool", {"size", "stride", NULL}},
-    {CNN_LAYER_DENSE, "dense", {"units", "bias", NULL}},
-    {CNN_LAYER_SIGMOID, "sigmoid", {NULL}},
-    {CNN_LAYER_DROPOUT, "dropout", {"rate", NULL}},
-    {CNN_LAYER_FLATTEN, "flatten", {NULL}},
-    {CNN_LAYER_GAP, "gap", {NULL}},
-};
-
-#define N_KINDS ((int)(sizeof layer_kinds / sizeof layer_kinds[0]))
-
-/* Padding as written in the spec, before it is resolved against the
- * input size. */
-#define PAD_SAME (-1)
-
-static int kind_of(cnn_layer_type t)
-{
-    int i = 0;
-    while (i < N_KINDS && layer_kinds[i].type != t) i++;
-    return i;
-}
-
-const char *cnn_layer_type_name(cnn_layer_type t)
-{
-    int k = kind_of(t);
-    return k < N_KINDS ? layer_kinds[k].name : "unknown";
-}
-
-const char *const *cnn_layer_keys(cnn_layer_type t)
-{
-    static const char *const none[] = {NULL};
-    int k = kind_of(t);
-    return k < N_KINDS ? layer_kinds[k].keys : none;
-}
-
 /* ------------------------------------------------------------------ */
 /* JSON field readers: a missing or mistyped field is a format error,  */
 /* a value outside its domain a model error, beyond a CNN_MAX_* limit  */
@@ -104,9 +61,9 @@ static cnn_status member(const cJSON *obj, const char *key, const char *where,
     return CNN_OK;
 }
 
-static cnn_status read_int(const cJSON *obj, const char *key, const char *where,
-                           bool required, int def, int lo, int hi,
-                           cnn_status over, int *out)
+cnn_status cnn_json_int(const cJSON *obj, const char *key, const char *where,
+                        bool required, int def, int lo, int hi,
+                        cnn_status over, int *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!v) {
@@ -127,9 +84,9 @@ static cnn_status read_int(const cJSON *obj, const char *key, const char *where,
 }
 
 /* A float that must be finite and within [lo, hi] (hi_open: < hi). */
-static cnn_status read_float(const cJSON *obj, const char *key, const char *where,
-                             float def, double lo, double hi, bool lo_open,
-                             bool hi_open, float *out)
+cnn_status cnn_json_float(const cJSON *obj, const char *key, const char *where,
+                          float def, double lo, double hi, bool lo_open,
+                          bool hi_open, float *out)
 {
     const cJSON *v;
     cnn_status s = member(obj, key, where, cJSON_IsNumber, "a number", &v);
@@ -144,8 +101,8 @@ static cnn_status read_float(const cJSON *obj, const char *key, const char *wher
     return CNN_OK;
 }
 
-static cnn_status read_bool(const cJSON *obj, const char *key, const char *where,
-                            int def, int *out)
+cnn_status cnn_json_bool(const cJSON *obj, const char *key, const char *where,
+                         int def, int *out)
 {
     const cJSON *v;
     cnn_status s = member(obj, key, where, cJSON_IsBool, "true or false", &v);
@@ -226,71 +183,16 @@ static cnn_status parse_layer(const cJSON *jl, int index, cnn_layer *L, int *pad
     snprintf(where, sizeof where, "layer %d \"%s\"", index + 1, L->name);
 
     if ((s = cnn_json_string(jl, "type", where, &type))) return s;
-    int kind = 0;
-    while (kind < N_KINDS && strcmp(layer_kinds[kind].name, type) != 0) kind++;
-    if (kind == N_KINDS)
+    const cnn_layer_ops *ops = cnn_layer_ops_by_name(type);
+    if (!ops)
         return cnn_fail(CNN_ERR_UNSUPPORTED, "%s: unknown layer type \"%.40s\"", where, type);
-    L->type = layer_kinds[kind].type;
+    L->type = ops->type;
 
     const char *allowed[8] = {"type", "name"};
-    for (int k = 0; layer_kinds[kind].keys[k]; k++) allowed[2 + k] = layer_kinds[kind].keys[k];
+    for (int k = 0; ops->keys[k]; k++) allowed[2 + k] = ops->keys[k];
     if ((s = cnn_json_check_keys(jl, allowed, where))) return s;
-
-    switch (L->type) {
-    case CNN_LAYER_CONV2D: {
-        if ((s = read_int(jl, "filters", where, true, 0, 1, CNN_MAX_CHANNELS,
-                          CNN_ERR_LIMIT, &L->filters)) ||
-            (s = read_int(jl, "kernel", where, true, 0, 1, CNN_MAX_DIM, CNN_ERR_MODEL,
-                          &L->kernel)) ||
-            (s = read_int(jl, "stride", where, false, 1, 1, CNN_MAX_DIM, CNN_ERR_MODEL,
-                          &L->stride)) ||
-            (s = read_bool(jl, "bias", where, 1, &L->has_bias)))
-            return s;
-        const cJSON *jp = cJSON_GetObjectItemCaseSensitive(jl, "padding");
-        if (!jp || (cJSON_IsString(jp) && strcmp(jp->valuestring, "valid") == 0)) {
-            *pad_spec = 0;
-        } else if (cJSON_IsString(jp) && strcmp(jp->valuestring, "same") == 0) {
-            *pad_spec = PAD_SAME;
-        } else if (cJSON_IsNumber(jp)) {
-            if ((s = read_int(jl, "padding", where, true, 0, 0, L->kernel - 1,
-                              CNN_ERR_MODEL, pad_spec)))
-                return s;
-        } else {
-            return cnn_fail(CNN_ERR_FORMAT,
-                            "%s: \"padding\" must be \"valid\", \"same\" or an integer",
-                            where);
-        }
-        break;
-    }
-    case CNN_LAYER_MAXPOOL:
-        if ((s = read_int(jl, "size", where, true, 0, 1, CNN_MAX_DIM, CNN_ERR_MODEL,
-                          &L->kernel)) ||
-            (s = read_int(jl, "stride", where, false, L->kernel, 1, CNN_MAX_DIM,
-                          CNN_ERR_MODEL, &L->stride)))
-            return s;
-        break;
-    case CNN_LAYER_BATCHNORM:
-        /* PyTorch's default epsilon. */
-        if ((s = read_float(jl, "eps", where, 1e-5f, 0.0, 1.0, true, false, &L->eps)))
-            return s;
-        break;
-    case CNN_LAYER_DENSE:
-        if ((s = read_int(jl, "units", where, true, 0, 1, CNN_MAX_CHANNELS, CNN_ERR_LIMIT,
-                          &L->units)) ||
-            (s = read_bool(jl, "bias", where, 1, &L->has_bias)))
-            return s;
-        break;
-    case CNN_LAYER_DROPOUT:
-        if ((s = read_float(jl, "rate", where, 0.5f, 0.0, 1.0, false, true, &L->rate)))
-            return s;
-        break;
-    case CNN_LAYER_RELU:
-    case CNN_LAYER_SIGMOID:
-    case CNN_LAYER_FLATTEN:
-    case CNN_LAYER_GAP:
-        break;
-    }
-    return CNN_OK;
+    *pad_spec = 0;
+    return ops->parse ? ops->parse(jl, where, L, pad_spec) : CNN_OK;
 }
 
 static cnn_status parse_preprocess(const cJSON *jp, int in_c, cnn_preproc *pre)
@@ -318,7 +220,7 @@ static cnn_status parse_preprocess(const cJSON *jp, int in_c, cnn_preproc *pre)
             return cnn_fail(CNN_ERR_FORMAT,
                             "preprocess: \"resize\" must be \"squash\" or \"crop\"");
     }
-    if ((s = read_float(jp, "scale", where, 1.0f / 255.0f, 0.0, 1e6, true, false,
+    if ((s = cnn_json_float(jp, "scale", where, 1.0f / 255.0f, 0.0, 1e6, true, false,
                         &pre->scale)))
         return s;
 
@@ -411,19 +313,6 @@ static cnn_status check_top_level(const cJSON *root)
 /* Shape inference                                                     */
 /* ------------------------------------------------------------------ */
 
-/* Products of sizes read from a spec: saturate instead of wrapping, so
- * the limit checks that follow see a huge number, never a small one. */
-static uint64_t mul_sat(uint64_t a, uint64_t b)
-{
-    if (a != 0 && b > UINT64_MAX / a) return UINT64_MAX;
-    return a * b;
-}
-
-static uint64_t add_sat(uint64_t a, uint64_t b)
-{
-    return b > UINT64_MAX - a ? UINT64_MAX : a + b;
-}
-
 static void shape_text(char *buf, size_t n, int h, int w, int c, bool flat)
 {
     if (flat)
@@ -436,7 +325,7 @@ static cnn_status infer_shapes(cnn_model *m, const int *pad_spec)
 {
     int h = m->in_h, w = m->in_w, c = m->in_c;
     bool flat = false;
-    uint64_t act = mul_sat(mul_sat((uint64_t)h, (uint64_t)w), (uint64_t)c);
+    uint64_t act = cnn_mul_sat(cnn_mul_sat((uint64_t)h, (uint64_t)w), (uint64_t)c);
     uint64_t params = 0, macs = 0;
     const uint64_t max_act_values = CNN_MAX_ACTIVATION_BYTES / sizeof(float);
 
@@ -447,96 +336,28 @@ static cnn_status infer_shapes(cnn_model *m, const int *pad_spec)
         L->in_h = h;
         L->in_w = w;
         L->in_c = c;
-        uint64_t oh = (uint64_t)h, ow = (uint64_t)w, oc = (uint64_t)c;
-        uint64_t weights = 0, biases = 0, layer_macs = 0;
+        cnn_shape_ctx sc = {
+            .index = i, .n_layers = m->n_layers, .h = h, .w = w, .c = c, .flat = flat,
+            .pad_spec = pad_spec[i], .in_text = in_text,
+            .oh = (uint64_t)h, .ow = (uint64_t)w, .oc = (uint64_t)c, .out_flat = flat,
+        };
+        const cnn_layer_ops *ops = cnn_layer_ops_of(L->type);
+        if (!ops) return cnn_fail(CNN_ERR_MODEL, "layer \"%s\": unknown type", L->name);
+        cnn_status st = ops->shape(L, &sc);
+        if (st) return st;
+        const uint64_t oh = sc.oh, ow = sc.ow, oc = sc.oc;
+        const uint64_t weights = sc.weights, biases = sc.biases, layer_macs = sc.macs;
+        flat = sc.out_flat;
 
-        switch (L->type) {
-        case CNN_LAYER_CONV2D:
-        case CNN_LAYER_MAXPOOL: {
-            bool conv = L->type == CNN_LAYER_CONV2D;
-            if (flat)
-                return cnn_fail(CNN_ERR_MODEL,
-                                "layer \"%s\": %s needs an image-shaped input, got %s "
-                                "(it follows a flatten, dense or gap)",
-                                L->name, cnn_layer_type_name(L->type), in_text);
-            int k = L->kernel, s = L->stride;
-            if (conv && pad_spec[i] == PAD_SAME) {
-                /* TensorFlow's rule: the odd pixel of padding goes to the
-                 * bottom/right. */
-                int oh_s = (h + s - 1) / s, ow_s = (w + s - 1) / s;
-                int ph = (oh_s - 1) * s + k - h, pw = (ow_s - 1) * s + k - w;
-                if (ph < 0) ph = 0;
-                if (pw < 0) pw = 0;
-                L->pad_top = ph / 2;
-                L->pad_bottom = ph - ph / 2;
-                L->pad_left = pw / 2;
-                L->pad_right = pw - pw / 2;
-            } else if (conv) {
-                L->pad_top = L->pad_bottom = L->pad_left = L->pad_right = pad_spec[i];
-            }
-            int eh = h + L->pad_top + L->pad_bottom, ew = w + L->pad_left + L->pad_right;
-            if (k > eh || k > ew)
-                return cnn_fail(CNN_ERR_MODEL,
-                                "layer \"%s\": %s %d is larger than its %s input%s "
-                                "(the output would be smaller than 1x1)",
-                                L->name, conv ? "kernel" : "window", k, in_text,
-                                conv && eh != h ? " with padding" : "");
-            oh = (uint64_t)((eh - k) / s + 1);
-            ow = (uint64_t)((ew - k) / s + 1);
-            if (conv) {
-                oc = (uint64_t)L->filters;
-                weights = mul_sat(mul_sat(oc, (uint64_t)c), (uint64_t)k * (uint64_t)k);
-                biases = L->has_bias ? oc : 0;
-                layer_macs = mul_sat(mul_sat(oh, ow), weights);
-            }
-            break;
-        }
-        case CNN_LAYER_BATCHNORM:
-            weights = biases = (uint64_t)c;
-            layer_macs = mul_sat(mul_sat(oh, ow), oc);
-            break;
-        case CNN_LAYER_DENSE:
-            if (!flat && (h > 1 || w > 1))
-                return cnn_fail(CNN_ERR_MODEL,
-                                "layer \"%s\": dense needs a flatten or gap before it "
-                                "(its input is %s)", L->name, in_text);
-            oh = ow = 1;
-            oc = (uint64_t)L->units;
-            weights = mul_sat(oc, (uint64_t)c);
-            biases = L->has_bias ? oc : 0;
-            layer_macs = weights;
-            flat = true;
-            break;
-        case CNN_LAYER_FLATTEN:
-            oc = mul_sat(mul_sat(oh, ow), oc);
-            oh = ow = 1;
-            flat = true;
-            break;
-        case CNN_LAYER_GAP:
-            oh = ow = 1;
-            flat = true;
-            break;
-        case CNN_LAYER_SIGMOID:
-            if (i != m->n_layers - 1)
-                return cnn_fail(CNN_ERR_MODEL,
-                                "layer \"%s\": sigmoid may only be the last layer",
-                                L->name);
-            break;
-        case CNN_LAYER_RELU:
-        case CNN_LAYER_DROPOUT:
-            break;
-        }
-
-        uint64_t out_values = mul_sat(mul_sat(oh, ow), oc);
-        act = add_sat(act, out_values);
+        uint64_t out_values = cnn_mul_sat(cnn_mul_sat(oh, ow), oc);
+        act = cnn_add_sat(act, out_values);
         if (act > max_act_values)
             return cnn_fail(CNN_ERR_LIMIT,
                             "layer \"%s\": the activations of one image need more than "
                             "the limit of %zu MiB", L->name,
                             (size_t)(CNN_MAX_ACTIVATION_BYTES >> 20));
-        uint64_t layer_params = add_sat(weights, biases);
-        if (L->type == CNN_LAYER_BATCHNORM) layer_params = mul_sat(4, weights);
-        params = add_sat(params, layer_params);
+        uint64_t layer_params = cnn_add_sat(cnn_add_sat(weights, biases), sc.extra);
+        params = cnn_add_sat(params, layer_params);
         if (params > CNN_MAX_PARAMS)
             return cnn_fail(CNN_ERR_LIMIT,
                             "layer \"%s\": the model has more than the limit of %u "
@@ -550,7 +371,7 @@ static cnn_status infer_shapes(cnn_model *m, const int *pad_spec)
         L->n_bias = (size_t)biases;
         L->n_params = (size_t)layer_params;
         L->macs = layer_macs;
-        macs = add_sat(macs, layer_macs);
+        macs = cnn_add_sat(macs, layer_macs);
     }
 
     if ((uint64_t)h * (uint64_t)w * (uint64_t)c != 1) {
@@ -564,10 +385,9 @@ static cnn_status infer_shapes(cnn_model *m, const int *pad_spec)
     /* A 1x1x1 input through flatten, dropout and sigmoid alone would be
      * its own logit: nothing to run, so a broken file, not a model. */
     bool computes = false;
-    for (int i = 0; i < m->n_layers && !computes; i++) {
-        cnn_layer_type t = m->layers[i].type;
-        computes = t != CNN_LAYER_FLATTEN && t != CNN_LAYER_DROPOUT && t != CNN_LAYER_SIGMOID;
-    }
+    for (int i = 0; i < m->n_layers && !computes; i++)
+        computes = !cnn_layer_has(&m->layers[i],
+                                  CNN_LOP_FREE_AT_INFERENCE | CNN_LOP_OUTPUT_MAP);
     if (!computes)
         return cnn_fail(CNN_ERR_MODEL,
                         "the network has only flatten, dropout or sigmoid layers: nothing "
@@ -579,7 +399,7 @@ static cnn_status infer_shapes(cnn_model *m, const int *pad_spec)
 }
 
 /* Carves the one parameter block into the layers' tensors, in layer
- * order: weight, bias, then batch-norm running mean and variance. */
+ * order and, within a layer, in its tensors' file order (layers.h). */
 static cnn_status allocate_params(cnn_model *m)
 {
     m->params = cnn_alloc_aligned(m->n_params, sizeof(float));
@@ -587,19 +407,15 @@ static cnn_status allocate_params(cnn_model *m)
     float *p = m->params;
     for (int i = 0; i < m->n_layers; i++) {
         cnn_layer *L = &m->layers[i];
-        if (L->n_weight) {
-            L->weight = p;
-            p += L->n_weight;
-        }
-        if (L->n_bias) {
-            L->bias = p;
-            p += L->n_bias;
-        }
-        if (L->type == CNN_LAYER_BATCHNORM) {
-            L->mean = p;
-            p += L->n_weight;
-            L->var = p;
-            p += L->n_weight;
+        const cnn_layer_ops *ops = cnn_layer_ops_of(L->type);
+        expected_tensor e[4];
+        float **slots[4];
+        const int n = ops && ops->tensors ? ops->tensors(L, e, slots) : 0;
+        for (int k = 0; k < n; k++) {
+            size_t count = 1;
+            for (int d = 0; d < e[k].rank; d++) count *= e[k].shape[d];
+            *slots[k] = p;
+            p += count;
         }
     }
     return CNN_OK;
@@ -663,7 +479,7 @@ static cnn_status build(const cJSON *root, size_t data_bytes, bool with_params, 
         (s = parse_preprocess(cJSON_GetObjectItemCaseSensitive(root, "preprocess"),
                               m->in_c, &m->pre)) ||
         (s = parse_metrics(cJSON_GetObjectItemCaseSensitive(root, "metrics"), m)) ||
-        (s = read_float(root, "temperature", "model", 1.0f, 0.0, 1e30, true, false,
+        (s = cnn_json_float(root, "temperature", "model", 1.0f, 0.0, 1e30, true, false,
                         &m->temperature)))
         return s;
 
@@ -769,45 +585,13 @@ cnn_status cnn_model_from_spec(const char *spec, cnn_model **out)
 /* Initialisation, lookup, probability                                 */
 /* ------------------------------------------------------------------ */
 
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
-
 cnn_status cnn_model_init(cnn_model *m, uint64_t seed)
 {
     if (!m) return cnn_fail(CNN_ERR_ARG, "init: model is NULL");
     uint64_t state = seed;
     for (int i = 0; i < m->n_layers; i++) {
-        cnn_layer *L = &m->layers[i];
-        switch (L->type) {
-        case CNN_LAYER_CONV2D:
-        case CNN_LAYER_DENSE: {
-            double fan_in = L->type == CNN_LAYER_CONV2D
-                                ? (double)L->in_c * L->kernel * L->kernel
-                                : (double)L->in_h * L->in_w * L->in_c;
-            double limit = sqrt(6.0 / fan_in);
-            for (size_t j = 0; j < L->n_weight; j++) {
-                double u = (double)(splitmix64(&state) >> 11) * 0x1.0p-53;
-                L->weight[j] = (float)((2.0 * u - 1.0) * limit);
-            }
-            for (size_t j = 0; j < L->n_bias; j++) L->bias[j] = 0.0f;
-            break;
-        }
-        case CNN_LAYER_BATCHNORM:
-            for (size_t j = 0; j < L->n_weight; j++) {
-                L->weight[j] = 1.0f;
-                L->bias[j] = 0.0f;
-                L->mean[j] = 0.0f;
-                L->var[j] = 1.0f;
-            }
-            break;
-        default:
-            break;
-        }
+        const cnn_layer_ops *ops = cnn_layer_ops_of(m->layers[i].type);
+        if (ops && ops->init) ops->init(&m->layers[i], &state);
     }
     return CNN_OK;
 }

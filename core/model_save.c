@@ -272,8 +272,7 @@ static int save_tensors(const cnn_layer *L, cnn_dtype dtype, save_tensor *t)
         memcpy(t[i].shape, e[i].shape, sizeof t[i].shape);
         t[i].count = 1;
         for (int d = 0; d < e[i].rank; d++) t[i].count *= e[i].shape[d];
-        bool weight = L->type != CNN_LAYER_BATCHNORM && e[i].dst == L->weight;
-        t[i].dtype = weight ? dtype : CNN_DTYPE_F32;
+        t[i].dtype = e[i].weight ? dtype : CNN_DTYPE_F32;
     }
     return n;
 }

@@ -30,8 +30,8 @@
 #if defined(__linux__) && !defined(_DEFAULT_SOURCE)
 #define _DEFAULT_SOURCE
 #endif
-#include "cnn_internal.h"
 #include "kernels.h"
+#include "layers.h"
 #include "pool.h"
 
 #include <math.h>
@@ -42,7 +42,15 @@
 #include <sys/mman.h>
 #endif
 
-typedef enum { STEP_CONV, STEP_DENSE, STEP_POOL, STEP_GAP, STEP_AFFINE, STEP_RELU } step_kind;
+/* The kinds of step a layer type becomes are its record's (layers.h). */
+typedef enum {
+    STEP_CONV = CNN_STEP_CONV,
+    STEP_DENSE = CNN_STEP_DENSE,
+    STEP_POOL = CNN_STEP_POOL,
+    STEP_GAP = CNN_STEP_GAP,
+    STEP_AFFINE = CNN_STEP_AFFINE,
+    STEP_RELU = CNN_STEP_RELU
+} step_kind;
 
 typedef struct {
     step_kind kind;
@@ -493,41 +501,37 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
     for (int li = 0; li < m->n_layers; li++) {
         const cnn_layer *L = &m->layers[li];
         step *prev = net->n_steps ? &net->steps[net->n_steps - 1] : NULL;
+        const cnn_layer_ops *ops = cnn_layer_ops_of(L->type);
+        if (!ops || (ops->step == CNN_STEP_NONE &&
+                     !(ops->flags & (CNN_LOP_FREE_AT_INFERENCE | CNN_LOP_OUTPUT_MAP))))
+            return fail_free(net, cnn_fail(CNN_ERR_UNSUPPORTED, "layer %s: type %s cannot run",
+                                           L->name, cnn_layer_type_name(L->type)));
         /* A relu or batchnorm directly after a conv (or its fused run)
          * still belongs to that conv's tap; so does a dropout, the
          * identity at inference. */
-        int extends_tap = last_conv_tap >= 0 &&
-                          (L->type == CNN_LAYER_RELU || L->type == CNN_LAYER_BATCHNORM ||
-                           L->type == CNN_LAYER_DROPOUT);
+        int extends_tap = last_conv_tap >= 0 && (ops->flags & CNN_LOP_EXTENDS_TAP);
         if (!extends_tap) last_conv_tap = -1;
 
-        switch (L->type) {
-        case CNN_LAYER_FLATTEN:
-        case CNN_LAYER_DROPOUT:
-            continue;
-        case CNN_LAYER_SIGMOID:
+        if (ops->flags & CNN_LOP_FREE_AT_INFERENCE) continue;
+        if (ops->flags & CNN_LOP_OUTPUT_MAP) {
             if (li != m->n_layers - 1)
-                return fail_free(net, cnn_fail(CNN_ERR_MODEL, "layer %s: sigmoid is only allowed last", L->name));
+                return fail_free(net, cnn_fail(CNN_ERR_MODEL, "layer %s: %s is only allowed last",
+                                               L->name, ops->name));
             continue;
-        case CNN_LAYER_RELU:
-            if (prev && !prev->relu && prev->out_buf == cur) {
-                prev->relu = 1;
-                name_append(prev, L->name);
-                if (last_conv_tap >= 0) net->tap_buf[last_conv_tap] = cur;
-                continue;
-            }
-            break;
-        case CNN_LAYER_BATCHNORM:
-            /* Fold into the conv right before it (nothing applied after
-             * the conv yet). */
-            if (prev && prev->kind == STEP_CONV && !prev->relu && prev->fold_bn < 0) {
-                prev->fold_bn = li;
-                name_append(prev, L->name);
-                continue;
-            }
-            break;
-        default:
-            break;
+        }
+        if ((ops->flags & CNN_LOP_RELU) && prev && !prev->relu && prev->out_buf == cur) {
+            prev->relu = 1;
+            name_append(prev, L->name);
+            if (last_conv_tap >= 0) net->tap_buf[last_conv_tap] = cur;
+            continue;
+        }
+        /* Fold into the conv right before it (nothing applied after the
+         * conv yet). */
+        if ((ops->flags & CNN_LOP_FOLDS_INTO_CONV) && prev && prev->kind == STEP_CONV &&
+            !prev->relu && prev->fold_bn < 0) {
+            prev->fold_bn = li;
+            name_append(prev, L->name);
+            continue;
         }
 
         if (net->n_steps >= CNN_MAX_LAYERS + 1)
@@ -542,9 +546,9 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
         s->oh = L->out_h, s->ow = L->out_w, s->oc = L->out_c;
         size_t out_elems = (size_t)L->out_h * L->out_w * L->out_c;
         bool ok = true;
-        switch (L->type) {
-        case CNN_LAYER_CONV2D: {
-            s->kind = STEP_CONV;
+        s->kind = (step_kind)ops->step;
+        switch (s->kind) {
+        case STEP_CONV: {
             s->k = L->kernel, s->stride = L->stride;
             s->pad_top = L->pad_top, s->pad_left = L->pad_left;
             const size_t bl = (size_t)net->kern->conv_block;
@@ -557,8 +561,7 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
                  block_add(&packed, blocks * bl, sizeof(float));
             break;
         }
-        case CNN_LAYER_DENSE: {
-            s->kind = STEP_DENSE;
+        case STEP_DENSE: {
             s->c = L->in_h * L->in_w * L->in_c;
             s->h = s->w = 1;
             cnn_status st = dense_format(L, opt->dense, &s->wfmt);
@@ -569,30 +572,23 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
             if ((size_t)s->c > net->max_dense_in) net->max_dense_in = (size_t)s->c;
             break;
         }
-        case CNN_LAYER_MAXPOOL:
-            s->kind = STEP_POOL;
+        case STEP_POOL:
             s->k = L->kernel, s->stride = L->stride;
             break;
-        case CNN_LAYER_GAP:
-            s->kind = STEP_GAP;
+        case STEP_GAP:
             break;
-        case CNN_LAYER_BATCHNORM:
-            s->kind = STEP_AFFINE;
+        case STEP_AFFINE:
             /* Two take()s below, each rounded up on its own. */
             ok = block_add(&packed, (size_t)L->in_c, sizeof(float)) &&
                  block_add(&packed, (size_t)L->in_c, sizeof(float));
             break;
-        case CNN_LAYER_RELU:
-            s->kind = STEP_RELU;
+        case STEP_RELU:
             s->relu = 1;
             break;
-        default:
-            return fail_free(net, cnn_fail(CNN_ERR_UNSUPPORTED, "layer %s: type %s cannot run",
-                                           L->name, cnn_layer_type_name(L->type)));
         }
         if (!ok) return fail_free(net, cnn_fail(CNN_ERR_LIMIT, "layer %s: parameters overflow", L->name));
         s->out_buf = cur = new_buf(net, out_elems);
-        if (L->type == CNN_LAYER_CONV2D) {
+        if (ops->flags & CNN_LOP_TAP) {
             int t = net->n_taps++;
             net->tap_layer[t] = li;
             net->tap_buf[t] = cur;

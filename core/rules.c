@@ -2,7 +2,7 @@
  * same way (the CLI, the plug-in, its dialog, the trainer): the verdict
  * on a probability, which conv layer a name means, and which model file
  * is the default.  Declared in cnn.h. */
-#include "cnn_internal.h"
+#include "layers.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -26,6 +26,9 @@ double cnn_verdict_confidence(double p_positive)
 /* Conv layers by name                                                 */
 /* ------------------------------------------------------------------ */
 
+/* The conv layers are the layer types whose output is a tap (layers.h),
+ * the same test net.c's taps use, so that the n-th name here is tap n. */
+
 cnn_status cnn_model_conv_names(const cnn_model *m, const char *separator, char **out)
 {
     if (!out) return cnn_fail(CNN_ERR_ARG, "cnn_model_conv_names: NULL argument");
@@ -36,13 +39,13 @@ cnn_status cnn_model_conv_names(const cnn_model *m, const char *separator, char 
     const size_t sep = strlen(separator);
     size_t size = 1;
     for (int i = 0; i < m->n_layers; i++)
-        if (m->layers[i].type == CNN_LAYER_CONV2D)
+        if (cnn_layer_has(&m->layers[i], CNN_LOP_TAP))
             size += strnlen(m->layers[i].name, CNN_MAX_NAME) + sep;
     char *text = cnn_alloc(size, 1);
     if (!text) return CNN_ERR_NOMEM;
     size_t used = 0;
     for (int i = 0; i < m->n_layers; i++) {
-        if (m->layers[i].type != CNN_LAYER_CONV2D) continue;
+        if (!cnn_layer_has(&m->layers[i], CNN_LOP_TAP)) continue;
         if (used > 0) {
             memcpy(text + used, separator, sep);
             used += sep;
@@ -64,7 +67,7 @@ cnn_status cnn_model_find_conv(const cnn_model *m, const char *name, int *layer,
     const int found = name ? cnn_model_find_layer(m, name) : -1;
     int convs = 0, conv_layer = -1, conv_tap = -1;
     for (int i = 0; i < m->n_layers; i++) {
-        if (m->layers[i].type != CNN_LAYER_CONV2D) continue;
+        if (!cnn_layer_has(&m->layers[i], CNN_LOP_TAP)) continue;
         if (!name || i == found) conv_layer = i, conv_tap = convs;
         convs++;
     }

@@ -5,6 +5,7 @@
  * read from a file is untrusted: each field is checked before use and a
  * failure names the tensor or field and what is wrong.  Values are read
  * byte by byte, so the data may be unaligned and the host big-endian. */
+#include "layers.h"
 #include "safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -255,38 +256,6 @@ static cnn_status parse_description(const char *text, cJSON **desc, bool *chw)
     return CNN_OK;
 }
 
-int cnn_expected_tensors(const cnn_layer *L, expected_tensor *e)
-{
-    int n = 0;
-    if (L->type == CNN_LAYER_CONV2D || L->type == CNN_LAYER_DENSE) {
-        bool conv = L->type == CNN_LAYER_CONV2D;
-        snprintf(e[n].name, sizeof e[n].name, "%s.weight", L->name);
-        e[n].dst = L->weight;
-        e[n].rank = conv ? 4 : 2;
-        e[n].shape[0] = (size_t)L->out_c;
-        e[n].shape[1] = conv ? (size_t)L->in_c : L->n_weight / (size_t)L->out_c;
-        e[n].shape[2] = e[n].shape[3] = (size_t)L->kernel;
-        n++;
-        if (L->has_bias) {
-            snprintf(e[n].name, sizeof e[n].name, "%s.bias", L->name);
-            e[n].dst = L->bias;
-            e[n].rank = 1;
-            e[n].shape[0] = (size_t)L->out_c;
-            n++;
-        }
-    } else if (L->type == CNN_LAYER_BATCHNORM) {
-        static const char *const suffix[4] = {"weight", "bias", "running_mean", "running_var"};
-        float *dst[4] = {L->weight, L->bias, L->mean, L->var};
-        for (int i = 0; i < 4; i++, n++) {
-            snprintf(e[n].name, sizeof e[n].name, "%s.%s", L->name, suffix[i]);
-            e[n].dst = dst[i];
-            e[n].rank = 1;
-            e[n].shape[0] = (size_t)L->out_c;
-        }
-    }
-    return n;
-}
-
 static float read_value(const uint8_t *p, cnn_dtype dtype)
 {
     if (dtype == CNN_DTYPE_F32) {
@@ -342,18 +311,22 @@ static cnn_status apply_chw(cnn_model *m)
     const cnn_layer *from = NULL; /* the flatten whose order is pending */
     for (int i = 0; i < m->n_layers; i++) {
         cnn_layer *L = &m->layers[i];
+        const cnn_layer_ops *ops = cnn_layer_ops_of(L->type);
+        const cnn_chw_rule rule = ops ? ops->chw : CNN_CHW_NONE;
+        expected_tensor e[4];
         cnn_status s = CNN_OK;
-        if (L->type == CNN_LAYER_FLATTEN) {
+        if (rule == CNN_CHW_STARTS) {
             /* Flattening flat features changes no order. */
             if ((L->in_h > 1 || L->in_w > 1) && L->in_c > 1) from = L;
-        } else if (from && L->type == CNN_LAYER_BATCHNORM) {
-            float *v[4] = {L->weight, L->bias, L->mean, L->var};
-            for (int k = 0; k < 4 && !s; k++)
-                s = permute_chw(v[k], 1, from->in_h, from->in_w, from->in_c);
-        } else if (from && L->type == CNN_LAYER_DENSE) {
-            s = permute_chw(L->weight, (size_t)L->units, from->in_h, from->in_w, from->in_c);
+        } else if (from && rule == CNN_CHW_VECTORS) {
+            const int n = ops->tensors(L, e, NULL);
+            for (int k = 0; k < n && !s; k++)
+                s = permute_chw(e[k].dst, 1, from->in_h, from->in_w, from->in_c);
+        } else if (from && rule == CNN_CHW_ROWS_ENDS) {
+            ops->tensors(L, e, NULL);
+            s = permute_chw(e[0].dst, e[0].shape[0], from->in_h, from->in_w, from->in_c);
             from = NULL;
-        } else if (L->type == CNN_LAYER_GAP) {
+        } else if (rule == CNN_CHW_ENDS) {
             from = NULL;
         }
         if (s) return s;
@@ -413,8 +386,7 @@ static cnn_status load_tensors(cnn_model *m, const cJSON *root, const uint8_t *a
                              "expected %s", e[ei].name, got, want);
                 break;
             }
-            bool variance = L->type == CNN_LAYER_BATCHNORM && e[ei].dst == L->var;
-            if (area) s = convert_tensor(&t[j], area, &e[ei], variance);
+            if (area) s = convert_tensor(&t[j], area, &e[ei], e[ei].nonneg);
         }
     }
     for (int j = 0; j < n && !s; j++)

@@ -14,12 +14,17 @@ const char *cnn_dtype_name(cnn_dtype d);
 size_t cnn_dtype_size(cnn_dtype d);
 
 /* A tensor the architecture expects: its name in the file, its place in
- * the parameter block (NULL without one) and its shape. */
+ * the parameter block (NULL without one) and its shape; nonneg: negative
+ * values are refused (a variance); weight: written in the dtype a save
+ * asks for (the others, small and where rounding hurts most, stay F32).
+ * Each layer type lists its own (layers.h). */
 typedef struct {
     char name[CNN_MAX_NAME + 16];
     float *dst;
     int rank;
     size_t shape[4];
+    bool nonneg;
+    bool weight;
 } expected_tensor;
 
 /* The tensors of layer L, in file order (e must hold 4); returns how many. */

@@ -10,6 +10,7 @@
  * parameters, the optimizer moments and the position (epoch, batch,
  * step). */
 #include "dataset_internal.h"
+#include "layers.h"
 #include "train_internal.h"
 #include "train_kernels.h"
 
@@ -58,26 +59,17 @@ double cnn_bce_soft(float z, double y, double *dz)
     return loss;
 }
 
-static size_t layer_in_size(const cnn_layer *L)
-{
-    return (size_t)L->in_h * L->in_w * L->in_c;
-}
-
 static size_t layer_out_size(const cnn_layer *L)
 {
     return (size_t)L->out_h * L->out_w * L->out_c;
 }
 
-/* Layer L's convolution for n images, on the trainer's kernel set. */
-static tk_conv conv_geometry(const cnn_trainer *t, const cnn_layer *L, int n)
+/* The one place the layers' training passes get their threads (the
+ * trainer's pool) and kernel set from (layers.h). */
+cnn_train_exec cnn_trainer_exec(const cnn_trainer *t)
 {
-    tk_conv g = {
-        .n = n, .h = L->in_h, .w = L->in_w, .c = L->in_c,
-        .oc = L->out_c, .k = L->kernel, .stride = L->stride,
-        .pad_top = L->pad_top, .pad_left = L->pad_left,
-        .oh = L->out_h, .ow = L->out_w, .kern = t->kern,
-    };
-    return g;
+    cnn_train_exec x = {.par = t->pool, .kern = t->kern};
+    return x;
 }
 
 static int resolve_threads(int threads)
@@ -158,15 +150,8 @@ void cnn_trainer_pack_weights(cnn_trainer *t)
 {
     const cnn_model *m = t->m;
     for (int i = 0; i <= t->last; i++) {
-        const cnn_layer *L = &m->layers[i];
-        if (L->type == CNN_LAYER_CONV2D) {
-            tk_conv g = conv_geometry(t, L, t->opt.batch);
-            tk_conv_pack_forward(&g, L->weight, t->packed[i]);
-            tk_conv_pack_backward(&g, L->weight, t->packed_back[i]);
-        } else if (L->type == CNN_LAYER_DENSE) {
-            tk_dense_pack(L->weight, (int)layer_in_size(L), L->units,
-                          t->packed[i]);
-        }
+        const cnn_layer_ops *ops = cnn_layer_ops_of(m->layers[i].type);
+        if (ops->train_pack) ops->train_pack(t, i);
     }
 }
 
@@ -209,16 +194,20 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
         return cnn_fail(CNN_ERR_UNSUPPORTED,
                         "trainer: model %s has %d input channels; training needs RGB (3)",
                         m->name, m->in_c);
+    for (int i = 0; i < m->n_layers; i++)
+        if (!cnn_layer_ops_of(m->layers[i].type))
+            return cnn_fail(CNN_ERR_MODEL, "trainer: layer %s has an unknown type",
+                            m->layers[i].name);
     int last = m->n_layers - 1;
-    if (last >= 0 && m->layers[last].type == CNN_LAYER_SIGMOID) last--;
+    if (last >= 0 && cnn_layer_has(&m->layers[last], CNN_LOP_OUTPUT_MAP)) last--;
     if (last < 0 || layer_out_size(&m->layers[last]) != 1)
         return cnn_fail(CNN_ERR_MODEL, "trainer: model %s does not end in one logit",
                         m->name);
     for (int i = 0; i <= last; i++)
-        if (m->layers[i].type == CNN_LAYER_SIGMOID)
+        if (cnn_layer_has(&m->layers[i], CNN_LOP_OUTPUT_MAP))
             return cnn_fail(CNN_ERR_UNSUPPORTED,
-                            "trainer: layer %s: sigmoid is only supported as the last layer",
-                            m->layers[i].name);
+                            "trainer: layer %s: %s is only supported as the last layer",
+                            m->layers[i].name, cnn_layer_type_name(m->layers[i].type));
 
     cnn_trainer *t = cnn_alloc(1, sizeof *t);
     if (!t) return CNN_ERR_NOMEM;
@@ -253,25 +242,12 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
         t->per_image[i + 1] = o;
         if (o > max_act) max_act = o;
         if (L->in_c > max_c) max_c = L->in_c;
-        if (L->type == CNN_LAYER_FLATTEN)
+        const cnn_layer_ops *ops = cnn_layer_ops_of(L->type);
+        if (ops->flags & CNN_LOP_ALIAS)
             at[i + 1] = at[i];
         else
             at[i + 1] = arena_take(&used, o, B, &fits);
-        if (L->type == CNN_LAYER_CONV2D) {
-            tk_conv g = conv_geometry(t, L, opt->batch);
-            size_t sc = tk_conv_scratch_floats(&g, t->threads);
-            if (sc > scratch) scratch = sc;
-            t->packed[i] = alloc_floats(tk_conv_packed_floats(&g, 0), 1);
-            t->packed_back[i] = alloc_floats(tk_conv_packed_floats(&g, 1), 1);
-            if (!t->packed[i] || !t->packed_back[i]) goto nomem;
-        } else if (L->type == CNN_LAYER_DENSE) {
-            t->packed[i] = alloc_floats(L->n_weight, 1);
-            if (!t->packed[i]) goto nomem;
-        } else if (L->type == CNN_LAYER_BATCHNORM) {
-            t->bn_stats[i] = cnn_alloc((size_t)3 * L->in_c, sizeof(float));
-            t->bn_sums[i] = cnn_alloc((size_t)2 * L->in_c, sizeof(double));
-            if (!t->bn_stats[i] || !t->bn_sums[i]) goto nomem;
-        }
+        if (ops->train_setup && ops->train_setup(t, i, &scratch) != CNN_OK) goto nomem;
     }
     const size_t at_ga = arena_take(&used, max_act, B, &fits);
     const size_t at_gb = arena_take(&used, max_act, B, &fits);
@@ -299,7 +275,8 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
     t->grads = alloc_floats(m->n_params, 1);
     t->mom1 = alloc_floats(m->n_params, 1);
     t->mom2 = alloc_floats(m->n_params, 1);
-    t->dscratch = cnn_alloc(tk_bn_scratch_doubles(max_c, t->threads), sizeof(double));
+    t->dscratch = cnn_alloc(tk_bn_scratch_doubles(max_c, cnn_pool_size(cnn_trainer_exec(t).par)),
+                            sizeof(double));
     t->logits = cnn_alloc(B, sizeof(float));
     t->labels = cnn_alloc(B, 1);
     if (!t->grad_a || !t->grad_b || !t->grads || !t->mom1 || !t->mom2 ||
@@ -319,11 +296,6 @@ nomem:
 /* Forward and backward                                               */
 /* ------------------------------------------------------------------ */
 
-static uint64_t dropout_key(const cnn_trainer *t, int layer)
-{
-    return tk_hash(tk_hash(t->opt.seed ^ SALT_DROPOUT, t->step), (uint64_t)layer);
-}
-
 /* Whether layer i is a ReLU computed with the batch-norm before it: the
  * batch-norm then writes the ReLU's output (act[i + 1]; its own output,
  * act[i], is not written).  Its backward pass goes into that of the max
@@ -333,99 +305,63 @@ static uint64_t dropout_key(const cnn_trainer *t, int layer)
 static int relu_fused(const cnn_trainer *t, int i)
 {
     const cnn_layer *L = t->m->layers;
-    return i > 0 && i <= t->last && L[i].type == CNN_LAYER_RELU &&
-           L[i - 1].type == CNN_LAYER_BATCHNORM;
+    return i > 0 && i <= t->last && cnn_layer_has(&L[i], CNN_LOP_RELU) &&
+           cnn_layer_has(&L[i - 1], CNN_LOP_TRAIN_FUSES_NEXT_RELU);
 }
 
 static int relu_into_pool(const cnn_trainer *t, int i)
 {
     const cnn_layer *L = t->m->layers;
-    return i >= 0 && i < t->last && L[i].type == CNN_LAYER_RELU &&
-           L[i + 1].type == CNN_LAYER_MAXPOOL;
+    return i >= 0 && i < t->last && cnn_layer_has(&L[i], CNN_LOP_RELU) &&
+           cnn_layer_has(&L[i + 1], CNN_LOP_TRAIN_TAKES_PREV_RELU);
 }
 
-/* Whether layer i is a 2x2, stride-2 max pool after a ReLU fused with
- * the batch-norm before it: the three backward passes are then one
+/* Whether layer i's backward pass, with that of the ReLU before it, is
+ * done by the batch-norm before that ReLU (the ReLU fused with the
+ * batch-norm and taken by layer i; layer i's record says it can be: a
+ * 2x2, stride-2 max pool): the three backward passes are then one
  * (tk_bn_relu_pool2_backward, at the batch-norm), which never writes the
  * gradient at the pool's input.  The same results on one thread. */
 static int pool_into_bn(const cnn_trainer *t, int i)
 {
-    const cnn_layer *L = t->m->layers;
-    return i >= 2 && i <= t->last && L[i].type == CNN_LAYER_MAXPOOL && L[i].kernel == 2 &&
-           L[i].stride == 2 && relu_fused(t, i - 1) && relu_into_pool(t, i - 1);
+    if (i < 2 || i > t->last) return 0;
+    const cnn_layer *L = &t->m->layers[i];
+    const cnn_layer_ops *ops = cnn_layer_ops_of(L->type);
+    return ops->train_into_bn && ops->train_into_bn(L) && relu_fused(t, i - 1) &&
+           relu_into_pool(t, i - 1);
+}
+
+/* Layer i's pass over n images: its buffers, fusions and the execution
+ * context (cnn_trainer_exec). */
+static cnn_layer_run layer_run(cnn_trainer *t, int i, int n)
+{
+    cnn_layer *L = &t->m->layers[i];
+    cnn_layer_run r = {
+        .t = t, .L = L, .i = i, .n = n,
+        .x = cnn_trainer_exec(t),
+        .in = t->act[i], .out = t->act[i + 1],
+        .next_out = i < t->last ? t->act[i + 2] : NULL,
+        .count = t->per_image[i + 1] * (size_t)n,
+        .pixels = (size_t)n * L->in_h * L->in_w,
+        .fuse_next = relu_fused(t, i + 1),
+        .fuse_prev = relu_into_pool(t, i - 1),
+        .relu_into_next = relu_into_pool(t, i + 1),
+        .next2_out = i + 2 <= t->last ? t->act[i + 3] : NULL,
+        .takes_next2 = pool_into_bn(t, i + 2),
+        .done_by_prev2 = pool_into_bn(t, i),
+    };
+    return r;
 }
 
 /* Runs layers 0..last on n images of act[0]; logits to t->logits. */
 static void forward(cnn_trainer *t, int n, int train)
 {
-    cnn_model *m = t->m;
-    cnn_pool *const th = t->pool;
     for (int i = 0; i <= t->last; i++) {
-        cnn_layer *L = &m->layers[i];
-        const float *in = t->act[i];
-        float *out = t->act[i + 1];
-        size_t count = t->per_image[i + 1] * (size_t)n;
-        size_t pixels = (size_t)n * L->in_h * L->in_w;
-        const int fuse = relu_fused(t, i + 1);
         const double t0 = t->prof ? cnn_clock_seconds() : 0.0;
-        switch (L->type) {
-        case CNN_LAYER_CONV2D: {
-            tk_conv g = conv_geometry(t, L, n);
-            tk_conv_forward(&g, in, t->packed[i], L->has_bias ? L->bias : NULL,
-                            out, t->scratch, th);
-            break;
-        }
-        case CNN_LAYER_BATCHNORM:
-            if (train) {
-                float *st = t->bn_stats[i], *bm = st, *bv = st + L->in_c;
-                tk_bn_forward_train(in, pixels, L->in_c, L->weight, L->bias,
-                                    L->eps, fuse, fuse ? t->act[i + 2] : out, bm, bv,
-                                    st + 2 * L->in_c, t->dscratch, th);
-                /* Running variance is the unbiased batch variance. */
-                float mo = t->opt.bn_momentum;
-                double unbias = pixels > 1 ? (double)pixels / (double)(pixels - 1) : 1.0;
-                if (t->bn_recalibrating) {
-                    double *sum = t->bn_sums[i];
-                    for (int c = 0; c < L->in_c; c++) {
-                        sum[c] += bm[c];
-                        sum[L->in_c + c] += bv[c] * unbias;
-                    }
-                } else {
-                    for (int c = 0; c < L->in_c; c++) {
-                        L->mean[c] = (1.0f - mo) * L->mean[c] + mo * bm[c];
-                        L->var[c] = (1.0f - mo) * L->var[c] + mo * (float)(bv[c] * unbias);
-                    }
-                }
-            } else {
-                tk_bn_forward_eval(in, pixels, L->in_c, L->weight, L->bias,
-                                   L->mean, L->var, L->eps, fuse,
-                                   fuse ? t->act[i + 2] : out, th);
-            }
-            break;
-        case CNN_LAYER_RELU:
-            if (!relu_fused(t, i)) tk_relu_forward(in, count, out, th);
-            break;
-        case CNN_LAYER_MAXPOOL:
-            tk_maxpool_forward(in, n, L->in_h, L->in_w, L->in_c, L->kernel,
-                               L->stride, L->out_h, L->out_w, out, th);
-            break;
-        case CNN_LAYER_DENSE:
-            tk_dense_forward(t->kern, in, n, (int)layer_in_size(L), t->packed[i],
-                             L->has_bias ? L->bias : NULL, L->units, out, th);
-            break;
-        case CNN_LAYER_DROPOUT:
-            if (train)
-                tk_dropout_forward(in, count, L->rate, dropout_key(t, i), out);
-            else
-                memcpy(out, in, count * sizeof *out);
-            break;
-        case CNN_LAYER_GAP:
-            tk_gap_forward(in, n, L->in_h, L->in_w, L->in_c, out);
-            break;
-        case CNN_LAYER_FLATTEN: /* act[i + 1] is act[i] */
-        case CNN_LAYER_SIGMOID: /* never before t->last */
-            break;
-        }
+        cnn_layer_run r = layer_run(t, i, n);
+        r.train = train;
+        r.relu_done_elsewhere = relu_fused(t, i);
+        cnn_layer_ops_of(r.L->type)->train_forward(&r);
         if (t->prof && train) t->prof->layer[i].forward += cnn_clock_seconds() - t0;
     }
     memcpy(t->logits, t->act[t->last + 1], (size_t)n * sizeof *t->logits);
@@ -441,69 +377,18 @@ static size_t param_offset(const cnn_model *m, const float *p)
 static void backward(cnn_trainer *t, int n)
 {
     cnn_model *m = t->m;
-    cnn_pool *const th = t->pool;
     float *dout = t->grad_a, *din = t->grad_b;
     memset(t->grads, 0, m->n_params * sizeof *t->grads);
     for (int i = t->last; i >= 0; i--) {
-        cnn_layer *L = &m->layers[i];
-        const float *in = t->act[i], *out = t->act[i + 1];
-        size_t count = t->per_image[i + 1] * (size_t)n;
-        size_t pixels = (size_t)n * L->in_h * L->in_w;
-        float *gw = L->weight ? t->grads + param_offset(m, L->weight) : NULL;
-        float *gb = L->bias ? t->grads + param_offset(m, L->bias) : NULL;
-        const int fuse = relu_fused(t, i + 1);
         const double t0 = t->prof ? cnn_clock_seconds() : 0.0;
-        switch (L->type) {
-        case CNN_LAYER_CONV2D: {
-            tk_conv g = conv_geometry(t, L, n);
-            tk_conv_backward_weight(&g, in, dout, gw, L->has_bias ? gb : NULL,
-                                    t->scratch, th);
-            const double t1 = t->prof ? cnn_clock_seconds() : 0.0;
-            if (i > 0)
-                tk_conv_backward_input(&g, dout, t->packed_back[i], L->weight,
-                                       din, t->scratch, th);
-            if (t->prof) t->prof->layer[i].backward_input += cnn_clock_seconds() - t1;
-            break;
-        }
-        case CNN_LAYER_BATCHNORM: {
-            float *st = t->bn_stats[i];
-            if (pool_into_bn(t, i + 2)) { /* dout: the gradient at the pool's output */
-                tk_bn_relu_pool2_backward(in, t->act[i + 2], t->act[i + 3], dout, n, L->in_h,
-                                          L->in_w, L->in_c, L->weight, st, st + 2 * L->in_c,
-                                          din, gw, gb, t->dscratch, t->pool_rows, th);
-                break;
-            }
-            tk_bn_backward(in, dout, fuse && !relu_into_pool(t, i + 1) ? t->act[i + 2] : NULL,
-                           pixels, L->in_c,
-                           L->weight, st, st + 2 * L->in_c, din, gw, gb, t->dscratch, th);
-            break;
-        }
-        case CNN_LAYER_RELU:
-            if (relu_fused(t, i) || relu_into_pool(t, i))
-                continue; /* done with the batch-norm or the pool */
-            tk_relu_backward(out, dout, count, din, th);
-            break;
-        case CNN_LAYER_MAXPOOL:
-            if (pool_into_bn(t, i)) continue; /* done with the batch-norm */
-            tk_maxpool_backward(in, out, dout, n, L->in_h, L->in_w, L->in_c,
-                                L->kernel, L->stride, L->out_h, L->out_w,
-                                relu_into_pool(t, i - 1), din, th);
-            break;
-        case CNN_LAYER_DENSE:
-            tk_dense_backward(t->kern, in, dout, n, (int)layer_in_size(L), L->weight,
-                              L->units, i > 0 ? din : NULL, gw,
-                              L->has_bias ? gb : NULL, th);
-            break;
-        case CNN_LAYER_DROPOUT:
-            tk_dropout_backward(dout, count, L->rate, dropout_key(t, i), din);
-            break;
-        case CNN_LAYER_GAP:
-            tk_gap_backward(dout, n, L->in_h, L->in_w, L->in_c, din);
-            break;
-        case CNN_LAYER_FLATTEN:
-        case CNN_LAYER_SIGMOID:
+        cnn_layer_run r = layer_run(t, i, n);
+        r.relu_done_elsewhere = relu_fused(t, i) || relu_into_pool(t, i);
+        r.dout = dout;
+        r.din = din;
+        r.gw = r.L->weight ? t->grads + param_offset(m, r.L->weight) : NULL;
+        r.gb = r.L->bias ? t->grads + param_offset(m, r.L->bias) : NULL;
+        if (!cnn_layer_ops_of(r.L->type)->train_backward(&r))
             continue; /* the gradient passes through unchanged */
-        }
         if (t->prof) t->prof->layer[i].backward += cnn_clock_seconds() - t0;
         float *tmp = dout;
         dout = din;
@@ -592,7 +477,7 @@ static void optimizer_step(cnn_trainer *t, double lr)
     const double t0 = t->prof ? cnn_clock_seconds() : 0.0;
     for (int i = 0; i <= t->last; i++) {
         cnn_layer *L = &m->layers[i];
-        int decay = L->type == CNN_LAYER_CONV2D || L->type == CNN_LAYER_DENSE;
+        int decay = cnn_layer_has(L, CNN_LOP_DECAY);
         if (L->weight) update_tensor(t, L->weight, L->n_weight, decay, lr);
         if (L->bias) update_tensor(t, L->bias, L->n_bias, 0, lr);
     }
@@ -736,11 +621,13 @@ static void recalibrate_bn(cnn_trainer *t, const cnn_dataset *d, int *perm)
     const int B = t->opt.batch;
     int batches = d->n_train / B, have_bn = 0;
     if (batches > RECALIBRATION_BATCHES) batches = RECALIBRATION_BATCHES;
-    for (int i = 0; i <= t->last; i++)
-        if (m->layers[i].type == CNN_LAYER_BATCHNORM) {
+    for (int i = 0; i <= t->last; i++) {
+        const cnn_layer_ops *ops = cnn_layer_ops_of(m->layers[i].type);
+        if (ops->recalibrate) {
             have_bn = 1;
-            memset(t->bn_sums[i], 0, (size_t)2 * m->layers[i].in_c * sizeof(double));
+            ops->recalibrate(t, i, 0);
         }
+    }
     if (!have_bn || batches == 0) return;
     const cnn_augment plain = {0.0f, 0.0f, 0.0f, 0.0f, 0};
     epoch_order(t->opt.seed ^ SALT_RECALIBRATE, 0, d->n_train, perm);
@@ -752,12 +639,8 @@ static void recalibrate_bn(cnn_trainer *t, const cnn_dataset *d, int *perm)
     }
     t->bn_recalibrating = 0;
     for (int i = 0; i <= t->last; i++) {
-        cnn_layer *L = &m->layers[i];
-        if (L->type != CNN_LAYER_BATCHNORM) continue;
-        for (int c = 0; c < L->in_c; c++) {
-            L->mean[c] = (float)(t->bn_sums[i][c] / batches);
-            L->var[c] = (float)(t->bn_sums[i][L->in_c + c] / batches);
-        }
+        const cnn_layer_ops *ops = cnn_layer_ops_of(m->layers[i].type);
+        if (ops->recalibrate) ops->recalibrate(t, i, batches);
     }
 }
 

@@ -6,6 +6,7 @@
 #include "cnn_internal.h"
 #include "cnn_train.h"
 #include "kernels.h"
+#include "layers.h"
 #include "pool.h"
 
 /* Salts that keep the random streams apart. */
@@ -63,6 +64,10 @@ struct cnn_trainer {
     double loss_sum;            /* this epoch so far */
     long loss_count;
 };
+
+/* What the layers' training passes run with: threads and kernel set
+ * (train.c; the one place, see layers.h). */
+cnn_train_exec cnn_trainer_exec(const cnn_trainer *t);
 
 /* Repacks the conv and dense weights from the model's parameters into
  * the layouts the kernels use (after the parameters change wholesale). */
