@@ -79,6 +79,7 @@ static tk_conv conv_geometry(const cnn_trainer *t, const cnn_layer *L, int n)
         .oc = L->out_c, .k = L->kernel, .stride = L->stride,
         .pad_top = L->pad_top, .pad_left = L->pad_left,
         .oh = L->out_h, .ow = L->out_w, .kern = t->kern,
+        .precision = t->opt.precision,
     };
     return g;
 }
@@ -99,6 +100,8 @@ static cnn_status check_options(const cnn_train_options *o)
         return cnn_fail(CNN_ERR_ARG, "epochs must be 1..100000 (got %d)", o->epochs);
     if (o->batch <= 0 || o->batch > 4096)
         return cnn_fail(CNN_ERR_ARG, "batch must be 1..4096 (got %d)", o->batch);
+    if ((int)o->precision < 0 || o->precision >= CNN_PRECISION_COUNT)
+        return cnn_fail(CNN_ERR_ARG, "precision %d does not exist", (int)o->precision);
     if (!(o->lr > 0.0f) || !isfinite(o->lr))
         return cnn_fail(CNN_ERR_ARG, "learning rate must be > 0");
     if (!(o->momentum >= 0.0f && o->momentum < 1.0f) ||
@@ -259,6 +262,10 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
         } else if (L->type == CNN_LAYER_DENSE) {
             t->packed[i] = alloc_floats(L->n_weight, 1);
             if (!t->packed[i]) goto nomem;
+            if (opt->precision == CNN_PRECISION_BF16) {
+                size_t sc = tk_dense_bf16_scratch_floats(opt->batch, (int)layer_in_size(L), L->units);
+                if (sc > scratch) scratch = sc;
+            }
         } else if (L->type == CNN_LAYER_BATCHNORM) {
             t->bn_stats[i] = cnn_alloc((size_t)3 * L->in_c, sizeof(float));
             t->bn_sums[i] = cnn_alloc((size_t)2 * L->in_c, sizeof(double));
@@ -371,8 +378,12 @@ static void forward(cnn_trainer *t, int n, int train)
                                L->stride, L->out_h, L->out_w, out, th);
             break;
         case CNN_LAYER_DENSE:
-            tk_dense_forward(t->kern, in, n, (int)layer_in_size(L), t->packed[i],
-                             L->has_bias ? L->bias : NULL, L->units, out, th);
+            if (t->opt.precision == CNN_PRECISION_BF16)
+                tk_dense_forward_bf16(t->kern, in, n, (int)layer_in_size(L), L->weight,
+                                      L->has_bias ? L->bias : NULL, L->units, out, t->scratch, th);
+            else
+                tk_dense_forward(t->kern, in, n, (int)layer_in_size(L), t->packed[i],
+                                 L->has_bias ? L->bias : NULL, L->units, out, th);
             break;
         case CNN_LAYER_DROPOUT:
             if (train)
@@ -444,9 +455,14 @@ static void backward(cnn_trainer *t, int n)
                                 relu_into_pool(t, i - 1), din, th);
             break;
         case CNN_LAYER_DENSE:
-            tk_dense_backward(t->kern, in, dout, n, (int)layer_in_size(L), L->weight,
-                              L->units, i > 0 ? din : NULL, gw,
-                              L->has_bias ? gb : NULL, th);
+            if (t->opt.precision == CNN_PRECISION_BF16)
+                tk_dense_backward_bf16(t->kern, in, dout, n, (int)layer_in_size(L), L->weight,
+                                       L->units, i > 0 ? din : NULL, gw,
+                                       L->has_bias ? gb : NULL, t->scratch, th);
+            else
+                tk_dense_backward(t->kern, in, dout, n, (int)layer_in_size(L), L->weight,
+                                  L->units, i > 0 ? din : NULL, gw,
+                                  L->has_bias ? gb : NULL, th);
             break;
         case CNN_LAYER_DROPOUT:
             tk_dropout_backward(dout, count, L->rate, dropout_key(t, i), din);

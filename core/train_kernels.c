@@ -25,6 +25,7 @@
  * thread count and the kernel set; the convolution's forward pass and
  * input gradient not even on the thread count. */
 #include "train_kernels.h"
+#include "bf16.h"
 
 #include <math.h>
 #include <string.h>
@@ -91,7 +92,13 @@ static size_t conv_thread_floats(const tk_conv *g)
 {
     size_t kk = (size_t)g->k * g->k;
     size_t cmax = (size_t)(g->c > g->oc ? g->c : g->oc);
-    return TK_CHUNK * kk * cmax + conv_k(g) * g->oc + (size_t)g->oc;
+    /* bf16: the im2col chunk transposed and rounded (weight gradient),
+     * the output gradient's chunk in pairs (the same for g's input
+     * gradient, whose in and out are swapped). */
+    size_t bf16 = g->precision == CNN_PRECISION_BF16
+                      ? (TK_CHUNK * (kk * cmax + 16) + TK_CHUNK * cnn_bf16_round_up(cmax, 16)) / 2 + 16
+                      : 0;
+    return TK_CHUNK * kk * cmax + bf16 + conv_k(g) * g->oc + (size_t)g->oc;
 }
 
 size_t tk_conv_scratch_floats(const tk_conv *g, int threads)
@@ -108,7 +115,9 @@ size_t tk_conv_packed_floats(const tk_conv *g, int backward)
 {
     size_t nout = (size_t)(backward ? g->c : g->oc), nin = (size_t)(backward ? g->oc : g->c);
     size_t blocks = (nout + TK_MAX_BLOCK - 1) / TK_MAX_BLOCK;
-    return blocks * TK_MAX_BLOCK * (size_t)g->k * g->k * nin;
+    size_t f32 = blocks * TK_MAX_BLOCK * (size_t)g->k * g->k * nin;
+    size_t bf16 = (cnn_bf16_pairs_halves((size_t)g->k * g->k * nin, nout) + 1) / 2;
+    return g->precision == CNN_PRECISION_BF16 && bf16 > f32 ? bf16 : f32;
 }
 
 /* OIHW weights w into the forward convolution's blocks, or, for the
@@ -116,6 +125,10 @@ size_t tk_conv_packed_floats(const tk_conv *g, int backward)
  * turned by 180 degrees with inputs and outputs swapped. */
 static void conv_pack(const tk_conv *g, const float *w, float *dst, int backward)
 {
+    if (g->precision == CNN_PRECISION_BF16) {
+        cnn_bf16_pack_conv(w, g->oc, g->c, g->k, backward, NULL, (uint16_t *)(void *)dst);
+        return;
+    }
     const int k = g->k, c = g->c, oc = g->oc, B = kset(g->kern)->conv_block;
     const int nout = backward ? c : oc, nin = backward ? oc : c;
     const size_t blocks = ((size_t)nout + B - 1) / B;
@@ -178,6 +191,34 @@ static void im2col(const tk_conv *g, const float *in, size_t p0, int pc,
     }
 }
 
+/* The bf16 forward pass (bf16.h): items of (image, chunk of output
+ * pixels), split statically; each thread its own im2col buffer. */
+static void conv_forward_bf16(const tk_conv *g, const cnn_kernels *kern,
+                              const cnn_conv_shape *shape, const float *in, const uint16_t *wb,
+                              const float *bias, float *out, float *scratch, int threads)
+{
+    const size_t per = conv_thread_floats(g);
+    const size_t pix = (size_t)g->oh * g->ow;
+    const size_t chunks = (pix + TK_CHUNK - 1) / TK_CHUNK, items = (size_t)g->n * chunks;
+    const size_t in_img = (size_t)g->h * g->w * g->c, out_img = pix * g->oc;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+        size_t i0, i1;
+        split(items, thread_count(), thread_index(), &i0, &i1);
+        uint16_t *col = (uint16_t *)(void *)(scratch + (size_t)thread_index() * per);
+        for (size_t i = i0; i < i1; i++) {
+            const size_t img = i / chunks;
+            const int p0 = (int)((i % chunks) * TK_CHUNK);
+            const int p1 = pix - (size_t)p0 < TK_CHUNK ? (int)pix : p0 + TK_CHUNK;
+            cnn_bf16_conv_pixels(kern, shape, in + img * in_img, wb, bias, out + img * out_img, p0,
+                                 p1, col);
+        }
+    }
+    (void)threads;
+}
+
 void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
                      const float *bias, float *out, float *scratch,
                      int threads)
@@ -189,6 +230,11 @@ void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
     const int B = kern->conv_block, n_ocb = (g->oc + B - 1) / B;
     const cnn_conv_shape shape = {g->h, g->w, g->c, g->oc, g->k, g->stride, g->pad_top,
                                   g->pad_left, g->oh, g->ow, 0};
+    if (g->precision == CNN_PRECISION_BF16) {
+        conv_forward_bf16(g, kern, &shape, in, (const uint16_t *)(const void *)wt, bias, out,
+                          scratch, threads);
+        return;
+    }
     int rows = (4 * kern->conv_pixels + g->ow - 1) / g->ow;
     rows = rows < 1 ? 1 : rows > g->oh ? g->oh : rows;
     const size_t groups = (size_t)(g->oh + rows - 1) / rows;
@@ -229,7 +275,7 @@ void tk_conv_backward_input(const tk_conv *g, const float *dout,
         .n = g->n, .h = g->oh, .w = g->ow, .c = g->oc,
         .oc = g->c, .k = g->k, .stride = 1,
         .pad_top = g->k - 1 - g->pad_top, .pad_left = g->k - 1 - g->pad_left,
-        .oh = g->h, .ow = g->w, .kern = g->kern,
+        .oh = g->h, .ow = g->w, .kern = g->kern, .precision = g->precision,
     };
     /* g's scratch holds t's zero bias. */
     tk_conv_forward(&t, dout, wf, NULL, din, scratch, threads);
@@ -261,7 +307,18 @@ void tk_conv_backward_weight(const tk_conv *g, const float *in,
             const float *d = dout + p0 * oc;
             im2col(g, in, p0, pc, col);
             /* dwt[K][oc] += col^T[K][pc] * d[pc][oc] */
-            kern->gemm((int)K, oc, pc, col, 1, (ptrdiff_t)K, d, oc, dwt, oc, 1);
+            if (g->precision == CNN_PRECISION_BF16) {
+                /* col^T and d rounded: [K][pc rounded up to 2], pairs. */
+                const size_t pce = cnn_bf16_round_up((size_t)pc, 2);
+                uint16_t *colt = (uint16_t *)(void *)(col + TK_CHUNK * K);
+                uint16_t *dp = colt + K * pce;
+                cnn_bf16_pack_rows(col, 1, (ptrdiff_t)K, (int)K, pc, colt, pce);
+                cnn_bf16_pack_pairs(d, oc, 1, pc, oc, dp);
+                kern->gemm_bf16((int)K, oc, (int)pce, colt, (ptrdiff_t)pce, dp,
+                                (ptrdiff_t)cnn_bf16_round_up((size_t)oc, 16), dwt, oc, 1);
+            } else {
+                kern->gemm((int)K, oc, pc, col, 1, (ptrdiff_t)K, d, oc, dwt, oc, 1);
+            }
             for (int q = 0; q < pc; q++)
                 for (int o = 0; o < oc; o++)
                     dbt[o] += d[(size_t)q * oc + o];
@@ -371,6 +428,85 @@ void tk_dense_backward(const cnn_kernels *kern, const float *in,
 {
     const dense_job d = {kset(kern), in, NULL, NULL, dout, w, NULL, din, dw, n, in_f, units};
     dense_run(&d, threads);
+    if (db)
+        for (int u = 0; u < units; u++) {
+            float s = 0.0f;
+            for (int r = 0; r < n; r++)
+                s += dout[(size_t)r * units + u];
+            db[u] += s;
+        }
+}
+
+/* ------------------------------------------------------------------ */
+/* Dense in bf16                                                      */
+/* ------------------------------------------------------------------ */
+
+/* gemm_bf16 with N split statically over the threads, in tiles of 16
+ * columns (each element is computed the same way whatever the split). */
+static void gemm_bf16_cols(const cnn_kernels *kern, int M, int N, int K, const uint16_t *a,
+                           size_t lda, const uint16_t *b, float *c, int accumulate, int threads)
+{
+    const ptrdiff_t ldb = (ptrdiff_t)cnn_bf16_round_up((size_t)N, 16);
+    const size_t tiles = ((size_t)N + 15) / 16;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+        size_t t0, t1;
+        split(tiles, thread_count(), thread_index(), &t0, &t1);
+        const int j0 = (int)(t0 * 16), j1 = t1 * 16 < (size_t)N ? (int)(t1 * 16) : N;
+        if (j1 > j0)
+            kern->gemm_bf16(M, j1 - j0, K, a, (ptrdiff_t)lda, b + (size_t)j0 * 2, ldb, c + j0, N,
+                            accumulate);
+    }
+    (void)threads;
+}
+
+size_t tk_dense_bf16_scratch_floats(int n, int in_f, int units)
+{
+    const size_t N = (size_t)n, I = (size_t)in_f, U = (size_t)units;
+    const size_t fwd = N * cnn_bf16_round_up(I, 2) + cnn_bf16_pairs_halves(I, U);
+    const size_t dw = U * cnn_bf16_round_up(N, 2) + cnn_bf16_pairs_halves(N, I);
+    const size_t din = N * cnn_bf16_round_up(U, 2) + cnn_bf16_pairs_halves(U, I);
+    const size_t m = fwd > dw + din ? fwd : dw + din;
+    return m / 2 + 16;
+}
+
+void tk_dense_forward_bf16(const cnn_kernels *kern, const float *in, int n, int in_f,
+                           const float *w, const float *bias, int units, float *out,
+                           float *scratch, int threads)
+{
+    kern = kset(kern);
+    const size_t lda = cnn_bf16_round_up((size_t)in_f, 2);
+    uint16_t *a = (uint16_t *)(void *)scratch, *b = a + (size_t)n * lda;
+    /* out[n][units] = in[n][in_f] * w^T, B(i, u) = w[u][i] */
+    cnn_bf16_pack_rows(in, in_f, 1, n, in_f, a, lda);
+    cnn_bf16_pack_pairs(w, 1, in_f, in_f, units, b);
+    for (int r = 0; r < n; r++)
+        for (int u = 0; u < units; u++) out[(size_t)r * units + u] = bias ? bias[u] : 0.0f;
+    gemm_bf16_cols(kern, n, units, (int)lda, a, lda, b, out, 1, threads);
+}
+
+void tk_dense_backward_bf16(const cnn_kernels *kern, const float *in,
+                            const float *dout, int n, int in_f, const float *w,
+                            int units, float *din, float *dw, float *db,
+                            float *scratch, int threads)
+{
+    kern = kset(kern);
+    const size_t ne = cnn_bf16_round_up((size_t)n, 2), ue = cnn_bf16_round_up((size_t)units, 2);
+    uint16_t *a = (uint16_t *)(void *)scratch, *b = a + (size_t)units * ne;
+    /* dw[units][in_f] += dout^T[units][n] * in[n][in_f] */
+    cnn_bf16_pack_rows(dout, 1, units, units, n, a, ne);
+    cnn_bf16_pack_pairs(in, in_f, 1, n, in_f, b);
+    gemm_bf16_cols(kern, units, in_f, (int)ne, a, ne, b, dw, 1, threads);
+    if (din) {
+        /* din[n][in_f] = dout[n][units] * w[units][in_f] */
+        uint16_t *a2 = b + cnn_bf16_pairs_halves((size_t)n, (size_t)in_f);
+        uint16_t *b2 = a2 + (size_t)n * ue;
+        cnn_bf16_pack_rows(dout, units, 1, n, units, a2, ue);
+        cnn_bf16_pack_pairs(w, in_f, 1, units, in_f, b2);
+        gemm_bf16_cols(kern, n, in_f, (int)ue, a2, ue, b2, din, 0, threads);
+    }
     if (db)
         for (int u = 0; u < units; u++) {
             float s = 0.0f;
