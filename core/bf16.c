@@ -56,10 +56,16 @@ void cnn_bf16_pack_conv(const float *w, int oc, int c, int k, int backward, cons
                 }
 }
 
-/* Patches of output pixels [p0, p0 + pc) of one image, rounded, into
- * col[pc][ld] (zeros for the padding and from k*k*c to ld). */
-static void im2col_bf16(const cnn_conv_shape *s, const float *in, int p0, int pc, uint16_t *col,
-                        size_t ld)
+void cnn_bf16_convert(const float *src, size_t n, uint16_t *dst)
+{
+    for (size_t i = 0; i < n; i++) dst[i] = to_bf16(src[i]);
+}
+
+/* Patches of output pixels [p0, p0 + pc) of one image (bf16) into
+ * col[pc][ld] (zeros for the padding and from k*k*c to ld).  In NHWC a
+ * window row inside the image is k*c consecutive values. */
+void cnn_bf16_im2col(const cnn_conv_shape *s, const uint16_t *in, int p0, int pc, uint16_t *col,
+                     size_t ld)
 {
     const int k = s->k, c = s->c, st = s->stride;
     const size_t run = (size_t)k * c, K = run * k;
@@ -73,23 +79,25 @@ static void im2col_bf16(const cnn_conv_shape *s, const float *in, int p0, int pc
                 memset(dst, 0, run * sizeof *dst);
                 continue;
             }
-            const float *row = in + (size_t)y * s->w * c;
+            const uint16_t *row = in + (size_t)y * s->w * c;
+            if (x0 >= 0 && x0 + k <= s->w) {
+                memcpy(dst, row + (size_t)x0 * c, run * sizeof *dst);
+                continue;
+            }
             for (int kx = 0; kx < k; kx++) {
                 const int x = x0 + kx;
                 uint16_t *d = dst + (size_t)kx * c;
-                if (x < 0 || x >= s->w) {
+                if (x < 0 || x >= s->w)
                     memset(d, 0, (size_t)c * sizeof *d);
-                    continue;
-                }
-                const float *sp = row + (size_t)x * c;
-                for (int i = 0; i < c; i++) d[i] = to_bf16(sp[i]);
+                else
+                    memcpy(d, row + (size_t)x * c, (size_t)c * sizeof *d);
             }
         }
         for (size_t z = K; z < ld; z++) col[(size_t)q * ld + z] = 0;
     }
 }
 
-void cnn_bf16_conv_pixels(const cnn_kernels *kern, const cnn_conv_shape *s, const float *in,
+void cnn_bf16_conv_pixels(const cnn_kernels *kern, const cnn_conv_shape *s, const uint16_t *in,
                           const uint16_t *wb, const float *bias, float *out, int p0, int p1,
                           uint16_t *col)
 {
@@ -98,7 +106,7 @@ void cnn_bf16_conv_pixels(const cnn_kernels *kern, const cnn_conv_shape *s, cons
     for (int q0 = p0; q0 < p1; q0 += CNN_BF16_CHUNK) {
         const int pc = p1 - q0 < CNN_BF16_CHUNK ? p1 - q0 : CNN_BF16_CHUNK;
         float *o = out + (size_t)q0 * s->oc;
-        im2col_bf16(s, in, q0, pc, col, ld);
+        cnn_bf16_im2col(s, in, q0, pc, col, ld);
         for (int q = 0; q < pc; q++)
             if (bias)
                 memcpy(o + (size_t)q * s->oc, bias, (size_t)s->oc * sizeof *o);

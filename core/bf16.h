@@ -66,10 +66,21 @@ void cnn_bf16_pack_rows(const float *src, ptrdiff_t ss, ptrdiff_t ps, int rows, 
 void cnn_bf16_pack_conv(const float *w, int oc, int c, int k, int backward, const float *scale,
                         uint16_t *dst);
 
+/* dst[i] = src[i] rounded, i < n. */
+void cnn_bf16_convert(const float *src, size_t n, uint16_t *dst);
+
+/* The patches of output pixels [p0, p0 + pc) of one image of s (in: that
+ * image, rounded) into col[pc][ld]: k*k*c values in NHWC order, zeros
+ * for the padding and from k*k*c to ld. */
+void cnn_bf16_im2col(const cnn_conv_shape *s, const uint16_t *in, int p0, int pc, uint16_t *col,
+                     size_t ld);
+
 /* Output pixels [p0, p1) of one image of the convolution s: bias (NULL:
- * 0), the patches' products in bf16, relu if s->relu.  in, out: that
- * image (NHWC).  col: CNN_BF16_CHUNK * cnn_bf16_patch(s) halves. */
-void cnn_bf16_conv_pixels(const cnn_kernels *kern, const cnn_conv_shape *s, const float *in,
+ * 0), the patches' products in bf16, relu if s->relu.  in: that image
+ * (NHWC) already rounded (cnn_bf16_convert: each input is rounded once,
+ * not once per window it is in); out: that image's output.  col:
+ * CNN_BF16_CHUNK * cnn_bf16_patch(s) halves. */
+void cnn_bf16_conv_pixels(const cnn_kernels *kern, const cnn_conv_shape *s, const uint16_t *in,
                           const uint16_t *wb, const float *bias, float *out, int p0, int p1,
                           uint16_t *col);
 

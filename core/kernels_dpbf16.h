@@ -119,8 +119,6 @@ static float KN(dp_loop)(long iters, double *flops)
     for (long it = 0; it < iters; it++) {
 #pragma GCC unroll 32
         for (int j = 0; j < DP_NACC; j++) acc[j] = _mm512_dpbf16_ps(acc[j], (__m512bh)x, (__m512bh)y);
-        /* Keep the compiler from hoisting anything out of the loop. */
-        __asm__ volatile("" : "+v"(acc[0]));
     }
     __m512 s = acc[0];
     for (int j = 1; j < DP_NACC; j++) s = _mm512_add_ps(s, acc[j]);

@@ -82,6 +82,8 @@ struct cnn_net {
     atomic_flag *bf16_busy; /* [bf16_slots] */
     int bf16_slots;
     size_t bf16_col_halves; /* per buffer */
+    uint16_t *bf16_in;      /* bf16: a conv step's input rounded, [max_batch][bf16_in_img] */
+    size_t bf16_in_img;
     float *dense_x;         /* bf16: rounded dense inputs, [max_batch][max_dense_in] */
     cnn_pool *pool;
     int max_batch;
@@ -166,8 +168,23 @@ static int conv_bf16_chunk(const cnn_net *net, const step *s, int n)
 /* Items: (image, chunk of r->chunk output pixels). */
 typedef struct {
     step_run r;
-    int chunk, chunks; /* per image */
+    const uint16_t *inb; /* r.in rounded */
+    int chunk, chunks;   /* per image */
 } conv_bf16_run;
+
+typedef struct {
+    const float *src;
+    uint16_t *dst;
+} convert_run;
+
+enum { CONVERT_CHUNK = 16384 };
+
+static void convert_items(void *ctx, size_t i0, size_t i1)
+{
+    const convert_run *c = ctx;
+    for (size_t i = i0; i < i1; i++)
+        cnn_bf16_convert(c->src + i * CONVERT_CHUNK, CONVERT_CHUNK, c->dst + i * CONVERT_CHUNK);
+}
 
 static void conv_bf16_items(void *ctx, size_t i0, size_t i1)
 {
@@ -188,18 +205,27 @@ static void conv_bf16_items(void *ctx, size_t i0, size_t i1)
         const size_t b = i / (size_t)cr->chunks;
         const int p0 = (int)(i % (size_t)cr->chunks) * cr->chunk;
         const int p1 = pix - p0 < cr->chunk ? pix : p0 + cr->chunk;
-        cnn_bf16_conv_pixels(net->kern, &shape, r->in + b * in_img, s->weight, s->bias,
+        cnn_bf16_conv_pixels(net->kern, &shape, cr->inb + b * in_img, s->weight, s->bias,
                              r->out + b * out_img, p0, p1, col);
     }
     atomic_flag_clear(&net->bf16_busy[slot]);
 }
 
-static void run_conv_bf16(const cnn_net *net, const step *s, const float *in, float *out, int n,
-                          int whole)
+/* n images from in (rounded once into inb first); whole: one image on
+ * the calling thread (image_items), in one item. */
+static void run_conv_bf16(const cnn_net *net, const step *s, const float *in, uint16_t *inb,
+                          float *out, int n, int whole)
 {
     const int pix = s->oh * s->ow;
-    conv_bf16_run cr = {{net, s, in, out, n}, 0, 0};
-    /* whole: one image on the calling thread (image_items), in one item. */
+    const size_t count = (size_t)n * s->h * s->w * s->c;
+    const size_t full = count / CONVERT_CHUNK;
+    convert_run cv = {in, inb};
+    if (whole || full < 2)
+        cnn_bf16_convert(in, full * CONVERT_CHUNK, inb);
+    else
+        cnn_pool_for(net->pool, full, 1, convert_items, &cv);
+    cnn_bf16_convert(in + full * CONVERT_CHUNK, count - full * CONVERT_CHUNK, inb + full * CONVERT_CHUNK);
+    conv_bf16_run cr = {{net, s, in, out, n}, inb, 0, 0};
     cr.chunk = whole ? CNN_BF16_CHUNK : conv_bf16_chunk(net, s, n);
     cr.chunks = (pix + cr.chunk - 1) / cr.chunk;
     if (whole)
@@ -669,6 +695,8 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
                 ok = ok && block_add(&packed, halves, 2) &&
                      block_add(&packed, (size_t)L->filters, sizeof(float));
                 if (ok && cnn_bf16_round_up(kc, 2) > max_patch) max_patch = cnn_bf16_round_up(kc, 2);
+                const size_t img = (size_t)L->in_h * L->in_w * L->in_c;
+                if (img > net->bf16_in_img) net->bf16_in_img = img;
                 break;
             }
             const size_t bl = (size_t)net->kern->conv_block;
@@ -753,7 +781,11 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
         cnn_status bst = bf16_buffers(net, cnn_pool_size(net->pool), max_patch);
         if (bst != CNN_OK) return fail_free(net, bst);
         net->dense_x = cnn_alloc_aligned(nz_count ? nz_count : 1, sizeof(float));
-        if (!net->dense_x) return fail_free(net, CNN_ERR_NOMEM);
+        size_t in_halves;
+        if (!cnn_mul_size(net->bf16_in_img ? net->bf16_in_img : 1, (size_t)max_batch, &in_halves))
+            return fail_free(net, cnn_fail(CNN_ERR_LIMIT, "bf16 input buffer overflows"));
+        net->bf16_in = cnn_alloc_aligned(in_halves, sizeof(uint16_t));
+        if (!net->dense_x || !net->bf16_in) return fail_free(net, CNN_ERR_NOMEM);
     }
     for (size_t b = 0, off = 0; b < (size_t)net->n_bufs; b++) {
         net->bufs[b] = net->arena + off;
@@ -837,6 +869,7 @@ void cnn_net_free(cnn_net *net)
     cnn_free_aligned(net->bf16_col);
     free(net->bf16_busy);
     cnn_free_aligned(net->dense_x);
+    cnn_free_aligned(net->bf16_in);
     cnn_pool_free(net->pool);
     free(net);
 }
@@ -885,7 +918,7 @@ static void image_items(void *ctx, size_t b0, size_t b1)
             switch (s->kind) {
             case STEP_CONV: {
                 if (net->precision == CNN_PRECISION_BF16) {
-                    run_conv_bf16(net, s, in, out, 1, 1);
+                    run_conv_bf16(net, s, in, net->bf16_in + b * net->bf16_in_img, out, 1, 1);
                     break;
                 }
                 const int bl = net->kern->conv_block, g = conv_group(net, s);
@@ -942,7 +975,7 @@ cnn_status cnn_net_forward_timed(cnn_net *net, const float *input, int n, float 
         switch (s->kind) {
         case STEP_CONV: {
             if (net->precision == CNN_PRECISION_BF16) {
-                run_conv_bf16(net, s, in, out, n, 0);
+                run_conv_bf16(net, s, in, net->bf16_in, out, n, 0);
                 break;
             }
             const int bl = net->kern->conv_block, g = conv_group(net, s);
@@ -1005,7 +1038,12 @@ const cnn_model *cnn_net_model(const cnn_net *net) { return net ? net->m : NULL;
 size_t cnn_net_bytes(const cnn_net *net)
 {
     if (!net) return 0;
-    return sizeof *net + net->block_bytes + net->arena_bytes +
+    size_t bf16 = 0;
+    if (net->precision == CNN_PRECISION_BF16)
+        bf16 = ((size_t)net->bf16_slots * net->bf16_col_halves +
+                net->bf16_in_img * (size_t)net->max_batch) * sizeof(uint16_t) +
+               net->max_dense_in * (size_t)net->max_batch * sizeof(float);
+    return sizeof *net + net->block_bytes + net->arena_bytes + bf16 +
            net->max_dense_in * (size_t)net->max_batch * sizeof(int32_t);
 }
 

@@ -98,12 +98,23 @@ static size_t conv_thread_floats(const tk_conv *g)
     size_t bf16 = g->precision == CNN_PRECISION_BF16
                       ? (TK_CHUNK * (kk * cmax + 16) + TK_CHUNK * cnn_bf16_round_up(cmax, 16)) / 2 + 16
                       : 0;
-    return TK_CHUNK * kk * cmax + bf16 + conv_k(g) * g->oc + (size_t)g->oc;
+    /* cmax, not oc, for the bias sums: g's input gradient (c and oc
+     * swapped) then has the same layout in the same scratch. */
+    return TK_CHUNK * kk * cmax + bf16 + conv_k(g) * g->oc + cmax;
+}
+
+/* bf16: after the threads' parts, the convolution's input rounded
+ * (forward: in; input gradient: dout). */
+static size_t conv_bf16_input_floats(const tk_conv *g)
+{
+    if (g->precision != CNN_PRECISION_BF16) return 0;
+    const size_t a = (size_t)g->h * g->w * g->c, b = (size_t)g->oh * g->ow * g->oc;
+    return ((a > b ? a : b) * (size_t)g->n + 1) / 2 + 32;
 }
 
 size_t tk_conv_scratch_floats(const tk_conv *g, int threads)
 {
-    return conv_thread_floats(g) * (size_t)(threads > 0 ? threads : 1);
+    return conv_thread_floats(g) * (size_t)(threads > 0 ? threads : 1) + conv_bf16_input_floats(g);
 }
 
 /* The packed weights are the inference kernels' layout (kernels.h): in
@@ -191,8 +202,9 @@ static void im2col(const tk_conv *g, const float *in, size_t p0, int pc,
     }
 }
 
-/* The bf16 forward pass (bf16.h): items of (image, chunk of output
- * pixels), split statically; each thread its own im2col buffer. */
+/* The bf16 forward pass (bf16.h): the input rounded once, then items of
+ * (image, chunk of output pixels), split statically; each thread its own
+ * im2col buffer. */
 static void conv_forward_bf16(const tk_conv *g, const cnn_kernels *kern,
                               const cnn_conv_shape *shape, const float *in, const uint16_t *wb,
                               const float *bias, float *out, float *scratch, int threads)
@@ -201,18 +213,24 @@ static void conv_forward_bf16(const tk_conv *g, const cnn_kernels *kern,
     const size_t pix = (size_t)g->oh * g->ow;
     const size_t chunks = (pix + TK_CHUNK - 1) / TK_CHUNK, items = (size_t)g->n * chunks;
     const size_t in_img = (size_t)g->h * g->w * g->c, out_img = pix * g->oc;
+    uint16_t *inb = (uint16_t *)(void *)(scratch + per * (size_t)(threads > 0 ? threads : 1));
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
     {
         size_t i0, i1;
+        split(in_img * (size_t)g->n, thread_count(), thread_index(), &i0, &i1);
+        cnn_bf16_convert(in + i0, i1 - i0, inb + i0);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
         split(items, thread_count(), thread_index(), &i0, &i1);
         uint16_t *col = (uint16_t *)(void *)(scratch + (size_t)thread_index() * per);
         for (size_t i = i0; i < i1; i++) {
             const size_t img = i / chunks;
             const int p0 = (int)((i % chunks) * TK_CHUNK);
             const int p1 = pix - (size_t)p0 < TK_CHUNK ? (int)pix : p0 + TK_CHUNK;
-            cnn_bf16_conv_pixels(kern, shape, in + img * in_img, wb, bias, out + img * out_img, p0,
+            cnn_bf16_conv_pixels(kern, shape, inb + img * in_img, wb, bias, out + img * out_img, p0,
                                  p1, col);
         }
     }
@@ -281,6 +299,54 @@ void tk_conv_backward_input(const tk_conv *g, const float *dout,
     tk_conv_forward(&t, dout, wf, NULL, din, scratch, threads);
 }
 
+/* The bf16 weight gradient, transposed: dw^T[oc][K] += d^T[oc][pc] *
+ * col[pc][K] per chunk, so that the patches (from the input rounded
+ * once) go into the pairs layout two pixels at a time and the output
+ * gradient's chunk is the (small) transposed operand.  Each thread's
+ * partial sums are in its dwt region as [oc][K]. */
+static void conv_weight_chunks_bf16(const tk_conv *g, const cnn_kernels *kern,
+                                    const uint16_t *inb, const float *dout, size_t c0, size_t c1,
+                                    float *col, float *dwt, float *dbt)
+{
+    const size_t P = (size_t)g->n * g->oh * g->ow, K = conv_k(g), pix = (size_t)g->oh * g->ow;
+    const int oc = g->oc;
+    const size_t ldb = cnn_bf16_round_up(K, 16), kp = cnn_bf16_round_up(K, 2);
+    const size_t in_img = (size_t)g->h * g->w * g->c;
+    const cnn_conv_shape shape = {g->h, g->w, g->c, g->oc, g->k, g->stride, g->pad_top,
+                                  g->pad_left, g->oh, g->ow, 0};
+    uint16_t *bp = (uint16_t *)(void *)col;          /* [TK_CHUNK / 2][ldb][2] */
+    uint16_t *ap = bp + (size_t)TK_CHUNK * ldb;      /* [oc][pce] */
+    uint16_t *two = ap + (size_t)oc * TK_CHUNK;      /* 2 patches of kp */
+    for (size_t ch = c0; ch < c1; ch++) {
+        const size_t p0 = ch * TK_CHUNK;
+        const int pc = (int)(P - p0 < TK_CHUNK ? P - p0 : TK_CHUNK);
+        const size_t pce = cnn_bf16_round_up((size_t)pc, 2);
+        const float *d = dout + p0 * oc;
+        for (int q = 0; q < pc; q += 2) {
+            for (int h = 0; h < 2; h++) {
+                const size_t p = p0 + (size_t)q + (size_t)h;
+                if (q + h >= pc) {
+                    memset(two + (size_t)h * kp, 0, kp * sizeof *two);
+                    continue;
+                }
+                cnn_bf16_im2col(&shape, inb + (p / pix) * in_img, (int)(p % pix), 1,
+                                two + (size_t)h * kp, kp);
+            }
+            uint16_t *row = bp + (size_t)(q / 2) * ldb * 2;
+            for (size_t j = 0; j < K; j++) {
+                row[2 * j] = two[j];
+                row[2 * j + 1] = two[kp + j];
+            }
+            memset(row + 2 * K, 0, (ldb - K) * 2 * sizeof *row);
+        }
+        cnn_bf16_pack_rows(d, 1, oc, oc, pc, ap, pce);
+        kern->gemm_bf16(oc, (int)K, (int)pce, ap, (ptrdiff_t)pce, bp, (ptrdiff_t)ldb, dwt,
+                        (ptrdiff_t)K, 1);
+        for (int q = 0; q < pc; q++)
+            for (int o = 0; o < oc; o++) dbt[o] += d[(size_t)q * oc + o];
+    }
+}
+
 void tk_conv_backward_weight(const tk_conv *g, const float *in,
                              const float *dout, float *dw, float *db,
                              float *scratch, int threads)
@@ -291,6 +357,9 @@ void tk_conv_backward_weight(const tk_conv *g, const float *in,
     const size_t col_floats = per - K * g->oc - (size_t)g->oc;
     const int oc = g->oc, k = g->k, c = g->c;
     const cnn_kernels *kern = kset(g->kern);
+    const int bf16 = g->precision == CNN_PRECISION_BF16;
+    const size_t in_count = (size_t)g->n * g->h * g->w * g->c;
+    uint16_t *inb = (uint16_t *)(void *)(scratch + per * (size_t)(threads > 0 ? threads : 1));
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
@@ -301,24 +370,23 @@ void tk_conv_backward_weight(const tk_conv *g, const float *in,
         float *col = scratch + (size_t)ti * per;
         float *dwt = col + col_floats, *dbt = dwt + K * oc;
         memset(dwt, 0, (K * oc + (size_t)oc) * sizeof *dwt);
+        if (bf16) {
+            size_t e0, e1;
+            split(in_count, nt, ti, &e0, &e1);
+            cnn_bf16_convert(in + e0, e1 - e0, inb + e0);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+            conv_weight_chunks_bf16(g, kern, inb, dout, c0, c1, col, dwt, dbt);
+            c1 = c0; /* done */
+        }
         for (size_t ch = c0; ch < c1; ch++) {
             size_t p0 = ch * TK_CHUNK;
             int pc = (int)(P - p0 < TK_CHUNK ? P - p0 : TK_CHUNK);
             const float *d = dout + p0 * oc;
             im2col(g, in, p0, pc, col);
             /* dwt[K][oc] += col^T[K][pc] * d[pc][oc] */
-            if (g->precision == CNN_PRECISION_BF16) {
-                /* col^T and d rounded: [K][pc rounded up to 2], pairs. */
-                const size_t pce = cnn_bf16_round_up((size_t)pc, 2);
-                uint16_t *colt = (uint16_t *)(void *)(col + TK_CHUNK * K);
-                uint16_t *dp = colt + K * pce;
-                cnn_bf16_pack_rows(col, 1, (ptrdiff_t)K, (int)K, pc, colt, pce);
-                cnn_bf16_pack_pairs(d, oc, 1, pc, oc, dp);
-                kern->gemm_bf16((int)K, oc, (int)pce, colt, (ptrdiff_t)pce, dp,
-                                (ptrdiff_t)cnn_bf16_round_up((size_t)oc, 16), dwt, oc, 1);
-            } else {
-                kern->gemm((int)K, oc, pc, col, 1, (ptrdiff_t)K, d, oc, dwt, oc, 1);
-            }
+            kern->gemm((int)K, oc, pc, col, 1, (ptrdiff_t)K, d, oc, dwt, oc, 1);
             for (int q = 0; q < pc; q++)
                 for (int o = 0; o < oc; o++)
                     dbt[o] += d[(size_t)q * oc + o];
@@ -333,7 +401,8 @@ void tk_conv_backward_weight(const tk_conv *g, const float *in,
             /* e indexes OIHW: ((o * c + i) * k + ky) * k + kx */
             size_t kx = e % k, t1 = e / k, ky = t1 % k, t2 = t1 / k;
             size_t i = t2 % c, o = t2 / c;
-            size_t src = ((ky * k + kx) * c + i) * oc + o;
+            /* f32: [K][oc]; bf16: [oc][K] */
+            size_t src = bf16 ? o * K + (ky * k + kx) * c + i : ((ky * k + kx) * c + i) * oc + o;
             float s = 0.0f;
             for (int u = 0; u < nt; u++)
                 s += scratch[(size_t)u * per + col_floats + src];
