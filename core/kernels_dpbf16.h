@@ -59,10 +59,11 @@ KINLINE void dp_tile(const int MR, const int NV, int K2, const uint16_t *a, ptrd
                                   acc[r][v]);
 }
 
+/* nlast: columns of the second vector that are kept (1..16). */
 static void KN(dp_wide)(int K2, const uint16_t *a, ptrdiff_t lda, const uint16_t *b,
-                        ptrdiff_t ldb, float *c, ptrdiff_t ldc, int load)
+                        ptrdiff_t ldb, float *c, ptrdiff_t ldc, int load, int nlast)
 {
-    dp_tile(DP_MR, DP_NV, K2, a, lda, b, ldb, c, ldc, load, 16);
+    dp_tile(DP_MR, DP_NV, K2, a, lda, b, ldb, c, ldc, load, nlast);
 }
 
 /* mr (< DP_MR) rows, or any rows one vector wide: one row at a time. */
@@ -97,8 +98,9 @@ static void KN(gemm_dp)(int M, int N, int K, const uint16_t *a, ptrdiff_t lda, c
             const int nv = N - j > 16 ? 2 : 1;
             const int nlast = N - j >= NR ? 16 : nv == 2 ? N - j - 16 : N - j;
             for (int i = 0; i < M; i += DP_MR) {
-                if (i < m_full && nv == 2 && nlast == 16)
-                    KN(dp_wide)(kc, aq + i * lda, lda, bq + j * 2, ldb, c + i * ldc + j, ldc, load);
+                if (i < m_full && nv == 2)
+                    KN(dp_wide)(kc, aq + i * lda, lda, bq + j * 2, ldb, c + i * ldc + j, ldc, load,
+                                nlast);
                 else
                     KN(dp_rows)(i < m_full ? DP_MR : M - i, nv, kc, aq + i * lda, lda, bq + j * 2,
                                 ldb, c + i * ldc + j, ldc, load, nlast);

@@ -323,6 +323,29 @@ static void conv_weight_chunks_bf16(const tk_conv *g, const cnn_kernels *kern,
         const size_t pce = cnn_bf16_round_up((size_t)pc, 2);
         const float *d = dout + p0 * oc;
         for (int q = 0; q < pc; q += 2) {
+            uint16_t *row = bp + (size_t)(q / 2) * ldb * 2;
+            /* Two neighbours in one row, both windows inside the image:
+             * their k window rows interleaved straight from the input. */
+            const size_t pq = p0 + (size_t)q, ox = pq % (size_t)g->ow;
+            const size_t oy = (pq / (size_t)g->ow) % (size_t)g->oh;
+            const long x0 = (long)ox * g->stride - g->pad_left, y0 = (long)oy * g->stride - g->pad_top;
+            if (q + 1 < pc && ox + 1 < (size_t)g->ow && x0 >= 0 && x0 + g->stride + g->k <= g->w &&
+                y0 >= 0 && y0 + g->k <= g->h) {
+                const size_t run = (size_t)g->k * g->c;
+                const uint16_t *s0 =
+                    inb + (pq / pix) * in_img + ((size_t)y0 * g->w + (size_t)x0) * g->c;
+                const uint16_t *s1 = s0 + (size_t)g->stride * g->c;
+                for (int ky = 0; ky < g->k; ky++) {
+                    uint16_t *dr = row + (size_t)ky * run * 2;
+                    const size_t off = (size_t)ky * g->w * g->c;
+                    for (size_t t = 0; t < run; t++) {
+                        dr[2 * t] = s0[off + t];
+                        dr[2 * t + 1] = s1[off + t];
+                    }
+                }
+                memset(row + 2 * K, 0, (ldb - K) * 2 * sizeof *row);
+                continue;
+            }
             for (int h = 0; h < 2; h++) {
                 const size_t p = p0 + (size_t)q + (size_t)h;
                 if (q + h >= pc) {
@@ -332,7 +355,6 @@ static void conv_weight_chunks_bf16(const tk_conv *g, const cnn_kernels *kern,
                 cnn_bf16_im2col(&shape, inb + (p / pix) * in_img, (int)(p % pix), 1,
                                 two + (size_t)h * kp, kp);
             }
-            uint16_t *row = bp + (size_t)(q / 2) * ldb * 2;
             for (size_t j = 0; j < K; j++) {
                 row[2 * j] = two[j];
                 row[2 * j + 1] = two[kp + j];
