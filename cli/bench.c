@@ -18,7 +18,7 @@
 static const char usage_text[] = N_(
     "usage: catdog bench [--model FILE | --arch NAME|SPEC] [--threads N[,N...]]\n"
     "                    [--batch N] [--runs N] [--isa NAME] [--dense FORMAT]\n"
-    "                    [--image JPEG] [--train]\n"
+    "                    [--image JPEG] [--train] [--precision f32|bf16]\n"
     "\n"
     "Measures inference speed: this CPU's multiply-add peak (a loop of\n"
     "independent FMAs on each kernel set's widest vectors, one thread),\n"
@@ -41,9 +41,12 @@ static const char usage_text[] = N_(
     "  -b, --batch N       batch size for the throughput run (default 32;\n"
     "                      1 skips it)\n"
     "  -r, --runs N        timed batch-1 runs per thread count (default 200)\n"
-    "      --isa NAME      kernels: avx512, avx2 or portable (default: the\n"
-    "                      best this CPU runs; CATDOG_FORCE_PORTABLE=1 makes\n"
-    "                      it portable)\n"
+    "      --isa NAME      kernels: amx, avx512bf16, avx512, avx2 or portable\n"
+    "                      (default: the best this CPU runs;\n"
+    "                      CATDOG_FORCE_PORTABLE=1 makes it portable)\n"
+    "      --precision P   conv and dense layers in f32 (default) or bf16\n"
+    "                      (emulated with f32 kernels where the kernels\n"
+    "                      have no bf16 instructions)\n"
     "      --dense FORMAT  dense weights in the net: auto (bf16/f16 only\n"
     "                      where exact, the default), f32, bf16 or f16\n"
     "                      (rounded: changes the results slightly)\n"
@@ -55,7 +58,10 @@ static const char usage_text[] = N_(
     "                      the weight gradient) and images/s\n"
     "  -h, --help          show this help\n");
 
-enum { OPT_ARCH = 1, OPT_THREADS, OPT_BATCH, OPT_RUNS, OPT_ISA, OPT_DENSE, OPT_IMAGE, OPT_TRAIN };
+enum {
+    OPT_ARCH = 1, OPT_THREADS, OPT_BATCH, OPT_RUNS, OPT_ISA, OPT_DENSE, OPT_IMAGE, OPT_TRAIN,
+    OPT_PRECISION
+};
 
 /* Besides --model and --help (common.h); --threads takes a list here. */
 static const cli_option options[] = {
@@ -67,6 +73,7 @@ static const cli_option options[] = {
     {"dense", 0, true, OPT_DENSE},
     {"image", 'i', true, OPT_IMAGE},
     {"train", 0, false, OPT_TRAIN},
+    {"precision", 0, true, OPT_PRECISION},
     {NULL, 0, false, 0},
 };
 
@@ -368,8 +375,8 @@ static int bench_option(void *ctx, int id, const char *val)
         for (int i = 0; i < CNN_ISA_COUNT; i++)
             if (strcmp(val, cnn_isa_name((cnn_isa)i)) == 0) found = i;
         if (found < 0)
-            return cli_usage_error("bench", _("--isa must be avx512, avx2 or portable, not '%s'"),
-                                   val);
+            return cli_usage_error(
+                "bench", _("--isa must be amx, avx512bf16, avx512, avx2 or portable, not '%s'"), val);
         if (!cnn_isa_supported((cnn_isa)found)) {
             cli_error(_("bench: this CPU (or build) cannot run the %s kernels"), val);
             return CLI_FAILED;
@@ -386,6 +393,7 @@ static int bench_option(void *ctx, int id, const char *val)
                                     _("--dense must be auto, f32, bf16 or f16, not '%s'"), val);
         break;
     case OPT_IMAGE: a->image = val; break;
+    case OPT_PRECISION: return cli_precision_option("bench", val, &a->no.precision);
     default: break;
     }
     return CLI_OK;
@@ -438,16 +446,27 @@ int cmd_bench(int argc, char **argv)
            cnn_isa_name(isa));
     if (getenv("CATDOG_FORCE_PORTABLE") && no.isa < 0 && isa == CNN_ISA_PORTABLE)
         fputs(" (forced by CATDOG_FORCE_PORTABLE)", stdout);
+    printf(", precision %s", cnn_precision_name(no.precision));
+    if (no.precision == CNN_PRECISION_BF16 && !cnn_isa_has_bf16(isa))
+        fputs(" (emulated: no bf16 instructions in these kernels)", stdout);
     putchar('\n');
     printf("FMA peak, one thread (measured):");
     double peak = 0;
     for (int i = CNN_ISA_COUNT - 1; i >= 0; i--) {
         double g;
-        if (cnn_isa_fma_peak((cnn_isa)i, &g) != CNN_OK) continue;
-        if (i == (int)isa) peak = g;
+        /* The bf16 sets' FMAs are the avx512 set's: measured once. */
+        if (cnn_isa_has_bf16((cnn_isa)i) || cnn_isa_fma_peak((cnn_isa)i, &g) != CNN_OK) continue;
+        if (i == (int)isa || (cnn_isa_has_bf16(isa) && i == CNN_ISA_AVX512)) peak = g;
         printf(" %s %.1f GFLOP/s%s", cnn_isa_name((cnn_isa)i), g * 1e-9, i > 0 ? "," : "");
     }
     putchar('\n');
+    /* One line per kernel set with bf16 instructions (none: no bf16 unit). */
+    for (int i = CNN_ISA_COUNT - 1; i >= 0; i--) {
+        double g;
+        if (cnn_isa_bf16_peak((cnn_isa)i, &g) != CNN_OK) continue;
+        printf("bf16 peak, one thread (measured): %s %.1f GFLOP/s\n", cnn_isa_name((cnn_isa)i),
+               g * 1e-9);
+    }
 
     if (a.train) {
         if (image) {
@@ -456,7 +475,8 @@ int cmd_bench(int argc, char **argv)
         }
         int status = CLI_OK;
         for (int ti = 0; ti < n_threads && status == CLI_OK; ti++)
-            status = cli_bench_train(m, (int)isa, threads[ti], batch, a.runs_given ? runs : 10, peak);
+            status = cli_bench_train(m, (int)isa, (int)no.precision, threads[ti], batch,
+                                     a.runs_given ? runs : 10, peak);
         cnn_model_free(m);
         return status;
     }

@@ -23,9 +23,11 @@ static double conv_macs(const cnn_layer *L)
     return (double)L->out_h * L->out_w * L->out_c * L->kernel * L->kernel * L->in_c;
 }
 
-int cli_bench_train(cnn_model *m, int isa, int threads, int batch, int steps, double peak)
+int cli_bench_train(cnn_model *m, int isa, int precision, int threads, int batch, int steps,
+                    double peak)
 {
     cnn_train_options opt = cnn_train_defaults();
+    opt.precision = (cnn_precision)precision;
     opt.batch = batch;
     opt.threads = threads;
     opt.epochs = 1;
@@ -67,10 +69,12 @@ int cli_bench_train(cnn_model *m, int isa, int threads, int batch, int steps, do
     cnn_trainer_set_profile(t, NULL);
     if (status == CLI_OK) {
         const double n = (double)steps;
-        printf("\ntraining, batch %d, %d thread%s, kernels %s (per layer: ms per step, mean of %d "
-               "steps after %d warm-up steps)\n",
-               batch, threads, threads == 1 ? "" : "s", cnn_isa_name((cnn_isa)isa), steps,
-               TRAIN_WARMUP_STEPS);
+        printf("\ntraining, batch %d, %d thread%s, kernels %s, precision %s%s (per layer: ms per "
+               "step, mean of %d steps after %d warm-up steps)\n",
+               batch, threads, threads == 1 ? "" : "s", cnn_isa_name((cnn_isa)isa),
+               cnn_precision_name((cnn_precision)precision),
+               precision == CNN_PRECISION_BF16 && !cnn_isa_has_bf16((cnn_isa)isa) ? " (emulated)" : "",
+               steps, TRAIN_WARMUP_STEPS);
         printf("  %-22s %-9s %9s %9s %9s %9s %7s\n", "layer", "kind", "forward", "backward",
                "bwd-input", "bwd-weight", "%peak");
         double conv_flops = 0, conv_s = 0, total = 0;

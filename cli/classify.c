@@ -9,7 +9,8 @@
 #include <stdlib.h>
 
 static const char usage_text[] = N_(
-    "usage: catdog classify [--model FILE] [--json] [--threads N] IMAGE...\n"
+    "usage: catdog classify [--model FILE] [--json] [--threads N]\n"
+    "                       [--precision f32|bf16] IMAGE...\n"
     "\n"
     "Classifies each JPEG photo and prints one line per photo:\n"
     "  IMAGE<TAB>LABEL<TAB>PROBABILITY\n"
@@ -24,13 +25,15 @@ static const char usage_text[] = N_(
     "                     (the probability of the model's second label),\n"
     "                     or file and error\n"
     "  -t, --threads N    threads for the network (0: all cores)\n"
+    "  --precision P      conv and dense layers in f32 (default) or bf16\n"
     "  -h, --help         show this help\n");
 
-enum { OPT_JSON = 1 };
+enum { OPT_JSON = 1, OPT_PRECISION };
 
 /* Besides --model, --threads and --help (common.h). */
 static const cli_option options[] = {
     {"json", 'j', false, OPT_JSON},
+    {"precision", 0, true, OPT_PRECISION},
     {NULL, 0, false, 0},
 };
 
@@ -84,6 +87,7 @@ typedef struct {
     bool json;
     char **images; /* gathered in place, in order, at the front of argv */
     int n_images;
+    cnn_precision precision;
 } classify_args;
 
 static int classify_option(void *ctx, int id, const char *val)
@@ -91,12 +95,13 @@ static int classify_option(void *ctx, int id, const char *val)
     classify_args *a = ctx;
     if (id == CLI_OPERAND) a->images[a->n_images++] = (char *)val;
     if (id == OPT_JSON) a->json = true;
+    if (id == OPT_PRECISION) return cli_precision_option("classify", val, &a->precision);
     return CLI_OK;
 }
 
 int cmd_classify(int argc, char **argv)
 {
-    classify_args a = {false, argv + 1, 0};
+    classify_args a = {false, argv + 1, 0, CNN_PRECISION_F32};
     cli_parser p;
     cli_parser_init(&p, "classify", argc, argv, options,
                     CLI_COMMON_MODEL | CLI_COMMON_THREADS | CLI_COMMON_HELP, usage_text);
@@ -110,7 +115,8 @@ int cmd_classify(int argc, char **argv)
     const char *model_path = p.model;
     cnn_model *m;
     cnn_net *net;
-    if (cli_open_model(&model_path, p.threads, &m, &net) != CLI_OK) return CLI_FAILED;
+    if (cli_open_model_precision(&model_path, p.threads, a.precision, &m, &net) != CLI_OK)
+        return CLI_FAILED;
     float *input = cli_alloc_input(m);
     cJSON *doc = NULL, *jimages = NULL;
     int status = CLI_FAILED;

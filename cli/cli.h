@@ -41,6 +41,7 @@ int cli_check_stdout(int status);
  * m (trained in place) at batch size batch on the kernels of isa, and a
  * table of each layer's forward and backward time; peak is one thread's
  * measured FMA peak in FLOP/s.  Returns CLI_OK or CLI_FAILED. */
-int cli_bench_train(cnn_model *m, int isa, int threads, int batch, int steps, double peak);
+int cli_bench_train(cnn_model *m, int isa, int precision, int threads, int batch, int steps,
+                    double peak);
 
 #endif

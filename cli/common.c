@@ -231,8 +231,21 @@ bool cli_parse_int(const char *cmd, const char *name, const char *text,
     return true;
 }
 
+int cli_precision_option(const char *cmd, const char *value, cnn_precision *out)
+{
+    if (cnn_precision_parse(value, out) != CNN_OK)
+        return cli_usage_error(cmd, _("--precision is f32 or bf16, not \"%s\""), value);
+    return CLI_OK;
+}
+
 int cli_open_model(const char **path_in, int threads, cnn_model **model,
                    cnn_net **net)
+{
+    return cli_open_model_precision(path_in, threads, CNN_PRECISION_F32, model, net);
+}
+
+int cli_open_model_precision(const char **path_in, int threads, cnn_precision precision,
+                             cnn_model **model, cnn_net **net)
 {
     if (!*path_in) *path_in = cli_default_model();
     const char *path = *path_in;
@@ -242,7 +255,10 @@ int cli_open_model(const char **path_in, int threads, cnn_model **model,
         cli_file_error(path, cnn_last_error());
         return CLI_FAILED;
     }
-    if (cnn_net_create(*model, 1, net) != CNN_OK ||
+    cnn_net_options no;
+    cnn_net_options_init(&no);
+    no.precision = precision;
+    if (cnn_net_create_opts(*model, 1, &no, net) != CNN_OK ||
         (threads >= 0 && cnn_net_set_threads(*net, threads) != CNN_OK)) {
         cli_file_error(path, cnn_last_error());
         cnn_net_free(*net);

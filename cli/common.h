@@ -110,6 +110,13 @@ bool cli_parse_int(const char *cmd, const char *name, const char *text,
  * CLI_OK or CLI_FAILED. */
 int cli_open_model(const char **path, int threads, cnn_model **model,
                    cnn_net **net);
+/* The same with the net's precision (cnn_net_options). */
+int cli_open_model_precision(const char **path, int threads, cnn_precision precision,
+                             cnn_model **model, cnn_net **net);
+
+/* --precision's value ("f32" or "bf16") into *out; a usage error of cmd
+ * otherwise.  Returns CLI_OK or CLI_USAGE. */
+int cli_precision_option(const char *cmd, const char *value, cnn_precision *out);
 
 /* Decodes IMAGE for the model and runs the network on it.  Reports
  * failures naming the image; returns CLI_OK or CLI_FAILED. */

@@ -11,7 +11,8 @@
 #include <string.h>
 
 static const char usage_text[] = N_(
-    "usage: catdog eval [--model FILE] [--threads N] [--limit N] [--mistakes N] DIR\n"
+    "usage: catdog eval [--model FILE] [--threads N] [--limit N] [--mistakes N]\n"
+    "                   [--precision f32|bf16] DIR\n"
     "\n"
     "Classifies every JPEG in DIR/cats and DIR/dogs and prints the accuracy,\n"
     "the log loss (mean negative log probability of the true label, with\n"
@@ -24,11 +25,12 @@ static const char usage_text[] = N_(
     "  -t, --threads N    threads for the network (0: all cores)\n"
     "  --limit N          at most N images per class (first in name order)\n"
     "  --mistakes N       also list the N most confident mistakes\n"
+    "  --precision P      conv and dense layers in f32 (default) or bf16\n"
     "  -h, --help         show this help\n");
 
 enum { EVAL_BATCH = 32 };
 
-enum { OPT_THREADS = 1, OPT_LIMIT, OPT_MISTAKES };
+enum { OPT_THREADS = 1, OPT_LIMIT, OPT_MISTAKES, OPT_PRECISION };
 
 /* Besides --model and --help (common.h); --threads is the trainer's
  * (0 to 256, named "threads" in messages), as in `catdog train`. */
@@ -36,12 +38,14 @@ static const cli_option options[] = {
     {"threads", 't', true, OPT_THREADS},
     {"limit", 0, true, OPT_LIMIT},
     {"mistakes", 0, true, OPT_MISTAKES},
+    {"precision", 0, true, OPT_PRECISION},
     {NULL, 0, false, 0},
 };
 
 typedef struct {
     const char *dir;
     int threads, limit, n_mistakes;
+    cnn_precision precision;
 } eval_args;
 
 static int eval_option(void *ctx, int id, const char *v)
@@ -55,13 +59,14 @@ static int eval_option(void *ctx, int id, const char *v)
     case OPT_THREADS: return cli_int_option("eval", "threads", v, 0, 256, &a->threads);
     case OPT_LIMIT: return cli_int_option("eval", "limit", v, 1, 1 << 30, &a->limit);
     case OPT_MISTAKES: return cli_int_option("eval", "mistakes", v, 0, 1 << 30, &a->n_mistakes);
+    case OPT_PRECISION: return cli_precision_option("eval", v, &a->precision);
     default: return CLI_USAGE;
     }
 }
 
 int cmd_eval(int argc, char **argv)
 {
-    eval_args a = {NULL, 0, 0, 0};
+    eval_args a = {NULL, 0, 0, 0, CNN_PRECISION_F32};
     cli_parser p;
     cli_parser_init(&p, "eval", argc, argv, options, CLI_COMMON_MODEL | CLI_COMMON_HELP, usage_text);
     const int parsed = cli_parse(&p, eval_option, &a);
@@ -86,7 +91,10 @@ int cmd_eval(int argc, char **argv)
         cli_file_error(model_path, cli_without_file(model_path, cnn_last_error()));
         return CLI_FAILED;
     }
-    s = cnn_net_create(m, EVAL_BATCH, &net);
+    cnn_net_options no;
+    cnn_net_options_init(&no);
+    no.precision = a.precision;
+    s = cnn_net_create_opts(m, EVAL_BATCH, &no, &net);
     if (!s) s = cnn_net_set_threads(net, a.threads);
     if (!s) s = cnn_list_labelled(dir, a.limit, &paths, &labels, &n);
     size_t in_size = (size_t)m->in_h * m->in_w * m->in_c;

@@ -13,6 +13,7 @@
 static const char usage_text[] = N_(
     "usage: catdog train --data DIR --out FILE [--arch NAME|SPEC] [--epochs N]\n"
     "                    [--batch N] [--seed N] [--threads N] [--resume CHECKPOINT]\n"
+    "                    [--precision f32|bf16]\n"
     "\n"
     "Trains a model on DIR/train/{cats,dogs} and reports accuracy and log\n"
     "loss on DIR/validation/{cats,dogs} after every epoch.  Every photo is\n"
@@ -44,6 +45,10 @@ static const char usage_text[] = N_(
     "  --warmup EPOCHS     linear warm-up before the cosine decay (default 1)\n"
     "  --keep-best         OUT holds the epoch of lowest validation log loss\n"
     "  --dtype f16|bf16|f32   storage of --out (default f16)\n"
+    "  --precision f32|bf16   arithmetic of the conv and dense layers (default\n"
+    "                      f32; bf16: bf16 inputs and weights, f32 sums,\n"
+    "                      master weights and optimizer; emulated where the\n"
+    "                      CPU has no bf16 instructions)\n"
     "  --limit N           at most N images per class and split (tests)\n"
     "  --stop-after N      stop as on Ctrl-C after N steps (tests)\n"
     "  -h, --help          show this help\n"
@@ -55,7 +60,7 @@ enum {
     OPT_DATA = 1, OPT_OUT, OPT_ARCH, OPT_EPOCHS, OPT_BATCH, OPT_SEED,
     OPT_THREADS, OPT_RESUME, OPT_CHECKPOINT, OPT_OPTIMIZER, OPT_LR, OPT_WD,
     OPT_AUGMENT, OPT_DTYPE, OPT_LIMIT, OPT_STOP, OPT_ERASE, OPT_MIXUP,
-    OPT_CUTMIX, OPT_SMOOTH, OPT_EMA, OPT_WARMUP, OPT_KEEP_BEST
+    OPT_CUTMIX, OPT_SMOOTH, OPT_EMA, OPT_WARMUP, OPT_KEEP_BEST, OPT_PRECISION
 };
 
 /* Besides --help (common.h). */
@@ -83,6 +88,7 @@ static const cli_option options[] = {
     {"ema", 0, true, OPT_EMA},
     {"warmup", 0, true, OPT_WARMUP},
     {"keep-best", 0, false, OPT_KEEP_BEST},
+    {"precision", 0, true, OPT_PRECISION},
     {NULL, 0, false, 0},
 };
 
@@ -218,6 +224,7 @@ static int train_option(void *ctx, int id, const char *v)
     case OPT_WARMUP:
         return parse_float("warmup", v, 0.0f, 100000.0f, &a->opt.warmup_epochs) ? CLI_OK : CLI_USAGE;
     case OPT_KEEP_BEST: a->opt.recipe.keep_best = 1; break;
+    case OPT_PRECISION: return cli_precision_option("train", v, &a->opt.precision);
     case OPT_DTYPE:
         if (strcmp(v, "f16") == 0) a->dtype = CNN_DTYPE_F16;
         else if (strcmp(v, "bf16") == 0) a->dtype = CNN_DTYPE_BF16;
@@ -297,6 +304,16 @@ int cmd_train(int argc, char **argv)
             m->name, m->n_params, (double)m->macs / 1e6, m->in_w, m->in_h,
             used->optimizer == CNN_OPT_ADAM ? "adam" : "sgd", (double)used->lr,
             used->batch, used->epochs, (unsigned long long)used->seed, used->threads);
+    const cnn_isa isa = cnn_isa_default();
+    if (used->precision == CNN_PRECISION_BF16 && !cnn_isa_has_bf16(isa))
+        /* TRANSLATORS: %s names the kernel set ("avx512"); bf16 is the number format */
+        fprintf(stderr, _("kernels %s, precision bf16 (emulated: no bf16 instructions)\n"),
+                cnn_isa_name(isa));
+    else
+        /* TRANSLATORS: the first %s names the kernel set ("avx512bf16"), the second
+           the number format ("f32" or "bf16") */
+        fprintf(stderr, _("kernels %s, precision %s\n"), cnn_isa_name(isa),
+                cnn_precision_name(used->precision));
 
     cnn_dataset *d = NULL;
     cnn_dataset_options dopt = {.store_size = 160, .limit = a.limit, .threads = used->threads};

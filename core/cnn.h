@@ -345,18 +345,50 @@ typedef enum {
     CNN_ISA_PORTABLE = 0, /* plain C with 128-bit vectors (SSE2, NEON) */
     CNN_ISA_AVX2,         /* AVX2 + FMA + F16C */
     CNN_ISA_AVX512,       /* AVX-512 F/BW/VL/DQ */
+    CNN_ISA_AVX512BF16,   /* the AVX-512 set plus AVX512-BF16 (vdpbf16ps) */
+    CNN_ISA_AMX,          /* that plus AMX-BF16 tiles (Linux grants them) */
     CNN_ISA_COUNT
 } cnn_isa;
 
-/* "portable", "avx2", "avx512". */
+/* "portable", "avx2", "avx512", "avx512bf16", "amx". */
 const char *cnn_isa_name(cnn_isa isa);
+
+/* Whether the set runs bf16 products on bf16 instructions (avx512bf16,
+ * amx); the others emulate them (see cnn_precision).  Their f32 kernels
+ * are those of the avx512 set. */
+bool cnn_isa_has_bf16(cnn_isa isa);
+
+/* Measures the set's bf16 peak on the calling thread (its bf16 dot
+ * products: vdpbf16ps or AMX tiles; best of 20 runs of about 5 ms), in
+ * floating-point operations per second (2 per multiply-add).
+ * CNN_ERR_UNSUPPORTED when the set cannot run here or has no bf16
+ * instructions. */
+cnn_status cnn_isa_bf16_peak(cnn_isa isa, double *flops_per_second);
+
+/* The arithmetic of convolutions and dense layers.  bf16: their inputs
+ * and weights rounded to bf16 (nearest even), products and sums in f32;
+ * everything else (batch-norm, pooling, the loss, master weights and the
+ * optimizer's state) stays f32.  On a set without bf16 instructions the
+ * same rounding is emulated with f32 multiply-adds (the product of two
+ * bf16 values is exact in f32). */
+typedef enum {
+    CNN_PRECISION_F32 = 0,
+    CNN_PRECISION_BF16,
+    CNN_PRECISION_COUNT
+} cnn_precision;
+
+/* "f32", "bf16". */
+const char *cnn_precision_name(cnn_precision p);
+/* "f32" or "bf16" into *out; CNN_ERR_ARG naming the word otherwise. */
+cnn_status cnn_precision_parse(const char *name, cnn_precision *out);
 
 /* Whether this build has the set and this CPU (and OS) can run it. */
 bool cnn_isa_supported(cnn_isa isa);
 
 /* The best supported set, or the portable one when the environment
  * variable CATDOG_FORCE_PORTABLE is set to anything but "" or "0", or
- * the one CATDOG_ISA names (avx512, avx2, portable) when it is supported. */
+ * the one CATDOG_ISA names (amx, avx512bf16, avx512, avx2, portable) when
+ * it is supported. */
 cnn_isa cnn_isa_default(void);
 
 /* Measures the set's multiply-add peak on the calling thread (a loop of
@@ -393,6 +425,8 @@ typedef enum {
 typedef struct {
     int isa;                 /* a cnn_isa, or -1 for cnn_isa_default() */
     cnn_dense_policy dense;
+    cnn_precision precision; /* bf16: conv and dense layers in bf16 (dense
+                                weights stored as bf16); default f32 */
 } cnn_net_options;
 
 /* isa -1, dense CNN_DENSE_AUTO: what cnn_net_create does. */
@@ -405,6 +439,8 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch,
 
 /* The kernel set the net runs. */
 cnn_isa cnn_net_isa(const cnn_net *net);
+/* The precision of its conv and dense layers. */
+cnn_precision cnn_net_precision(const cnn_net *net);
 
 /* The model the net was planned from. */
 const cnn_model *cnn_net_model(const cnn_net *net);

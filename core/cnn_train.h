@@ -233,6 +233,9 @@ typedef struct {
     const char *arch;     /* how the model was made (stored in the
                              checkpoint so that --resume can rebuild it) */
     cnn_recipe recipe;    /* all zero by default */
+    cnn_precision precision; /* conv and dense arithmetic (cnn.h); f32 by
+                                default; recorded in checkpoints and the
+                                model's training metadata */
 } cnn_train_options;
 
 /* Defaults: Adam, lr 1e-3, weight decay 0.01, batch 32, 20 epochs,

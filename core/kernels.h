@@ -79,6 +79,23 @@ typedef struct {
      * p ascending, so results do not depend on how callers split M or N. */
     void (*gemm)(int M, int N, int K, const float *a, ptrdiff_t ars, ptrdiff_t aks,
                  const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate);
+
+    /* bf16 mixed precision (bf16.c): C[M][N] (+)= A[M][K] * B[K][N] with
+     * bf16 A and B, f32 products and sums.  K even (callers pad with
+     * zeros); A row-major, lda bf16 a row (even), so that A(i, 2q) and
+     * A(i, 2q+1) are adjacent; B in pairs ("VNNI" layout): B(2q, j) at
+     * b[(q * ldb + j) * 2], B(2q+1, j) next to it, ldb a multiple of 16
+     * and >= N (columns past N are read, their results dropped).  C f32
+     * row-major.  Each element of C is computed the same way whatever
+     * rows or columns a call covers.  The avx512bf16 set uses vdpbf16ps,
+     * the amx set AMX tiles; the others widen to f32 (exactly) and use
+     * their multiply-adds: the emulated path. */
+    void (*gemm_bf16)(int M, int N, int K, const uint16_t *a, ptrdiff_t lda, const uint16_t *b,
+                      ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate);
+    /* A loop of independent bf16 dot products on the set's bf16 unit,
+     * like fma_loop (*flops counts 2 per multiply-add); NULL where the
+     * set has no bf16 instructions. */
+    float (*bf16_loop)(long iters, double *flops);
 } cnn_kernels;
 
 extern const cnn_kernels cnn_kernels_portable;
@@ -86,6 +103,14 @@ extern const cnn_kernels cnn_kernels_portable;
 #define CNN_HAVE_X86_KERNELS 1
 extern const cnn_kernels cnn_kernels_avx2;
 extern const cnn_kernels cnn_kernels_avx512;
+#endif
+#ifdef CNN_HAVE_AVX512BF16_KERNELS /* core/meson.build: the compiler takes -mavx512bf16 */
+extern const cnn_kernels cnn_kernels_avx512bf16;
+#endif
+#ifdef CNN_HAVE_AMX_KERNELS /* ... and -mamx-tile -mamx-bf16 */
+extern const cnn_kernels cnn_kernels_amx;
+/* Asks Linux for the AMX tile state (arch_prctl); false if refused. */
+bool cnn_amx_permission(void);
 #endif
 
 /* The kernel set for isa, or NULL when it is not supported here. */

@@ -3,9 +3,11 @@
  * kernels) that support AVX-512 F, BW, VL and DQ. */
 #include <immintrin.h>
 
+#ifndef KSET /* kernels_avx512bf16.c and kernels_amx.c include this file */
 #define KN(name) name##_avx512
 #define KSET cnn_kernels_avx512
 #define KNAME "avx512"
+#endif
 #define VW 16
 #define CONV_NV 2
 #define CONV_P 12

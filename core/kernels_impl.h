@@ -639,6 +639,130 @@ static void KN(gemm)(int M, int N, int K, const float *a, ptrdiff_t ars, ptrdiff
 }
 
 /* ------------------------------------------------------------------ */
+/* bf16 GEMM (kernels.h: gemm_bf16)                                   */
+/* ------------------------------------------------------------------ */
+
+#ifdef KBF16_OWN
+/* The including file has bf16 instructions and defines these itself. */
+static void KN(gemm_bf16)(int M, int N, int K, const uint16_t *a, ptrdiff_t lda,
+                          const uint16_t *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
+                          int accumulate);
+static float KN(bf16_loop)(long iters, double *flops);
+#else
+/* The emulated path: a bf16 value is the top half of an f32, so widening
+ * is a shift (exact), and the product of two bf16 values is exact in f32;
+ * each pair of K is two multiply-adds into f32 sums, the even term first.
+ * Only the rounding of the sums differs from vdpbf16ps. */
+typedef uint32_t vpu __attribute__((vector_size(VW * 4), aligned(2), may_alias));
+
+KINLINE float bf16_lo(uint32_t pair)
+{
+    const uint32_t u = pair << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+KINLINE float bf16_hi(uint32_t pair)
+{
+    const uint32_t u = pair & 0xffff0000u;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* MR rows times NV vectors of C; nlast columns valid in the last vector. */
+KINLINE void gemm_bf16_tile(const int MR, const int NV, int K2, const uint16_t *a, ptrdiff_t lda,
+                            const uint16_t *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, int load,
+                            int nlast)
+{
+    vf acc[GEMM_MR_MAX][GEMM_NV];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) {
+            const int n = v == NV - 1 ? nlast : VW;
+            acc[r][v] = !load ? (vf){0} : n == VW ? vload(c + r * ldc + v * VW)
+                                                  : load_partial(c + r * ldc + v * VW, n);
+        }
+    for (int q = 0; q < K2; q++) {
+        vf blo[GEMM_NV], bhi[GEMM_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            const vu w = (vu) * (const vpu *)(b + (q * ldb + v * VW) * 2);
+            blo[v] = (vf)(w << 16);
+            bhi[v] = (vf)(w & 0xffff0000u);
+        }
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; r++) {
+            uint32_t pair;
+            memcpy(&pair, a + r * lda + 2 * q, sizeof pair);
+            const vf xl = vsplat(bf16_lo(pair)), xh = vsplat(bf16_hi(pair));
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[r][v] = VFMA(xh, bhi[v], VFMA(xl, blo[v], acc[r][v]));
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) {
+            const int n = v == NV - 1 ? nlast : VW;
+            if (n == VW) {
+                vstore(c + r * ldc + v * VW, acc[r][v]);
+            } else {
+                float tmp[VW];
+                vstore(tmp, acc[r][v]);
+                memcpy(c + r * ldc + v * VW, tmp, (size_t)n * sizeof *tmp);
+            }
+        }
+}
+
+static void KN(gemm_bf16_wide)(int K2, const uint16_t *a, ptrdiff_t lda, const uint16_t *b,
+                               ptrdiff_t ldb, float *c, ptrdiff_t ldc, int load)
+{
+    gemm_bf16_tile(GEMM_MR, GEMM_NV, K2, a, lda, b, ldb, c, ldc, load, VW);
+}
+
+static void KN(gemm_bf16_one)(int mr, int K2, const uint16_t *a, ptrdiff_t lda,
+                              const uint16_t *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, int load,
+                              int nlast)
+{
+    for (int r = 0; r < mr; r++)
+        gemm_bf16_tile(1, 1, K2, a + r * lda, lda, b, ldb, c + r * ldc, ldc, load, nlast);
+}
+
+static void KN(gemm_bf16)(int M, int N, int K, const uint16_t *a, ptrdiff_t lda,
+                          const uint16_t *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
+                          int accumulate)
+{
+    enum { NR = GEMM_NV * VW, KC2 = 128 };
+    const int K2 = K / 2;
+    if (K2 <= 0) {
+        if (!accumulate)
+            for (int i = 0; i < M; i++) memset(c + i * ldc, 0, (size_t)N * sizeof *c);
+        return;
+    }
+    const int n_wide = N - N % NR, m_full = M - M % GEMM_MR;
+    for (int q0 = 0; q0 < K2; q0 += KC2) {
+        const int kc = imin(KC2, K2 - q0), load = accumulate || q0 > 0;
+        const uint16_t *aq = a + 2 * q0, *bq = b + (ptrdiff_t)q0 * ldb * 2;
+        for (int j = 0; j < N; j += j < n_wide ? NR : VW) {
+            const int nlast = N - j < VW ? N - j : VW;
+            for (int i = 0; i < M; i += GEMM_MR) {
+                const int mr = i < m_full ? GEMM_MR : M - i;
+                if (j < n_wide && mr == GEMM_MR)
+                    KN(gemm_bf16_wide)(kc, aq + i * lda, lda, bq + j * 2, ldb, c + i * ldc + j, ldc,
+                                       load);
+                else if (j < n_wide)
+                    for (int v = 0; v < GEMM_NV; v++)
+                        KN(gemm_bf16_one)(mr, kc, aq + i * lda, lda, bq + (j + v * VW) * 2, ldb,
+                                          c + i * ldc + j + v * VW, ldc, load, VW);
+                else
+                    KN(gemm_bf16_one)(mr, kc, aq + i * lda, lda, bq + j * 2, ldb, c + i * ldc + j,
+                                      ldc, load, nlast);
+            }
+        }
+    }
+}
+#endif
+
+/* ------------------------------------------------------------------ */
 /* Peak                                                               */
 /* ------------------------------------------------------------------ */
 
@@ -670,4 +794,10 @@ const cnn_kernels KSET = {
     KN(maxpool_rows),
     KN(fma_loop),
     KN(gemm),
+    KN(gemm_bf16),
+#ifdef KBF16_OWN
+    KN(bf16_loop),
+#else
+    NULL,
+#endif
 };

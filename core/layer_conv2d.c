@@ -97,6 +97,7 @@ static tk_conv geometry(const cnn_layer *L, int n, const cnn_train_exec *x)
         .oc = L->out_c, .k = L->kernel, .stride = L->stride,
         .pad_top = L->pad_top, .pad_left = L->pad_left,
         .oh = L->out_h, .ow = L->out_w, .kern = x ? x->kern : NULL,
+        .precision = x ? x->precision : CNN_PRECISION_F32,
     };
     return g;
 }

@@ -66,8 +66,13 @@ static void ref_backward(const cnn_layer *L, int n, const float *in, const float
 
 static cnn_status train_setup(cnn_trainer *t, int i, size_t *scratch)
 {
-    (void)scratch;
-    t->packed[i] = cnn_alloc_aligned(t->m->layers[i].n_weight, sizeof(float));
+    const cnn_layer *L = &t->m->layers[i];
+    t->packed[i] = cnn_alloc_aligned(L->n_weight, sizeof(float));
+    if (t->opt.precision == CNN_PRECISION_BF16) {
+        const size_t sc = tk_dense_bf16_scratch_floats(t->opt.batch, (int)cnn_layer_in_elems(L),
+                                                       L->units);
+        if (sc > *scratch) *scratch = sc;
+    }
     return t->packed[i] ? CNN_OK : CNN_ERR_NOMEM;
 }
 
@@ -80,16 +85,26 @@ static void train_pack(cnn_trainer *t, int i)
 static void train_forward(const cnn_layer_run *r)
 {
     const cnn_layer *L = r->L;
-    tk_dense_forward(r->x.kern, r->in, r->n, (int)cnn_layer_in_elems(L), r->t->packed[r->i],
-                     L->has_bias ? L->bias : NULL, L->units, r->out, r->x.par);
+    if (r->x.precision == CNN_PRECISION_BF16)
+        tk_dense_forward_bf16(r->x.kern, r->in, r->n, (int)cnn_layer_in_elems(L), L->weight,
+                              L->has_bias ? L->bias : NULL, L->units, r->out, r->t->scratch,
+                              r->x.par);
+    else
+        tk_dense_forward(r->x.kern, r->in, r->n, (int)cnn_layer_in_elems(L), r->t->packed[r->i],
+                         L->has_bias ? L->bias : NULL, L->units, r->out, r->x.par);
 }
 
 static int train_backward(const cnn_layer_run *r)
 {
     const cnn_layer *L = r->L;
-    tk_dense_backward(r->x.kern, r->in, r->dout, r->n, (int)cnn_layer_in_elems(L), L->weight,
-                      L->units, r->i > 0 ? r->din : NULL, r->gw, L->has_bias ? r->gb : NULL,
-                      r->x.par);
+    if (r->x.precision == CNN_PRECISION_BF16)
+        tk_dense_backward_bf16(r->x.kern, r->in, r->dout, r->n, (int)cnn_layer_in_elems(L),
+                               L->weight, L->units, r->i > 0 ? r->din : NULL, r->gw,
+                               L->has_bias ? r->gb : NULL, r->t->scratch, r->x.par);
+    else
+        tk_dense_backward(r->x.kern, r->in, r->dout, r->n, (int)cnn_layer_in_elems(L),
+                          L->weight, L->units, r->i > 0 ? r->din : NULL, r->gw,
+                          L->has_bias ? r->gb : NULL, r->x.par);
     return 1;
 }
 

@@ -144,6 +144,7 @@ typedef cnn_pool *cnn_train_par;
 typedef struct {
     cnn_train_par par;        /* the tk_* kernels' threads */
     const cnn_kernels *kern;  /* the GEMMs' kernel set */
+    cnn_precision precision;  /* conv and dense arithmetic (bf16.h) */
 } cnn_train_exec;
 
 /* One layer's pass in the trainer. */

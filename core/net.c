@@ -25,14 +25,25 @@
  * convolutions, blocks of units for dense layers, rows for pooling) that
  * the threads take as they come; an item is computed the same way in a
  * fixed order whichever thread takes it, so results depend neither on the
- * thread count nor on timing. */
+ * thread count nor on timing.
+ *
+ * bf16 (cnn_net_options.precision, bf16.h): conv steps multiply patches
+ * of bf16 inputs with bf16 weights (the batch-norm folded in before the
+ * rounding) on the kernel set's gemm_bf16, in items of (image, chunk of
+ * output pixels), each item using one free im2col buffer of the net's
+ * (one per pool thread, claimed atomically: which one does not change
+ * the result); dense steps store their weights as bf16 and round their
+ * inputs to bf16, the products exact in f32. */
 /* madvise(MADV_HUGEPAGE) is a Linux extension. */
 #if defined(__linux__) && !defined(_DEFAULT_SOURCE)
 #define _DEFAULT_SOURCE
 #endif
+#include "bf16.h"
 #include "kernels.h"
 #include "layers.h"
 #include "pool.h"
+
+#include <stdatomic.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -74,6 +85,14 @@ struct cnn_net {
     const cnn_model *m;
     const cnn_kernels *kern;
     cnn_isa isa;
+    cnn_precision precision;
+    uint16_t *bf16_col;     /* bf16: im2col buffers, bf16_slots of them */
+    atomic_flag *bf16_busy; /* [bf16_slots] */
+    int bf16_slots;
+    size_t bf16_col_halves; /* per buffer */
+    uint16_t *bf16_in;      /* bf16: a conv step's input rounded, [max_batch][bf16_in_img] */
+    size_t bf16_in_img;
+    float *dense_x;         /* bf16: rounded dense inputs, [max_batch][max_dense_in] */
     cnn_pool *pool;
     int max_batch;
     int n_steps;
@@ -141,6 +160,86 @@ static void conv_items(void *ctx, size_t i0, size_t i1)
         r->net->kern->conv_rows(&shape, r->in + b * in_img, s->weight, s->bias, r->out + b * out_img,
                                 y0, y1, ocb);
     }
+}
+
+/* bf16 conv: output pixels per item, so that a step has several items
+ * per thread (each computes its pixels the same way whatever the split). */
+static int conv_bf16_chunk(const cnn_net *net, const step *s, int n)
+{
+    const size_t pix = (size_t)s->oh * s->ow * (size_t)n;
+    const size_t want = 4 * (size_t)cnn_pool_size(net->pool);
+    size_t c = (pix + want - 1) / want;
+    c = (c + 15) / 16 * 16;
+    return c > CNN_BF16_CHUNK ? CNN_BF16_CHUNK : (int)c;
+}
+
+/* Items: (image, chunk of r->chunk output pixels). */
+typedef struct {
+    step_run r;
+    const uint16_t *inb; /* r.in rounded */
+    int chunk, chunks;   /* per image */
+} conv_bf16_run;
+
+typedef struct {
+    const float *src;
+    uint16_t *dst;
+} convert_run;
+
+enum { CONVERT_CHUNK = 16384 };
+
+static void convert_items(void *ctx, size_t i0, size_t i1)
+{
+    const convert_run *c = ctx;
+    for (size_t i = i0; i < i1; i++)
+        cnn_bf16_convert(c->src + i * CONVERT_CHUNK, CONVERT_CHUNK, c->dst + i * CONVERT_CHUNK);
+}
+
+static void conv_bf16_items(void *ctx, size_t i0, size_t i1)
+{
+    const conv_bf16_run *cr = ctx;
+    const step_run *r = &cr->r;
+    const step *s = r->s;
+    cnn_net *net = (cnn_net *)r->net;
+    const cnn_conv_shape shape = {
+        s->h, s->w, s->c, s->oc, s->k, s->stride, s->pad_top, s->pad_left, s->oh, s->ow, s->relu,
+    };
+    /* At most as many items run at once as the pool has threads. */
+    int slot = 0;
+    while (atomic_flag_test_and_set(&net->bf16_busy[slot])) slot = (slot + 1) % net->bf16_slots;
+    uint16_t *col = net->bf16_col + (size_t)slot * net->bf16_col_halves;
+    const size_t in_img = (size_t)s->h * s->w * s->c, out_img = (size_t)s->oh * s->ow * s->oc;
+    const int pix = s->oh * s->ow;
+    for (size_t i = i0; i < i1; i++) {
+        const size_t b = i / (size_t)cr->chunks;
+        const int p0 = (int)(i % (size_t)cr->chunks) * cr->chunk;
+        const int p1 = pix - p0 < cr->chunk ? pix : p0 + cr->chunk;
+        cnn_bf16_conv_pixels(net->kern, &shape, cr->inb + b * in_img, s->weight, s->bias,
+                             r->out + b * out_img, p0, p1, col);
+    }
+    atomic_flag_clear(&net->bf16_busy[slot]);
+}
+
+/* n images from in (rounded once into inb first); whole: one image on
+ * the calling thread (image_items), in one item. */
+static void run_conv_bf16(const cnn_net *net, const step *s, const float *in, uint16_t *inb,
+                          float *out, int n, int whole)
+{
+    const int pix = s->oh * s->ow;
+    const size_t count = (size_t)n * s->h * s->w * s->c;
+    const size_t full = count / CONVERT_CHUNK;
+    convert_run cv = {in, inb};
+    if (whole || full < 2)
+        cnn_bf16_convert(in, full * CONVERT_CHUNK, inb);
+    else
+        cnn_pool_for(net->pool, full, 1, convert_items, &cv);
+    cnn_bf16_convert(in + full * CONVERT_CHUNK, count - full * CONVERT_CHUNK, inb + full * CONVERT_CHUNK);
+    conv_bf16_run cr = {{net, s, in, out, n}, inb, 0, 0};
+    cr.chunk = whole ? CNN_BF16_CHUNK : conv_bf16_chunk(net, s, n);
+    cr.chunks = (pix + cr.chunk - 1) / cr.chunk;
+    if (whole)
+        conv_bf16_items(&cr, 0, (size_t)cr.chunks);
+    else
+        cnn_pool_for(net->pool, (size_t)n * (size_t)cr.chunks, 1, conv_bf16_items, &cr);
 }
 
 /* First index of the sorted list idx[0..n) that is >= v. */
@@ -212,6 +311,14 @@ static void run_dense(const cnn_net *net, step *s, const float *in, float *out, 
         total += (size_t)cnt;
     }
     s->nonzero = (double)total / ((double)n * s->c);
+    if (net->precision == CNN_PRECISION_BF16) {
+        /* The weights are bf16 already (planning); the inputs too. */
+        float *x = net->dense_x;
+        for (int b = 0; b < n; b++)
+            for (int i = 0; i < s->c; i++)
+                x[(size_t)b * s->c + i] = cnn_bf16_to_f32(cnn_bf16_round(in[(size_t)b * s->c + i]));
+        in = x;
+    }
     step_run r = {net, s, in, out, n};
     const int bl = net->kern->dense_block;
     cnn_pool_for(net->pool, (size_t)(s->oc + bl - 1) / (size_t)bl, 1, dense_items, &r);
@@ -403,6 +510,31 @@ static cnn_status fail_free(cnn_net *net, cnn_status s)
     return s;
 }
 
+/* bf16: slots im2col buffers of CNN_BF16_CHUNK patches of patch halves
+ * (replacing any there were). */
+static cnn_status bf16_buffers(cnn_net *net, int slots, size_t patch)
+{
+    size_t halves, total;
+    if (!cnn_mul_size(patch ? patch : 2, CNN_BF16_CHUNK, &halves) ||
+        !cnn_mul_size(halves, (size_t)slots, &total))
+        return cnn_fail(CNN_ERR_LIMIT, "bf16 im2col buffers overflow");
+    uint16_t *col = cnn_alloc_aligned(total, sizeof(uint16_t));
+    atomic_flag *busy = cnn_alloc((size_t)slots, sizeof(atomic_flag));
+    if (!col || !busy) {
+        cnn_free_aligned(col);
+        free(busy);
+        return cnn_fail(CNN_ERR_NOMEM, "out of memory for the bf16 im2col buffers");
+    }
+    for (int i = 0; i < slots; i++) atomic_flag_clear(&busy[i]);
+    cnn_free_aligned(net->bf16_col);
+    free(net->bf16_busy);
+    net->bf16_col = col;
+    net->bf16_busy = busy;
+    net->bf16_slots = slots;
+    net->bf16_col_halves = halves;
+    return CNN_OK;
+}
+
 static int new_buf(cnn_net *net, size_t elems)
 {
     net->buf_elems[net->n_bufs] = elems;
@@ -456,6 +588,7 @@ void cnn_net_options_init(cnn_net_options *o)
 {
     o->isa = -1;
     o->dense = CNN_DENSE_AUTO;
+    o->precision = CNN_PRECISION_F32;
 }
 
 cnn_status cnn_net_create(const cnn_model *m, int max_batch, cnn_net **out)
@@ -480,6 +613,10 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
     if (!opt) opt = &defaults;
     if (opt->isa < -1 || opt->isa >= CNN_ISA_COUNT)
         return cnn_fail(CNN_ERR_ARG, "cnn_net_create: instruction set %d does not exist", opt->isa);
+    if ((int)opt->precision < 0 || opt->precision >= CNN_PRECISION_COUNT)
+        return cnn_fail(CNN_ERR_ARG, "cnn_net_create: precision %d does not exist",
+                        (int)opt->precision);
+    const bool bf16 = opt->precision == CNN_PRECISION_BF16;
     const cnn_isa isa = opt->isa < 0 ? cnn_isa_default() : (cnn_isa)opt->isa;
     if (!cnn_kernels_for(isa))
         return cnn_fail(CNN_ERR_UNSUPPORTED, "cnn_net_create: this CPU cannot run the %s kernels",
@@ -490,12 +627,13 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
     net->m = m;
     net->isa = isa;
     net->kern = cnn_kernels_for(isa);
+    net->precision = opt->precision;
     net->max_batch = max_batch;
     cnn_status pst = cnn_pool_create(cnn_cpu_count(), &net->pool);
     if (pst != CNN_OK) return fail_free(net, pst);
 
     /* Pass 1: steps and the size of the packed parameter block. */
-    size_t packed = 0;
+    size_t packed = 0, max_patch = 0;
     int cur = -1; /* buffer holding the current tensor */
     int last_conv_tap = -1;
     for (int li = 0; li < m->n_layers; li++) {
@@ -551,6 +689,20 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
         case STEP_CONV: {
             s->k = L->kernel, s->stride = L->stride;
             s->pad_top = L->pad_top, s->pad_left = L->pad_left;
+            if (bf16) {
+                size_t kc = 0, halves = 0;
+                ok = cnn_mul_size((size_t)L->kernel * L->kernel, (size_t)L->in_c, &kc) &&
+                     kc < (size_t)1 << 40 && (size_t)L->filters < (size_t)1 << 20 &&
+                     cnn_mul_size(cnn_bf16_round_up(kc, 2), cnn_bf16_round_up((size_t)L->filters, 16),
+                                  &halves);
+                s->weight_bytes = halves * 2;
+                ok = ok && block_add(&packed, halves, 2) &&
+                     block_add(&packed, (size_t)L->filters, sizeof(float));
+                if (ok && cnn_bf16_round_up(kc, 2) > max_patch) max_patch = cnn_bf16_round_up(kc, 2);
+                const size_t img = (size_t)L->in_h * L->in_w * L->in_c;
+                if (img > net->bf16_in_img) net->bf16_in_img = img;
+                break;
+            }
             const size_t bl = (size_t)net->kern->conv_block;
             const size_t blocks = ((size_t)L->filters + bl - 1) / bl;
             size_t wcount = 0;
@@ -564,7 +716,7 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
         case STEP_DENSE: {
             s->c = L->in_h * L->in_w * L->in_c;
             s->h = s->w = 1;
-            cnn_status st = dense_format(L, opt->dense, &s->wfmt);
+            cnn_status st = dense_format(L, bf16 ? CNN_DENSE_BF16 : opt->dense, &s->wfmt);
             if (st != CNN_OK) return fail_free(net, st);
             s->weight_bytes = L->n_weight * (s->wfmt == CNN_WFMT_F32 ? 4 : 2);
             ok = block_add(&packed, L->n_weight, s->wfmt == CNN_WFMT_F32 ? 4 : 2) &&
@@ -621,6 +773,16 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
     net->nz = net->arena ? cnn_alloc_aligned(nz_count ? nz_count : 1, sizeof(int32_t)) : NULL;
     net->n_nz = net->nz ? cnn_alloc((size_t)max_batch, sizeof(int)) : NULL;
     if (!net->n_nz) return fail_free(net, CNN_ERR_NOMEM);
+    if (bf16) {
+        cnn_status bst = bf16_buffers(net, cnn_pool_size(net->pool), max_patch);
+        if (bst != CNN_OK) return fail_free(net, bst);
+        net->dense_x = cnn_alloc_aligned(nz_count ? nz_count : 1, sizeof(float));
+        size_t in_halves;
+        if (!cnn_mul_size(net->bf16_in_img ? net->bf16_in_img : 1, (size_t)max_batch, &in_halves))
+            return fail_free(net, cnn_fail(CNN_ERR_LIMIT, "bf16 input buffer overflows"));
+        net->bf16_in = cnn_alloc_aligned(in_halves, sizeof(uint16_t));
+        if (!net->dense_x || !net->bf16_in) return fail_free(net, CNN_ERR_NOMEM);
+    }
     for (size_t b = 0, off = 0; b < (size_t)net->n_bufs; b++) {
         net->bufs[b] = net->arena + off;
         off += (net->buf_elems[b] * (size_t)max_batch + 15) & ~(size_t)15;
@@ -630,7 +792,29 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
     for (int si = 0; si < net->n_steps; si++) {
         step *s = &net->steps[si];
         const cnn_layer *L = &m->layers[s->layer];
-        if (s->kind == STEP_CONV) {
+        if (s->kind == STEP_CONV && bf16) {
+            const cnn_layer *bn = s->fold_bn >= 0 ? &m->layers[s->fold_bn] : NULL;
+            const int k = L->kernel, c = L->in_c, oc = L->filters;
+            const size_t ldb = cnn_bf16_round_up((size_t)oc, 16);
+            uint16_t *w = take(&p, s->weight_bytes, 1);
+            s->weight = w;
+            s->bias = take(&p, (size_t)oc, sizeof(float));
+            for (int o = 0; o < oc; o++) {
+                double f = 1.0, shift = 0.0;
+                if (bn) {
+                    f = bn->weight[o] / sqrt((double)bn->var[o] + bn->eps);
+                    shift = bn->bias[o] - bn->mean[o] * f;
+                }
+                s->bias[o] = (float)((L->bias ? L->bias[o] : 0.0) * f + shift);
+                for (int i = 0; i < c; i++)
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            const size_t q = ((size_t)ky * k + kx) * c + i;
+                            w[((q / 2) * ldb + o) * 2 + q % 2] = cnn_bf16_round(
+                                (float)(L->weight[(((size_t)o * c + i) * k + ky) * k + kx] * f));
+                        }
+            }
+        } else if (s->kind == STEP_CONV) {
             const cnn_layer *bn = s->fold_bn >= 0 ? &m->layers[s->fold_bn] : NULL;
             const int k = L->kernel, c = L->in_c, oc = L->filters, bl = net->kern->conv_block;
             const int blocks = (oc + bl - 1) / bl;
@@ -678,6 +862,10 @@ void cnn_net_free(cnn_net *net)
     cnn_free_aligned(net->arena);
     cnn_free_aligned(net->nz);
     free(net->n_nz);
+    cnn_free_aligned(net->bf16_col);
+    free(net->bf16_busy);
+    cnn_free_aligned(net->dense_x);
+    cnn_free_aligned(net->bf16_in);
     cnn_pool_free(net->pool);
     free(net);
 }
@@ -689,6 +877,11 @@ cnn_status cnn_net_set_threads(cnn_net *net, int threads)
         return cnn_fail(CNN_ERR_ARG, "thread count %d is not in 0..1024", threads);
     const int n = threads == 0 ? cnn_cpu_count() : threads;
     if (n == cnn_pool_size(net->pool)) return CNN_OK;
+    if (net->bf16_col && n > net->bf16_slots) {
+        /* One im2col buffer per thread (allocated here, not in a pass). */
+        cnn_status bst = bf16_buffers(net, n, net->bf16_col_halves / CNN_BF16_CHUNK);
+        if (bst != CNN_OK) return bst;
+    }
     cnn_pool *p = NULL;
     cnn_status st = cnn_pool_create(n, &p);
     if (st != CNN_OK) return st;
@@ -720,6 +913,10 @@ static void image_items(void *ctx, size_t b0, size_t b1)
             step_run r = {net, s, in, out, 1};
             switch (s->kind) {
             case STEP_CONV: {
+                if (net->precision == CNN_PRECISION_BF16) {
+                    run_conv_bf16(net, s, in, net->bf16_in + b * net->bf16_in_img, out, 1, 1);
+                    break;
+                }
                 const int bl = net->kern->conv_block, g = conv_group(net, s);
                 conv_items(&r, 0,
                            (size_t)((s->oh + g - 1) / g) * (size_t)((s->oc + bl - 1) / bl));
@@ -773,6 +970,10 @@ cnn_status cnn_net_forward_timed(cnn_net *net, const float *input, int n, float 
         step_run r = {net, s, in, out, n};
         switch (s->kind) {
         case STEP_CONV: {
+            if (net->precision == CNN_PRECISION_BF16) {
+                run_conv_bf16(net, s, in, net->bf16_in, out, n, 0);
+                break;
+            }
             const int bl = net->kern->conv_block, g = conv_group(net, s);
             cnn_pool_for(net->pool,
                          (size_t)n * (size_t)((s->oh + g - 1) / g) * (size_t)((s->oc + bl - 1) / bl),
@@ -823,12 +1024,22 @@ cnn_status cnn_net_tap(const cnn_net *net, int i, cnn_tensor_view *out, const cn
 
 cnn_isa cnn_net_isa(const cnn_net *net) { return net ? net->isa : CNN_ISA_PORTABLE; }
 
+cnn_precision cnn_net_precision(const cnn_net *net)
+{
+    return net ? net->precision : CNN_PRECISION_F32;
+}
+
 const cnn_model *cnn_net_model(const cnn_net *net) { return net ? net->m : NULL; }
 
 size_t cnn_net_bytes(const cnn_net *net)
 {
     if (!net) return 0;
-    return sizeof *net + net->block_bytes + net->arena_bytes +
+    size_t bf16 = 0;
+    if (net->precision == CNN_PRECISION_BF16)
+        bf16 = ((size_t)net->bf16_slots * net->bf16_col_halves +
+                net->bf16_in_img * (size_t)net->max_batch) * sizeof(uint16_t) +
+               net->max_dense_in * (size_t)net->max_batch * sizeof(float);
+    return sizeof *net + net->block_bytes + net->arena_bytes + bf16 +
            net->max_dense_in * (size_t)net->max_batch * sizeof(int32_t);
 }
 

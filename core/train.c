@@ -68,7 +68,7 @@ static size_t layer_out_size(const cnn_layer *L)
  * trainer's pool) and kernel set from (layers.h). */
 cnn_train_exec cnn_trainer_exec(const cnn_trainer *t)
 {
-    cnn_train_exec x = {.par = t->pool, .kern = t->kern};
+    cnn_train_exec x = {.par = t->pool, .kern = t->kern, .precision = t->opt.precision};
     return x;
 }
 
@@ -84,6 +84,8 @@ static cnn_status check_options(const cnn_train_options *o)
         return cnn_fail(CNN_ERR_ARG, "epochs must be 1..100000 (got %d)", o->epochs);
     if (o->batch <= 0 || o->batch > 4096)
         return cnn_fail(CNN_ERR_ARG, "batch must be 1..4096 (got %d)", o->batch);
+    if ((int)o->precision < 0 || o->precision >= CNN_PRECISION_COUNT)
+        return cnn_fail(CNN_ERR_ARG, "precision %d does not exist", (int)o->precision);
     if (!(o->lr > 0.0f) || !isfinite(o->lr))
         return cnn_fail(CNN_ERR_ARG, "learning rate must be > 0");
     if (!(o->momentum >= 0.0f && o->momentum < 1.0f) ||

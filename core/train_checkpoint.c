@@ -104,6 +104,9 @@ cJSON *cnn_trainer_options_json(const cnn_trainer *t)
     /* Only with the recipe on, so that files made without it keep their
      * bytes. */
     if (cnn_recipe_active(&o->recipe)) cJSON_AddItemToObject(j, "recipe", recipe_json(&o->recipe));
+    /* Likewise only when not f32 (resume keeps it). */
+    if (o->precision != CNN_PRECISION_F32)
+        cJSON_AddStringToObject(j, "precision", cnn_precision_name(o->precision));
     return j;
 }
 
@@ -228,6 +231,9 @@ static cnn_status parse_options(const cJSON *o, cnn_train_options *opt,
     opt->augment.hflip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(aug, "hflip"));
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(o, "recipe");
     if (r) parse_recipe(r, &opt->recipe, &ok);
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "precision");
+    if (pr && (!cJSON_IsString(pr) || cnn_precision_parse(pr->valuestring, &opt->precision) != CNN_OK))
+        ok = 0;
     return ok ? CNN_OK : CNN_ERR_FORMAT;
 }
 

@@ -30,8 +30,18 @@
  * into the pool's n parts (cnn_pool_run), part i of n always the same
  * share, and the parts are summed in part order.  So results depend only
  * on the thread count and the kernel set, never on the timing; those of
- * the first kind not even on the thread count. */
+ * the first kind not even on the thread count.
+ *
+ * bf16 (tk_conv.precision, tk_dense_*_bf16; bf16.h): the input of a
+ * convolution is rounded once into the scratch's last region (static
+ * parts), then the forward pass and the stride-1 input gradient run the
+ * kernel set's gemm_bf16 in items of (image, chunk of output pixels), each
+ * part with its own im2col buffer (cnn_pool_run), and the weight gradient
+ * in the parts' own partial sums as in f32.  The input gradient of other
+ * strides stays the f32 GEMM above (on the f32 OHWI weights) in bf16 mode
+ * too. */
 #include "train_kernels.h"
+#include "bf16.h"
 
 #include <math.h>
 #include <string.h>
@@ -88,12 +98,57 @@ static size_t conv_thread_floats(const tk_conv *g)
 {
     size_t kk = (size_t)g->k * g->k;
     size_t cmax = (size_t)(g->c > g->oc ? g->c : g->oc);
-    return TK_CHUNK * kk * cmax + conv_k(g) * g->oc + (size_t)g->oc;
+    /* bf16: the im2col chunk transposed and rounded (weight gradient),
+     * the output gradient's chunk in pairs (the same for g's input
+     * gradient, whose in and out are swapped). */
+    size_t bf16 = g->precision == CNN_PRECISION_BF16
+                      ? (TK_CHUNK * (kk * cmax + 16) + TK_CHUNK * cnn_bf16_round_up(cmax, 16)) / 2 + 16
+                      : 0;
+    /* cmax, not oc, for the bias sums: g's input gradient (c and oc
+     * swapped) then has the same layout in the same scratch. */
+    return TK_CHUNK * kk * cmax + bf16 + conv_k(g) * g->oc + cmax;
+}
+
+/* bf16: after the threads' parts, the convolution's input rounded
+ * (forward: in; input gradient: dout). */
+static size_t conv_bf16_input_floats(const tk_conv *g)
+{
+    if (g->precision != CNN_PRECISION_BF16) return 0;
+    const size_t a = (size_t)g->h * g->w * g->c, b = (size_t)g->oh * g->ow * g->oc;
+    return ((a > b ? a : b) * (size_t)g->n + 1) / 2 + 32;
 }
 
 size_t tk_conv_scratch_floats(const tk_conv *g, int threads)
 {
-    return conv_thread_floats(g) * (size_t)(threads > 0 ? threads : 1);
+    return conv_thread_floats(g) * (size_t)(threads > 0 ? threads : 1) + conv_bf16_input_floats(g);
+}
+
+/* Where the bf16 copy of a convolution's input lives: after the parts'
+ * regions of a scratch sized for the pool. */
+static uint16_t *conv_bf16_input(const tk_conv *g, float *scratch, const cnn_pool *pool)
+{
+    return (uint16_t *)(void *)(scratch + conv_thread_floats(g) * (size_t)cnn_pool_size(pool));
+}
+
+typedef struct {
+    const float *src;
+    uint16_t *dst;
+    size_t count;
+} bf16_convert_job;
+
+/* Part `part` of the values rounded to bf16. */
+static void bf16_convert_part(void *ctx, int part, int parts)
+{
+    const bf16_convert_job *j = ctx;
+    size_t i0, i1;
+    split(j->count, parts, part, &i0, &i1);
+    if (i1 > i0) cnn_bf16_convert(j->src + i0, i1 - i0, j->dst + i0);
+}
+
+static void bf16_convert(const float *src, size_t count, uint16_t *dst, cnn_pool *pool)
+{
+    bf16_convert_job j = {src, dst, count};
+    cnn_pool_run(pool, bf16_convert_part, &j);
 }
 
 /* The packed weights are the inference kernels' layout (kernels.h): in
@@ -105,7 +160,9 @@ size_t tk_conv_packed_floats(const tk_conv *g, int backward)
 {
     size_t nout = (size_t)(backward ? g->c : g->oc), nin = (size_t)(backward ? g->oc : g->c);
     size_t blocks = (nout + TK_MAX_BLOCK - 1) / TK_MAX_BLOCK;
-    return blocks * TK_MAX_BLOCK * (size_t)g->k * g->k * nin;
+    size_t f32 = blocks * TK_MAX_BLOCK * (size_t)g->k * g->k * nin;
+    size_t bf16 = (cnn_bf16_pairs_halves((size_t)g->k * g->k * nin, nout) + 1) / 2;
+    return g->precision == CNN_PRECISION_BF16 && bf16 > f32 ? bf16 : f32;
 }
 
 /* OIHW weights w into the forward convolution's blocks, or, for the
@@ -114,6 +171,10 @@ size_t tk_conv_packed_floats(const tk_conv *g, int backward)
  * order, one block row of B channels at a time. */
 static void conv_pack(const tk_conv *g, const float *w, float *dst, int backward)
 {
+    if (g->precision == CNN_PRECISION_BF16) {
+        cnn_bf16_pack_conv(w, g->oc, g->c, g->k, backward, NULL, (uint16_t *)(void *)dst);
+        return;
+    }
     const int k = g->k, c = g->c, B = kset(g->kern)->conv_block;
     const int nout = backward ? c : g->oc, nin = backward ? g->oc : c;
     const size_t kk = (size_t)k * k;
@@ -146,7 +207,7 @@ void tk_conv_pack_backward(const tk_conv *g, const float *w, float *wf)
     }
     /* Other strides: OHWI, [oc][k*k*c], the rows of the GEMM that gives
      * each output pixel's contribution to its window (see
-     * tk_conv_backward_input). */
+     * tk_conv_backward_input); f32 in bf16 mode too. */
     const size_t kk = (size_t)g->k * g->k;
     for (int o = 0; o < g->oc; o++)
         for (size_t t = 0; t < kk; t++)
@@ -215,6 +276,57 @@ static void conv_fwd_items(void *ctx, size_t i0, size_t i1)
     }
 }
 
+typedef struct {
+    const tk_conv *g;
+    const cnn_kernels *kern;
+    cnn_conv_shape shape;
+    const uint16_t *inb, *wb;
+    const float *bias;
+    float *out, *scratch;
+    size_t per, pix, chunks, items, in_img, out_img;
+} conv_fwd_bf16_job;
+
+/* Part `part` of the bf16 forward items (image, chunk of output pixels),
+ * on its own im2col buffer; each output is computed the same way whatever
+ * part holds it. */
+static void conv_fwd_bf16_part(void *ctx, int part, int parts)
+{
+    const conv_fwd_bf16_job *j = ctx;
+    size_t i0, i1;
+    split(j->items, parts, part, &i0, &i1);
+    uint16_t *col = (uint16_t *)(void *)(j->scratch + (size_t)part * j->per);
+    for (size_t i = i0; i < i1; i++) {
+        const size_t img = i / j->chunks;
+        const int p0 = (int)((i % j->chunks) * TK_CHUNK);
+        const int p1 = j->pix - (size_t)p0 < TK_CHUNK ? (int)j->pix : p0 + TK_CHUNK;
+        cnn_bf16_conv_pixels(j->kern, &j->shape, j->inb + img * j->in_img, j->wb, j->bias,
+                             j->out + img * j->out_img, p0, p1, col);
+    }
+}
+
+/* The bf16 forward pass (bf16.h): the input rounded once, then the items
+ * in static parts. */
+static void conv_forward_bf16(const tk_conv *g, const cnn_kernels *kern, const float *in,
+                              const uint16_t *wb, const float *bias, float *out, float *scratch,
+                              cnn_pool *pool)
+{
+    conv_fwd_bf16_job j = {
+        .g = g, .kern = kern,
+        .shape = {g->h, g->w, g->c, g->oc, g->k, g->stride, g->pad_top, g->pad_left,
+                  g->oh, g->ow, 0},
+        .wb = wb, .bias = bias, .out = out, .scratch = scratch,
+        .per = conv_thread_floats(g), .pix = (size_t)g->oh * g->ow,
+        .in_img = (size_t)g->h * g->w * g->c,
+    };
+    j.chunks = (j.pix + TK_CHUNK - 1) / TK_CHUNK;
+    j.items = (size_t)g->n * j.chunks;
+    j.out_img = j.pix * (size_t)g->oc;
+    uint16_t *inb = conv_bf16_input(g, scratch, pool);
+    bf16_convert(in, j.in_img * (size_t)g->n, inb, pool);
+    j.inb = inb;
+    cnn_pool_run(pool, conv_fwd_bf16_part, &j);
+}
+
 void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
                      const float *bias, float *out, float *scratch,
                      cnn_pool *pool)
@@ -223,6 +335,11 @@ void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
      * of output rows, block of channels), handed out in chunks; each
      * output is computed the same way whatever item holds it. */
     const cnn_kernels *kern = kset(g->kern);
+    if (g->precision == CNN_PRECISION_BF16) {
+        conv_forward_bf16(g, kern, in, (const uint16_t *)(const void *)wt, bias, out, scratch,
+                          pool);
+        return;
+    }
     const int B = kern->conv_block, n_ocb = (g->oc + B - 1) / B;
     conv_fwd_job j = {
         .g = g, .kern = kern,
@@ -307,16 +424,89 @@ void tk_conv_backward_input(const tk_conv *g, const float *dout,
         .n = g->n, .h = g->oh, .w = g->ow, .c = g->oc,
         .oc = g->c, .k = g->k, .stride = 1,
         .pad_top = g->k - 1 - g->pad_top, .pad_left = g->k - 1 - g->pad_left,
-        .oh = g->h, .ow = g->w, .kern = g->kern,
+        .oh = g->h, .ow = g->w, .kern = g->kern, .precision = g->precision,
     };
-    /* g's scratch holds t's zero bias. */
+    /* g's scratch holds t's zero bias (f32) or its parts and the bf16
+     * copy of dout (conv_thread_floats and conv_bf16_input_floats are the
+     * same for t as for g). */
     tk_conv_forward(&t, dout, wf, NULL, din, scratch, pool);
+}
+
+/* The bf16 weight gradient, transposed: dw^T[oc][K] += d^T[oc][pc] *
+ * col[pc][K] per chunk, so that the patches (from the input rounded
+ * once) go into the pairs layout two pixels at a time and the output
+ * gradient's chunk is the (small) transposed operand.  Each part's
+ * partial sums are in its dwt region as [oc][K]. */
+static void conv_weight_chunks_bf16(const tk_conv *g, const cnn_kernels *kern,
+                                    const uint16_t *inb, const float *dout, size_t c0, size_t c1,
+                                    float *col, float *dwt, float *dbt)
+{
+    const size_t P = (size_t)g->n * g->oh * g->ow, K = conv_k(g), pix = (size_t)g->oh * g->ow;
+    const int oc = g->oc;
+    const size_t ldb = cnn_bf16_round_up(K, 16), kp = cnn_bf16_round_up(K, 2);
+    const size_t in_img = (size_t)g->h * g->w * g->c;
+    const cnn_conv_shape shape = {g->h, g->w, g->c, g->oc, g->k, g->stride, g->pad_top,
+                                  g->pad_left, g->oh, g->ow, 0};
+    uint16_t *bp = (uint16_t *)(void *)col;          /* [TK_CHUNK / 2][ldb][2] */
+    uint16_t *ap = bp + (size_t)TK_CHUNK * ldb;      /* [oc][pce] */
+    uint16_t *two = ap + (size_t)oc * TK_CHUNK;      /* 2 patches of kp */
+    for (size_t ch = c0; ch < c1; ch++) {
+        const size_t p0 = ch * TK_CHUNK;
+        const int pc = (int)(P - p0 < TK_CHUNK ? P - p0 : TK_CHUNK);
+        const size_t pce = cnn_bf16_round_up((size_t)pc, 2);
+        const float *d = dout + p0 * oc;
+        for (int q = 0; q < pc; q += 2) {
+            uint16_t *row = bp + (size_t)(q / 2) * ldb * 2;
+            /* Two neighbours in one row, both windows inside the image:
+             * their k window rows interleaved straight from the input. */
+            const size_t pq = p0 + (size_t)q, ox = pq % (size_t)g->ow;
+            const size_t oy = (pq / (size_t)g->ow) % (size_t)g->oh;
+            const long x0 = (long)ox * g->stride - g->pad_left, y0 = (long)oy * g->stride - g->pad_top;
+            if (q + 1 < pc && ox + 1 < (size_t)g->ow && x0 >= 0 && x0 + g->stride + g->k <= g->w &&
+                y0 >= 0 && y0 + g->k <= g->h) {
+                const size_t run = (size_t)g->k * g->c;
+                const uint16_t *s0 =
+                    inb + (pq / pix) * in_img + ((size_t)y0 * g->w + (size_t)x0) * g->c;
+                const uint16_t *s1 = s0 + (size_t)g->stride * g->c;
+                for (int ky = 0; ky < g->k; ky++) {
+                    uint16_t *dr = row + (size_t)ky * run * 2;
+                    const size_t off = (size_t)ky * g->w * g->c;
+                    for (size_t t = 0; t < run; t++) {
+                        dr[2 * t] = s0[off + t];
+                        dr[2 * t + 1] = s1[off + t];
+                    }
+                }
+                memset(row + 2 * K, 0, (ldb - K) * 2 * sizeof *row);
+                continue;
+            }
+            for (int h = 0; h < 2; h++) {
+                const size_t p = p0 + (size_t)q + (size_t)h;
+                if (q + h >= pc) {
+                    memset(two + (size_t)h * kp, 0, kp * sizeof *two);
+                    continue;
+                }
+                cnn_bf16_im2col(&shape, inb + (p / pix) * in_img, (int)(p % pix), 1,
+                                two + (size_t)h * kp, kp);
+            }
+            for (size_t j = 0; j < K; j++) {
+                row[2 * j] = two[j];
+                row[2 * j + 1] = two[kp + j];
+            }
+            memset(row + 2 * K, 0, (ldb - K) * 2 * sizeof *row);
+        }
+        cnn_bf16_pack_rows(d, 1, oc, oc, pc, ap, pce);
+        kern->gemm_bf16(oc, (int)K, (int)pce, ap, (ptrdiff_t)pce, bp, (ptrdiff_t)ldb, dwt,
+                        (ptrdiff_t)K, 1);
+        for (int q = 0; q < pc; q++)
+            for (int o = 0; o < oc; o++) dbt[o] += d[(size_t)q * oc + o];
+    }
 }
 
 typedef struct {
     const tk_conv *g;
     const cnn_kernels *kern;
     const float *in, *dout;
+    const uint16_t *inb;      /* bf16: the input rounded; else NULL */
     float *dw, *db, *scratch;
     size_t P, K, chunks, per, col_floats;
     int parts;
@@ -335,6 +525,10 @@ static void conv_wgrad_part(void *ctx, int part, int parts)
     float *col = j->scratch + (size_t)part * j->per;
     float *dwt = col + j->col_floats, *dbt = dwt + K * oc;
     memset(dwt, 0, (K * oc + (size_t)oc) * sizeof *dwt);
+    if (j->inb) {
+        conv_weight_chunks_bf16(g, j->kern, j->inb, j->dout, c0, c1, col, dwt, dbt);
+        return;
+    }
     for (size_t ch = c0; ch < c1; ch++) {
         size_t p0 = ch * TK_CHUNK;
         int pc = (int)(j->P - p0 < TK_CHUNK ? j->P - p0 : TK_CHUNK);
@@ -358,7 +552,8 @@ static void conv_wgrad_sum(void *ctx, size_t e0, size_t e1)
         /* e indexes OIHW: ((o * c + i) * k + ky) * k + kx */
         size_t kx = e % k, t1 = e / k, ky = t1 % k, t2 = t1 / k;
         size_t i = t2 % c, o = t2 / c;
-        size_t src = ((ky * k + kx) * c + i) * oc + o;
+        /* f32: [K][oc]; bf16: [oc][K] */
+        size_t src = j->inb ? o * j->K + (ky * k + kx) * c + i : ((ky * k + kx) * c + i) * oc + o;
         float s = 0.0f;
         for (int u = 0; u < j->parts; u++)
             s += j->scratch[(size_t)u * j->per + j->col_floats + src];
@@ -377,6 +572,12 @@ void tk_conv_backward_weight(const tk_conv *g, const float *in,
     };
     j.chunks = (j.P + TK_CHUNK - 1) / TK_CHUNK;
     j.col_floats = j.per - j.K * g->oc - (size_t)g->oc;
+    if (g->precision == CNN_PRECISION_BF16) {
+        /* The input rounded once (all parts read all of it), then the parts. */
+        uint16_t *inb = conv_bf16_input(g, scratch, pool);
+        bf16_convert(in, (size_t)g->n * g->h * g->w * g->c, inb, pool);
+        j.inb = inb;
+    }
     cnn_pool_run(pool, conv_wgrad_part, &j);
     const size_t n_dw = j.K * (size_t)g->oc;
     cnn_pool_for(pool, n_dw, chunk_for(pool, n_dw, (size_t)j.parts), conv_wgrad_sum, &j);
@@ -466,6 +667,96 @@ void tk_dense_backward(const cnn_kernels *kern, const float *in,
 {
     const dense_job d = {kset(kern), in, NULL, NULL, dout, w, NULL, din, dw, n, in_f, units};
     dense_run(&d, pool);
+    if (db)
+        for (int u = 0; u < units; u++) {
+            float s = 0.0f;
+            for (int r = 0; r < n; r++)
+                s += dout[(size_t)r * units + u];
+            db[u] += s;
+        }
+}
+
+/* ------------------------------------------------------------------ */
+/* Dense in bf16                                                      */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    const cnn_kernels *kern;
+    int M, N, K;
+    const uint16_t *a, *b;
+    size_t lda;
+    float *c;
+    int accumulate;
+} gemm_bf16_job;
+
+/* Part `part` of N, in tiles of 16 columns (each element is computed the
+ * same way whatever the split). */
+static void gemm_bf16_part(void *ctx, int part, int parts)
+{
+    const gemm_bf16_job *j = ctx;
+    const ptrdiff_t ldb = (ptrdiff_t)cnn_bf16_round_up((size_t)j->N, 16);
+    const size_t tiles = ((size_t)j->N + 15) / 16;
+    size_t t0, t1;
+    split(tiles, parts, part, &t0, &t1);
+    const int j0 = (int)(t0 * 16), j1 = t1 * 16 < (size_t)j->N ? (int)(t1 * 16) : j->N;
+    if (j1 > j0)
+        j->kern->gemm_bf16(j->M, j1 - j0, j->K, j->a, (ptrdiff_t)j->lda, j->b + (size_t)j0 * 2,
+                           ldb, j->c + j0, j->N, j->accumulate);
+}
+
+/* gemm_bf16 with N split statically over the pool's parts. */
+static void gemm_bf16_cols(const cnn_kernels *kern, int M, int N, int K, const uint16_t *a,
+                           size_t lda, const uint16_t *b, float *c, int accumulate, cnn_pool *pool)
+{
+    gemm_bf16_job j = {kern, M, N, K, a, b, lda, c, accumulate};
+    cnn_pool_run(pool, gemm_bf16_part, &j);
+}
+
+size_t tk_dense_bf16_scratch_floats(int n, int in_f, int units)
+{
+    const size_t N = (size_t)n, I = (size_t)in_f, U = (size_t)units;
+    const size_t fwd = N * cnn_bf16_round_up(I, 2) + cnn_bf16_pairs_halves(I, U);
+    const size_t dw = U * cnn_bf16_round_up(N, 2) + cnn_bf16_pairs_halves(N, I);
+    const size_t din = N * cnn_bf16_round_up(U, 2) + cnn_bf16_pairs_halves(U, I);
+    const size_t m = fwd > dw + din ? fwd : dw + din;
+    return m / 2 + 16;
+}
+
+void tk_dense_forward_bf16(const cnn_kernels *kern, const float *in, int n, int in_f,
+                           const float *w, const float *bias, int units, float *out,
+                           float *scratch, cnn_pool *pool)
+{
+    kern = kset(kern);
+    const size_t lda = cnn_bf16_round_up((size_t)in_f, 2);
+    uint16_t *a = (uint16_t *)(void *)scratch, *b = a + (size_t)n * lda;
+    /* out[n][units] = in[n][in_f] * w^T, B(i, u) = w[u][i] */
+    cnn_bf16_pack_rows(in, in_f, 1, n, in_f, a, lda);
+    cnn_bf16_pack_pairs(w, 1, in_f, in_f, units, b);
+    for (int r = 0; r < n; r++)
+        for (int u = 0; u < units; u++) out[(size_t)r * units + u] = bias ? bias[u] : 0.0f;
+    gemm_bf16_cols(kern, n, units, (int)lda, a, lda, b, out, 1, pool);
+}
+
+void tk_dense_backward_bf16(const cnn_kernels *kern, const float *in,
+                            const float *dout, int n, int in_f, const float *w,
+                            int units, float *din, float *dw, float *db,
+                            float *scratch, cnn_pool *pool)
+{
+    kern = kset(kern);
+    const size_t ne = cnn_bf16_round_up((size_t)n, 2), ue = cnn_bf16_round_up((size_t)units, 2);
+    uint16_t *a = (uint16_t *)(void *)scratch, *b = a + (size_t)units * ne;
+    /* dw[units][in_f] += dout^T[units][n] * in[n][in_f] */
+    cnn_bf16_pack_rows(dout, 1, units, units, n, a, ne);
+    cnn_bf16_pack_pairs(in, in_f, 1, n, in_f, b);
+    gemm_bf16_cols(kern, units, in_f, (int)ne, a, ne, b, dw, 1, pool);
+    if (din) {
+        /* din[n][in_f] = dout[n][units] * w[units][in_f] */
+        uint16_t *a2 = b + cnn_bf16_pairs_halves((size_t)n, (size_t)in_f);
+        uint16_t *b2 = a2 + (size_t)n * ue;
+        cnn_bf16_pack_rows(dout, units, 1, n, units, a2, ue);
+        cnn_bf16_pack_pairs(w, in_f, 1, units, in_f, b2);
+        gemm_bf16_cols(kern, n, in_f, (int)ue, a2, ue, b2, din, 0, pool);
+    }
     if (db)
         for (int u = 0; u < units; u++) {
             float s = 0.0f;

@@ -25,6 +25,9 @@ typedef struct {
     int oh, ow;
     const cnn_kernels *kern; /* the GEMM's kernel set; NULL: the default
                                 (cnn_isa_default) */
+    cnn_precision precision; /* bf16: forward, input and weight gradient
+                                in bf16 (bf16.h); the packed weights then
+                                hold bf16 in the pair layout */
 } tk_conv;
 
 /* Floats of scratch the conv kernels need, for all threads together. */
@@ -65,6 +68,18 @@ void tk_dense_forward(const cnn_kernels *kern, const float *in, int n, int in_f,
 void tk_dense_backward(const cnn_kernels *kern, const float *in,
                        const float *dout, int n, int in_f, const float *w,
                        int units, float *din, float *dw, float *db, cnn_pool *pool);
+
+/* Dense layers in bf16 (bf16.h): w [units][in_f] the f32 master weights,
+ * rounded into scratch (tk_dense_bf16_scratch_floats) with the inputs on
+ * every call; the results as tk_dense_forward and tk_dense_backward. */
+size_t tk_dense_bf16_scratch_floats(int n, int in_f, int units);
+void tk_dense_forward_bf16(const cnn_kernels *kern, const float *in, int n, int in_f,
+                           const float *w, const float *bias, int units, float *out,
+                           float *scratch, cnn_pool *pool);
+void tk_dense_backward_bf16(const cnn_kernels *kern, const float *in,
+                            const float *dout, int n, int in_f, const float *w,
+                            int units, float *din, float *dw, float *db,
+                            float *scratch, cnn_pool *pool);
 
 /* Batch-norm in training mode over pixels = n*h*w rows of c channels:
  * normalises with the batch statistics and writes them, mean, var (biased)

@@ -72,6 +72,10 @@ usage_error "classify without images" classify
 usage_error "classify, unknown option" classify --bogus data/cat.178.jpg
 usage_error "classify, --model without its value" classify data/cat.178.jpg --model
 usage_error "classify, non-numeric --threads" classify --threads many data/cat.178.jpg
+usage_error "classify, unknown --precision" classify --precision fp8 data/cat.178.jpg
+usage_error "eval, unknown --precision" eval --precision f64 data
+usage_error "train, unknown --precision" train --precision half --data data --out x
+usage_error "bench, unknown --precision" bench --precision bf8
 usage_error "classify, negative --threads" classify --threads=-1 data/cat.178.jpg
 usage_error "classify, --json with a value" classify --json=yes data/cat.178.jpg
 usage_error "info with two models" info a.safetensors b.safetensors
@@ -323,6 +327,14 @@ else
     run classify --model "$model" --threads 1 $photos
     checks=$((checks + 1))
     cmp -s "$tmp/out" "$tmp/threads0" || fail "--threads 1 changes the verdicts"
+    # bf16 convolutions and dense layer: the same verdicts on the sample
+    # photos (the labels; probabilities move in the second decimal).
+    # shellcheck disable=SC2086
+    run classify --model "$model" --precision bf16 $photos
+    expect 0 "classify --precision bf16"
+    checks=$((checks + 1))
+    [ "$(cut -f 1,2 "$tmp/out")" = "$(cut -f 1,2 "$tmp/threads0")" ] ||
+        fail "--precision bf16 changes the verdicts: $(cat "$tmp/out")"
 
     run maps --model "$model" --colormap viridis --out "$tmp/maps/shipped" data/dog.630.jpg
     expect 0 "maps with the shipped model"

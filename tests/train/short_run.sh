@@ -6,7 +6,11 @@
 #      and resumed writes the same bytes as the uninterrupted run;
 #   3. a damaged checkpoint is refused; SIGINT (Ctrl-C) stops cleanly with a checkpoint, status 130;
 #   4. a different seed gives different weights;
-#   5. catdog eval of the result prints its contract line.
+#   5. catdog eval of the result prints its contract line (and with
+#      --precision bf16 too);
+#   6. --precision bf16: the trainer says so, the same seed gives the same
+#      bytes, not f32's, and stop + resume (which keeps the precision
+#      recorded in the checkpoint) gives the uninterrupted run's bytes.
 # Exit 77 (skip) when the data set or the binary is absent.
 set -u
 
@@ -73,5 +77,29 @@ check $? "another seed gave the same bytes"
 check $? "eval failed"
 tail -n 1 "$tmp/out" | grep -Eq '^accuracy [01]\.[0-9]{4} logloss [0-9]+\.[0-9]{4} n 100$'
 check $? "eval's last line is not 'accuracy A logloss L n 100': $(tail -n 1 "$tmp/out")"
+
+"$CATDOG" eval --precision bf16 --model "$tmp/a.safetensors" --limit 50 "$data/validation" \
+    >"$tmp/out" 2>"$tmp/err"
+check $? "eval --precision bf16 failed"
+tail -n 1 "$tmp/out" | grep -Eq '^accuracy [01]\.[0-9]{4} logloss [0-9]+\.[0-9]{4} n 100$'
+check $? "eval --precision bf16: last line $(tail -n 1 "$tmp/out")"
+
+# bf16: a (the f32 run) moves to f32.safetensors; a is then the
+# uninterrupted bf16 run that resume_matches compares with.
+mv "$tmp/a.safetensors" "$tmp/f32.safetensors"
+train "$tmp/a.safetensors" --precision bf16
+check $? "bf16 run failed"
+grep -q "precision bf16" "$tmp/err"
+check $? "bf16 run: the trainer does not say 'precision bf16': $(head -n 3 "$tmp/err")"
+train "$tmp/g.safetensors" --precision bf16
+cmp -s "$tmp/a.safetensors" "$tmp/g.safetensors"
+check $? "two bf16 runs with the same seed and threads differ"
+cmp -s "$tmp/a.safetensors" "$tmp/f32.safetensors"
+test $? -ne 0
+check $? "--precision bf16 gave the f32 run's bytes"
+train "$tmp/h.safetensors" --precision bf16 --stop-after 7
+test $? -eq 130 && grep -q '"precision":"bf16"' "$tmp/h.safetensors.ckpt"
+check $? "bf16 --stop-after: no checkpoint recording precision bf16"
+resume_matches h 150
 
 summary short_run

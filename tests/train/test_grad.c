@@ -109,7 +109,8 @@ static void test_conv(int n, int h, int w, int c, int oc, int k, int stride,
              oc, k, stride, pad);
     conv_ctx x;
     x.g = (tk_conv){n, h, w, c, oc, k, stride, pad, pad,
-                    (h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1, NULL};
+                    (h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1, NULL,
+                    CNN_PRECISION_F32};
     const tk_conv *g = &x.g;
     size_t ni = (size_t)n * h * w * c, nw = (size_t)oc * c * k * k;
     size_t no = (size_t)n * g->oh * g->ow * oc;
