@@ -428,6 +428,10 @@ static void test_dispatch(void)
     CHECK(cnn_kernels_for(CNN_ISA_PORTABLE) == &cnn_kernels_portable);
     const char *saved = getenv("CATDOG_FORCE_PORTABLE");
     char *copy = saved ? strdup(saved) : NULL;
+    /* The CPU's own best set: without a CATDOG_ISA the run may set. */
+    const char *saved_isa = getenv("CATDOG_ISA");
+    char *copy_isa = saved_isa ? strdup(saved_isa) : NULL;
+    unsetenv("CATDOG_ISA");
     setenv("CATDOG_FORCE_PORTABLE", "1", 1);
     CHECK(cnn_isa_default() == CNN_ISA_PORTABLE);
     setenv("CATDOG_FORCE_PORTABLE", "0", 1);
@@ -437,6 +441,8 @@ static void test_dispatch(void)
     if (copy) setenv("CATDOG_FORCE_PORTABLE", copy, 1);
     else unsetenv("CATDOG_FORCE_PORTABLE");
     free(copy);
+    if (copy_isa) setenv("CATDOG_ISA", copy_isa, 1);
+    free(copy_isa);
 
     cnn_model *m = NULL;
     CHECK_OK(cnn_model_from_spec("article", &m));
