@@ -438,6 +438,10 @@ int cmd_bench(int argc, char **argv)
            cnn_isa_name(isa));
     if (getenv("CATDOG_FORCE_PORTABLE") && no.isa < 0 && isa == CNN_ISA_PORTABLE)
         fputs(" (forced by CATDOG_FORCE_PORTABLE)", stdout);
+    cnn_cache_info caches;
+    if (cnn_cpu_caches(&caches) == CNN_OK)
+        printf("; caches L1d %zu KB, L2 %zu KB, L3 %zu KB (%s)", caches.l1d >> 10, caches.l2 >> 10,
+               caches.l3 >> 10, caches.source);
     putchar('\n');
     printf("FMA peak, one thread (measured):");
     double peak = 0;

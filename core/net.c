@@ -30,6 +30,7 @@
 #if defined(__linux__) && !defined(_DEFAULT_SOURCE)
 #define _DEFAULT_SOURCE
 #endif
+#include "blocking.h"
 #include "cnn_internal.h"
 #include "kernels.h"
 #include "pool.h"
@@ -54,6 +55,7 @@ typedef struct {
     int oh, ow, oc;      /* output shape */
     int k, stride, pad_top, pad_left;
     int fold_bn;         /* conv: batchnorm layer folded into it, or -1 */
+    int c_slice;         /* conv: input channels per pass (blocking.h) */
     cnn_wfmt wfmt;       /* dense: weight storage */
     size_t weight_bytes; /* packed weights */
     double nonzero;      /* dense: fraction of non-zero inputs in the last pass */
@@ -85,6 +87,7 @@ struct cnn_net {
     int32_t *nz;        /* dense: indices of non-zero inputs, [max_batch][max_in] */
     int *n_nz;          /* [max_batch] */
     size_t max_dense_in;
+    size_t dense_chunk; /* dense weight bytes per chunk at batch > 1 (blocking.h) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -121,6 +124,7 @@ static void conv_items(void *ctx, size_t i0, size_t i1)
     const step *s = r->s;
     const cnn_conv_shape shape = {
         s->h, s->w, s->c, s->oc, s->k, s->stride, s->pad_top, s->pad_left, s->oh, s->ow, s->relu,
+        s->c_slice,
     };
     const int bl = r->net->kern->conv_block, n_ocb = (s->oc + bl - 1) / bl;
     const int g = conv_group(r->net, s), groups = (s->oh + g - 1) / g;
@@ -167,7 +171,7 @@ static void dense_items(void *ctx, size_t b0, size_t b1)
         if (r->n == 1) {
             net->kern->dense_acc(r->in, net->nz, net->n_nz[0], w, s->wfmt, width, r->out + u0);
         } else {
-            const size_t rows = ((size_t)512 << 10) / ((size_t)width * esize);
+            const size_t rows = net->dense_chunk / ((size_t)width * esize);
             const int chunk = rows < 64 ? 64 : rows > (size_t)in_f ? in_f : (int)rows;
             for (int c0 = 0; c0 < in_f; c0 += chunk) {
                 const int c1 = in_f - c0 < chunk ? in_f : c0 + chunk;
@@ -483,6 +487,7 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
     net->isa = isa;
     net->kern = cnn_kernels_for(isa);
     net->max_batch = max_batch;
+    net->dense_chunk = cnn_blocking_get()->dense_chunk;
     cnn_status pst = cnn_pool_create(cnn_cpu_count(), &net->pool);
     if (pst != CNN_OK) return fail_free(net, pst);
 
@@ -547,6 +552,8 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
             s->kind = STEP_CONV;
             s->k = L->kernel, s->stride = L->stride;
             s->pad_top = L->pad_top, s->pad_left = L->pad_left;
+            s->c_slice = cnn_conv_slice_channels(cnn_blocking_get(), L->kernel, L->in_c,
+                                                 net->kern->conv_block);
             const size_t bl = (size_t)net->kern->conv_block;
             const size_t blocks = ((size_t)L->filters + bl - 1) / bl;
             size_t wcount = 0;

@@ -188,7 +188,7 @@ void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
     const cnn_kernels *kern = kset(g->kern);
     const int B = kern->conv_block, n_ocb = (g->oc + B - 1) / B;
     const cnn_conv_shape shape = {g->h, g->w, g->c, g->oc, g->k, g->stride, g->pad_top,
-                                  g->pad_left, g->oh, g->ow, 0};
+                                  g->pad_left, g->oh, g->ow, 0, 0};
     int rows = (4 * kern->conv_pixels + g->ow - 1) / g->ow;
     rows = rows < 1 ? 1 : rows > g->oh ? g->oh : rows;
     const size_t groups = (size_t)(g->oh + rows - 1) / rows;
