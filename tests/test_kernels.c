@@ -51,12 +51,12 @@ static void check_conv(const cnn_kernels *kern, const conv_case *cc, const float
     float *out = malloc(n_out * sizeof *out), *grouped = malloc(n_out * sizeof *grouped);
     /* Each output sums c*k*k products of values below 1 in magnitude. */
     const double tol = 2e-6 * (cc->c * cc->k * cc->k + 1);
-    /* Input channels per pass: this machine's choice (0), then one pass,
-     * one channel per pass, and three passes (blocking.h): each sums in
-     * another order, all within the tolerance. */
-    const int slices[4] = {0, cc->c, 1, (cc->c + 2) / 3};
-    for (int v = 0; v < 8; v++) {
-        const int relu = v & 1, c_slice = slices[v >> 1];
+    /* Input channels per pass (blocking.h): this machine's choice (0)
+     * with and without relu, then one channel per pass and three passes:
+     * each sums in another order, all within the tolerance. */
+    const int variants[4][2] = {{0, 0}, {1, 0}, {1, 1}, {0, (cc->c + 2) / 3}};
+    for (int v = 0; v < 4; v++) {
+        const int relu = variants[v][0], c_slice = variants[v][1];
         const cnn_conv_shape s = {cc->h, cc->w, cc->c, cc->oc, cc->k, cc->stride, cc->pt, cc->pl,
                                   oh, ow, relu, c_slice};
         const float *want = relu ? ref_relu : ref;
