@@ -449,6 +449,10 @@ int cmd_bench(int argc, char **argv)
     printf(", precision %s", cnn_precision_name(no.precision));
     if (no.precision == CNN_PRECISION_BF16 && !cnn_isa_has_bf16(isa))
         fputs(" (emulated: no bf16 instructions in these kernels)", stdout);
+    cnn_cache_info caches;
+    if (cnn_cpu_caches(&caches) == CNN_OK)
+        printf("; caches L1d %zu KB, L2 %zu KB, L3 %zu KB (%s)", caches.l1d >> 10, caches.l2 >> 10,
+               caches.l3 >> 10, caches.source);
     putchar('\n');
     printf("FMA peak, one thread (measured):");
     double peak = 0;

@@ -138,6 +138,17 @@ static void progress(const cnn_train_progress *p, void *user)
     fflush(stderr);
 }
 
+/* Seconds between progress lines: 5, or $CATDOG_PROGRESS_S (0: after
+ * every step, which tests/bench/compare uses to time single steps). */
+static double progress_interval(void)
+{
+    const char *v = getenv("CATDOG_PROGRESS_S");
+    if (!v || !*v) return 5.0;
+    char *end = NULL;
+    const double s = strtod(v, &end);
+    return *end == '\0' && s >= 0.0 && s <= 3600.0 ? s : 5.0;
+}
+
 static bool parse_float(const char *name, const char *text, float lo,
                         float hi, float *out)
 {
@@ -335,7 +346,7 @@ int cmd_train(int argc, char **argv)
         .out_dtype = a.dtype,
         .progress = progress,
         .progress_user = &recipe_on,
-        .progress_interval_s = 5.0,
+        .progress_interval_s = progress_interval(),
         .stop = &stop_requested,
         .stop_after_steps = a.stop_after,
     };

@@ -404,6 +404,23 @@ void cnn_cpu_name(char *buf, size_t size);
 /* Processors this process may use (at least 1, at most 1024). */
 int cnn_cpu_count(void);
 
+/* The data caches one core uses, in bytes, which the inference kernels'
+ * blocking is derived from (net.c, kernels_impl.h).  Read from CPUID
+ * (leaf 4 on Intel, 0x8000001D on AMD), else Linux's sysfs, else
+ * sysconf; a size nothing reports is assumed (32 KB L1, 512 KB L2, no
+ * L3).  $CATDOG_CACHE ("l1d=32K,l2=2M,l3=32M", any of them) replaces
+ * what it names. */
+typedef struct {
+    size_t l1d;        /* level-1 data cache of one core */
+    size_t l2;         /* level-2 cache (of one core, or shared by a few) */
+    size_t l3;         /* last-level cache, 0 when there is none */
+    char source[32];   /* where the sizes came from: "cpuid", "sysfs", ... */
+} cnn_cache_info;
+
+/* Fills *out (never fails on a working CPU: what cannot be read is
+ * assumed and `source` says so); CNN_ERR_ARG for NULL. */
+cnn_status cnn_cpu_caches(cnn_cache_info *out);
+
 /* Storage of a dense layer's packed weights in a net. */
 typedef enum {
     CNN_WFMT_F32 = 0,

@@ -20,6 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#ifdef CNN_HAVE_X86_KERNELS
+#include <cpuid.h>
+#endif
 
 #if defined(CNN_HAVE_AVX512BF16_KERNELS) || defined(CNN_HAVE_AMX_KERNELS)
 #include <cpuid.h>
@@ -287,4 +291,186 @@ void cnn_cpu_name(char *buf, size_t size)
         break;
     }
     fclose(f);
+}
+
+/* ------------------------------------------------------------------ */
+/* Cache sizes                                                        */
+/* ------------------------------------------------------------------ */
+
+/* Plausible sizes only: a hypervisor may report zeros or nonsense. */
+static size_t plausible(size_t bytes, size_t lo, size_t hi)
+{
+    return bytes >= lo && bytes <= hi ? bytes : 0;
+}
+
+enum { KB = 1024 };
+#define L1_LO ((size_t)4 * KB)
+#define L1_HI ((size_t)1024 * KB)
+#define L2_LO ((size_t)64 * KB)
+#define L2_HI ((size_t)256 * 1024 * KB)
+#define L3_LO ((size_t)256 * KB)
+#define L3_HI ((size_t)4096 * 1024 * KB)
+
+static void keep_level(cnn_cache_info *c, int level, size_t bytes)
+{
+    if (level == 1 && !c->l1d) c->l1d = plausible(bytes, L1_LO, L1_HI);
+    else if (level == 2 && !c->l2) c->l2 = plausible(bytes, L2_LO, L2_HI);
+    else if (level == 3 && !c->l3) c->l3 = plausible(bytes, L3_LO, L3_HI);
+}
+
+#ifdef CNN_HAVE_X86_KERNELS
+/* The deterministic cache parameters of CPUID leaf `leaf` (4 on Intel,
+ * 0x8000001D on AMD: the same layout): one sub-leaf per cache until the
+ * type field is 0.  Data and unified caches only. */
+static bool cpuid_caches(unsigned leaf, cnn_cache_info *c)
+{
+    bool any = false;
+    for (unsigned sub = 0; sub < 16; sub++) {
+        unsigned a, b, cx, d;
+        if (!__get_cpuid_count(leaf, sub, &a, &b, &cx, &d)) return any;
+        const unsigned type = a & 0x1f, level = (a >> 5) & 0x7;
+        if (type == 0) break;
+        if (type != 1 && type != 3) continue; /* 2: instruction cache */
+        const size_t ways = ((b >> 22) & 0x3ff) + 1, parts = ((b >> 12) & 0x3ff) + 1;
+        const size_t line = (b & 0xfff) + 1, sets = (size_t)cx + 1;
+        keep_level(c, (int)level, ways * parts * line * sets);
+        any = true;
+    }
+    return any;
+}
+
+static bool caches_from_cpuid(cnn_cache_info *c)
+{
+    unsigned a, b, cx, d;
+    if (!__get_cpuid(0, &a, &b, &cx, &d)) return false;
+    /* "AuthenticAMD" / "HygonGenuine" report through 0x8000001D (with the
+     * topology extensions), others (Intel, and hypervisors copying it)
+     * through leaf 4. */
+    const bool amd = (b == 0x68747541u && d == 0x69746e65u && cx == 0x444d4163u) ||
+                     (b == 0x6f677948u && d == 0x6e65476eu && cx == 0x656e6975u);
+    if (!amd && a >= 4 && cpuid_caches(4, c)) return true;
+    unsigned ext = __get_cpuid_max(0x80000000u, NULL);
+    if (ext >= 0x8000001Du && __get_cpuid(0x80000001u, &a, &b, &cx, &d) && (cx & (1u << 22)))
+        return cpuid_caches(0x8000001Du, c);
+    return false;
+}
+#endif
+
+/* "48K", "1024K", "2M", "32768" (bytes): 0 when not a size. */
+static size_t parse_size(const char *s, const char **end)
+{
+    char *e;
+    unsigned long long v = strtoull(s, &e, 10);
+    if (e == s) {
+        *end = s;
+        return 0;
+    }
+    unsigned long long mul = 1;
+    if (*e == 'K' || *e == 'k') mul = 1024, e++;
+    else if (*e == 'M' || *e == 'm') mul = 1024 * 1024, e++;
+    *end = e;
+    return v > (unsigned long long)SIZE_MAX / mul ? 0 : (size_t)(v * mul);
+}
+
+#ifdef __linux__
+/* /sys/devices/system/cpu/cpu0/cache/indexN/{level,type,size}. */
+static bool caches_from_sysfs(cnn_cache_info *c)
+{
+    bool any = false;
+    for (int i = 0; i < 16; i++) {
+        char path[96], type[32] = "", size[32] = "";
+        int level = 0;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
+        FILE *f = fopen(path, "r");
+        if (!f) break;
+        if (fscanf(f, "%d", &level) != 1) level = 0;
+        fclose(f);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", i);
+        if ((f = fopen(path, "r"))) {
+            if (!fgets(type, sizeof type, f)) type[0] = '\0';
+            fclose(f);
+        }
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+        if ((f = fopen(path, "r"))) {
+            if (!fgets(size, sizeof size, f)) size[0] = '\0';
+            fclose(f);
+        }
+        if (strncmp(type, "Data", 4) != 0 && strncmp(type, "Unified", 7) != 0) continue;
+        const char *end;
+        const size_t bytes = parse_size(size, &end);
+        if (bytes) {
+            keep_level(c, level, bytes);
+            any = true;
+        }
+    }
+    return any;
+}
+#endif
+
+static bool caches_from_sysconf(cnn_cache_info *c)
+{
+    bool any = false;
+#if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE) && \
+    defined(_SC_LEVEL3_CACHE_SIZE)
+    const int names[3] = {_SC_LEVEL1_DCACHE_SIZE, _SC_LEVEL2_CACHE_SIZE, _SC_LEVEL3_CACHE_SIZE};
+    for (int i = 0; i < 3; i++) {
+        const long v = sysconf(names[i]);
+        if (v > 0) {
+            keep_level(c, i + 1, (size_t)v);
+            any = true;
+        }
+    }
+#else
+    (void)c;
+#endif
+    return any;
+}
+
+/* $CATDOG_CACHE: "l1d=32K,l2=2M,l3=32M", any subset, any order. */
+static bool caches_from_env(cnn_cache_info *c)
+{
+    const char *s = getenv("CATDOG_CACHE");
+    bool any = false;
+    while (s && *s) {
+        int level = strncmp(s, "l1d=", 4) == 0 ? 1 : strncmp(s, "l2=", 3) == 0 ? 2
+                  : strncmp(s, "l3=", 3) == 0 ? 3 : 0;
+        if (!level) break;
+        const char *end;
+        const size_t bytes = parse_size(strchr(s, '=') + 1, &end);
+        const size_t ok = level == 1 ? plausible(bytes, L1_LO, L1_HI)
+                        : level == 2 ? plausible(bytes, L2_LO, L2_HI)
+                                     : plausible(bytes, L3_LO, L3_HI);
+        if (!ok || (*end && *end != ',')) break;
+        if (level == 1) c->l1d = ok;
+        else if (level == 2) c->l2 = ok;
+        else c->l3 = ok;
+        any = true;
+        s = *end ? end + 1 : end;
+    }
+    return any;
+}
+
+cnn_status cnn_cpu_caches(cnn_cache_info *out)
+{
+    if (!out) return cnn_fail(CNN_ERR_ARG, "cnn_cpu_caches: NULL argument");
+    cnn_cache_info c = {0};
+    const char *from = NULL;
+#ifdef CNN_HAVE_X86_KERNELS
+    if (caches_from_cpuid(&c) && c.l1d && c.l2) from = "cpuid";
+#endif
+#ifdef __linux__
+    if ((!c.l1d || !c.l2) && caches_from_sysfs(&c) && c.l1d && c.l2) from = "sysfs";
+#endif
+    if ((!c.l1d || !c.l2) && caches_from_sysconf(&c) && c.l1d && c.l2) from = "sysconf";
+    if (!c.l1d || !c.l2) {
+        if (!c.l1d) c.l1d = (size_t)32 * KB;
+        if (!c.l2) c.l2 = (size_t)512 * KB;
+        snprintf(c.source, sizeof c.source, "%s%s", from ? from : "assumed",
+                 from ? ", partly assumed" : "");
+    } else {
+        snprintf(c.source, sizeof c.source, "%s", from);
+    }
+    if (caches_from_env(&c)) snprintf(c.source, sizeof c.source, "CATDOG_CACHE");
+    *out = c;
+    return CNN_OK;
 }

@@ -32,6 +32,9 @@ typedef struct {
     int oc, k, stride, pad_top, pad_left;
     int oh, ow;                   /* output */
     int relu;                     /* clamp the output at 0 */
+    /* Input channels per pass (blocking.h; the planner's choice, which
+     * sets the order of each output's sum); 0: this machine's blocking. */
+    int c_slice;
 } cnn_conv_shape;
 
 typedef struct {

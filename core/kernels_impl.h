@@ -36,6 +36,7 @@
  * the layer is bound by memory bandwidth, so rows are prefetched ahead
  * and may be stored as bf16 or f16 (widened to f32 on load, f32
  * accumulation). */
+#include "blocking.h"
 #include "kernels.h"
 
 #include <string.h>
@@ -122,14 +123,12 @@ KINLINE vf load_f16(const uint16_t *p)
 
 enum { TILE_OC = VW * CONV_NV };
 
-/* A block of output channels whose weights take more than CONV_SLICE_ABOVE
- * bytes runs as several passes over slices of the input channels, each
- * slice's weights at most CONV_L1_WEIGHTS, so that they stay in the L1
- * cache next to the inputs a tile reads.  Smaller blocks run in one pass:
- * the L2 cache feeds them fast enough, and every pass costs a store and
- * a load of the outputs.  (Measured on the article's and catdog-v1's
- * layers.) */
-enum { CONV_L1_WEIGHTS = 40 * 1024, CONV_SLICE_ABOVE = 96 * 1024 };
+/* A block of output channels whose weights are too big for the L1 cache
+ * runs as several passes over slices of the input channels (s->c_slice
+ * of them, from the L1 size: blocking.h), so that a slice's weights stay
+ * in the L1 cache next to the inputs a tile reads.  Smaller blocks run in
+ * one pass: the L2 cache feeds them fast enough, and every pass costs a
+ * store and a load of the outputs. */
 
 /* What a tile sums: for each of nky window rows (rs input floats apart,
  * wrs weight floats apart), nseg segments (sin input floats, sw weight
@@ -336,12 +335,8 @@ static void KN(conv_rows)(const cnn_conv_shape *s, const float *in, const float 
     const int oc0 = ocb * TILE_OC, n_oc = imin(TILE_OC, s->oc - oc0);
     const float *wb = wpack + (size_t)ocb * k * wrs;
     float *o0 = out + oc0;
-    const size_t block_bytes = (size_t)k * wrs * sizeof(float);
-    const int passes =
-        block_bytes <= CONV_SLICE_ABOVE
-            ? 1
-            : (int)imin(c, (int)((block_bytes + CONV_L1_WEIGHTS - 1) / CONV_L1_WEIGHTS));
-    const int slice = (c + passes - 1) / passes;
+    const int slice = s->c_slice > 0 ? imin(s->c_slice, c)
+                                     : cnn_conv_slice_channels(cnn_blocking_get(), k, c, TILE_OC);
 
     for (int c0 = 0; c0 < c; c0 += slice) {
         const int cl = imin(slice, c - c0);

@@ -39,6 +39,7 @@
 #define _DEFAULT_SOURCE
 #endif
 #include "bf16.h"
+#include "blocking.h"
 #include "kernels.h"
 #include "layers.h"
 #include "pool.h"
@@ -73,6 +74,7 @@ typedef struct {
     int oh, ow, oc;      /* output shape */
     int k, stride, pad_top, pad_left;
     int fold_bn;         /* conv: batchnorm layer folded into it, or -1 */
+    int c_slice;         /* conv: input channels per pass (blocking.h) */
     cnn_wfmt wfmt;       /* dense: weight storage */
     size_t weight_bytes; /* packed weights */
     double nonzero;      /* dense: fraction of non-zero inputs in the last pass */
@@ -112,6 +114,7 @@ struct cnn_net {
     int32_t *nz;        /* dense: indices of non-zero inputs, [max_batch][max_in] */
     int *n_nz;          /* [max_batch] */
     size_t max_dense_in;
+    size_t dense_chunk; /* dense weight bytes per chunk at batch > 1 (blocking.h) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -148,6 +151,7 @@ static void conv_items(void *ctx, size_t i0, size_t i1)
     const step *s = r->s;
     const cnn_conv_shape shape = {
         s->h, s->w, s->c, s->oc, s->k, s->stride, s->pad_top, s->pad_left, s->oh, s->ow, s->relu,
+        s->c_slice,
     };
     const int bl = r->net->kern->conv_block, n_ocb = (s->oc + bl - 1) / bl;
     const int g = conv_group(r->net, s), groups = (s->oh + g - 1) / g;
@@ -202,6 +206,7 @@ static void conv_bf16_items(void *ctx, size_t i0, size_t i1)
     cnn_net *net = (cnn_net *)r->net;
     const cnn_conv_shape shape = {
         s->h, s->w, s->c, s->oc, s->k, s->stride, s->pad_top, s->pad_left, s->oh, s->ow, s->relu,
+        0, /* (the bf16 GEMM takes no channel slices) */
     };
     /* At most as many items run at once as the pool has threads. */
     int slot = 0;
@@ -274,7 +279,7 @@ static void dense_items(void *ctx, size_t b0, size_t b1)
         if (r->n == 1) {
             net->kern->dense_acc(r->in, net->nz, net->n_nz[0], w, s->wfmt, width, r->out + u0);
         } else {
-            const size_t rows = ((size_t)512 << 10) / ((size_t)width * esize);
+            const size_t rows = net->dense_chunk / ((size_t)width * esize);
             const int chunk = rows < 64 ? 64 : rows > (size_t)in_f ? in_f : (int)rows;
             for (int c0 = 0; c0 < in_f; c0 += chunk) {
                 const int c1 = in_f - c0 < chunk ? in_f : c0 + chunk;
@@ -629,6 +634,7 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
     net->kern = cnn_kernels_for(isa);
     net->precision = opt->precision;
     net->max_batch = max_batch;
+    net->dense_chunk = cnn_blocking_get()->dense_chunk;
     cnn_status pst = cnn_pool_create(cnn_cpu_count(), &net->pool);
     if (pst != CNN_OK) return fail_free(net, pst);
 
@@ -689,6 +695,8 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
         case STEP_CONV: {
             s->k = L->kernel, s->stride = L->stride;
             s->pad_top = L->pad_top, s->pad_left = L->pad_left;
+            s->c_slice = cnn_conv_slice_channels(cnn_blocking_get(), L->kernel, L->in_c,
+                                                 net->kern->conv_block);
             if (bf16) {
                 size_t kc = 0, halves = 0;
                 ok = cnn_mul_size((size_t)L->kernel * L->kernel, (size_t)L->in_c, &kc) &&

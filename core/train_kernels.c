@@ -42,6 +42,7 @@
  * too. */
 #include "train_kernels.h"
 #include "bf16.h"
+#include "blocking.h"
 
 #include <math.h>
 #include <string.h>
@@ -313,7 +314,7 @@ static void conv_forward_bf16(const tk_conv *g, const cnn_kernels *kern, const f
     conv_fwd_bf16_job j = {
         .g = g, .kern = kern,
         .shape = {g->h, g->w, g->c, g->oc, g->k, g->stride, g->pad_top, g->pad_left,
-                  g->oh, g->ow, 0},
+                  g->oh, g->ow, 0, 0},
         .wb = wb, .bias = bias, .out = out, .scratch = scratch,
         .per = conv_thread_floats(g), .pix = (size_t)g->oh * g->ow,
         .in_img = (size_t)g->h * g->w * g->c,
@@ -341,10 +342,14 @@ void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
         return;
     }
     const int B = kern->conv_block, n_ocb = (g->oc + B - 1) / B;
+    /* Input-channel slices from the trainer's fixed rule, never from this
+     * machine's caches: the slicing sets each output's order of sums, and
+     * training must give the same bytes on any machine (blocking.h). */
     conv_fwd_job j = {
         .g = g, .kern = kern,
         .shape = {g->h, g->w, g->c, g->oc, g->k, g->stride, g->pad_top, g->pad_left,
-                  g->oh, g->ow, 0},
+                  g->oh, g->ow, 0,
+                  cnn_conv_slice_channels(cnn_blocking_training(), g->k, g->c, B)},
         .in = in, .wt = wt, .bias = scratch, .out = out, .n_ocb = n_ocb,
     };
     int rows = (4 * kern->conv_pixels + g->ow - 1) / g->ow;
@@ -446,7 +451,7 @@ static void conv_weight_chunks_bf16(const tk_conv *g, const cnn_kernels *kern,
     const size_t ldb = cnn_bf16_round_up(K, 16), kp = cnn_bf16_round_up(K, 2);
     const size_t in_img = (size_t)g->h * g->w * g->c;
     const cnn_conv_shape shape = {g->h, g->w, g->c, g->oc, g->k, g->stride, g->pad_top,
-                                  g->pad_left, g->oh, g->ow, 0};
+                                  g->pad_left, g->oh, g->ow, 0, 0};
     uint16_t *bp = (uint16_t *)(void *)col;          /* [TK_CHUNK / 2][ldb][2] */
     uint16_t *ap = bp + (size_t)TK_CHUNK * ldb;      /* [oc][pce] */
     uint16_t *two = ap + (size_t)oc * TK_CHUNK;      /* 2 patches of kp */

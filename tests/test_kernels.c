@@ -3,6 +3,7 @@
  * weight formats and thread counts; the run-time choice of set; dense
  * weight storage chosen by the planner.  Sets the CPU lacks are reported
  * and skipped (the test fails only on what it can run). */
+#include "blocking.h"
 #include "check.h"
 #include "cnn_internal.h"
 #include "kernels.h"
@@ -50,9 +51,14 @@ static void check_conv(const cnn_kernels *kern, const conv_case *cc, const float
     float *out = malloc(n_out * sizeof *out), *grouped = malloc(n_out * sizeof *grouped);
     /* Each output sums c*k*k products of values below 1 in magnitude. */
     const double tol = 2e-6 * (cc->c * cc->k * cc->k + 1);
-    for (int relu = 0; relu <= 1; relu++) {
+    /* Input channels per pass (blocking.h): this machine's choice (0)
+     * with and without relu, then one channel per pass and three passes:
+     * each sums in another order, all within the tolerance. */
+    const int variants[4][2] = {{0, 0}, {1, 0}, {1, 1}, {0, (cc->c + 2) / 3}};
+    for (int v = 0; v < 4; v++) {
+        const int relu = variants[v][0], c_slice = variants[v][1];
         const cnn_conv_shape s = {cc->h, cc->w, cc->c, cc->oc, cc->k, cc->stride, cc->pt, cc->pl,
-                                  oh, ow, relu};
+                                  oh, ow, relu, c_slice};
         const float *want = relu ? ref_relu : ref;
         /* Rows one by one, channel blocks in a scrambled order, then rows
          * in groups of 3: each output must be computed the same way. */
@@ -66,9 +72,9 @@ static void check_conv(const cnn_kernels *kern, const conv_case *cc, const float
             for (int y = 0; y < oh; y += 3)
                 kern->conv_rows(&s, in, wp, bpad, grouped, y, y + 3 < oh ? y + 3 : oh, b);
         CHECKF(memcmp(out, grouped, n_out * sizeof *out) == 0,
-               "%s conv %dx%dx%d -> %d, k %d stride %d: rows in groups differ bitwise from one by "
-               "one",
-               kern->name, cc->h, cc->w, cc->c, cc->oc, cc->k, cc->stride);
+               "%s conv %dx%dx%d -> %d, k %d stride %d, slice %d: rows in groups differ bitwise "
+               "from one by one",
+               kern->name, cc->h, cc->w, cc->c, cc->oc, cc->k, cc->stride, c_slice);
         double err = 0;
         size_t worst = 0;
         for (size_t i = 0; i < n_out; i++) {
@@ -76,10 +82,10 @@ static void check_conv(const cnn_kernels *kern, const conv_case *cc, const float
             if (!(d <= err)) err = d, worst = i;
         }
         CHECKF(err <= tol,
-               "%s conv %dx%dx%d -> %d, k %d stride %d pad %d/%d/%d/%d relu %d: error %g at %zu "
-               "(%g vs %g)",
+               "%s conv %dx%dx%d -> %d, k %d stride %d pad %d/%d/%d/%d relu %d slice %d: error %g "
+               "at %zu (%g vs %g)",
                kern->name, cc->h, cc->w, cc->c, cc->oc, cc->k, cc->stride, cc->pt, cc->pl, cc->pb,
-               cc->pr, relu, err, worst, out[worst], want[worst]);
+               cc->pr, relu, c_slice, err, worst, out[worst], want[worst]);
     }
     free(bpad), free(wp), free(out), free(grouped);
 }
@@ -459,6 +465,69 @@ static void test_dispatch(void)
     cnn_model_free(m);
 }
 
+/* Cache sizes and the blocking derived from them (blocking.h). */
+static void test_blocking(void)
+{
+    cnn_cache_info c;
+    CHECK_FAILS(cnn_cpu_caches(NULL), CNN_ERR_ARG, "NULL");
+    const char *saved = getenv("CATDOG_CACHE");
+    char *copy = saved ? strdup(saved) : NULL;
+    unsetenv("CATDOG_CACHE");
+    CHECK_OK(cnn_cpu_caches(&c));
+    printf("caches (%s): L1d %zu KB, L2 %zu KB, L3 %zu KB\n", c.source, c.l1d / 1024,
+           c.l2 / 1024, c.l3 / 1024);
+    CHECK(c.l1d >= 4096 && c.l1d <= (1u << 20));
+    CHECK(c.l2 >= (64u << 10) && c.l2 <= (256u << 20));
+    CHECK(c.l3 == 0 || c.l3 >= c.l2 / 8);
+    CHECK(c.source[0] != '\0');
+    const cnn_cache_info detected = c;
+    /* The override replaces what it names, keeps the rest, and refuses
+     * what is not a plausible size (then nothing of it is used). */
+    setenv("CATDOG_CACHE", "l1d=32K,l2=2M", 1);
+    CHECK_OK(cnn_cpu_caches(&c));
+    CHECK(c.l1d == 32768 && c.l2 == 2097152 && c.l3 == detected.l3);
+    CHECK(strcmp(c.source, "CATDOG_CACHE") == 0);
+    setenv("CATDOG_CACHE", "l3=64M", 1);
+    CHECK_OK(cnn_cpu_caches(&c));
+    CHECK(c.l1d == detected.l1d && c.l2 == detected.l2 && c.l3 == ((size_t)64 << 20));
+    setenv("CATDOG_CACHE", "l1d=3", 1);
+    CHECK_OK(cnn_cpu_caches(&c));
+    CHECK(c.l1d == detected.l1d && strcmp(c.source, detected.source) == 0);
+    setenv("CATDOG_CACHE", "l2=1M;l1d=16K", 1);
+    CHECK_OK(cnn_cpu_caches(&c));
+    CHECK(c.l2 == detected.l2 && c.l1d == detected.l1d);
+    if (copy) setenv("CATDOG_CACHE", copy, 1);
+    else unsetenv("CATDOG_CACHE");
+    free(copy);
+
+    /* 32 KB L1d and 1 MB L2, as this project's AMD EPYC VM reports
+     * them: catdog-v1's conv3 (64 inputs, 72 KB of weights per block) in
+     * one pass, conv4 and conv5 (128, 256) in slices of 22 and 24. */
+    cnn_blocking b;
+    cnn_blocking_from(&(cnn_cache_info){32 << 10, 1 << 20, 32 << 20, "test"}, &b);
+    CHECK(b.conv_l1_weights == 27305 && b.conv_slice_above == 96 * 1024);
+    CHECK(b.dense_chunk == 512 * 1024);
+    CHECK(cnn_conv_slice_channels(&b, 3, 64, 32) == 64);
+    CHECK(cnn_conv_slice_channels(&b, 3, 128, 32) == 22);
+    CHECK(cnn_conv_slice_channels(&b, 3, 256, 32) == 24);
+    CHECK(cnn_conv_slice_channels(&b, 3, 3, 32) == 3);
+    /* Never more passes than channels, never 0. */
+    CHECK(cnn_conv_slice_channels(&b, 15, 3, 32) == 3);
+    CHECK(cnn_conv_slice_channels(&b, 15, 4, 32) == 1);
+    CHECK(cnn_conv_slice_channels(&b, 0, 8, 32) == 8);
+    /* 48 KB L1d, 2 MB L2: conv4 in one pass, conv5 in slices of 32,
+     * larger dense chunks. */
+    cnn_blocking_from(&(cnn_cache_info){48 << 10, 2 << 20, 0, "test"}, &b);
+    CHECK(b.conv_l1_weights == 40 * 1024 && b.conv_slice_above == 144 * 1024);
+    CHECK(b.dense_chunk == 1024 * 1024);
+    CHECK(cnn_conv_slice_channels(&b, 3, 128, 32) == 128);
+    CHECK(cnn_conv_slice_channels(&b, 3, 256, 32) == 32);
+    /* This machine's, as the planner uses it. */
+    const cnn_blocking *mb = cnn_blocking_get();
+    CHECK(mb->caches.l1d == detected.l1d || getenv("CATDOG_CACHE"));
+    CHECK(mb->conv_l1_weights > 0 && mb->conv_slice_above > mb->conv_l1_weights);
+}
+
 int main(void)
 {
     test_rng = 0x243F6A8885A308D3ull; /* this program's own sequence */
@@ -480,5 +549,6 @@ int main(void)
     test_nets();
     test_dense_storage();
     test_dispatch();
+    test_blocking();
     return check_done("test_kernels");
 }

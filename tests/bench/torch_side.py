@@ -8,8 +8,16 @@ root).  Sub-commands, each printing one JSON object on stdout:
         and write PHOTO squashed to 150x150 as DIR/input.nchw and
         DIR/input.nhwc (float32, scaled as the model says)
   infer MODEL INPUT.nchw THREADS RUNS   batch-1 forward times (ms) and logit
-  train THREADS STEPS                   the article network's training step
-        at batch 32 (Adam, binary cross-entropy on logits), images/s
+  train THREADS STEPS [ARCH [fp32|bf16]]  a training step at batch 32 of the
+        built-in architecture ARCH (default article; catdog-v1 is the shipped
+        one): forward, binary cross-entropy on the logits, backward and an
+        Adam step on one fixed random batch (no augmentation, no data
+        loading); bf16 runs forward and loss under
+        torch.autocast('cpu', dtype=torch.bfloat16).  Median images/s over
+        STEPS steps after 2 warm-up steps
+  onednn        one convolution forward and backward in fp32, then under
+        bf16 autocast; run with ONEDNN_VERBOSE=1 in the environment, oneDNN
+        names the implementation of each on stdout (compare reads them)
 """
 import json
 import math
@@ -79,27 +87,103 @@ def infer(model, inp, threads, runs):
                       "logit": float(logit[0]), "torch": torch.__version__}))
 
 
-def train(threads, steps):
+def plain_net(spec):
+    """The spec as PyTorch users write such a network: nn.Sequential, the
+    convolutions padding themselves (CatdogNet pads with F.pad, an extra
+    copy that a hand-written network would not make).  None when a
+    convolution's padding is not symmetric."""
+    cc = ct.cc
+    h, w, c = spec["input"]
+    mods = []
+    flat = False
+    for layer in spec["layers"]:
+        t = layer["type"]
+        if t == "conv2d":
+            k, s = layer["kernel"], layer.get("stride", 1)
+            pt, pb, pl, pr = cc.conv_pads(layer, h, w)
+            if pt != pb or pl != pr:
+                return None
+            mods.append(torch.nn.Conv2d(c, layer["filters"], k, s, padding=(pt, pl),
+                                        bias=layer.get("bias", True)))
+            h, w = (h + pt + pb - k) // s + 1, (w + pl + pr - k) // s + 1
+            c = layer["filters"]
+        elif t == "batchnorm":
+            bn = torch.nn.BatchNorm1d if flat else torch.nn.BatchNorm2d
+            mods.append(bn(c, eps=layer.get("eps", 1e-5)))
+        elif t == "relu":
+            mods.append(torch.nn.ReLU(inplace=True))
+        elif t == "maxpool":
+            size, s = layer["size"], layer.get("stride", layer["size"])
+            mods.append(torch.nn.MaxPool2d(size, s))
+            h, w = (h - size) // s + 1, (w - size) // s + 1
+        elif t == "gap":
+            mods += [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()]
+            h = w = 1
+            flat = True
+        elif t == "flatten":
+            mods.append(torch.nn.Flatten())
+            c, h, w = c * h * w, 1, 1
+            flat = True
+        elif t == "dense":
+            mods.append(torch.nn.Linear(c, layer["units"], bias=layer.get("bias", True)))
+            c = layer["units"]
+        elif t == "dropout":
+            mods.append(torch.nn.Dropout(layer.get("rate", 0.5)))
+        elif t != "sigmoid":
+            return None
+    return torch.nn.Sequential(*mods)
+
+
+def train(threads, steps, arch="article", precision="fp32"):
     torch.set_num_threads(threads)
     torch.manual_seed(1)
-    net = ct.CatdogNet(ct.ARTICLE)
+    spec = ct.cc.BUILTIN_ARCHS[arch]
+    # The article's network as the earlier measurements ran it (CatdogNet);
+    # other architectures as written by hand.
+    net = (plain_net(spec) if arch != "article" else None) or ct.CatdogNet(spec)
     net.train()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x = torch.rand(32, 3, 150, 150)
+    # As catdog train: AdamW, weight decay 0.01 on conv and dense weights.
+    decay = [p for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+             for n, p in m.named_parameters() if n == "weight"]
+    ids = {id(p) for p in decay}
+    rest = [p for p in net.parameters() if id(p) not in ids]
+    opt = (torch.optim.Adam(net.parameters(), lr=1e-3) if arch == "article" else
+           torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
+                              {"params": rest, "weight_decay": 0.0}], lr=1e-3))
+    h, w, c = spec["input"]
+    x = torch.rand(32, c, h, w)
     y = (torch.rand(32) > 0.5).float()
     loss_fn = torch.nn.BCEWithLogitsLoss()
     times = []
     for i in range(steps + 2):
         t = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(net(x), y)
+        if precision == "bf16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = loss_fn(net(x).reshape(-1).float(), y)
+        else:
+            loss = loss_fn(net(x).reshape(-1), y)
         loss.backward()
         opt.step()
         if i >= 2:  # the first steps allocate
             times.append(time.perf_counter() - t)
     med = statistics.median(times)
     print(json.dumps({"images_per_s": 32 / med, "best_images_per_s": 32 / min(times),
-                      "loss": float(loss), "finite": math.isfinite(float(loss))}))
+                      "loss": float(loss), "finite": math.isfinite(float(loss)),
+                      "arch": arch, "precision": precision, "threads": threads,
+                      "steps": steps, "torch": torch.__version__}))
+
+
+def onednn():
+    torch.set_num_threads(1)
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False)
+    x = torch.rand(4, 64, 18, 18, requires_grad=True)
+    conv(x).sum().backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+    y.float().sum().backward()
+    print(json.dumps({"autocast_dtype": str(y.dtype), "mkldnn": torch.backends.mkldnn.is_available(),
+                      "torch": torch.__version__}), flush=True)
 
 
 def main(argv):
@@ -107,8 +191,10 @@ def main(argv):
         prepare(argv[2], argv[3], argv[4] if len(argv) > 4 else None)
     elif len(argv) == 6 and argv[1] == "infer":
         infer(argv[2], argv[3], int(argv[4]), int(argv[5]))
-    elif len(argv) == 4 and argv[1] == "train":
-        train(int(argv[2]), int(argv[3]))
+    elif 4 <= len(argv) <= 6 and argv[1] == "train":
+        train(int(argv[2]), int(argv[3]), *argv[4:])
+    elif len(argv) == 2 and argv[1] == "onednn":
+        onednn()
     else:
         print(__doc__, file=sys.stderr)
         return 2
