@@ -581,9 +581,10 @@ typedef enum {
 const char *cnn_fill_name(cnn_fill fill);
 
 /* The fill of a whole input tensor (in_h x in_w x in_c of the model, as
- * cnn_preprocess() writes it) in out (the same size): every pixel gray,
- * or the input blurred with a Gaussian of standard deviation sigma pixels
- * (separable, edges clamped; sigma > 0 and at most CNN_MAX_DIM). */
+ * cnn_preprocess() writes it) in out (the same size): every pixel gray
+ * (input is not read and may be NULL), or the input blurred with a
+ * Gaussian of standard deviation sigma pixels (separable, edges clamped;
+ * sigma > 0 and at most CNN_MAX_DIM). */
 cnn_status cnn_fill_input(const cnn_model *m, const float *input, cnn_fill fill, double sigma,
                           float *out);
 
