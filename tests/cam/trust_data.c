@@ -5,12 +5,13 @@
  *   - for the method given (Grad-CAM or occlusion 15/8), the deletion AUC
  *     is below the random map's and the insertion AUC above it on at
  *     least 90% of the photos.
- * The first PER_CLASS cats and dogs of DATA/validation (file names in
+ * The first 25 (--per-class) cats and dogs of DATA/validation (file names in
  * order), gray fill, 20 steps, the random map on the last conv layer's
  * grid (as `catdog cam --check`).
  *
- * usage: trust_data MODEL DATA gradcam|occlusion [--xfail CHECK]...
- * ($CATDOG_DATA overrides DATA).  One method per run (the two are two
+ * usage: trust_data MODEL DATA gradcam|occlusion [--per-class N] [--xfail CHECK]...
+ * ($CATDOG_DATA overrides DATA).  --per-class: photos of each class
+ * (default 25; the sanitizer build runs occlusion on 5 of each, for time).  One method per run (the two are two
  * tests); randomisation is checked for Grad-CAM.  --xfail names a check
  * known to fail on the model today ("deletion", "insertion" or
  * "randomisation"): its failure is printed as XFAIL and not counted, and
@@ -26,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { PER_CLASS = 25, STEPS = 20, BATCH = 16, MAX_STEPS = 32 };
+enum { MAX_PER_CLASS = 25, STEPS = 20, BATCH = 16, MAX_STEPS = 32 };
 
 static int by_name(const void *a, const void *b)
 {
@@ -86,12 +87,20 @@ static void threshold(const char *check, bool ok, const char *what)
 int main(int argc, char **argv)
 {
     bool bad = argc < 4 || (strcmp(argv[3], "gradcam") != 0 && strcmp(argv[3], "occlusion") != 0);
+    int per_class = MAX_PER_CLASS;
     for (int i = 4; i < argc && !bad; i += 2) {
-        bad = i + 1 >= argc || strcmp(argv[i], "--xfail") != 0 || n_xfail == 8;
-        if (!bad) xfail[n_xfail++] = argv[i + 1];
+        bad = i + 1 >= argc;
+        if (!bad && strcmp(argv[i], "--per-class") == 0) {
+            per_class = atoi(argv[i + 1]);
+            bad = per_class < 1 || per_class > MAX_PER_CLASS;
+        } else if (!bad) {
+            bad = strcmp(argv[i], "--xfail") != 0 || n_xfail == 8;
+            if (!bad) xfail[n_xfail++] = argv[i + 1];
+        }
     }
     if (bad) {
-        fprintf(stderr, "usage: trust_data MODEL DATA gradcam|occlusion [--xfail CHECK]...\n");
+        fprintf(stderr, "usage: trust_data MODEL DATA gradcam|occlusion [--per-class N] "
+                        "[--xfail CHECK]...\n");
         return 2;
     }
     const char *name = argv[3];
@@ -99,16 +108,16 @@ int main(int argc, char **argv)
         strcmp(name, "gradcam") == 0 ? CNN_EXPLAIN_GRADCAM : CNN_EXPLAIN_OCCLUSION;
     const char *env = getenv("CATDOG_DATA");
     const char *data = env && *env ? env : argv[2];
-    char folder[4096], *photos[2 * PER_CLASS];
+    char folder[4096], *photos[2 * MAX_PER_CLASS];
     int n = 0;
     const char *classes[] = {"cats", "dogs"};
     for (int c = 0; c < 2; c++) {
         snprintf(folder, sizeof folder, "%s/validation/%s", data, classes[c]);
-        n += list_photos(folder, PER_CLASS, photos + n);
+        n += list_photos(folder, per_class, photos + n);
     }
-    if (n < 2 * PER_CLASS) {
+    if (n < 2 * per_class) {
         printf("SKIP: fewer than %d validation photos of each class under %s/validation "
-               "(set CATDOG_DATA)\n", PER_CLASS, data);
+               "(set CATDOG_DATA)\n", per_class, data);
         for (int i = 0; i < n; i++) free(photos[i]);
         return 77;
     }
