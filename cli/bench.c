@@ -519,6 +519,11 @@ int cmd_bench(int argc, char **argv)
         for (int ti = 0; ti < n_threads && status == CLI_OK; ti++)
             status = bench_batch(m, &no, threads[ti], batch, input, &net_bytes);
     }
+    if (status == CLI_OK && m->in_h >= 15 && m->in_w >= 15) {
+        putchar('\n');
+        for (int ti = 0; ti < n_threads && status == CLI_OK; ti++)
+            status = cli_bench_occlusion(m, &no, threads[ti], input);
+    }
     free(input);
     if (status == CLI_OK && image)
         status = bench_image(m, &no, arch ? NULL : model_path, load_seconds, threads, n_threads, image);

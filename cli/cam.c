@@ -11,34 +11,63 @@
 #include <string.h>
 
 static const char usage_text[] = N_(
-    "usage: catdog cam [--model FILE] [--layer NAME] [--overlay FILE] --out FILE IMAGE\n"
+    "usage: catdog cam [--model FILE] [--method METHOD] [--layer NAME]\n"
+    "                  [--window N] [--stride N] [--fill gray|blur]\n"
+    "                  [--overlay FILE] --out FILE IMAGE\n"
+    "       catdog cam --check [--method METHOD] [options] IMAGE...\n"
     "\n"
-    "Runs the network on IMAGE and computes a Grad-CAM heat map of a conv\n"
-    "layer for the predicted label: where the layer's maps raise that\n"
-    "label's logit.  Prints one line\n"
-    "  IMAGE<TAB>LABEL<TAB>PROBABILITY<TAB>LAYER\n"
+    "Runs the network on IMAGE and computes a heat map for the predicted\n"
+    "label.  Grad-CAM (the default): where a conv layer's maps raise that\n"
+    "label's logit.  Occlusion: how much that logit drops when a gray (or\n"
+    "blurred) square hides each place, averaged over the squares that cover\n"
+    "it.  Prints one line\n"
+    "  IMAGE<TAB>LABEL<TAB>PROBABILITY<TAB>LAYER (or occlusion)\n"
     "then one line per file written.\n"
+    "\n"
+    "With --check, writes no file and prints, per method (both without\n"
+    "--method) and per IMAGE, how far to trust the map: the deletion AUC\n"
+    "(the probability of the verdict while the map's hottest pixels are\n"
+    "replaced by the fill first, in 20 steps; lower is better) and the\n"
+    "insertion AUC (while they come back first; higher is better) of the\n"
+    "map, of a random map (random values on the last conv layer's grid,\n"
+    "stretched) and of a centred Gaussian one; then the rank\n"
+    "correlation (Spearman, -1 to 1) of the map with the map of the model\n"
+    "whose layers are re-initialised from the top down, one more per\n"
+    "column: lower is better, a map that barely changes does not show what\n"
+    "the model learnt (n/a: the randomised map is constant).\n"
     "\n"
     "  -m, --model FILE     model file (default: $CATDOG_MODEL or the\n"
     "                       installed model)\n"
-    "  -l, --layer NAME     the conv layer (default: the last one)\n"
+    "      --method METHOD  gradcam (default) or occlusion\n"
+    "  -l, --layer NAME     Grad-CAM's conv layer (default: the last one)\n"
+    "      --window N       occlusion: the square's side in input pixels\n"
+    "                       (default 15)\n"
+    "      --stride N       occlusion: pixels between squares (default 8)\n"
+    "      --fill gray|blur what hides pixels, for occlusion and --check:\n"
+    "                       gray (default) or a blurred copy of the image\n"
     "  -o, --out FILE       the heat map as an 8-bit grayscale PNG of IMAGE's\n"
-    "                       size, 255 where attention is highest (the layer's\n"
-    "                       map stretched bilinearly over the part of IMAGE the\n"
+    "                       size, 255 where attention is highest (the map\n"
+    "                       stretched bilinearly over the part of IMAGE the\n"
     "                       network sees; 0 outside it)\n"
     "      --overlay FILE   also the photo with the heat map over it, as an RGB\n"
     "                       PNG: the map's viridis colours (dark purple: none,\n"
     "                       yellow: most) blended half and half with the photo\n"
+    "      --check          the trust checks above instead of files\n"
     "  -t, --threads N      threads for the network (0: all cores)\n"
     "  -h, --help           show this help\n");
 
-enum { OPT_LAYER = 1, OPT_OUT, OPT_OVERLAY };
+enum { OPT_LAYER = 1, OPT_OUT, OPT_OVERLAY, OPT_METHOD, OPT_WINDOW, OPT_STRIDE, OPT_FILL, OPT_CHECK };
 
 /* Besides --model, --threads and --help (common.h). */
 static const cli_option options[] = {
     {"layer", 'l', true, OPT_LAYER},
     {"out", 'o', true, OPT_OUT},
     {"overlay", 0, true, OPT_OVERLAY},
+    {"method", 0, true, OPT_METHOD},
+    {"window", 0, true, OPT_WINDOW},
+    {"stride", 0, true, OPT_STRIDE},
+    {"fill", 0, true, OPT_FILL},
+    {"check", 0, false, OPT_CHECK},
     {NULL, 0, false, 0},
 };
 
@@ -112,56 +141,114 @@ static int write_overlay(const cnn_image *photo, const uint8_t *heat, const char
     return status;
 }
 
-/* Computes the cam, decodes the photo at full size and writes the files. */
-static int run(const cnn_model *m, cnn_net *net, int tap, const char *image, float logit,
-               const char *out_path, const char *overlay_path)
+/* The occlusion map of input, made non-negative and divided by its
+ * maximum like Grad-CAM's (in *cam, in_h x in_w, malloc'ed); CLI_OK or
+ * CLI_FAILED after reporting. */
+static int occlusion_cam(const cnn_model *m, int threads, const cnn_occlusion_options *o,
+                         const float *input, const char *image, float **cam)
 {
-    cnn_tensor_view v;
-    const cnn_layer *layer;
-    if (cnn_net_tap(net, tap, &v, &layer) != CNN_OK) {
-        cli_error("%s", cnn_last_error());
+    const size_t cells = (size_t)m->in_h * (size_t)m->in_w;
+    cnn_net *net = NULL;
+    *cam = malloc(cells * sizeof **cam);
+    if (!*cam) {
+        cli_error("%s", _("out of memory for the heat map"));
         return CLI_FAILED;
     }
-    const size_t cells = (size_t)v.h * (size_t)v.w;
-    float *cam = malloc(cells * sizeof *cam);
-    if (!cam) {
-        cli_error(_("out of memory for the heat map"));
+    cnn_status st = cnn_net_create(m, CLI_EXPLAIN_BATCH, &net);
+    if (st == CNN_OK && threads >= 0) st = cnn_net_set_threads(net, threads);
+    if (st == CNN_OK) st = cnn_occlusion_map(net, CLI_EXPLAIN_BATCH, input, o, *cam, cells, NULL);
+    cnn_net_free(net);
+    if (st != CNN_OK) {
+        cli_file_error(image, cnn_last_error());
+        free(*cam);
+        *cam = NULL;
         return CLI_FAILED;
     }
+    float top = 0.0f;
+    for (size_t i = 0; i < cells; i++) top = (*cam)[i] > top ? (*cam)[i] : top;
+    for (size_t i = 0; i < cells; i++) (*cam)[i] = top > 0.0f && (*cam)[i] > 0.0f ? (*cam)[i] / top : 0.0f;
+    return CLI_OK;
+}
+
+typedef struct {
+    const char *layer, *out, *overlay;
+    const char **images;
+    int n_images;
+    bool check, method_given;
+    cnn_explain_method method;
+    cnn_occlusion_options occlusion;
+} cam_args;
+
+/* Computes the map, decodes the photo at full size and writes the files. */
+static int run(const cnn_model *m, cnn_net *net, int tap, int threads, const cam_args *a,
+               const float *input, float logit)
+{
+    const char *image = a->images[0];
+    float *cam = NULL;
+    int cam_h, cam_w;
+    const char *name;
+    if (a->method == CNN_EXPLAIN_OCCLUSION) {
+        if (occlusion_cam(m, threads, &a->occlusion, input, image, &cam) != CLI_OK)
+            return CLI_FAILED;
+        cam_h = m->in_h;
+        cam_w = m->in_w;
+        name = cnn_explain_method_name(CNN_EXPLAIN_OCCLUSION);
+    } else {
+        cnn_tensor_view v;
+        const cnn_layer *layer;
+        if (cnn_net_tap(net, tap, &v, &layer) != CNN_OK) {
+            cli_error("%s", cnn_last_error());
+            return CLI_FAILED;
+        }
+        const size_t cells = (size_t)v.h * (size_t)v.w;
+        cam = malloc(cells * sizeof *cam);
+        if (!cam) {
+            cli_error(_("out of memory for the heat map"));
+            return CLI_FAILED;
+        }
+        if (cnn_net_gradcam(net, 0, tap, cam, cells, NULL) != CNN_OK) {
+            cli_error(_("layer %s: %s"), layer->name, cnn_last_error());
+            free(cam);
+            return CLI_FAILED;
+        }
+        cam_h = v.h;
+        cam_w = v.w;
+        name = layer->name;
+    }
+    const size_t cells = (size_t)cam_h * (size_t)cam_w;
     cnn_image photo = {0};
     cnn_image_options full = {0};
     uint8_t *heat = NULL;
     int status = CLI_FAILED;
-    if (cnn_net_gradcam(net, 0, tap, cam, cells, NULL) != CNN_OK) {
-        cli_error(_("layer %s: %s"), layer->name, cnn_last_error());
-        goto done;
-    }
     if (cnn_image_load(image, &full, &photo) != CNN_OK) {
         cli_file_error(image, cnn_last_error());
         goto done;
     }
-    if (!(heat = render_heat(m, cam, v.h, v.w, &photo, image))) goto done;
+    if (!(heat = render_heat(m, cam, cam_h, cam_w, &photo, image))) goto done;
 
     const double positive = cnn_model_probability(m, logit);
     const char *label = m->labels[cnn_verdict(positive)];
-    printf("%s\t%s\t%.4f\t%s\n", image, label, cnn_verdict_confidence(positive), layer->name);
+    printf("%s\t%s\t%.4f\t%s\n", image, label, cnn_verdict_confidence(positive), name);
     /* Keeps the verdict before any message on a terminal. */
     fflush(stdout);
     bool any = false;
     for (size_t i = 0; i < cells && !any; i++) any = cam[i] > 0.0f;
-    if (!any)
+    if (!any && a->method == CNN_EXPLAIN_OCCLUSION)
+        cli_error(_("%s: hiding no place lowers the logit of '%s': the heat map is all 0"),
+                  image, label);
+    else if (!any)
         cli_error(_("%s: no place in layer %s's maps counts for '%s': the heat map is all 0"),
-                  image, layer->name, label);
+                  image, name, label);
 
     cnn_image gray = {photo.width, photo.height, 1, (size_t)photo.width, heat};
-    if (save(&gray, out_path) != CLI_OK) goto done;
-    printf("%s\t", out_path);
-    printf(_("heat map of %s (%dx%d map), %dx%d pixels"), layer->name, v.w, v.h, photo.width,
+    if (save(&gray, a->out) != CLI_OK) goto done;
+    printf("%s\t", a->out);
+    printf(_("heat map of %s (%dx%d map), %dx%d pixels"), name, cam_w, cam_h, photo.width,
            photo.height);
     putchar('\n');
-    if (overlay_path) {
-        if (write_overlay(&photo, heat, overlay_path) != CLI_OK) goto done;
-        printf("%s\t", overlay_path);
+    if (a->overlay) {
+        if (write_overlay(&photo, heat, a->overlay) != CLI_OK) goto done;
+        printf("%s\t", a->overlay);
         printf(_("overlay of the heat map on the photo, %dx%d pixels"), photo.width,
                photo.height);
         putchar('\n');
@@ -175,48 +262,98 @@ done:
     return status;
 }
 
-typedef struct {
-    const char *layer, *out, *overlay, *image;
-} cam_args;
-
 static int cam_option(void *ctx, int id, const char *val)
 {
     cam_args *a = ctx;
     switch (id) {
-    case CLI_OPERAND: return cli_one_image("cam", &a->image, val);
+    case CLI_OPERAND: a->images[a->n_images++] = val; break;
     case OPT_LAYER: a->layer = val; break;
     case OPT_OUT: return cli_name_option("cam", val, _("--out needs a file name"), &a->out);
     case OPT_OVERLAY:
         return cli_name_option("cam", val, _("--overlay needs a file name"), &a->overlay);
+    case OPT_METHOD:
+        if (strcmp(val, "gradcam") == 0)
+            a->method = CNN_EXPLAIN_GRADCAM;
+        else if (strcmp(val, "occlusion") == 0)
+            a->method = CNN_EXPLAIN_OCCLUSION;
+        else
+            return cli_usage_error("cam", _("--method must be gradcam or occlusion, not '%s'"),
+                                   val);
+        a->method_given = true;
+        break;
+    case OPT_WINDOW:
+        return cli_int_option("cam", "--window", val, 1, CNN_MAX_DIM, &a->occlusion.window);
+    case OPT_STRIDE:
+        return cli_int_option("cam", "--stride", val, 1, CNN_MAX_DIM, &a->occlusion.stride);
+    case OPT_FILL:
+        if (strcmp(val, "gray") == 0)
+            a->occlusion.fill = CNN_FILL_GRAY;
+        else if (strcmp(val, "blur") == 0)
+            a->occlusion.fill = CNN_FILL_BLUR;
+        else
+            return cli_usage_error("cam", _("--fill must be gray or blur, not '%s'"), val);
+        break;
+    case OPT_CHECK: a->check = true; break;
     default: break;
     }
     return CLI_OK;
 }
 
-int cmd_cam(int argc, char **argv)
+static int cam_main(cam_args *a, int argc, char **argv)
 {
-    cam_args a = {NULL, NULL, NULL, NULL};
     cli_parser p;
     cli_parser_init(&p, "cam", argc, argv, options,
                     CLI_COMMON_MODEL | CLI_COMMON_THREADS | CLI_COMMON_HELP, usage_text);
-    const int parsed = cli_parse(&p, cam_option, &a);
+    const int parsed = cli_parse(&p, cam_option, a);
     if (parsed != CLI_CONTINUE) return parsed;
-    if (!a.out) return cli_usage_error("cam", _("--out FILE is required"));
-    if (!a.image) return cli_usage_error("cam", _("no IMAGE given"));
-    if (a.overlay && strcmp(a.overlay, a.out) == 0)
-        return cli_usage_error("cam", _("--out and --overlay name the same file '%s'"), a.out);
+    if (!a->check && !a->out) return cli_usage_error("cam", _("--out FILE is required"));
+    if (a->n_images == 0) return cli_usage_error("cam", _("no IMAGE given"));
+    if (a->check) {
+        if (a->out || a->overlay)
+            return cli_usage_error("cam", "%s", _("--check writes no files: leave out --out and --overlay"));
+    } else {
+        if (a->n_images > 1)
+            return cli_usage_error("cam", _("one IMAGE at a time ('%s' and '%s')"), a->images[0],
+                                   a->images[1]);
+        if (a->overlay && strcmp(a->overlay, a->out) == 0)
+            return cli_usage_error("cam", _("--out and --overlay name the same file '%s'"),
+                                   a->out);
+    }
 
     const char *model_path = p.model;
     cnn_model *m;
     cnn_net *net;
     if (cli_open_model(&model_path, p.threads, &m, &net) != CLI_OK) return CLI_FAILED;
-    float logit;
     int tap;
-    int status = find_tap(m, model_path, a.layer, &tap);
-    if (status == CLI_OK) status = cli_run_one_image(m, net, a.image, &logit);
-    if (status == CLI_OK)
-        status = cli_check_stdout(run(m, net, tap, a.image, logit, a.out, a.overlay));
+    int status = find_tap(m, model_path, a->layer, &tap);
+    if (status == CLI_OK && a->check) {
+        status = cli_check_stdout(cli_cam_check(m, tap, p.threads, a->method_given,
+                                                a->method, &a->occlusion, a->images,
+                                                a->n_images));
+    } else if (status == CLI_OK) {
+        float logit;
+        float *input = cli_alloc_input(m);
+        status = input ? cli_run_image(m, net, a->images[0], input, &logit) : CLI_FAILED;
+        if (status == CLI_OK)
+            status = cli_check_stdout(run(m, net, tap, p.threads, a, input, logit));
+        free(input);
+    }
     cnn_net_free(net);
     cnn_model_free(m);
+    return status;
+}
+
+int cmd_cam(int argc, char **argv)
+{
+    cam_args a = {.method = CNN_EXPLAIN_GRADCAM};
+    cnn_occlusion_options_init(&a.occlusion);
+    /* Every argument could be an IMAGE. */
+    a.images = calloc((size_t)(argc > 0 ? argc : 1), sizeof *a.images);
+    if (!a.images) {
+        cli_error("%s", _("out of memory"));
+        return CLI_FAILED;
+    }
+    int status = cam_main(&a, argc, argv);
+    free(a.images);
     return status;
 }

@@ -640,6 +640,154 @@ float cnn_bf16_to_f32(uint16_t h);
 uint16_t cnn_f32_to_f16(float f);   /* round to nearest even */
 uint16_t cnn_f32_to_bf16(float f);  /* round to nearest even */
 
+/* ------------------------------------------------------------------ */
+/* Explanations: occlusion sensitivity and trust checks of heat maps   */
+/* (occlusion.c, trust.c)                                             */
+/* ------------------------------------------------------------------ */
+
+/* What replaces hidden pixels of the network's input. */
+typedef enum {
+    CNN_FILL_GRAY = 0, /* the input value of the sRGB pixel (128, 128, 128) */
+    CNN_FILL_BLUR      /* the same place of a Gaussian-blurred copy */
+} cnn_fill;
+
+/* "gray", "blur". */
+const char *cnn_fill_name(cnn_fill fill);
+
+/* The fill of a whole input tensor (in_h x in_w x in_c of the model, as
+ * cnn_preprocess() writes it) in out (the same size): every pixel gray
+ * (input is not read and may be NULL), or the input blurred with a
+ * Gaussian of standard deviation sigma pixels (separable, edges clamped;
+ * sigma > 0 and at most CNN_MAX_DIM). */
+cnn_status cnn_fill_input(const cnn_model *m, const float *input, cnn_fill fill, double sigma,
+                          float *out);
+
+/* Occlusion sensitivity: a window x window square of the input is
+ * replaced by the fill (CNN_FILL_BLUR: sigma = window / 3) at every
+ * stride-th place (the last place in each direction flush with the
+ * edge, so every pixel is covered), and the map is, for each input
+ * pixel, the mean over the windows that cover it of the drop of the
+ * verdict's logit, s * (logit(input) - logit(occluded)) with s = +1 for
+ * labels[1] and -1 for labels[0] (as Grad-CAM's sign).  The logit, not
+ * the probability: a confident verdict's probability saturates near 1,
+ * so hiding the animal's face moves it by less than its rounding, while
+ * the logit moves in proportion.  Values are logit units (positive: the
+ * window's pixels counted for the verdict). */
+typedef struct {
+    int window; /* 1 .. min(in_h, in_w); default 15 */
+    int stride; /* >= 1; default 8 */
+    cnn_fill fill;
+} cnn_occlusion_options;
+
+/* window 15, stride 8, gray. */
+void cnn_occlusion_options_init(cnn_occlusion_options *o);
+
+/* Windows per direction for a side of `size` pixels (0 when the window
+ * does not fit). */
+int cnn_occlusion_places(int size, int window, int stride);
+
+/* The occlusion map of one input (in_h x in_w x in_c) through net, whose
+ * max_batch must be at least batch (the occluded inputs run batch at a
+ * time; 16 keeps both threads busy).  map gets in_h * in_w floats (map_len
+ * at least that); *logit (if not NULL) the input's logit.  Allocates its
+ * buffers once per call, none inside the passes. */
+cnn_status cnn_occlusion_map(cnn_net *net, int batch, const float *input,
+                             const cnn_occlusion_options *o, float *map, size_t map_len,
+                             float *logit);
+
+/* Stretches a src_h x src_w map over dst_h x dst_w values, bilinear, with
+ * the geometry of cnn_cam_to_u8() (corners on corners), in float. */
+cnn_status cnn_map_resize(const float *src, int src_h, int src_w, float *dst, int dst_h,
+                          int dst_w);
+
+/* The heat maps the trust checks compare. */
+typedef enum {
+    CNN_EXPLAIN_GRADCAM = 0, /* cnn_net_gradcam() stretched to the input */
+    CNN_EXPLAIN_OCCLUSION    /* cnn_occlusion_map() */
+} cnn_explain_method;
+
+/* "gradcam", "occlusion". */
+const char *cnn_explain_method_name(cnn_explain_method method);
+
+typedef struct {
+    cnn_explain_method method;
+    int tap;                         /* Grad-CAM's conv tap; -1: the last */
+    cnn_occlusion_options occlusion; /* for CNN_EXPLAIN_OCCLUSION */
+    int batch;                       /* nets the checks plan: max_batch */
+    int threads;                     /* and threads (cnn_net_set_threads) */
+} cnn_explain_options;
+
+/* Grad-CAM at the last conv layer, occlusion 15/8 gray, batch 16,
+ * threads 0. */
+void cnn_explain_options_init(cnn_explain_options *o, cnn_explain_method method);
+
+/* The method's map of one input at the input's resolution (in_h * in_w
+ * floats in map), through net (max_batch >= o->batch); both maps explain
+ * the net's own verdict.  *logit (if not NULL) gets the input's logit. */
+cnn_status cnn_explain_map(cnn_net *net, const cnn_explain_options *o, const float *input,
+                           float *map, size_t map_len, float *logit);
+
+/* Spearman's rank correlation of a[0 .. n-1] and b[0 .. n-1]: the
+ * Pearson correlation of their ranks, equal values sharing the mean of
+ * their ranks.  *rho is NaN when either is constant (no order to
+ * compare) or n < 2; NaN values fail with CNN_ERR_ARG. */
+cnn_status cnn_spearman(const float *a, const float *b, size_t n, double *rho);
+
+/* Area under y[0 .. n-1] sampled at x = 0, 1/(n-1), ..., 1 (trapezoids;
+ * n >= 2). */
+cnn_status cnn_curve_auc(const double *y, int n, double *auc);
+
+/* Reference maps of h x w: uniform random values from seed on a grid of
+ * grid_h x grid_w (1 .. h, 1 .. w) stretched over the map
+ * (cnn_map_resize(); grid_h = h, grid_w = w: one value per pixel), and a
+ * centred Gaussian exp(-r^2 / (2 s^2)), s = min(h, w) / 4.  A random map
+ * as coarse as the heat maps it stands in for removes blobs, as they do,
+ * rather than scattered pixels, which disturb a CNN far more than the
+ * same number of pixels in one place. */
+cnn_status cnn_map_random(float *map, int h, int w, int grid_h, int grid_w, uint64_t seed);
+cnn_status cnn_map_centre(float *map, int h, int w);
+
+/* Deletion and insertion curves (Petsiuk et al. 2018, RISE): the input's
+ * pixels in decreasing order of map (in_h * in_w values; ties in an order
+ * fixed by a seed) are, in `steps` equal steps, replaced by fill's
+ * (deletion, from the input) or brought back from the input (insertion,
+ * from fill); the curves hold the probability of the input's verdict
+ * class after 0 .. steps steps (steps + 1 values each, either may be
+ * NULL), *deletion_auc and *insertion_auc their areas (cnn_curve_auc).
+ * A map that finds what the verdict rests on gives a low deletion area
+ * and a high insertion area.  net: max_batch >= batch. */
+cnn_status cnn_deletion_insertion(cnn_net *net, int batch, const float *input,
+                                  const float *fill, const float *map, int steps,
+                                  double *deletion, double *insertion, double *deletion_auc,
+                                  double *insertion_auc);
+
+/* An independent copy of a model with parameters (its own parameter
+ * block and description); free it with cnn_model_free(). */
+cnn_status cnn_model_copy(const cnn_model *m, cnn_model **out);
+
+/* Re-initialises one layer's parameters as cnn_model_init() does
+ * (He-uniform conv/dense weights from seed, zero biases, identity
+ * batch-norm); a layer without parameters is left alone. */
+cnn_status cnn_model_reinit_layer(cnn_model *m, int layer, uint64_t seed);
+
+/* The model randomisation test's steps (Adebayo et al. 2018), top down:
+ * the index in m->layers of each conv or dense layer, last first, and of
+ * any batch-norm layer not directly after one (through ReLU and dropout
+ * layers); a step re-initialises its layer and the batch-norm layers
+ * directly after it.  Writes at most max indices; *count gets how many
+ * there are. */
+cnn_status cnn_randomisation_steps(const cnn_model *m, int *layers, int max, int *count);
+
+/* The cascade: a copy of m whose steps (cnn_randomisation_steps()) are
+ * re-initialised one more at a time, top down, each from seed + its
+ * number; after each, the method's map of input (a net planned with
+ * o->batch and o->threads) and its Spearman correlation with map
+ * (in_h * in_w: the trained model's map) in rho[0 .. count - 1] (at
+ * most max; NaN where a map is constant). */
+cnn_status cnn_randomisation_cascade(const cnn_model *m, const cnn_explain_options *o,
+                                     const float *input, const float *map, uint64_t seed,
+                                     double *rho, int max, int *count);
+
 #ifdef __cplusplus
 }
 #endif

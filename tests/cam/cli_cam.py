@@ -95,6 +95,73 @@ def check_files(tmp):
           f"{np.nonzero(h.any(axis=1))[0][[0, -1]].tolist() if h.any() else 'none'})")
 
 
+def check_occlusion(tmp):
+    """--method occlusion writes the same files; its map follows the
+    window and stride; --fill blur works; what it prints."""
+    photo = os.path.join(DATA, "dog.701.jpg")
+    out, ovl = os.path.join(tmp, "occ.png"), os.path.join(tmp, "occ-overlay.png")
+    r = run("cam", "--model", SHIPPED, "--method", "occlusion", "--out", out, "--overlay", ovl,
+            photo)
+    check(r.returncode == 0, f"cam --method occlusion exits 0 ({r.stderr.strip()})")
+    lines = r.stdout.splitlines()
+    fields = lines[0].split("\t") if lines else []
+    check(len(lines) == 3 and fields[:2] == [photo, "dog"] and fields[3:] == ["occlusion"],
+          f"first line: IMAGE, label, probability, occlusion: {fields}")
+    check(len(lines) == 3 and "(150x150 map)" in lines[1], f"the map is the input's size: {lines}")
+    h = np.asarray(Image.open(out))
+    check(h.shape == (437, 349) and h.max() == 255 and Image.open(ovl).mode == "RGB",
+          f"occlusion heat map: {h.shape}, max {h.max()}")
+    # Gradcam's output is what it was: same first line but for the layer.
+    g = run("cam", "--model", SHIPPED, "--out", os.path.join(tmp, "g.png"), photo)
+    check(g.returncode == 0 and g.stdout.split("\t")[:3] == fields[:3],
+          "gradcam and occlusion print the same verdict")
+    # A window as large as the input hides everything at once: one drop,
+    # the same for every pixel the network sees.
+    r = run("cam", "--model", SHIPPED, "--method", "occlusion", "--window", "150", "--out", out,
+            photo)
+    h = np.asarray(Image.open(out))
+    check(r.returncode == 0 and h.min() == 255,
+          f"--window 150: one window, the map flat at 255 (min {h.min()}; {r.stderr.strip()})")
+    r = run("cam", "--model", SHIPPED, "--method", "occlusion", "--fill", "blur", "--window", "30",
+            "--stride", "20", "--out", out, photo)
+    check(r.returncode == 0 and np.asarray(Image.open(out)).max() == 255,
+          f"--fill blur --window 30 --stride 20 ({r.stderr.strip()})")
+
+
+def check_trust(tmp):
+    """--check prints a table per method: header, one row per image, the
+    mean and the count of images where the map beats the random one."""
+    cat, dog = os.path.join(DATA, "cat.178.jpg"), os.path.join(DATA, "dog.409.jpg")
+    r = run("cam", "--model", SHIPPED, "--check", "--method", "gradcam", cat, dog)
+    check(r.returncode == 0, f"cam --check --method gradcam exits 0 ({r.stderr.strip()})")
+    lines = [line for line in r.stdout.splitlines() if line]
+    check(lines[0].startswith("gradcam (conv5), fill gray:"), f"title: {lines[:1]}")
+    header = [ln for ln in lines if ln.startswith("image ")]
+    check(len(header) == 1 and header[0].split() ==
+          ["image", "del", "random", "centre", "ins", "random", "centre",
+           "fc", "conv5", "conv4", "conv3", "conv2", "conv1"], f"columns: {header}")
+    rows = {ln.split()[0]: ln.split()[1:] for ln in lines
+            if ln.split()[0] in (cat, dog, "mean")}
+    check(set(rows) == {cat, dog, "mean"} and all(len(v) == 12 for v in rows.values()),
+          f"a row per image and the mean: {rows}")
+    if set(rows) == {cat, dog, "mean"}:
+        v = {k: [float(x) for x in rows[k][:6]] for k in rows}
+        check(all(0 <= x <= 1 for k in v for x in v[k]), "areas under probabilities are in [0, 1]")
+        check(all(abs(v["mean"][i] - (v[cat][i] + v[dog][i]) / 2) <= 0.0006 for i in range(6)),
+              "the mean row is the mean")
+        rho = [x for k in (cat, dog) for x in rows[k][6:] if x != "n/a"]
+        check(all(-1 <= float(x) <= 1 for x in rho), f"rank correlations in [-1, 1]: {rho}")
+    check(lines[-1].startswith("the map beats the random map on deletion for ") and
+          lines[-1].endswith(" of 2"), f"last line: {lines[-1:]}")
+    check("occlusion" not in r.stdout, "--method gradcam: one table")
+    r2 = run("cam", "--model", SHIPPED, "--check", "--method", "gradcam", cat, dog)
+    check(r2.stdout == r.stdout, "--check prints the same numbers twice (fixed seeds)")
+    r = run("cam", "--model", SHIPPED, "--check", "--window", "50", "--stride", "50", dog)
+    titles = [ln for ln in r.stdout.splitlines() if ", fill gray:" in ln]
+    check(r.returncode == 0 and len(titles) == 2 and titles[1].startswith("occlusion 50/50"),
+          f"--check without --method: gradcam then occlusion ({titles}; {r.stderr.strip()})")
+
+
 def check_errors(tmp):
     out = os.path.join(tmp, "e.png")
     cat = os.path.join(DATA, "cat.178.jpg")
@@ -115,6 +182,22 @@ def check_errors(tmp):
         ("folder missing", ["cam", "--model", SHIPPED,
                             "--out", os.path.join(tmp, "no", "such", "dir", "h.png"), cat],
          1, "h.png"),
+        ("unknown method", ["cam", "--method", "lime", "--out", out, cat], 2,
+         "--method must be gradcam or occlusion, not 'lime'"),
+        ("unknown fill", ["cam", "--fill", "black", "--out", out, cat], 2,
+         "--fill must be gray or blur"),
+        ("window 0", ["cam", "--method", "occlusion", "--window", "0", "--out", out, cat], 2,
+         "--window must be a whole number"),
+        ("stride x", ["cam", "--method", "occlusion", "--stride", "x", "--out", out, cat], 2,
+         "--stride must be a whole number"),
+        ("window over the input", ["cam", "--model", SHIPPED, "--method", "occlusion",
+                                   "--window", "151", "--out", out, cat], 1,
+         "window 151 is not in 1 .. 150"),
+        ("--check with --out", ["cam", "--check", "--out", out, cat], 2,
+         "--check writes no files"),
+        ("--check without images", ["cam", "--check"], 2, "no IMAGE given"),
+        ("--check, a broken photo", ["cam", "--model", SHIPPED, "--check", "--method", "gradcam",
+                                     os.path.join(DATA, "text.jpg")], 1, "text.jpg"),
         ("maps --top -1", ["maps", "--top", "-1", cat], 2, "--top must be a whole number"),
         ("maps --top x", ["maps", "--top", "x", cat], 2, "--top must be a whole number"),
         ("maps without --out or --top", ["maps", cat], 2, "--out DIR is required"),
@@ -126,8 +209,8 @@ def check_errors(tmp):
               f"({r.stderr.strip()[:160]})")
     check(not os.path.exists(out), "no file written by a failing command")
     r = run("cam", "--help")
-    check(r.returncode == 0 and "--overlay" in r.stdout and "viridis" in r.stdout,
-          "cam --help")
+    check(r.returncode == 0 and "--overlay" in r.stdout and "viridis" in r.stdout and
+          "--method METHOD" in r.stdout and "lower is better" in r.stdout, "cam --help")
     r = run("--help")
     check(" cam " in r.stdout, "catdog --help lists cam")
 
@@ -139,6 +222,8 @@ def main():
     pycheck.need_shipped()
     with tempfile.TemporaryDirectory() as tmp:
         check_files(tmp)
+        check_occlusion(tmp)
+        check_trust(tmp)
         check_errors(tmp)
     return pycheck.done("cli_cam")
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Grad-CAM looks at the animal: a photo from tests/data on one half of a
-picture and a plain gray half beside it; the shipped model must still see
-the photo's animal, and `catdog cam` (default layer: the last conv) must
-put at least 70% of the heat map's mass (the sum of its pixels) on the
-photo's half, with the photo on the left and on the right.  Two cats and
-two dogs.
+"""Grad-CAM and occlusion look at the animal: a photo from tests/data on
+one half of a picture and a plain gray half beside it; the shipped model
+must still see the photo's animal, and `catdog cam` (default layer: the
+last conv; and `--method occlusion`, window 15 and stride 15 to keep it
+quick under the sanitizers) must put at least 70% of
+the heat map's mass (the sum of its pixels) on the photo's half, with the
+photo on the left and on the right.  Two cats and two dogs.
 
 usage: composition.py        ($CATDOG: the catdog command)
 Exits 77 (skip) when numpy, PIL or the shipped model are missing.
@@ -43,12 +44,16 @@ def main():
         for name, animal in PHOTOS:
             photo = Image.open(os.path.join(DATA, name)).convert("RGB")
             w, h = photo.size
-            for left in (True, False):
-                side = "left" if left else "right"
-                path = os.path.join(tmp, f"{name}-{side}.jpg")
+            for method, left in ((mt, lt) for mt in ("gradcam", "occlusion")
+                                 for lt in (True, False)):
+                side = ("left" if left else "right") + ("" if method == "gradcam" else
+                                                        ", occlusion")
+                path = os.path.join(tmp, f"{name}-{side.replace(', ', '-')}.jpg")
                 heat_path = path + ".png"
                 compose(photo, left, path)
-                r = subprocess.run([catdog, "cam", "--model", SHIPPED, "--out", heat_path, path],
+                occlusion = ["--stride", "15"] if method == "occlusion" else []
+                r = subprocess.run([catdog, "cam", "--model", SHIPPED, "--method", method,
+                                    *occlusion, "--out", heat_path, path],
                                    capture_output=True, text=True)
                 if r.returncode != 0:
                     check(False, f"{name} {side}: catdog cam failed: {r.stderr.strip()}")

@@ -1,0 +1,86 @@
+/* bench_explain.c - catdog bench: the time of an occlusion heat map
+ * (window 15, stride 8: 18 x 18 = 324 occluded copies of a 150x150 input,
+ * run CLI_EXPLAIN_BATCH at a time through one net), next to the same
+ * number of plain forward passes (and the unoccluded one) at that batch
+ * size: their ratio is what occluding costs on top of the passes. */
+#include "cli.h"
+#include "common.h"
+#include "i18n.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { OCCLUSION_RUNS = 3 };
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Seconds of `images` plain forward passes of input, batch at a time
+ * (the passes an occlusion map makes, without the occluding). */
+static cnn_status plain_passes(cnn_net *net, const float *batch_in, int images, float *logits,
+                               double *seconds)
+{
+    const double t0 = cnn_clock_seconds();
+    for (int first = 0; first < images; first += CLI_EXPLAIN_BATCH) {
+        const int n = images - first < CLI_EXPLAIN_BATCH ? images - first : CLI_EXPLAIN_BATCH;
+        cnn_status st = cnn_net_forward(net, batch_in, n, logits);
+        if (st != CNN_OK) return st;
+    }
+    *seconds = cnn_clock_seconds() - t0;
+    return CNN_OK;
+}
+
+int cli_bench_occlusion(const cnn_model *m, const cnn_net_options *no, int threads,
+                        const float *input)
+{
+    cnn_occlusion_options o;
+    cnn_occlusion_options_init(&o);
+    const size_t cells = (size_t)m->in_h * (size_t)m->in_w, floats = cells * (size_t)m->in_c;
+    const int windows = cnn_occlusion_places(m->in_h, o.window, o.stride) *
+                        cnn_occlusion_places(m->in_w, o.window, o.stride);
+    float *map = malloc(cells * sizeof *map);
+    float *batch_in = malloc(floats * CLI_EXPLAIN_BATCH * sizeof *batch_in);
+    float logits[CLI_EXPLAIN_BATCH];
+    cnn_net *net = NULL;
+    if (!map || !batch_in) {
+        free(map);
+        free(batch_in);
+        cli_error("%s", _("out of memory"));
+        return CLI_FAILED;
+    }
+    for (int i = 0; i < CLI_EXPLAIN_BATCH; i++)
+        memcpy(batch_in + (size_t)i * floats, input, floats * sizeof *batch_in);
+    double t[OCCLUSION_RUNS + 1], plain[OCCLUSION_RUNS + 1];
+    cnn_status st = cnn_net_create_opts(m, CLI_EXPLAIN_BATCH, no, &net);
+    if (st == CNN_OK) st = cnn_net_set_threads(net, threads);
+    /* The first round warms up (page faults, thread start); the occlusion
+     * maps and the plain passes take turns, so that both see the same
+     * machine. */
+    for (int r = 0; r <= OCCLUSION_RUNS && st == CNN_OK; r++) {
+        const double t0 = cnn_clock_seconds();
+        st = cnn_occlusion_map(net, CLI_EXPLAIN_BATCH, input, &o, map, cells, NULL);
+        t[r] = cnn_clock_seconds() - t0;
+        if (st == CNN_OK) st = plain_passes(net, batch_in, windows + 1, logits, &plain[r]);
+    }
+    cnn_net_free(net);
+    free(batch_in);
+    free(map);
+    if (st != CNN_OK) {
+        cli_error(_("cannot compute an occlusion map: %s"), cnn_last_error());
+        return CLI_FAILED;
+    }
+    qsort(t + 1, OCCLUSION_RUNS, sizeof *t, cmp_double);
+    qsort(plain + 1, OCCLUSION_RUNS, sizeof *plain, cmp_double);
+    const double med = t[1 + OCCLUSION_RUNS / 2], plain_med = plain[1 + OCCLUSION_RUNS / 2];
+    /* Untranslated, as the rest of the report. */
+    printf("occlusion %d/%d: %.1f ms on %d thread%s (%d windows of gray, batch %d; median of "
+           "%d, min %.1f ms); %d plain forward passes %.1f ms, ratio %.2f\n",
+           o.window, o.stride, med * 1e3, threads, threads == 1 ? "" : "s", windows,
+           CLI_EXPLAIN_BATCH, OCCLUSION_RUNS, t[1] * 1e3, windows + 1, plain_med * 1e3,
+           med / plain_med);
+    return CLI_OK;
+}
