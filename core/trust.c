@@ -3,6 +3,7 @@
  * randomisation test (Adebayo et al. 2018) with Spearman's rank
  * correlation; the model copy and per-layer re-initialisation it needs. */
 #include "cnn_internal.h"
+#include "layers.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -297,33 +298,19 @@ cnn_status cnn_model_reinit_layer(cnn_model *m, int layer, uint64_t seed)
                         m->n_layers - 1);
     cnn_layer *L = &m->layers[layer];
     uint64_t state = seed;
-    switch (L->type) {
-    case CNN_LAYER_CONV2D:
-    case CNN_LAYER_DENSE: {
-        if (!L->weight) return cnn_fail(CNN_ERR_ARG, "re-initialise %s: no parameters", L->name);
-        const double fan_in = L->type == CNN_LAYER_CONV2D
-                                  ? (double)L->in_c * L->kernel * L->kernel
-                                  : (double)L->in_h * L->in_w * L->in_c;
-        const double limit = fan_in > 0.0 ? sqrt(6.0 / fan_in) : 0.0;
-        for (size_t j = 0; j < L->n_weight; j++)
-            L->weight[j] = (float)((2.0 * uniform01(&state) - 1.0) * limit);
-        if (L->bias)
-            for (size_t j = 0; j < L->n_bias; j++) L->bias[j] = 0.0f;
-        break;
-    }
-    case CNN_LAYER_BATCHNORM:
-        if (!L->weight || !L->bias || !L->mean || !L->var)
+    /* The layer type's own initialisation (layers.h): He-uniform weights
+     * and zero biases for conv and dense, the identity for batch-norm;
+     * nothing for types without parameters. */
+    const cnn_layer_ops *ops = cnn_layer_ops_of(L->type);
+    if (!ops || !ops->init) return CNN_OK;
+    expected_tensor e[4];
+    float **slots[4] = {NULL, NULL, NULL, NULL};
+    const int n = ops->tensors(L, e, slots);
+    if (n == 0) return CNN_OK;
+    for (int i = 0; i < n; i++)
+        if (!slots[i] || !*slots[i])
             return cnn_fail(CNN_ERR_ARG, "re-initialise %s: no parameters", L->name);
-        for (size_t j = 0; j < L->n_weight; j++) {
-            L->weight[j] = 1.0f;
-            L->bias[j] = 0.0f;
-            L->mean[j] = 0.0f;
-            L->var[j] = 1.0f;
-        }
-        break;
-    default:
-        break;
-    }
+    ops->init(L, &state);
     return CNN_OK;
 }
 
