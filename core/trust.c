@@ -314,20 +314,39 @@ cnn_status cnn_model_reinit_layer(cnn_model *m, int layer, uint64_t seed)
     return CNN_OK;
 }
 
-static bool has_weights(cnn_layer_type t)
+/* The op-layer table's view of a layer (layers.h): a weight layer has
+ * parameters of its own and starts a tap or the head (conv, dense); a
+ * follower extends the tap before it (batch-norm, ReLU, dropout), and a
+ * parametrised follower is a normalisation (batch-norm). */
+static bool has_params(const cnn_layer *L)
 {
-    return t == CNN_LAYER_CONV2D || t == CNN_LAYER_DENSE;
+    const cnn_layer_ops *ops = cnn_layer_ops_of(L->type);
+    return ops && ops->init;
 }
 
-/* Whether batch-norm layer i directly follows a conv or dense layer
- * (through ReLU, dropout and other batch-norm layers). */
+static bool is_follower(const cnn_layer *L)
+{
+    const cnn_layer_ops *ops = cnn_layer_ops_of(L->type);
+    return ops && (ops->flags & CNN_LOP_EXTENDS_TAP);
+}
+
+static bool has_weights(const cnn_layer *L)
+{
+    return has_params(L) && !is_follower(L);
+}
+
+static bool is_norm(const cnn_layer *L)
+{
+    return has_params(L) && is_follower(L);
+}
+
+/* Whether normalisation layer i directly follows a weight layer (through
+ * other followers). */
 static bool follows_weights(const cnn_model *m, int i)
 {
     for (int j = i - 1; j >= 0; j--) {
-        const cnn_layer_type t = m->layers[j].type;
-        if (has_weights(t)) return true;
-        if (t != CNN_LAYER_RELU && t != CNN_LAYER_DROPOUT && t != CNN_LAYER_BATCHNORM)
-            return false;
+        if (has_weights(&m->layers[j])) return true;
+        if (!is_follower(&m->layers[j])) return false;
     }
     return false;
 }
@@ -338,8 +357,8 @@ cnn_status cnn_randomisation_steps(const cnn_model *m, int *layers, int max, int
         return cnn_fail(CNN_ERR_ARG, "cnn_randomisation_steps: NULL argument");
     int n = 0;
     for (int i = m->n_layers - 1; i >= 0; i--) {
-        const cnn_layer_type t = m->layers[i].type;
-        if (has_weights(t) || (t == CNN_LAYER_BATCHNORM && !follows_weights(m, i))) {
+        const cnn_layer *L = &m->layers[i];
+        if (has_weights(L) || (is_norm(L) && !follows_weights(m, i))) {
             if (n < max) layers[n] = i;
             n++;
         }
@@ -348,18 +367,16 @@ cnn_status cnn_randomisation_steps(const cnn_model *m, int *layers, int max, int
     return CNN_OK;
 }
 
-/* Re-initialises step layer `first` and the batch-norm layers directly
- * after it. */
+/* Re-initialises step layer `first` and the normalisation layers among
+ * the followers directly after it. */
 static cnn_status reinit_step(cnn_model *m, int first, uint64_t seed)
 {
     cnn_status st = cnn_model_reinit_layer(m, first, seed);
-    if (!has_weights(m->layers[first].type)) return st;
+    if (!has_weights(&m->layers[first])) return st;
     for (int j = first + 1; st == CNN_OK && j < m->n_layers; j++) {
-        const cnn_layer_type t = m->layers[j].type;
-        if (t == CNN_LAYER_BATCHNORM)
-            st = cnn_model_reinit_layer(m, j, seed + 0x1000u + (uint64_t)j);
-        else if (t != CNN_LAYER_RELU && t != CNN_LAYER_DROPOUT)
-            break;
+        const cnn_layer *L = &m->layers[j];
+        if (!is_follower(L)) break;
+        if (is_norm(L)) st = cnn_model_reinit_layer(m, j, seed + 0x1000u + (uint64_t)j);
     }
     return st;
 }
