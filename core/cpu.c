@@ -244,30 +244,7 @@ cnn_status cnn_isa_fma_peak(cnn_isa isa, double *flops_per_second)
     const cnn_kernels *k = cnn_kernels_for(isa);
     if (!k) return cnn_fail(CNN_ERR_UNSUPPORTED, "this CPU (or build) cannot run the %s kernels",
                             cnn_isa_name(isa));
-    /* Best of many short runs: the peak of an unloaded core even when
-     * other work shares the machine. */
-    double best = 0, flops;
-    volatile float sink = 0;
-    long iters = 1 << 16;
-    /* Size one run to about 5 ms. */
-    for (;;) {
-        double t = cnn_clock_seconds();
-        sink = sink + k->fma_loop(iters, &flops);
-        t = cnn_clock_seconds() - t;
-        if (t > 2e-3 || iters > (1L << 30)) {
-            iters = (long)((double)iters * 5e-3 / (t > 1e-9 ? t : 1e-9)) + 1;
-            break;
-        }
-        iters *= 4;
-    }
-    for (int r = 0; r < 20; r++) {
-        double t = cnn_clock_seconds();
-        sink = sink + k->fma_loop(iters, &flops);
-        t = cnn_clock_seconds() - t;
-        if (flops / t > best) best = flops / t;
-    }
-    (void)sink;
-    *flops_per_second = best;
+    *flops_per_second = loop_peak(k->fma_loop);
     return CNN_OK;
 }
 

@@ -836,6 +836,24 @@ static void bn_reduce(const double *scratch, int c, int nt, int ch, double *a, d
     }
 }
 
+/* After the backward pass's sums: adds each channel's sums of dy (a) and
+ * of dy * x_hat (b) to dbeta and dgamma, and sets the coefficients of
+ * dx = k1 (dy - k2 - x_hat k3). */
+static void bn_grad_coefficients(const double *scratch, int c, int nt, size_t pixels,
+                                 const float *gamma, const float *invstd, float *dgamma,
+                                 float *dbeta, float *k1, float *k2, float *k3)
+{
+    for (int ch = 0; ch < c; ch++) {
+        double a, b;
+        bn_reduce(scratch, c, nt, ch, &a, &b);
+        dbeta[ch] += (float)a;
+        dgamma[ch] += (float)b;
+        k1[ch] = gamma[ch] * invstd[ch];
+        k2[ch] = (float)(a / (double)pixels);
+        k3[ch] = (float)(b / (double)pixels);
+    }
+}
+
 typedef struct {
     const float *x, *dy, *gate, *scale, *offset, *mean, *invstd, *k1, *k2, *k3;
     float *y;
@@ -992,15 +1010,7 @@ void tk_bn_backward(const float *x, const float *dy, const float *gate,
                       .pixels = pixels, .c = c};
     const int nt = cnn_pool_size(pool);
     cnn_pool_run(pool, bn_grad_sums_part, (void *)&j);
-    for (int ch = 0; ch < c; ch++) {
-        double a, b;
-        bn_reduce(scratch, c, nt, ch, &a, &b);
-        dbeta[ch] += (float)a;
-        dgamma[ch] += (float)b;
-        k1[ch] = gamma[ch] * invstd[ch];
-        k2[ch] = (float)(a / (double)pixels);
-        k3[ch] = (float)(b / (double)pixels);
-    }
+    bn_grad_coefficients(scratch, c, nt, pixels, gamma, invstd, dgamma, dbeta, k1, k2, k3);
     cnn_pool_for(pool, pixels, chunk_for(pool, pixels, 2 * (size_t)c), bn_grad_apply_items,
                  (void *)&j);
 }
@@ -1286,15 +1296,7 @@ void tk_bn_relu_pool2_backward(const float *x, const float *y, const float *pout
                        .parts_of_rows = n * ((h + 1) / 2)};
     const int nt = cnn_pool_size(pool);
     cnn_pool_run(pool, bnp_sums_part, (void *)&j);
-    for (int ch = 0; ch < c; ch++) {
-        double a, b;
-        bn_reduce(scratch, c, nt, ch, &a, &b);
-        dbeta[ch] += (float)a;
-        dgamma[ch] += (float)b;
-        k1[ch] = gamma[ch] * invstd[ch];
-        k2[ch] = (float)(a / (double)pixels);
-        k3[ch] = (float)(b / (double)pixels);
-    }
+    bn_grad_coefficients(scratch, c, nt, pixels, gamma, invstd, dgamma, dbeta, k1, k2, k3);
     cnn_pool_run(pool, bnp_apply_part, (void *)&j);
 }
 
