@@ -37,6 +37,8 @@ static const char usage_text[] = N_(
     "  --augment default|article|v2|none   augmentation (v2: crops, colour,\n"
     "                      blur, noise, erasing; see weights/README.md, Recipe)\n"
     "  --erase P           v2: probability of random erasing (default 0.25)\n"
+    "  --crop-scale MIN    v2: smallest crop area fraction (default 0.35)\n"
+    "  --crop-ratio MAX    v2: crop aspect ratios from 1/MAX to MAX (default 4/3)\n"
     "  --mixup A           mixup, weight ~ Beta(A, A) per batch (default off)\n"
     "  --cutmix A          cutmix, weight ~ Beta(A, A) per batch (default off)\n"
     "  --label-smoothing E targets y (1 - E) + E/2 (default 0)\n"
@@ -44,6 +46,9 @@ static const char usage_text[] = N_(
     "                      (e.g. 0.999; default off)\n"
     "  --warmup EPOCHS     linear warm-up before the cosine decay (default 1)\n"
     "  --keep-best         OUT holds the epoch of lowest validation log loss\n"
+    "  --calib N           hold N training photos per class out of training;\n"
+    "                      after every epoch the temperature is fitted on them\n"
+    "                      and saved in OUT (default 0: temperature 1)\n"
     "  --dtype f16|bf16|f32   storage of --out (default f16)\n"
     "  --precision f32|bf16   arithmetic of the conv and dense layers (default\n"
     "                      f32; bf16: bf16 inputs and weights, f32 sums,\n"
@@ -60,7 +65,8 @@ enum {
     OPT_DATA = 1, OPT_OUT, OPT_ARCH, OPT_EPOCHS, OPT_BATCH, OPT_SEED,
     OPT_THREADS, OPT_RESUME, OPT_CHECKPOINT, OPT_OPTIMIZER, OPT_LR, OPT_WD,
     OPT_AUGMENT, OPT_DTYPE, OPT_LIMIT, OPT_STOP, OPT_ERASE, OPT_MIXUP,
-    OPT_CUTMIX, OPT_SMOOTH, OPT_EMA, OPT_WARMUP, OPT_KEEP_BEST, OPT_PRECISION
+    OPT_CUTMIX, OPT_SMOOTH, OPT_EMA, OPT_WARMUP, OPT_KEEP_BEST, OPT_PRECISION,
+    OPT_CALIB, OPT_CROP_SCALE, OPT_CROP_RATIO
 };
 
 /* Besides --help (common.h). */
@@ -89,6 +95,9 @@ static const cli_option options[] = {
     {"warmup", 0, true, OPT_WARMUP},
     {"keep-best", 0, false, OPT_KEEP_BEST},
     {"precision", 0, true, OPT_PRECISION},
+    {"calib", 0, true, OPT_CALIB},
+    {"crop-scale", 0, true, OPT_CROP_SCALE},
+    {"crop-ratio", 0, true, OPT_CROP_RATIO},
     {NULL, 0, false, 0},
 };
 
@@ -117,7 +126,16 @@ static void progress(const cnn_train_progress *p, void *user)
     char eta[32], elapsed[32];
     format_duration(p->eta_s, eta, sizeof eta);
     format_duration(p->elapsed_s, elapsed, sizeof elapsed);
-    if (p->val_n > 0 && recipe)
+    if (p->val_n > 0 && recipe && p->val_ece_raw >= 0.0)
+        fprintf(stderr,
+                /* TRANSLATORS: ECE is the expected calibration error, T the temperature */
+                _("epoch %d/%d done: train loss %.4f, validation accuracy %.4f "
+                  "logloss %.4f ECE %.4f (T %.3f; at T 1: ECE %.4f) (n %d), best epoch %d, "
+                  "elapsed %s, eta %s\n"),
+                p->epoch + 1, p->epochs, p->loss, p->val_accuracy, p->val_logloss,
+                p->val_ece, p->temperature, p->val_ece_raw, p->val_n, p->best_epoch + 1,
+                elapsed, eta);
+    else if (p->val_n > 0 && recipe)
         fprintf(stderr,
                 /* TRANSLATORS: ECE is the expected calibration error */
                 _("epoch %d/%d done: train loss %.4f, validation accuracy %.4f "
@@ -166,8 +184,8 @@ static bool parse_float(const char *name, const char *text, float lo,
 typedef struct {
     const char *data, *out, *arch, *resume, *checkpoint;
     cnn_train_options opt;
-    bool lr_given, wd_given, epochs_given, erase_given;
-    float erase;
+    bool lr_given, wd_given, epochs_given, erase_given, crop_scale_given, crop_ratio_given;
+    float erase, crop_scale, crop_ratio;
     int limit, stop_after, epochs;
     cnn_dtype dtype;
 } train_args;
@@ -235,6 +253,15 @@ static int train_option(void *ctx, int id, const char *v)
     case OPT_WARMUP:
         return parse_float("warmup", v, 0.0f, 100000.0f, &a->opt.warmup_epochs) ? CLI_OK : CLI_USAGE;
     case OPT_KEEP_BEST: a->opt.recipe.keep_best = 1; break;
+    case OPT_CALIB: return cli_int_option("train", "calib", v, 1, 1 << 24, &a->opt.recipe.calib);
+    case OPT_CROP_SCALE:
+        if (!parse_float("crop-scale", v, 0.01f, 1.0f, &a->crop_scale)) return CLI_USAGE;
+        a->crop_scale_given = true;
+        break;
+    case OPT_CROP_RATIO:
+        if (!parse_float("crop-ratio", v, 1.0f, 10.0f, &a->crop_ratio)) return CLI_USAGE;
+        a->crop_ratio_given = true;
+        break;
     case OPT_PRECISION: return cli_precision_option("train", v, &a->opt.precision);
     case OPT_DTYPE:
         if (strcmp(v, "f16") == 0) a->dtype = CNN_DTYPE_F16;
@@ -259,6 +286,10 @@ int cmd_train(int argc, char **argv)
     if (a.erase_given && !a.opt.recipe.augment_v2)
         return cli_usage_error("train", "%s", _("--erase needs --augment v2"));
     if (a.erase_given) a.opt.recipe.v2.erase_p = a.erase;
+    if ((a.crop_scale_given || a.crop_ratio_given) && !a.opt.recipe.augment_v2)
+        return cli_usage_error("train", "%s", _("--crop-scale and --crop-ratio need --augment v2"));
+    if (a.crop_scale_given) a.opt.recipe.v2.scale_min = a.crop_scale;
+    if (a.crop_ratio_given) a.opt.recipe.v2.ratio_max = a.crop_ratio;
     if (a.epochs_given) a.opt.epochs = a.epochs;
     if (!a.lr_given && a.opt.optimizer == CNN_OPT_SGD) a.opt.lr = 0.05f;
     if (!a.wd_given && a.opt.optimizer == CNN_OPT_SGD) a.opt.weight_decay = 5e-4f;
@@ -327,7 +358,8 @@ int cmd_train(int argc, char **argv)
                 cnn_precision_name(used->precision));
 
     cnn_dataset *d = NULL;
-    cnn_dataset_options dopt = {.store_size = 160, .limit = a.limit, .threads = used->threads};
+    cnn_dataset_options dopt = {.store_size = 160, .limit = a.limit, .threads = used->threads,
+                                .calib = used->recipe.calib};
     fprintf(stderr, _("decoding %s ...\n"), a.data);
     s = cnn_dataset_load(a.data, m, &dopt, &d);
     if (s) {
@@ -336,8 +368,12 @@ int cmd_train(int argc, char **argv)
         cnn_model_free(m);
         return CLI_FAILED;
     }
-    fprintf(stderr, _("%d training and %d validation images\n"),
-            cnn_dataset_count(d, 0), cnn_dataset_count(d, 1));
+    if (cnn_dataset_calib_count(d) > 0)
+        fprintf(stderr, _("%d training, %d calibration (held out) and %d validation images\n"),
+                cnn_dataset_count(d, 0), cnn_dataset_calib_count(d), cnn_dataset_count(d, 1));
+    else
+        fprintf(stderr, _("%d training and %d validation images\n"),
+                cnn_dataset_count(d, 0), cnn_dataset_count(d, 1));
 
     int recipe_on = cnn_recipe_active(&used->recipe);
     cnn_train_run run = {

@@ -39,6 +39,11 @@ typedef struct {
     int limit;          /* at most this many images per class and split
                            (0: all); the first ones in name order */
     int threads;        /* decoding threads (0: all cores) */
+    int calib;          /* training photos per class held out of training
+                           for fitting the temperature (0: none); evenly
+                           spaced in name order, so the same whatever the
+                           seed; stored as inference tensors, as the
+                           validation photos are */
 } cnn_dataset_options;
 
 /* Loads DIR/train/{cats,dogs} and DIR/validation/{cats,dogs} (label 0 =
@@ -59,6 +64,9 @@ cnn_status cnn_dataset_from_memory(const cnn_model *m, int store_size,
                                    cnn_dataset **out);
 
 int cnn_dataset_count(const cnn_dataset *d, int validation);
+/* Photos held out of training for calibration (cnn_dataset_options.calib,
+ * both classes together). */
+int cnn_dataset_calib_count(const cnn_dataset *d);
 void cnn_dataset_free(cnn_dataset *d);
 
 /* Lists the JPEG files (.jpg/.jpeg, any case) of DIR/cats and DIR/dogs in
@@ -178,6 +186,11 @@ typedef struct {
                                 weights, evaluated and saved; 0: off */
     int keep_best;           /* OUT holds the epoch of lowest validation
                                 log loss (the checkpoint the last one) */
+    int calib;               /* > 0: the data set holds this many training
+                                photos per class out of training
+                                (cnn_dataset_options.calib); after every
+                                epoch the temperature is fitted on them
+                                and saved with the model */
 } cnn_recipe;
 
 /* Whether any part of the recipe is on (the CLI then prints ECE). */
@@ -201,6 +214,13 @@ void cnn_smooth_labels(float *targets, int n, double e);
 
 /* ema = decay * ema + (1 - decay) * p. */
 void cnn_ema_update(float *ema, const float *p, size_t n, float decay);
+
+/* The temperature T > 0 that minimises the mean binary cross-entropy of
+ * sigmoid(logit / T) against the labels (0/1) over n logits: Newton's
+ * method on 1/T, where the loss is convex.  Fails (CNN_ERR_ARG) on n < 1
+ * or non-finite logits; T stays within [0.05, 20]. */
+cnn_status cnn_fit_temperature(const float *logits, const uint8_t *labels, int n,
+                               double *temperature);
 
 /* Expected calibration error of n probabilities of label 1 against the
  * labels: the confidence of the predicted label (max(p, 1 - p)) in
@@ -261,6 +281,9 @@ typedef struct {
     double val_accuracy, val_logloss;
     int val_n;
     double val_ece;              /* 15 bins (cnn_ece) */
+    double val_ece_raw;          /* the same at temperature 1 (-1: no
+                                    calibration photos) */
+    double temperature;          /* fitted this epoch (1 without) */
     int best_epoch;              /* 0-based epoch of the lowest validation
                                     log loss so far */
 } cnn_train_progress;

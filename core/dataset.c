@@ -23,7 +23,14 @@ void cnn_dataset_free(cnn_dataset *d)
     free(d->train_labels);
     cnn_free_aligned(d->val_inputs);
     free(d->val_labels);
+    cnn_free_aligned(d->calib_inputs);
+    free(d->calib_labels);
     free(d);
+}
+
+int cnn_dataset_calib_count(const cnn_dataset *d)
+{
+    return d ? d->n_calib : 0;
 }
 
 int cnn_dataset_count(const cnn_dataset *d, int validation)
@@ -259,6 +266,46 @@ static cnn_status decode_all(char **paths, int n, const cnn_model *m,
     return cnn_fail(CNN_ERR_FORMAT, "%s: %s", paths[bad], message);
 }
 
+/* Moves `per_class` photos of each class of the training list (paths,
+ * labels, *count; cats first, then dogs, each in name order) to the
+ * calibration list: evenly spaced, the middle one of each run of
+ * count / per_class.  The pointers still point into the listing's one
+ * allocation. */
+static cnn_status split_calibration(char **paths, uint8_t *labels, int *count,
+                                    int per_class, char **cal_paths,
+                                    uint8_t *cal_labels)
+{
+    int start[3] = {0, 0, *count};
+    while (start[1] < *count && labels[start[1]] == 0) start[1]++;
+    for (int c = 0; c < 2; c++)
+        if (start[c + 1] - start[c] < 2 * per_class)
+            return cnn_fail(CNN_ERR_ARG,
+                            "%d %s photos cannot give %d for calibration and keep as "
+                            "many for training",
+                            start[c + 1] - start[c], c ? "dog" : "cat", per_class);
+    int kept = 0, held = 0;
+    for (int c = 0; c < 2; c++) {
+        const int n = start[c + 1] - start[c];
+        int next = 0; /* the next held-out one, 0..per_class */
+        for (int i = 0; i < n; i++) {
+            const int k = start[c] + i;
+            const long pick = next < per_class
+                                  ? ((long)next * n + (long)n / 2) / per_class
+                                  : -1;
+            if (i == pick) {
+                cal_paths[held] = paths[k];
+                cal_labels[held++] = labels[k];
+                next++;
+            } else {
+                paths[kept] = paths[k];
+                labels[kept++] = labels[k];
+            }
+        }
+    }
+    *count = kept;
+    return CNN_OK;
+}
+
 cnn_status cnn_dataset_load(const char *dir, const cnn_model *m,
                             const cnn_dataset_options *opt,
                             cnn_dataset **out)
@@ -267,6 +314,9 @@ cnn_status cnn_dataset_load(const char *dir, const cnn_model *m,
     int store = opt && opt->store_size > 0 ? opt->store_size : 160;
     int limit = opt ? opt->limit : 0;
     int threads = opt ? opt->threads : 0;
+    int calib = opt ? opt->calib : 0;
+    if (calib < 0 || calib > (1 << 24))
+        return cnn_fail(CNN_ERR_ARG, "calibration count %d out of range", calib);
     if (threads <= 0) threads = cnn_cpu_count();
     if (threads > 1024) threads = 1024;
     if (store < 8 || store > 1024)
@@ -282,6 +332,17 @@ cnn_status cnn_dataset_load(const char *dir, const cnn_model *m,
             s = cnn_fail(CNN_ERR_ARG, "folder name too long: %s", dir);
         else
             s = cnn_list_labelled(sub, limit, &paths[k], &labels[k], &count[k]);
+    }
+    char **cal_paths = NULL;
+    uint8_t *cal_labels = NULL;
+    if (!s && calib > 0) {
+        cal_paths = malloc(2 * (size_t)calib * sizeof *cal_paths);
+        cal_labels = malloc(2 * (size_t)calib);
+        if (!cal_paths || !cal_labels)
+            s = cnn_fail(CNN_ERR_NOMEM, "data set: out of memory");
+        else
+            s = split_calibration(paths[0], labels[0], &count[0], calib, cal_paths,
+                                  cal_labels);
     }
     cnn_dataset *d = NULL;
     cnn_model *st = NULL;
@@ -303,7 +364,12 @@ cnn_status cnn_dataset_load(const char *dir, const cnn_model *m,
         else {
             d->train_pixels = malloc(bytes ? bytes : 1);
             d->val_inputs = cnn_alloc_aligned(floats ? floats : 1, sizeof(float));
-            if (!d->train_pixels || !d->val_inputs)
+            if (calib > 0) {
+                d->n_calib = 2 * calib;
+                d->calib_inputs = cnn_alloc_aligned(d->in_size * (size_t)d->n_calib,
+                                                    sizeof(float));
+            }
+            if (!d->train_pixels || !d->val_inputs || (calib > 0 && !d->calib_inputs))
                 s = cnn_fail(CNN_ERR_NOMEM, "data set %s: out of memory (%zu MB)",
                              dir, (bytes + floats * 4) >> 20);
         }
@@ -318,8 +384,13 @@ cnn_status cnn_dataset_load(const char *dir, const cnn_model *m,
     if (!s)
         s = decode_all(paths[1], count[1], m, st, store, pool, NULL,
                        d->val_inputs, d->in_size);
+    if (!s && calib > 0)
+        s = decode_all(cal_paths, d->n_calib, m, st, store, pool, NULL,
+                       d->calib_inputs, d->in_size);
     cnn_pool_free(pool);
     if (!s) {
+        d->calib_labels = cal_labels;
+        cal_labels = NULL;
         d->train_labels = labels[0];
         d->val_labels = labels[1];
         labels[0] = labels[1] = NULL;
@@ -327,6 +398,8 @@ cnn_status cnn_dataset_load(const char *dir, const cnn_model *m,
         d = NULL;
     }
     free(st);
+    free(cal_paths);
+    free(cal_labels);
     cnn_dataset_free(d);
     for (int k = 0; k < 2; k++) {
         free(paths[k]);

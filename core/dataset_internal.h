@@ -14,6 +14,9 @@ struct cnn_dataset {
     size_t in_size;          /* floats per validation input tensor */
     float *val_inputs;       /* n_val preprocessed inputs */
     uint8_t *val_labels;
+    int n_calib;             /* held-out training photos (calibration) */
+    float *calib_inputs;     /* n_calib preprocessed inputs */
+    uint8_t *calib_labels;
 };
 
 #endif /* DATASET_INTERNAL_H */

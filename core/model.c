@@ -39,6 +39,30 @@ static const struct {
      "{\"type\":\"dense\",\"name\":\"fc2\",\"units\":1},"
      "{\"type\":\"sigmoid\",\"name\":\"prob\"}]}"},
     {"catdog-v1", "{\"schema\":1,\"name\":\"catdog-v1\",\"input\":[150,150,3],\"labels\":[\"cat\",\"dog\"],\"preprocess\":{\"resize\":\"squash\",\"scale\":0.00392156862745098,\"mean\":[0,0,0],\"std\":[1,1,1]},\"flatten\":\"hwc\",\"layers\":[{\"type\":\"conv2d\",\"name\":\"conv1\",\"filters\":32,\"kernel\":3,\"stride\":1,\"padding\":\"same\",\"bias\":false},{\"type\":\"batchnorm\",\"name\":\"bn1\",\"eps\":1e-05},{\"type\":\"relu\",\"name\":\"relu1\"},{\"type\":\"maxpool\",\"name\":\"pool1\",\"size\":2,\"stride\":2},{\"type\":\"conv2d\",\"name\":\"conv2\",\"filters\":64,\"kernel\":3,\"stride\":1,\"padding\":\"same\",\"bias\":false},{\"type\":\"batchnorm\",\"name\":\"bn2\",\"eps\":1e-05},{\"type\":\"relu\",\"name\":\"relu2\"},{\"type\":\"maxpool\",\"name\":\"pool2\",\"size\":2,\"stride\":2},{\"type\":\"conv2d\",\"name\":\"conv3\",\"filters\":128,\"kernel\":3,\"stride\":1,\"padding\":\"same\",\"bias\":false},{\"type\":\"batchnorm\",\"name\":\"bn3\",\"eps\":1e-05},{\"type\":\"relu\",\"name\":\"relu3\"},{\"type\":\"maxpool\",\"name\":\"pool3\",\"size\":2,\"stride\":2},{\"type\":\"conv2d\",\"name\":\"conv4\",\"filters\":256,\"kernel\":3,\"stride\":1,\"padding\":\"same\",\"bias\":false},{\"type\":\"batchnorm\",\"name\":\"bn4\",\"eps\":1e-05},{\"type\":\"relu\",\"name\":\"relu4\"},{\"type\":\"maxpool\",\"name\":\"pool4\",\"size\":2,\"stride\":2},{\"type\":\"conv2d\",\"name\":\"conv5\",\"filters\":256,\"kernel\":3,\"stride\":1,\"padding\":\"same\",\"bias\":false},{\"type\":\"batchnorm\",\"name\":\"bn5\",\"eps\":1e-05},{\"type\":\"relu\",\"name\":\"relu5\"},{\"type\":\"gap\",\"name\":\"gap\"},{\"type\":\"dropout\",\"name\":\"drop\",\"rate\":0.3},{\"type\":\"dense\",\"name\":\"fc\",\"units\":1,\"bias\":true},{\"type\":\"sigmoid\",\"name\":\"prob\"}]}"},
+    /* catdog-v2 (issue 14): catdog-v1 with a wider, doubled last stage
+     * (two 384-filter convs at 9 x 9), 0.50 GMAC, 2.7 M parameters. */
+    {"catdog-v2",
+     "{\"schema\":1,\"name\":\"catdog-v2\",\"input\":[150,150,3],\"labels\":[\"cat\",\"dog\"],"
+     "\"preprocess\":{\"resize\":\"squash\",\"scale\":0.00392156862745098,"
+     "\"mean\":[0,0,0],\"std\":[1,1,1]},\"flatten\":\"hwc\",\"layers\":["
+     "{\"type\":\"conv2d\",\"name\":\"conv1\",\"filters\":32,\"kernel\":3,\"stride\":1,\"padding\":\"same\",\"bias\":false},"
+     "{\"type\":\"batchnorm\",\"name\":\"bn1\",\"eps\":1e-05},{\"type\":\"relu\",\"name\":\"relu1\"},"
+     "{\"type\":\"maxpool\",\"name\":\"pool1\",\"size\":2,\"stride\":2},"
+     "{\"type\":\"conv2d\",\"name\":\"conv2\",\"filters\":64,\"kernel\":3,\"stride\":1,\"padding\":\"same\",\"bias\":false},"
+     "{\"type\":\"batchnorm\",\"name\":\"bn2\",\"eps\":1e-05},{\"type\":\"relu\",\"name\":\"relu2\"},"
+     "{\"type\":\"maxpool\",\"name\":\"pool2\",\"size\":2,\"stride\":2},"
+     "{\"type\":\"conv2d\",\"name\":\"conv3\",\"filters\":128,\"kernel\":3,\"stride\":1,\"padding\":\"same\",\"bias\":false},"
+     "{\"type\":\"batchnorm\",\"name\":\"bn3\",\"eps\":1e-05},{\"type\":\"relu\",\"name\":\"relu3\"},"
+     "{\"type\":\"maxpool\",\"name\":\"pool3\",\"size\":2,\"stride\":2},"
+     "{\"type\":\"conv2d\",\"name\":\"conv4\",\"filters\":256,\"kernel\":3,\"stride\":1,\"padding\":\"same\",\"bias\":false},"
+     "{\"type\":\"batchnorm\",\"name\":\"bn4\",\"eps\":1e-05},{\"type\":\"relu\",\"name\":\"relu4\"},"
+     "{\"type\":\"maxpool\",\"name\":\"pool4\",\"size\":2,\"stride\":2},"
+     "{\"type\":\"conv2d\",\"name\":\"conv5\",\"filters\":384,\"kernel\":3,\"stride\":1,\"padding\":\"same\",\"bias\":false},"
+     "{\"type\":\"batchnorm\",\"name\":\"bn5\",\"eps\":1e-05},{\"type\":\"relu\",\"name\":\"relu5\"},"
+     "{\"type\":\"conv2d\",\"name\":\"conv6\",\"filters\":384,\"kernel\":3,\"stride\":1,\"padding\":\"same\",\"bias\":false},"
+     "{\"type\":\"batchnorm\",\"name\":\"bn6\",\"eps\":1e-05},{\"type\":\"relu\",\"name\":\"relu6\"},"
+     "{\"type\":\"gap\",\"name\":\"gap\"},{\"type\":\"dropout\",\"name\":\"drop\",\"rate\":0.3},"
+     "{\"type\":\"dense\",\"name\":\"fc\",\"units\":1,\"bias\":true},{\"type\":\"sigmoid\",\"name\":\"prob\"}]}"},
 };
 
 #define N_BUILTIN ((int)(sizeof builtin_specs / sizeof builtin_specs[0]))

@@ -36,11 +36,69 @@ cnn_augment_v2 cnn_augment_v2_defaults(void)
 int cnn_recipe_active(const cnn_recipe *r)
 {
     return r->augment_v2 || r->mixup_alpha > 0.0f || r->cutmix_alpha > 0.0f ||
-           r->label_smoothing > 0.0f || r->ema_decay > 0.0f || r->keep_best;
+           r->label_smoothing > 0.0f || r->ema_decay > 0.0f || r->keep_best ||
+           r->calib > 0;
+}
+
+/* Temperature scaling (Guo et al. 2017) for one logit.  With u = 1 / T the
+ * mean cross-entropy L(u) = mean(log(1 + e^(u z)) - y u z) is convex in u:
+ * L' = mean((s - y) z), L'' = mean(s (1 - s) z^2), s = sigmoid(u z).
+ * Newton steps from u = 1, each kept inside [1/20, 20] and halved back
+ * towards the current u until L does not rise. */
+static double temperature_loss(const float *z, const uint8_t *y, int n, double u)
+{
+    double l = 0.0;
+    for (int i = 0; i < n; i++) {
+        const double a = u * z[i];
+        /* log(1 + e^a) - y a, without overflow */
+        const double softplus = a > 0 ? a + log1p(exp(-a)) : log1p(exp(a));
+        l += softplus - (y[i] ? a : 0.0);
+    }
+    return l / n;
+}
+
+cnn_status cnn_fit_temperature(const float *logits, const uint8_t *labels, int n,
+                               double *temperature)
+{
+    if (!logits || !labels || !temperature || n < 1)
+        return cnn_fail(CNN_ERR_ARG, "temperature: no logits to fit on");
+    for (int i = 0; i < n; i++)
+        if (!isfinite(logits[i]))
+            return cnn_fail(CNN_ERR_ARG, "temperature: logit %d is not finite", i);
+    const double lo = 1.0 / 20.0, hi = 20.0;
+    double u = 1.0, loss = temperature_loss(logits, labels, n, u);
+    for (int it = 0; it < 100; it++) {
+        double g = 0.0, h = 0.0;
+        for (int i = 0; i < n; i++) {
+            const double z = logits[i], sg = 1.0 / (1.0 + exp(-u * z));
+            g += (sg - (labels[i] ? 1.0 : 0.0)) * z;
+            h += sg * (1.0 - sg) * z * z;
+        }
+        g /= n;
+        h /= n;
+        if (!(h > 1e-12) || fabs(g) < 1e-10) break;
+        double step = g / h, next = 0.0, nl = 0.0;
+        int tries = 0;
+        do {
+            next = u - step;
+            next = next < lo ? lo : next > hi ? hi : next;
+            nl = temperature_loss(logits, labels, n, next);
+            step *= 0.5;
+        } while (nl > loss && ++tries < 40);
+        if (nl > loss) break;
+        const double moved = fabs(next - u);
+        u = next;
+        loss = nl;
+        if (moved < 1e-9 * u) break;
+    }
+    *temperature = 1.0 / u;
+    return CNN_OK;
 }
 
 cnn_status cnn_recipe_check(const cnn_recipe *r)
 {
+    if (r->calib < 0 || r->calib > (1 << 24))
+        return cnn_fail(CNN_ERR_ARG, "calibration photos per class %d out of range", r->calib);
     const cnn_augment_v2 *a = &r->v2;
     if (!(r->mixup_alpha >= 0.0f && r->mixup_alpha <= 100.0f) ||
         !(r->cutmix_alpha >= 0.0f && r->cutmix_alpha <= 100.0f))

@@ -526,6 +526,42 @@ cnn_status cnn_trainer_step(cnn_trainer *t, const float *inputs,
 /* Evaluation                                                         */
 /* ------------------------------------------------------------------ */
 
+/* Logits of n preprocessed inputs in inference mode, batch by batch. */
+static void evaluate_inputs(cnn_trainer *t, const float *inputs, size_t in_size, int n,
+                            float *logits)
+{
+    for (int b0 = 0; b0 < n; b0 += t->opt.batch) {
+        int k = n - b0 < t->opt.batch ? n - b0 : t->opt.batch;
+        memcpy(t->act[0], inputs + (size_t)b0 * in_size, (size_t)k * in_size * sizeof(float));
+        forward(t, k, 0);
+        memcpy(logits + b0, t->logits, (size_t)k * sizeof(float));
+    }
+}
+
+/* Accuracy, log loss and (when ece is not NULL) ECE over 15 bins of n
+ * logits under the model's temperature. */
+static cnn_status logit_metrics(const cnn_model *m, const float *logits,
+                                const uint8_t *labels, int n, double *acc, double *ll,
+                                double *ece)
+{
+    long correct = 0;
+    double l = 0.0;
+    double *p = ece ? malloc((size_t)(n ? n : 1) * sizeof *p) : NULL;
+    if (ece && !p) return cnn_fail(CNN_ERR_NOMEM, "train: out of memory");
+    for (int i = 0; i < n; i++) {
+        const int y = labels[i];
+        const double q = cnn_model_probability(m, logits[i]);
+        correct += cnn_verdict(q) == (y == 1);
+        l -= y ? log(q) : log(1.0 - q);
+        if (p) p[i] = q;
+    }
+    if (acc) *acc = n ? (double)correct / n : 0.0;
+    if (ll) *ll = n ? l / n : 0.0;
+    if (ece) *ece = cnn_ece(p, labels, n, 15);
+    free(p);
+    return CNN_OK;
+}
+
 cnn_status cnn_trainer_evaluate(cnn_trainer *t, const cnn_dataset *d,
                                 double *accuracy, double *logloss,
                                 float *logits)
@@ -533,24 +569,12 @@ cnn_status cnn_trainer_evaluate(cnn_trainer *t, const cnn_dataset *d,
     if (!t || !d) return cnn_fail(CNN_ERR_ARG, "evaluate: no trainer or data");
     if (d->in_size != t->per_image[0])
         return cnn_fail(CNN_ERR_ARG, "evaluate: the data set was made for another input size");
-    long correct = 0;
-    double ll = 0.0;
-    for (int b0 = 0; b0 < d->n_val; b0 += t->opt.batch) {
-        int n = d->n_val - b0 < t->opt.batch ? d->n_val - b0 : t->opt.batch;
-        memcpy(t->act[0], d->val_inputs + (size_t)b0 * d->in_size,
-               (size_t)n * d->in_size * sizeof(float));
-        forward(t, n, 0);
-        for (int j = 0; j < n; j++) {
-            int y = d->val_labels[b0 + j];
-            double p = cnn_model_probability(t->m, t->logits[j]);
-            correct += cnn_verdict(p) == (y == 1);
-            ll -= y ? log(p) : log(1.0 - p);
-            if (logits) logits[b0 + j] = t->logits[j];
-        }
-    }
-    if (accuracy) *accuracy = d->n_val ? (double)correct / d->n_val : 0.0;
-    if (logloss) *logloss = d->n_val ? ll / d->n_val : 0.0;
-    return CNN_OK;
+    float *z = logits ? logits : malloc((size_t)(d->n_val ? d->n_val : 1) * sizeof *z);
+    if (!z) return cnn_fail(CNN_ERR_NOMEM, "evaluate: out of memory");
+    evaluate_inputs(t, d->val_inputs, d->in_size, d->n_val, z);
+    cnn_status s = logit_metrics(t->m, z, d->val_labels, d->n_val, accuracy, logloss, NULL);
+    if (z != logits) free(z);
+    return s;
 }
 
 /* ------------------------------------------------------------------ */
@@ -685,22 +709,33 @@ static void swap_average(cnn_trainer *t, int in)
     cnn_trainer_pack_weights(t);
 }
 
-/* Validation accuracy, log loss and ECE (15 bins) of the current weights. */
+/* Validation accuracy, log loss and ECE (15 bins) of the current weights.
+ * With calibration photos in the data set, first the temperature: the
+ * model's is set to 1, *ece_raw gets the ECE there, the temperature is
+ * fitted on the held-out photos' logits and set in the model, and the
+ * metrics are those under it (accuracy does not depend on it). */
 static cnn_status validate(cnn_trainer *t, const cnn_dataset *d, float *logits,
-                           double *acc, double *ll, double *ece)
+                           double *acc, double *ll, double *ece, double *ece_raw)
 {
+    *ece_raw = -1.0;
+    if (d->n_calib > 0) t->m->temperature = 1.0f;
     cnn_status s = cnn_trainer_evaluate(t, d, acc, ll, logits);
+    if (!s) s = logit_metrics(t->m, logits, d->val_labels, d->n_val, NULL, NULL, ece);
+    if (s || d->n_calib == 0) return s;
+    *ece_raw = *ece;
+    float *z = malloc((size_t)d->n_calib * sizeof *z);
+    if (!z) return cnn_fail(CNN_ERR_NOMEM, "train: out of memory");
+    evaluate_inputs(t, d->calib_inputs, d->in_size, d->n_calib, z);
+    double T = 1.0;
+    s = cnn_fit_temperature(z, d->calib_labels, d->n_calib, &T);
+    free(z);
     if (s) return s;
-    double *p = malloc((size_t)(d->n_val ? d->n_val : 1) * sizeof *p);
-    if (!p) return cnn_fail(CNN_ERR_NOMEM, "train: out of memory");
-    for (int i = 0; i < d->n_val; i++) p[i] = cnn_model_probability(t->m, logits[i]);
-    *ece = cnn_ece(p, d->val_labels, d->n_val, 15);
-    free(p);
-    return CNN_OK;
+    t->m->temperature = (float)T;
+    return logit_metrics(t->m, logits, d->val_labels, d->n_val, acc, ll, ece);
 }
 
 static cnn_status save_model(const cnn_trainer *t, const cnn_train_run *run,
-                             double acc, double ll, int n_val, double ece)
+                             double acc, double ll, int n_val, double ece, double ece_raw)
 {
     if (!run->out) return CNN_OK;
     cJSON *x = cJSON_CreateObject();
@@ -715,6 +750,7 @@ static cnn_status save_model(const cnn_trainer *t, const cnn_train_run *run,
     cJSON_AddNumberToObject(metrics, "val_logloss", ll);
     cJSON_AddNumberToObject(metrics, "n", n_val);
     if (cnn_recipe_active(&t->opt.recipe)) cJSON_AddNumberToObject(metrics, "val_ece", ece);
+    if (ece_raw >= 0.0) cJSON_AddNumberToObject(metrics, "val_ece_uncalibrated", ece_raw);
     cJSON_AddNumberToObject(training, "epochs_done", t->epoch);
     cJSON_AddItemToObject(x, "training", training);
     char *text = cJSON_PrintUnformatted(x);
@@ -727,7 +763,8 @@ static cnn_status save_model(const cnn_trainer *t, const cnn_train_run *run,
 
 static void report(const cnn_trainer *t, const cnn_train_run *run,
                    int batches, double ips, double eta, double elapsed,
-                   double lr, double acc, double ll, int n_val, double ece)
+                   double lr, double acc, double ll, int n_val, double ece,
+                   double ece_raw)
 {
     if (!run->progress) return;
     cnn_train_progress p = {
@@ -738,6 +775,7 @@ static void report(const cnn_trainer *t, const cnn_train_run *run,
         .eta_s = eta, .elapsed_s = elapsed, .lr = lr,
         .val_accuracy = acc, .val_logloss = ll, .val_n = n_val,
         .val_ece = ece, .best_epoch = t->best_epoch,
+        .val_ece_raw = ece_raw, .temperature = t->m->temperature,
     };
     run->progress(&p, run->progress_user);
 }
@@ -752,6 +790,11 @@ cnn_status cnn_trainer_run(cnn_trainer *t, const cnn_dataset *d,
     if (d->n_train < B)
         return cnn_fail(CNN_ERR_ARG, "train: %d training images, fewer than one batch (%d)",
                         d->n_train, B);
+    if (d->n_calib != 2 * t->opt.recipe.calib)
+        return cnn_fail(CNN_ERR_ARG,
+                        "train: the data set holds %d calibration photos, the options ask "
+                        "for %d per class",
+                        d->n_calib, t->opt.recipe.calib);
     const int batches = d->n_train / B;
     if (t->batch_pos > batches)
         return cnn_fail(CNN_ERR_ARG, "train: the checkpoint is at batch %d of an epoch with %d",
@@ -810,15 +853,16 @@ cnn_status cnn_trainer_run(cnn_trainer *t, const cnn_dataset *d,
                 ips = (double)(t->step - step_last) * B / (tn - t_last);
                 double rate = (double)(t->step - step_start) / (tn - t_start);
                 double eta = rate > 0 ? (double)(total_steps - t->step) / rate : 0.0;
-                report(t, run, batches, ips, eta, tn - t_start, lr, -1.0, -1.0, 0, -1.0);
+                report(t, run, batches, ips, eta, tn - t_start, lr, -1.0, -1.0, 0, -1.0,
+                       -1.0);
                 t_last = tn;
                 step_last = t->step;
             }
         }
-        double acc = 0.0, ll = 0.0, ece = 0.0;
+        double acc = 0.0, ll = 0.0, ece = 0.0, ece_raw = -1.0;
         swap_average(t, 1);
         recalibrate_bn(t, d, perm);
-        s = validate(t, d, val_logits, &acc, &ll, &ece);
+        s = validate(t, d, val_logits, &acc, &ll, &ece, &ece_raw);
         if (s) goto out;
         int best = !t->opt.recipe.keep_best || !(ll >= t->best_logloss);
         if (best) {
@@ -829,13 +873,15 @@ cnn_status cnn_trainer_run(cnn_trainer *t, const cnn_dataset *d,
             double tn = cnn_clock_seconds();
             double rate = (double)(t->step - step_start) / (tn - t_start);
             double eta = rate > 0 ? (double)(total_steps - t->step) / rate : 0.0;
-            report(t, run, batches, ips, eta, tn - t_start, lr, acc, ll, d->n_val, ece);
+            report(t, run, batches, ips, eta, tn - t_start, lr, acc, ll, d->n_val, ece,
+                   ece_raw);
         }
         t->epoch++;
         t->batch_pos = 0;
         t->loss_sum = 0.0;
         t->loss_count = 0;
-        if (best && (s = save_model(t, run, acc, ll, d->n_val, ece)) != CNN_OK) goto out;
+        if (best && (s = save_model(t, run, acc, ll, d->n_val, ece, ece_raw)) != CNN_OK)
+            goto out;
         swap_average(t, 0);
         if (run->checkpoint && (s = cnn_trainer_save_checkpoint(t, run->checkpoint)) != CNN_OK)
             goto out;

@@ -61,6 +61,7 @@ static cJSON *recipe_json(const cnn_recipe *r)
     RECIPE_FIELDS(PUT)
 #undef PUT
     cJSON_AddBoolToObject(j, "keep_best", r->keep_best != 0);
+    if (r->calib > 0) cJSON_AddNumberToObject(j, "calib", r->calib);
     if (r->augment_v2) {
         cJSON *a = cJSON_AddObjectToObject(j, "augment_v2");
         if (a) {
@@ -192,6 +193,12 @@ static void parse_recipe(const cJSON *j, cnn_recipe *r, int *ok)
     RECIPE_FIELDS(GET)
 #undef GET
     r->keep_best = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "keep_best"));
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "calib");
+    if (c) {
+        const double v = cJSON_IsNumber(c) ? c->valuedouble : -1.0;
+        if (!(v >= 1.0 && v <= (double)(1 << 24) && v == (int)v)) *ok = 0;
+        else r->calib = (int)v;
+    }
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "augment_v2");
     if (!a) return;
     r->augment_v2 = 1;
