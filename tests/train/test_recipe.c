@@ -267,6 +267,19 @@ static void test_mixing(void)
     CHECK_NEAR(from_a, 1 - cl, 1e-9);
     CHECK_NEAR(cy[0], 1 - cl, 1e-6);
     CHECK_NEAR(cy[1], cl, 1e-6);
+    /* mix_prob 0.3: about 30% of the batches mixed, the rest untouched
+     * (lam 1, images and targets as they were). */
+    cnn_recipe rp = {.mixup_alpha = 0.4f, .mix_prob = 0.3f};
+    int mixed = 0, untouched = 0;
+    for (uint64_t k2 = 0; k2 < 2000; k2++) {
+        float y3[N] = {0, 1, 1}, x3[N * P];
+        memcpy(x3, x0, sizeof x3);
+        const double l3 = cnn_mix_batch(&rp, x3, N, 4, 5, 3, y3, tk_hash(77, k2));
+        if (l3 < 1.0) mixed++;
+        else untouched += memcmp(x3, x0, sizeof x3) == 0 && y3[0] == 0 && y3[2] == 1;
+    }
+    CHECK_NEAR(mixed / 2000.0, 0.3, 0.03);
+    CHECK(untouched == 2000 - mixed);
     /* Off: nothing changes. */
     cnn_recipe off = {0};
     CHECK(cnn_mix_batch(&off, x2, N, 4, 5, 3, y2, 9) == 1.0);
@@ -389,7 +402,9 @@ static void test_options(void)
     o.recipe.ema_decay = 0, o.recipe.augment_v2 = 1, o.recipe.v2 = cnn_augment_v2_defaults();
     o.recipe.v2.scale_min = 0;
     CHECK_FAILS(cnn_trainer_create(m, &o, &t), CNN_ERR_ARG, "crop scale");
-    o.recipe.v2 = cnn_augment_v2_defaults(), o.recipe.calib = -1;
+    o.recipe.v2 = cnn_augment_v2_defaults(), o.recipe.mix_prob = 1.5f;
+    CHECK_FAILS(cnn_trainer_create(m, &o, &t), CNN_ERR_ARG, "mix probability");
+    o.recipe.mix_prob = 0, o.recipe.calib = -1;
     CHECK_FAILS(cnn_trainer_create(m, &o, &t), CNN_ERR_ARG, "calibration");
     o.recipe.calib = 0, o.recipe.ema_decay = 0.99f;
     CHECK(cnn_recipe_active(&o.recipe));
