@@ -176,5 +176,6 @@ catdog_panel_build_tta_check (CatdogPanel *panel)
   connect_option (panel, panel->tta_check, "toggled", "tta");
   /* In line with the framed sections' contents. */
   gtk_widget_set_margin_start (panel->tta_check, 12);
+  gtk_widget_set_halign (panel->tta_check, GTK_ALIGN_START);
   return panel->tta_check;
 }
