@@ -89,7 +89,7 @@ int cmd_eval(int argc, char **argv)
     float *inputs = NULL, logits[EVAL_BATCH];
     /* Wrong verdicts: the image, how sure the model was of the wrong label. */
     int *wrong = NULL, *order = NULL;
-    double *wrong_p = NULL;
+    double *wrong_p = NULL, *probs = NULL;
     int n_wrong = 0;
     int n = 0, rc = CLI_FAILED;
     cnn_status s = cnn_model_load(model_path, &m);
@@ -110,7 +110,8 @@ int cmd_eval(int argc, char **argv)
         wrong = malloc((size_t)(n > 0 ? n : 1) * sizeof *wrong);
         order = malloc((size_t)(n > 0 ? n : 1) * sizeof *order);
         wrong_p = malloc((size_t)(n > 0 ? n : 1) * sizeof *wrong_p);
-        if (!inputs || !wrong || !order || !wrong_p) {
+        probs = malloc((size_t)(n > 0 ? n : 1) * sizeof *probs);
+        if (!inputs || !wrong || !order || !wrong_p || !probs) {
             cli_error(P_("out of memory for %d image", "out of memory for %d images", n), n);
             goto out;
         }
@@ -150,6 +151,7 @@ int cmd_eval(int argc, char **argv)
         for (int j = 0; j < k; j++) {
             int y = labels[b0 + j];
             double pr = cnn_model_probability(m, logits[j]);
+            probs[b0 + j] = pr;
             confusion[y][cnn_verdict(pr)]++;
             if (cnn_verdict(pr) != (y == 1)) {
                 wrong[n_wrong] = b0 + j;
@@ -181,6 +183,10 @@ int cmd_eval(int argc, char **argv)
             printf("  %s  %s  %.4f\n", paths[wrong[order[i]]],
                    m->labels[labels[wrong[order[i]]]], wrong_p[order[i]]);
     }
+    /* TRANSLATORS: ECE is the expected calibration error; the temperature
+       T divides the logit before the sigmoid */
+    printf(_("calibration: ECE %.4f (15 bins), temperature %g\n"),
+           cnn_ece(probs, labels, n, 15), (double)m->temperature);
     printf(_("speed: %.1f images/s (decode + forward), %.1f images/s (forward only)\n"),
            total > 0 ? n / total : 0.0, t_forward > 0 ? n / t_forward : 0.0);
     printf("accuracy %.4f logloss %.4f n %d\n", n ? (double)correct / n : 0.0,
@@ -191,6 +197,7 @@ out:
     free(wrong);
     free(order);
     free(wrong_p);
+    free(probs);
     free(paths);
     free(labels);
     cnn_net_free(net);
