@@ -562,6 +562,42 @@ cnn_status cnn_model_input_gradient(const cnn_model *m, int n, const float *inpu
                                     int layer, const float *seed, float *grad,
                                     double *value);
 
+/* The fast batched backward pass to the input (input_grad.c): the same
+ * gradient as cnn_model_input_gradient(), which stays the scalar
+ * double-precision reference, on the trainer's kernels (train_kernels.c)
+ * in inference mode, on one thread pool, f32 or bf16, with its buffers
+ * planned once.  For integrated gradients and filter visualisation. */
+typedef struct cnn_grad cnn_grad;
+typedef struct {
+    int layer;               /* index into m->layers of the target layer whose
+                                output the objective weighs; -1: the logit (the
+                                output before a final sigmoid) */
+    int batch;               /* most images per cnn_grad_run call (>= 1) */
+    int threads;             /* 0: all cores */
+    cnn_precision precision; /* CNN_PRECISION_F32 or _BF16 (bf16 kernels where
+                                the CPU has them, emulated elsewhere) */
+} cnn_grad_options;
+
+/* Plans buffers for m (which must outlive g), computing only the layers up
+ * to o->layer.  Inference mode: batch-norm with its running statistics,
+ * dropout the identity. */
+cnn_status cnn_grad_create(const cnn_model *m, const cnn_grad_options *o, cnn_grad **out);
+
+/* For n <= batch preprocessed inputs (n x in_h x in_w x in_c floats, NHWC,
+ * as cnn_preprocess writes them): the gradient of each image's objective
+ * sum_k seed[j][k] * out_j[k] (out_j: the target layer's output of image j,
+ * h*w*c values NHWC; seed NULL weighs every value 1) with respect to its
+ * input, in grad (n x input floats); value (may be NULL) gets the n
+ * objectives.  Same meaning as cnn_model_input_gradient, which stays as the
+ * scalar double-precision reference. */
+cnn_status cnn_grad_run(cnn_grad *g, int n, const float *input, const float *seed,
+                        float *grad, float *value);
+
+/* The target layer's output shape (h, w, c) for sizing seeds. */
+void cnn_grad_target_shape(const cnn_grad *g, int *h, int *w, int *c);
+
+void cnn_grad_free(cnn_grad *g);
+
 /* Stretches a cam_h x cam_w map of values in [0, 1] over width x height
  * pixels (bilinear, the map's corners on the image's corners' pixel
  * centres; one pixel across sits on the map's middle) as
