@@ -6,11 +6,18 @@
  * output's channel mean (pre-ReLU) and random seeds on inner layers, f32
  * and bf16, 1 and 3 threads, part batches; the arguments it refuses.
  *
- * Tolerances, as max |fast - reference| over max |reference| of each
- * image's gradient: f32 1e-4 (float sums against double ones); bf16
- * 4e-2 (the conv and dense inputs and weights rounded to 8 significant
- * bits, forward and backward).  Objectives: f32 1e-4, bf16 4e-2 relative
- * (plus 1e-3 absolute). */
+ * Tolerances, as |fast - reference| / |reference| (Euclidean norms of
+ * each image's gradient): f32 1e-5 on the random models, 5e-3 on the
+ * shipped one (float sums against double ones flip a few ReLU and
+ * max-pool choices among its 150x150 maps: measured 3.6e-4 for the logit,
+ * 1.2e-3 for the channel mean).  bf16: 0.1 plus 1.5 times how far the
+ * reference's own gradient moves when only its input is rounded to bf16.
+ * The gradient of a ReLU network is shattered: on the shipped model that
+ * rounding alone moves it by 23-27%, about as far as the whole bf16 pass
+ * does (conv and dense inputs, weights and gradients rounded to 8
+ * significant bits), so a fixed small tolerance could not hold and a
+ * wrong pass (100% and more) still fails.  Objectives: f32 1e-4, bf16
+ * 2e-2 times (|reference| + 1). */
 #include "check.h"
 #include "cnn.h"
 
@@ -20,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const double TOL_F32 = 1e-4, TOL_BF16 = 4e-2;
 
 static uint64_t rng_state = 777;
 
@@ -102,29 +108,36 @@ static int layer_index(const cnn_model *m, const char *name)
     exit(1);
 }
 
-/* Max over images of max |g - r| / max |r|. */
-static double grad_error(const float *g, const float *r, int n, size_t e)
+/* Over images, the worst of max |g - r| / max |r| (*max_rel) and of
+ * |g - r| / |r| (Euclidean norms, *l2_rel); NaN sticks. */
+static void grad_error(const float *g, const float *r, int n, size_t e, double *max_rel,
+                       double *l2_rel)
 {
-    double worst = 0.0;
+    *max_rel = *l2_rel = 0.0;
     for (int j = 0; j < n; j++) {
-        double d = 0.0, big = 0.0;
+        double d = 0.0, big = 0.0, dd = 0.0, rr = 0.0;
         for (size_t k = 0; k < e; k++) {
             const double a = g[(size_t)j * e + k], b = r[(size_t)j * e + k];
-            if (!(fabs(a - b) <= d)) d = fabs(a - b); /* NaN sticks */
+            if (!(fabs(a - b) <= d)) d = fabs(a - b);
             if (fabs(b) > big) big = fabs(b);
+            dd += (a - b) * (a - b);
+            rr += b * b;
         }
-        const double rel = big > 0.0 ? d / big : d;
-        if (!(rel <= worst)) worst = rel;
+        const double rel = big > 0.0 ? d / big : d, l2 = rr > 0.0 ? sqrt(dd / rr) : sqrt(dd);
+        if (!(rel <= *max_rel)) *max_rel = rel;
+        if (!(l2 <= *l2_rel)) *l2_rel = l2;
     }
-    return worst;
 }
 
 /* The fast pass against the reference for one target and seed. */
 static void compare(const char *what, const cnn_model *m, int layer, int batch, int n,
-                    const float *x, const float *seed, cnn_precision prec, int threads)
+                    const float *x, const float *seed, cnn_precision prec, int threads,
+                    double tol_f32)
 {
     const size_t e = (size_t)m->in_h * m->in_w * m->in_c;
     float *g = malloc((size_t)n * e * sizeof *g), *r = malloc((size_t)n * e * sizeof *r);
+    float *xr = malloc((size_t)n * e * sizeof *xr), *rr = malloc((size_t)n * e * sizeof *rr);
+    if (!xr || !rr) exit(1);
     float value[64];
     double rvalue[64];
     if (!g || !r || n > 64) exit(1);
@@ -135,18 +148,28 @@ static void compare(const char *what, const cnn_model *m, int layer, int batch, 
     if (!gr) {
         free(g);
         free(r);
+        free(xr);
+        free(rr);
         return;
     }
     CHECK_OK(cnn_grad_run(gr, n, x, seed, g, value));
     CHECK_OK(cnn_model_input_gradient(m, n, x, layer, seed, r, rvalue));
-    const double tol = prec == CNN_PRECISION_BF16 ? TOL_BF16 : TOL_F32;
-    const double err = grad_error(g, r, n, e);
-    printf("%-34s %s %d thread(s) %2d of %2d images: gradient error %.2e\n", what,
-           cnn_precision_name(prec), threads, n, batch, err);
-    CHECKF(err <= tol, "%s %s: gradient error %.3g > %.3g", what, cnn_precision_name(prec),
-           err, tol);
+    double tol = tol_f32, max_rel, l2_rel, unused, moved = 0.0;
+    if (prec == CNN_PRECISION_BF16) {
+        for (size_t k = 0; k < (size_t)n * e; k++) xr[k] = cnn_bf16_to_f32(cnn_f32_to_bf16(x[k]));
+        CHECK_OK(cnn_model_input_gradient(m, n, xr, layer, seed, rr, NULL));
+        grad_error(rr, r, n, e, &unused, &moved);
+        tol = 0.1 + 1.5 * moved;
+    }
+    grad_error(g, r, n, e, &max_rel, &l2_rel);
+    printf("%-34s %-4s %d thread(s) %2d of %2d images: gradient error max %.2e, L2 %.2e "
+           "(tolerance %.2e)\n", what, cnn_precision_name(prec), threads, n, batch, max_rel,
+           l2_rel, tol);
+    CHECKF(l2_rel <= tol, "%s %s: gradient error %.3g > %.3g", what, cnn_precision_name(prec),
+           l2_rel, tol);
+    const double vtol = prec == CNN_PRECISION_BF16 ? 2e-2 : 1e-4;
     for (int j = 0; j < n; j++)
-        CHECKF(fabs(value[j] - rvalue[j]) <= tol * fabs(rvalue[j]) + 1e-3,
+        CHECKF(fabs(value[j] - rvalue[j]) <= vtol * (fabs(rvalue[j]) + 1.0),
                "%s %s image %d: objective %.7g, reference %.7g", what, cnn_precision_name(prec),
                j, value[j], rvalue[j]);
     /* A second run on the same planned buffers gives the same bits. */
@@ -158,6 +181,8 @@ static void compare(const char *what, const cnn_model *m, int layer, int batch, 
     cnn_grad_free(gr);
     free(g);
     free(r);
+    free(xr);
+    free(rr);
 }
 
 /* seed[j][p * c + ch] = 1 / (h * w): channel ch's mean. */
@@ -196,12 +221,12 @@ static void check_case(const grad_case *gc)
     for (int p = 0; p < CNN_PRECISION_COUNT; p++)
         for (int threads = 1; threads <= 3; threads += 2) {
             snprintf(what, sizeof what, "%s logit", gc->name);
-            compare(what, m, -1, B, B, x, NULL, (cnn_precision)p, threads);
-            compare(what, m, -1, B, 2, x, NULL, (cnn_precision)p, threads);
+            compare(what, m, -1, B, B, x, NULL, (cnn_precision)p, threads, 1e-5);
+            compare(what, m, -1, B, 2, x, NULL, (cnn_precision)p, threads, 1e-5);
             snprintf(what, sizeof what, "%s %s channel 1 mean", gc->name, gc->bn);
-            compare(what, m, bn, B, B, x, cs, (cnn_precision)p, threads);
+            compare(what, m, bn, B, B, x, cs, (cnn_precision)p, threads, 1e-5);
             snprintf(what, sizeof what, "%s %s random seed", gc->name, gc->inner);
-            compare(what, m, inner, B, 3, x, rs, (cnn_precision)p, threads);
+            compare(what, m, inner, B, 3, x, rs, (cnn_precision)p, threads, 1e-5);
         }
     free(cs);
     free(rs);
@@ -242,9 +267,9 @@ static void check_shipped(void)
     CHECK(bn > 0);
     float *cs = bn > 0 ? channel_seed(m, bn, N, 5) : NULL;
     for (int p = 0; p < CNN_PRECISION_COUNT; p++) {
-        compare("shipped logit", m, -1, 4, N, x, NULL, (cnn_precision)p, 2);
+        compare("shipped logit", m, -1, 4, N, x, NULL, (cnn_precision)p, 2, 5e-3);
         if (cs) compare("shipped conv3 bn channel 5 mean", m, bn, N, N, x, cs,
-                        (cnn_precision)p, 2);
+                        (cnn_precision)p, 2, 5e-3);
     }
     free(cs);
     free(x);
