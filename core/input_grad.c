@@ -256,6 +256,13 @@ void cnn_grad_target_shape(const cnn_grad *g, int *h, int *w, int *c)
     if (c) *c = L ? L->out_c : 0;
 }
 
+void cnn_grad_plan(const cnn_grad *g, const cnn_model **m, int *batch, bool *logit)
+{
+    *m = g->m;
+    *batch = g->o.batch;
+    *logit = g->last == resolve_layer(g->m, -1);
+}
+
 void cnn_grad_free(cnn_grad *g)
 {
     if (!g) return;

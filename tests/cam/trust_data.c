@@ -2,19 +2,23 @@
  * validation photos (suite 'cam'):
  *   - the mean rank correlation of Grad-CAM with the maps of the model
  *     randomised from the top down (all steps, all photos) is below 0.3;
- *   - for the method given (Grad-CAM or occlusion 15/8), the deletion AUC
- *     is below the random map's and the insertion AUC above it on at
- *     least 90% of the photos.
+ *   - for the method given (Grad-CAM, occlusion 15/8 or integrated
+ *     gradients), the deletion AUC is below the random map's and the
+ *     insertion AUC above it on at least 90% of the photos;
+ *   - integrated gradients (black baseline, IG_STEPS steps): completeness
+ *     within 1% on every photo, |sum of attributions - (F(x) - F(x0))|
+ *     over |F(x) - F(x0)|.
  * The first 25 (--per-class) cats and dogs of DATA/validation (file names in
  * order), gray fill, 20 steps, the random map on the last conv layer's
  * grid (as `catdog cam --check`).
  *
- * usage: trust_data MODEL DATA gradcam|occlusion [--per-class N] [--xfail CHECK]...
+ * usage: trust_data MODEL DATA gradcam|occlusion|integrated-gradients [--per-class N]
+ *                   [--xfail CHECK]...
  * ($CATDOG_DATA overrides DATA).  --per-class: photos of each class
  * (default 25; the sanitizer build runs occlusion on 5 of each, for time).  One method per run (the two are two
  * tests); randomisation is checked for Grad-CAM.  --xfail names a check
- * known to fail on the model today ("deletion", "insertion" or
- * "randomisation"): its failure is printed as XFAIL and not counted, and
+ * known to fail on the model today ("deletion", "insertion",
+ * "randomisation" or "completeness"): its failure is printed as XFAIL and not counted, and
  * if it passes the test fails, so that the mark goes as soon as it is no
  * longer true.  Exits 77 (skip) without the photos. */
 #include "../check.h"
@@ -27,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_PER_CLASS = 25, STEPS = 20, BATCH = 16, MAX_STEPS = 32 };
+enum { MAX_PER_CLASS = 25, STEPS = 20, BATCH = 16, MAX_STEPS = 32, IG_STEPS = 64 };
 
 static int by_name(const void *a, const void *b)
 {
@@ -86,7 +90,8 @@ static void threshold(const char *check, bool ok, const char *what)
 
 int main(int argc, char **argv)
 {
-    bool bad = argc < 4 || (strcmp(argv[3], "gradcam") != 0 && strcmp(argv[3], "occlusion") != 0);
+    bool bad = argc < 4 || (strcmp(argv[3], "gradcam") != 0 && strcmp(argv[3], "occlusion") != 0 &&
+                            strcmp(argv[3], "integrated-gradients") != 0);
     int per_class = MAX_PER_CLASS;
     for (int i = 4; i < argc && !bad; i += 2) {
         bad = i + 1 >= argc;
@@ -99,13 +104,14 @@ int main(int argc, char **argv)
         }
     }
     if (bad) {
-        fprintf(stderr, "usage: trust_data MODEL DATA gradcam|occlusion [--per-class N] "
-                        "[--xfail CHECK]...\n");
+        fprintf(stderr, "usage: trust_data MODEL DATA gradcam|occlusion|integrated-gradients "
+                        "[--per-class N] [--xfail CHECK]...\n");
         return 2;
     }
     const char *name = argv[3];
-    const cnn_explain_method method =
-        strcmp(name, "gradcam") == 0 ? CNN_EXPLAIN_GRADCAM : CNN_EXPLAIN_OCCLUSION;
+    const cnn_explain_method method = strcmp(name, "gradcam") == 0     ? CNN_EXPLAIN_GRADCAM
+                                      : strcmp(name, "occlusion") == 0 ? CNN_EXPLAIN_OCCLUSION
+                                                                       : CNN_EXPLAIN_INTEGRATED_GRADIENTS;
     const char *env = getenv("CATDOG_DATA");
     const char *data = env && *env ? env : argv[2];
     char folder[4096], *photos[2 * MAX_PER_CLASS];
@@ -132,6 +138,16 @@ int main(int argc, char **argv)
         return check_done("trust_data");
     }
     CHECK_OK(cnn_net_set_threads(net, 0));
+    /* Integrated gradients: one backward pass planned for all photos. */
+    cnn_grad *grad = NULL;
+    cnn_ig_options ig;
+    cnn_ig_options_init(&ig);
+    ig.steps = IG_STEPS;
+    if (method == CNN_EXPLAIN_INTEGRATED_GRADIENTS) {
+        cnn_grad_options go = {.layer = -1, .batch = BATCH, .threads = 0,
+                               .precision = CNN_PRECISION_F32};
+        CHECK_OK(cnn_grad_create(m, &go, &grad));
+    }
     const size_t pixels = (size_t)m->in_h * (size_t)m->in_w;
     const size_t floats = pixels * (size_t)m->in_c;
     float *input = calloc(floats, sizeof *input), *fill = calloc(floats, sizeof *fill);
@@ -153,6 +169,8 @@ int main(int argc, char **argv)
     double del_map = 0, del_random = 0, ins_map = 0, ins_random = 0;
     double rho_sum = 0.0, rho_step[MAX_STEPS] = {0};
     int rho_n = 0, rho_nan = 0, steps = 0, rho_step_n[MAX_STEPS] = {0};
+    int complete = 0;
+    double worst_error = 0.0, error_sum = 0.0, ig_seconds = 0.0;
     cnn_explain_options o;
     cnn_explain_options_init(&o, method);
     o.batch = BATCH;
@@ -167,7 +185,14 @@ int main(int argc, char **argv)
         cnn_image_free(&img);
         double dm = 0, im = 0, dr = 0, ir = 0;
         if (st == CNN_OK) st = cnn_fill_input(m, input, CNN_FILL_GRAY, 5.0, fill);
-        if (st == CNN_OK) st = cnn_explain_map(net, &o, input, map, pixels, NULL);
+        cnn_ig_result igr = {0};
+        if (st == CNN_OK && grad) {
+            const double t1 = cnn_clock_seconds();
+            st = cnn_integrated_gradients(grad, input, &ig, NULL, map, pixels, &igr);
+            ig_seconds += cnn_clock_seconds() - t1;
+        } else if (st == CNN_OK) {
+            st = cnn_explain_map(net, &o, input, map, pixels, NULL);
+        }
         if (st == CNN_OK)
             st = cnn_deletion_insertion(net, BATCH, input, fill, map, STEPS, NULL, NULL, &dm, &im);
         if (st == CNN_OK)
@@ -184,6 +209,13 @@ int main(int argc, char **argv)
         ins_random += ir;
         printf("%s  %s del %.3f (random %.3f) ins %.3f (random %.3f)",
                strrchr(photos[i], '/') + 1, name, dm, dr, im, ir);
+        if (grad) {
+            printf("  completeness: sum %.4f, F(x) - F(x0) %.4f, error %.3f%%", igr.sum,
+                   igr.target, 100.0 * igr.error);
+            complete += igr.error <= 0.01;
+            error_sum += igr.error;
+            if (!(igr.error <= worst_error)) worst_error = igr.error;
+        }
         if (method == CNN_EXPLAIN_GRADCAM) {
             double rho[MAX_STEPS];
             st = cnn_randomisation_cascade(m, &o, input, map, 1, rho, MAX_STEPS, &steps);
@@ -224,6 +256,15 @@ int main(int argc, char **argv)
         threshold("randomisation", rho_n > 0 && rho_mean < 0.3, what);
     }
     const int p = photos_done ? photos_done : 1;
+    if (grad) {
+        printf("integrated gradients (%s baseline, %d steps): %.2f s per photo; completeness "
+               "error mean %.3f%%, worst %.3f%%, within 1%% on %d of %d photos\n",
+               cnn_baseline_name(ig.baseline), ig.steps, ig_seconds / p, 100.0 * error_sum / p,
+               100.0 * worst_error, complete, photos_done);
+        snprintf(what, sizeof what, "integrated gradients: completeness within 1%% on %d of %d "
+                 "photos (worst %.3f%%), wanted all", complete, photos_done, 100.0 * worst_error);
+        threshold("completeness", photos_done == n && complete == photos_done, what);
+    }
     printf("%s: deletion AUC mean %.3f (random map %.3f), below the random map's on %d of %d "
            "photos; insertion AUC mean %.3f (random %.3f), above on %d of %d\n",
            name, del_map / p, del_random / p, del_better, photos_done, ins_map / p,
@@ -242,6 +283,7 @@ int main(int argc, char **argv)
     free(fill);
     free(map);
     free(random);
+    cnn_grad_free(grad);
     cnn_net_free(net);
     cnn_model_free(m);
     return check_done("trust_data");
