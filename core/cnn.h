@@ -713,9 +713,12 @@ typedef struct {
     int window; /* 1 .. min(in_h, in_w); default 15 */
     int stride; /* >= 1; default 8 */
     cnn_fill fill;
+    /* Called after each batch with the fraction done (0..1]; NULL: none. */
+    void (*progress)(double fraction, void *data);
+    void *progress_data;
 } cnn_occlusion_options;
 
-/* window 15, stride 8, gray. */
+/* window 15, stride 8, gray, no progress. */
 void cnn_occlusion_options_init(cnn_occlusion_options *o);
 
 /* Windows per direction for a side of `size` pixels (0 when the window

@@ -34,6 +34,8 @@ void cnn_occlusion_options_init(cnn_occlusion_options *o)
     o->window = 15;
     o->stride = 8;
     o->fill = CNN_FILL_GRAY;
+    o->progress = NULL;
+    o->progress_data = NULL;
 }
 
 void cnn_explain_options_init(cnn_explain_options *o, cnn_explain_method method)
@@ -217,6 +219,7 @@ cnn_status cnn_occlusion_map(cnn_net *net, int batch, const float *input,
                     count[(size_t)y * (size_t)w + (size_t)x]++;
                 }
         }
+        if (o->progress) o->progress((double)(first + n) / total, o->progress_data);
     }
     for (size_t p = 0; p < pixels; p++) map[p] = count[p] ? (float)(sum[p] / count[p]) : 0.0f;
     if (logit) *logit = base;

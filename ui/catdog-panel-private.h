@@ -39,6 +39,7 @@ struct _CatdogPanel
   gint          top;
   gboolean      heatmap;
   gchar        *heatmap_layer;
+  gchar        *heatmap_method;
 
   GHashTable   *infos;         /* path -> CatdogModelInfo, NULL if unusable */
   GtkListStore *models;
@@ -54,6 +55,8 @@ struct _CatdogPanel
   GtkWidget    *heatmap_check;
   GtkWidget    *heatmap_combo;
   GtkWidget    *heatmap_label;
+  GtkWidget    *method_combo;
+  GtkWidget    *method_label;
   GtkWidget    *layer_box;
   GtkWidget    *layer_view;
   GtkWidget    *all_button;
@@ -82,6 +85,7 @@ typedef enum
   PROP_HEATMAP_LAYER,
   PROP_N_CHECKED,
   PROP_CHANNELS,
+  PROP_HEATMAP_METHOD,
   N_PROPS
 } CatdogPanelProp;
 

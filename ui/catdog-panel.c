@@ -186,6 +186,8 @@ catdog_panel_constructed (GObject *object)
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (panel->top_spin), panel->top);
   gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (panel->heatmap_check),
                                 panel->heatmap);
+  gtk_combo_box_set_active_id (GTK_COMBO_BOX (panel->method_combo),
+                               panel->heatmap_method);
   panel->syncing = FALSE;
   catdog_panel_sync_sensitivity (panel);
   catdog_panel_refresh (panel);
@@ -262,11 +264,14 @@ catdog_panel_set_property (GObject      *object,
       break;
     case PROP_MAPS_STYLE:
     case PROP_COLORMAP:
+    case PROP_HEATMAP_METHOD:
       {
         gchar    **field = prop_id == PROP_MAPS_STYLE ? &panel->maps_style
-                                                      : &panel->colormap;
+                           : prop_id == PROP_COLORMAP ? &panel->colormap
+                                                      : &panel->heatmap_method;
         GtkWidget *combo = prop_id == PROP_MAPS_STYLE ? panel->style_combo
-                                                      : panel->colormap_combo;
+                           : prop_id == PROP_COLORMAP ? panel->colormap_combo
+                                                      : panel->method_combo;
 
         s = g_value_get_string (value);
         if (! s || ! g_strcmp0 (s, *field))
@@ -278,6 +283,8 @@ catdog_panel_set_property (GObject      *object,
             gtk_combo_box_set_active_id (GTK_COMBO_BOX (combo), s);
             panel->syncing = FALSE;
           }
+        if (combo && prop_id == PROP_HEATMAP_METHOD)
+          catdog_panel_sync_sensitivity (panel);
       }
       break;
     case PROP_TOP:
@@ -329,6 +336,7 @@ field_of (CatdogPanel *panel,
     [PROP_HEATMAP]       = G_STRUCT_OFFSET (CatdogPanel, heatmap),
     [PROP_HEATMAP_LAYER] = G_STRUCT_OFFSET (CatdogPanel, heatmap_layer),
     [PROP_CHANNELS]      = G_STRUCT_OFFSET (CatdogPanel, channels),
+    [PROP_HEATMAP_METHOD] = G_STRUCT_OFFSET (CatdogPanel, heatmap_method),
   };
 
   return prop_id < N_PROPS && offsets[prop_id]
@@ -374,6 +382,7 @@ catdog_panel_finalize (GObject *object)
   g_free (panel->maps_style);
   g_free (panel->colormap);
   g_free (panel->heatmap_layer);
+  g_free (panel->heatmap_method);
   g_free (panel->channels);
   g_hash_table_unref (panel->infos);
   g_clear_object (&panel->models);
@@ -422,6 +431,8 @@ catdog_panel_class_init (CatdogPanelClass *klass)
                       G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
   props[PROP_CHANNELS] =
     g_param_spec_string ("channels", NULL, NULL, "", rw);
+  props[PROP_HEATMAP_METHOD] =
+    g_param_spec_string ("heatmap-method", NULL, NULL, "gradcam", rw);
   g_object_class_install_properties (object_class, N_PROPS, props);
 }
 
@@ -432,6 +443,7 @@ catdog_panel_init (CatdogPanel *panel)
   panel->maps_style = g_strdup ("mosaic");
   panel->colormap   = g_strdup ("gray");
   panel->heatmap_layer = g_strdup ("");
+  panel->heatmap_method = g_strdup ("gradcam");
   panel->channels   = g_strdup ("");
   panel->infos = g_hash_table_new_full (
     g_str_hash, g_str_equal, g_free,

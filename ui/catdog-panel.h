@@ -10,12 +10,13 @@
  *   "maps-style"    string  "mosaic" or "channels"
  *   "colormap"      string  "gray" or "viridis"
  *   "top"           int     only each layer's N most active channels; 0: all
- *   "heatmap"       boolean add a Grad-CAM heat map
- *   "heatmap-layer" string  its conv layer; "": the model's last one
+ *   "heatmap"       boolean add a heat map
+ *   "heatmap-layer" string  Grad-CAM's conv layer; "": the model's last one
  *   "n-checked"     int     conv layers checked (read-only)
  *   "channels"      string  the channels marked in the preview, as the
  *                           procedure's "channels" argument; setting it to
  *                           "" (or NULL) clears the marks
+ *   "heatmap-method" string "gradcam", "occlusion" or "integrated-gradients"
  */
 #ifndef CATDOG_PANEL_H
 #define CATDOG_PANEL_H
