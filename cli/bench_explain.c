@@ -4,7 +4,8 @@
  * number of plain forward passes (and the unoccluded one) at that batch
  * size: their ratio is what occluding costs on top of the passes.  And
  * the backward pass to the input: the scalar reference against the fast
- * batched one (cnn_grad), in images per second. */
+ * batched one (cnn_grad), in images per second, and the time of an
+ * integrated-gradients map. */
 #include "cli.h"
 #include "common.h"
 #include "i18n.h"
@@ -110,6 +111,33 @@ static cnn_status grad_rate(const cnn_model *m, int threads, int batch, cnn_prec
     return CNN_OK;
 }
 
+/* Median seconds of one integrated-gradients map of input (the defaults:
+ * black baseline, 32 steps), gradients CLI_EXPLAIN_BATCH at a time, as
+ * `catdog cam` runs them; a warm-up map first. */
+static cnn_status ig_time(const cnn_model *m, int threads, const float *input, double *seconds)
+{
+    cnn_grad_options o = {.layer = -1, .batch = CLI_EXPLAIN_BATCH, .threads = threads,
+                          .precision = CNN_PRECISION_F32};
+    cnn_ig_options io;
+    cnn_ig_options_init(&io);
+    const size_t cells = (size_t)m->in_h * (size_t)m->in_w;
+    float *map = malloc(cells * sizeof *map);
+    cnn_grad *g = NULL;
+    cnn_status st = map ? cnn_grad_create(m, &o, &g) : CNN_ERR_NOMEM;
+    double t[GRAD_RUNS + 1];
+    for (int r = 0; r <= GRAD_RUNS && st == CNN_OK; r++) {
+        const double t0 = cnn_clock_seconds();
+        st = cnn_integrated_gradients(g, input, &io, NULL, map, cells, NULL);
+        t[r] = cnn_clock_seconds() - t0;
+    }
+    cnn_grad_free(g);
+    free(map);
+    if (st != CNN_OK) return st;
+    qsort(t + 1, GRAD_RUNS, sizeof *t, cmp_double);
+    *seconds = t[1 + GRAD_RUNS / 2];
+    return CNN_OK;
+}
+
 int cli_bench_gradient(const cnn_model *m, const int *threads, int n_threads, int batch,
                        const float *input)
 {
@@ -141,6 +169,14 @@ int cli_bench_gradient(const cnn_model *m, const int *threads, int n_threads, in
                    "(%.0fx the reference), bf16 %.1f images/s (%.0fx; %.2fx f32) (median of "
                    "%d)\n", batch, threads[ti], threads[ti] == 1 ? "" : "s", f32, f32 / ref,
                    bf16, bf16 / ref, bf16 / f32, GRAD_RUNS);
+    }
+    for (int ti = 0; ti < n_threads && st == CNN_OK; ti++) {
+        double s = 0;
+        st = ig_time(m, threads[ti], input, &s);
+        if (st == CNN_OK)
+            printf("integrated gradients (black baseline, 32 steps: 34 gradients, batch %d), %d "
+                   "thread%s: %.0f ms per image (median of %d)\n", CLI_EXPLAIN_BATCH,
+                   threads[ti], threads[ti] == 1 ? "" : "s", s * 1e3, GRAD_RUNS);
     }
     free(inputs);
     free(grad);

@@ -64,7 +64,8 @@ int cli_bench_occlusion(const cnn_model *m, const cnn_net_options *no, int threa
 /* catdog bench (bench_explain.c): images per second of the backward pass
  * to the input of the logit, the scalar reference (cnn_model_input_gradient,
  * one thread) and the fast batched one (cnn_grad) at batch size batch in
- * f32 and bf16 on each thread count.  Returns CLI_OK or CLI_FAILED. */
+ * f32 and bf16 on each thread count, then the time of an
+ * integrated-gradients map.  Returns CLI_OK or CLI_FAILED. */
 int cli_bench_gradient(const cnn_model *m, const int *threads, int n_threads, int batch,
                        const float *input);
 

@@ -165,7 +165,6 @@ catdog_panel_build_heatmap_section (CatdogPanel *panel)
                                  panel->heatmap_combo);
   gtk_box_pack_start (GTK_BOX (row), panel->heatmap_label, FALSE, FALSE, 0);
   gtk_box_pack_start (GTK_BOX (row), panel->heatmap_combo, FALSE, FALSE, 0);
-  gtk_box_pack_start (GTK_BOX (box), row, FALSE, FALSE, 0);
 
   panel->method_combo = gtk_combo_box_text_new ();
   gtk_combo_box_text_append (GTK_COMBO_BOX_TEXT (panel->method_combo),
@@ -187,7 +186,9 @@ catdog_panel_build_heatmap_section (CatdogPanel *panel)
                                  panel->method_combo);
   gtk_box_pack_start (GTK_BOX (row2), panel->method_label, FALSE, FALSE, 0);
   gtk_box_pack_start (GTK_BOX (row2), panel->method_combo, FALSE, FALSE, 0);
+  /* The method first, then Grad-CAM's conv layer. */
   gtk_box_pack_start (GTK_BOX (box), row2, FALSE, FALSE, 0);
+  gtk_box_pack_start (GTK_BOX (box), row, FALSE, FALSE, 0);
 
   return catdog_panel_framed (_("Where the network looks"), box);
 }
