@@ -75,6 +75,8 @@ GtkButton   *catdog_panel_get_none_button (CatdogPanel  *panel);
 /* The heat map's conv layers: ids are the names, except the last conv
  * layer's, "" (the "heatmap-layer" that means the last one). */
 GtkComboBox *catdog_panel_get_heatmap_combo (CatdogPanel *panel);
+/* The heat map's method: ids gradcam, occlusion, integrated-gradients. */
+GtkComboBox *catdog_panel_get_method_combo (CatdogPanel *panel);
 GtkSpinButton *catdog_panel_get_top_spin  (CatdogPanel  *panel);
 
 /* The pixels the plug-in would classify, for the preview (copied at
