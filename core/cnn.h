@@ -562,11 +562,9 @@ cnn_status cnn_model_input_gradient(const cnn_model *m, int n, const float *inpu
                                     int layer, const float *seed, float *grad,
                                     double *value);
 
-/* The fast batched backward pass to the input (input_grad.c): the same
- * gradient as cnn_model_input_gradient(), which stays the scalar
- * double-precision reference, on the trainer's kernels (train_kernels.c)
- * in inference mode, on one thread pool, f32 or bf16, with its buffers
- * planned once.  For integrated gradients and filter visualisation. */
+/* The fast batched backward pass to the input (input_grad.c): the
+ * trainer's kernels in inference mode, one thread pool, buffers planned
+ * once; for integrated gradients and filter visualisation. */
 typedef struct cnn_grad cnn_grad;
 typedef struct {
     int layer;               /* index into m->layers of the target layer whose
@@ -795,11 +793,8 @@ typedef struct {
  * maps are regions too (Grad-CAM's grid of the last conv layer,
  * occlusion's 15-pixel windows).  The positive part keeps the regions
  * that count for the verdict, as Grad-CAM's ReLU and occlusion's drops
- * do; the absolute value would heat those that count against it as well.
- * Measured on 16 validation photos with the trust checks' deletion (gray
- * fill): the raw positive part beat the random map on 9, smoothing with
- * sigma 8 after summing on 14 to 15 (before clipping: smoothing the
- * positive part alone, 9 to 11).
+ * do; the absolute value would heat those that count against it as well
+ * (docs/cli.md has the trust checks' numbers).
  * *r (may be NULL) gets the completeness numbers.  Allocates its buffers
  * once per call. */
 cnn_status cnn_integrated_gradients(cnn_grad *g, const float *input, const cnn_ig_options *o,
