@@ -524,6 +524,10 @@ int cmd_bench(int argc, char **argv)
         for (int ti = 0; ti < n_threads && status == CLI_OK; ti++)
             status = cli_bench_occlusion(m, &no, threads[ti], input);
     }
+    if (status == CLI_OK) {
+        putchar('\n');
+        status = cli_bench_gradient(m, threads, n_threads, batch, input);
+    }
     free(input);
     if (status == CLI_OK && image)
         status = bench_image(m, &no, arch ? NULL : model_path, load_seconds, threads, n_threads, image);

@@ -2,7 +2,10 @@
  * (window 15, stride 8: 18 x 18 = 324 occluded copies of a 150x150 input,
  * run CLI_EXPLAIN_BATCH at a time through one net), next to the same
  * number of plain forward passes (and the unoccluded one) at that batch
- * size: their ratio is what occluding costs on top of the passes. */
+ * size: their ratio is what occluding costs on top of the passes.  And
+ * the backward pass to the input: the scalar reference against the fast
+ * batched one (cnn_grad), in images per second, and the time of an
+ * integrated-gradients map. */
 #include "cli.h"
 #include "common.h"
 #include "i18n.h"
@@ -82,5 +85,104 @@ int cli_bench_occlusion(const cnn_model *m, const cnn_net_options *no, int threa
            o.window, o.stride, med * 1e3, threads, threads == 1 ? "" : "s", windows,
            CLI_EXPLAIN_BATCH, OCCLUSION_RUNS, t[1] * 1e3, windows + 1, plain_med * 1e3,
            med / plain_med);
+    return CLI_OK;
+}
+
+enum { GRAD_RUNS = 3, GRAD_REFERENCE_IMAGES = 2 };
+
+/* Median images per second of cnn_grad_run on full batches (a warm-up
+ * batch first). */
+static cnn_status grad_rate(const cnn_model *m, int threads, int batch, cnn_precision p,
+                            const float *inputs, float *grad, double *rate)
+{
+    cnn_grad_options o = {.layer = -1, .batch = batch, .threads = threads, .precision = p};
+    cnn_grad *g = NULL;
+    cnn_status st = cnn_grad_create(m, &o, &g);
+    double t[GRAD_RUNS + 1];
+    for (int r = 0; r <= GRAD_RUNS && st == CNN_OK; r++) {
+        const double t0 = cnn_clock_seconds();
+        st = cnn_grad_run(g, batch, inputs, NULL, grad, NULL);
+        t[r] = cnn_clock_seconds() - t0;
+    }
+    cnn_grad_free(g);
+    if (st != CNN_OK) return st;
+    qsort(t + 1, GRAD_RUNS, sizeof *t, cmp_double);
+    *rate = batch / t[1 + GRAD_RUNS / 2];
+    return CNN_OK;
+}
+
+/* Median seconds of one integrated-gradients map of input (the defaults:
+ * black baseline, 32 steps), gradients CLI_EXPLAIN_BATCH at a time, as
+ * `catdog cam` runs them; a warm-up map first. */
+static cnn_status ig_time(const cnn_model *m, int threads, const float *input, double *seconds)
+{
+    cnn_grad_options o = {.layer = -1, .batch = CLI_EXPLAIN_BATCH, .threads = threads,
+                          .precision = CNN_PRECISION_F32};
+    cnn_ig_options io;
+    cnn_ig_options_init(&io);
+    const size_t cells = (size_t)m->in_h * (size_t)m->in_w;
+    float *map = malloc(cells * sizeof *map);
+    cnn_grad *g = NULL;
+    cnn_status st = map ? cnn_grad_create(m, &o, &g) : CNN_ERR_NOMEM;
+    double t[GRAD_RUNS + 1];
+    for (int r = 0; r <= GRAD_RUNS && st == CNN_OK; r++) {
+        const double t0 = cnn_clock_seconds();
+        st = cnn_integrated_gradients(g, input, &io, NULL, map, cells, NULL);
+        t[r] = cnn_clock_seconds() - t0;
+    }
+    cnn_grad_free(g);
+    free(map);
+    if (st != CNN_OK) return st;
+    qsort(t + 1, GRAD_RUNS, sizeof *t, cmp_double);
+    *seconds = t[1 + GRAD_RUNS / 2];
+    return CNN_OK;
+}
+
+int cli_bench_gradient(const cnn_model *m, const int *threads, int n_threads, int batch,
+                       const float *input)
+{
+    const size_t floats = (size_t)m->in_h * (size_t)m->in_w * (size_t)m->in_c;
+    if (batch < GRAD_REFERENCE_IMAGES) batch = GRAD_REFERENCE_IMAGES;
+    float *inputs = malloc(floats * (size_t)batch * sizeof *inputs);
+    float *grad = malloc(floats * (size_t)batch * sizeof *grad);
+    if (!inputs || !grad) {
+        free(inputs);
+        free(grad);
+        cli_error("%s", _("out of memory"));
+        return CLI_FAILED;
+    }
+    for (int i = 0; i < batch; i++) memcpy(inputs + (size_t)i * floats, input, floats * sizeof *inputs);
+    const double t0 = cnn_clock_seconds();
+    cnn_status st = cnn_model_input_gradient(m, GRAD_REFERENCE_IMAGES, inputs, -1, NULL, grad,
+                                             NULL);
+    const double ref = GRAD_REFERENCE_IMAGES / (cnn_clock_seconds() - t0);
+    if (st == CNN_OK)
+        printf("input gradient of the logit, scalar reference (double sums, 1 thread): %.2f "
+               "images/s (%d images)\n", ref, GRAD_REFERENCE_IMAGES);
+    for (int ti = 0; ti < n_threads && st == CNN_OK; ti++) {
+        double f32 = 0, bf16 = 0;
+        st = grad_rate(m, threads[ti], batch, CNN_PRECISION_F32, inputs, grad, &f32);
+        if (st == CNN_OK)
+            st = grad_rate(m, threads[ti], batch, CNN_PRECISION_BF16, inputs, grad, &bf16);
+        if (st == CNN_OK)
+            printf("input gradient of the logit, batch %d, %d thread%s: f32 %.1f images/s "
+                   "(%.0fx the reference), bf16 %.1f images/s (%.0fx; %.2fx f32) (median of "
+                   "%d)\n", batch, threads[ti], threads[ti] == 1 ? "" : "s", f32, f32 / ref,
+                   bf16, bf16 / ref, bf16 / f32, GRAD_RUNS);
+    }
+    for (int ti = 0; ti < n_threads && st == CNN_OK; ti++) {
+        double s = 0;
+        st = ig_time(m, threads[ti], input, &s);
+        if (st == CNN_OK)
+            printf("integrated gradients (black baseline, 32 steps: 34 gradients, batch %d), %d "
+                   "thread%s: %.0f ms per image (median of %d)\n", CLI_EXPLAIN_BATCH,
+                   threads[ti], threads[ti] == 1 ? "" : "s", s * 1e3, GRAD_RUNS);
+    }
+    free(inputs);
+    free(grad);
+    if (st != CNN_OK) {
+        cli_error(_("cannot compute an input gradient: %s"), cnn_last_error());
+        return CLI_FAILED;
+    }
     return CLI_OK;
 }

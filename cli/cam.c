@@ -13,6 +13,7 @@
 static const char usage_text[] = N_(
     "usage: catdog cam [--model FILE] [--method METHOD] [--layer NAME]\n"
     "                  [--window N] [--stride N] [--fill gray|blur]\n"
+    "                  [--baseline black|blur] [--steps N]\n"
     "                  [--overlay FILE] --out FILE IMAGE\n"
     "       catdog cam --check [--method METHOD] [options] IMAGE...\n"
     "\n"
@@ -20,11 +21,14 @@ static const char usage_text[] = N_(
     "label.  Grad-CAM (the default): where a conv layer's maps raise that\n"
     "label's logit.  Occlusion: how much that logit drops when a gray (or\n"
     "blurred) square hides each place, averaged over the squares that cover\n"
-    "it.  Prints one line\n"
-    "  IMAGE<TAB>LABEL<TAB>PROBABILITY<TAB>LAYER (or occlusion)\n"
+    "it.  Integrated gradients: each pixel's share of the logit's change\n"
+    "along the straight path from a baseline (a black or blurred copy) to\n"
+    "the photo, with how far the shares miss that change (completeness).\n"
+    "Prints one line\n"
+    "  IMAGE<TAB>LABEL<TAB>PROBABILITY<TAB>LAYER (or the method)\n"
     "then one line per file written.\n"
     "\n"
-    "With --check, writes no file and prints, per method (both without\n"
+    "With --check, writes no file and prints, per method (all three without\n"
     "--method) and per IMAGE, how far to trust the map: the deletion AUC\n"
     "(the probability of the verdict while the map's hottest pixels are\n"
     "replaced by the fill first, in 20 steps; lower is better) and the\n"
@@ -38,13 +42,19 @@ static const char usage_text[] = N_(
     "\n"
     "  -m, --model FILE     model file (default: $CATDOG_MODEL or the\n"
     "                       installed model)\n"
-    "      --method METHOD  gradcam (default) or occlusion\n"
+    "      --method METHOD  gradcam (default), occlusion or integrated-gradients\n"
     "  -l, --layer NAME     Grad-CAM's conv layer (default: the last one)\n"
     "      --window N       occlusion: the square's side in input pixels\n"
     "                       (default 15)\n"
     "      --stride N       occlusion: pixels between squares (default 8)\n"
     "      --fill gray|blur what hides pixels, for occlusion and --check:\n"
     "                       gray (default) or a blurred copy of the image\n"
+    "      --baseline black|blur\n"
+    "                       integrated gradients: where the path starts, a\n"
+    "                       black picture (default) or the image blurred\n"
+    "                       (Gaussian, sigma 10 input pixels)\n"
+    "      --steps N        integrated gradients: gradients along the path\n"
+    "                       (midpoint rule; default 32)\n"
     "  -o, --out FILE       the heat map as an 8-bit grayscale PNG of IMAGE's\n"
     "                       size, 255 where attention is highest (the map\n"
     "                       stretched bilinearly over the part of IMAGE the\n"
@@ -56,7 +66,10 @@ static const char usage_text[] = N_(
     "  -t, --threads N      threads for the network (0: all cores)\n"
     "  -h, --help           show this help\n");
 
-enum { OPT_LAYER = 1, OPT_OUT, OPT_OVERLAY, OPT_METHOD, OPT_WINDOW, OPT_STRIDE, OPT_FILL, OPT_CHECK };
+enum {
+    OPT_LAYER = 1, OPT_OUT, OPT_OVERLAY, OPT_METHOD, OPT_WINDOW, OPT_STRIDE, OPT_FILL, OPT_CHECK,
+    OPT_BASELINE, OPT_STEPS
+};
 
 /* Besides --model, --threads and --help (common.h). */
 static const cli_option options[] = {
@@ -68,6 +81,8 @@ static const cli_option options[] = {
     {"stride", 0, true, OPT_STRIDE},
     {"fill", 0, true, OPT_FILL},
     {"check", 0, false, OPT_CHECK},
+    {"baseline", 0, true, OPT_BASELINE},
+    {"steps", 0, true, OPT_STEPS},
     {NULL, 0, false, 0},
 };
 
@@ -141,6 +156,15 @@ static int write_overlay(const cnn_image *photo, const uint8_t *heat, const char
     return status;
 }
 
+/* Makes a map non-negative and divides it by its maximum (all 0 when
+ * nothing is positive), as Grad-CAM's. */
+static void normalise(float *cam, size_t cells)
+{
+    float top = 0.0f;
+    for (size_t i = 0; i < cells; i++) top = cam[i] > top ? cam[i] : top;
+    for (size_t i = 0; i < cells; i++) cam[i] = top > 0.0f && cam[i] > 0.0f ? cam[i] / top : 0.0f;
+}
+
 /* The occlusion map of input, made non-negative and divided by its
  * maximum like Grad-CAM's (in *cam, in_h x in_w, malloc'ed); CLI_OK or
  * CLI_FAILED after reporting. */
@@ -164,9 +188,36 @@ static int occlusion_cam(const cnn_model *m, int threads, const cnn_occlusion_op
         *cam = NULL;
         return CLI_FAILED;
     }
-    float top = 0.0f;
-    for (size_t i = 0; i < cells; i++) top = (*cam)[i] > top ? (*cam)[i] : top;
-    for (size_t i = 0; i < cells; i++) (*cam)[i] = top > 0.0f && (*cam)[i] > 0.0f ? (*cam)[i] / top : 0.0f;
+    normalise(*cam, cells);
+    return CLI_OK;
+}
+
+/* The integrated-gradients map of input, normalised like Grad-CAM's (in
+ * *cam, in_h x in_w, malloc'ed), and its completeness line; CLI_OK or
+ * CLI_FAILED after reporting. */
+static int ig_cam(const cnn_model *m, int threads, const cnn_ig_options *o, const float *input,
+                  const char *image, float **cam, cnn_ig_result *r)
+{
+    const size_t cells = (size_t)m->in_h * (size_t)m->in_w;
+    cnn_grad_options go = {.layer = -1, .batch = CLI_EXPLAIN_BATCH,
+                           .threads = threads >= 0 ? threads : 0,
+                           .precision = CNN_PRECISION_F32};
+    cnn_grad *g = NULL;
+    *cam = malloc(cells * sizeof **cam);
+    if (!*cam) {
+        cli_error("%s", _("out of memory for the heat map"));
+        return CLI_FAILED;
+    }
+    cnn_status st = cnn_grad_create(m, &go, &g);
+    if (st == CNN_OK) st = cnn_integrated_gradients(g, input, o, NULL, *cam, cells, r);
+    cnn_grad_free(g);
+    if (st != CNN_OK) {
+        cli_file_error(image, cnn_last_error());
+        free(*cam);
+        *cam = NULL;
+        return CLI_FAILED;
+    }
+    normalise(*cam, cells);
     return CLI_OK;
 }
 
@@ -177,6 +228,7 @@ typedef struct {
     bool check, method_given;
     cnn_explain_method method;
     cnn_occlusion_options occlusion;
+    cnn_ig_options ig;
 } cam_args;
 
 /* Computes the map, decodes the photo at full size and writes the files. */
@@ -187,7 +239,13 @@ static int run(const cnn_model *m, cnn_net *net, int tap, int threads, const cam
     float *cam = NULL;
     int cam_h, cam_w;
     const char *name;
-    if (a->method == CNN_EXPLAIN_OCCLUSION) {
+    cnn_ig_result ig = {0};
+    if (a->method == CNN_EXPLAIN_INTEGRATED_GRADIENTS) {
+        if (ig_cam(m, threads, &a->ig, input, image, &cam, &ig) != CLI_OK) return CLI_FAILED;
+        cam_h = m->in_h;
+        cam_w = m->in_w;
+        name = cnn_explain_method_name(CNN_EXPLAIN_INTEGRATED_GRADIENTS);
+    } else if (a->method == CNN_EXPLAIN_OCCLUSION) {
         if (occlusion_cam(m, threads, &a->occlusion, input, image, &cam) != CLI_OK)
             return CLI_FAILED;
         cam_h = m->in_h;
@@ -229,11 +287,23 @@ static int run(const cnn_model *m, cnn_net *net, int tap, int threads, const cam
     const double positive = cnn_model_probability(m, logit);
     const char *label = m->labels[cnn_verdict(positive)];
     printf("%s\t%s\t%.4f\t%s\n", image, label, cnn_verdict_confidence(positive), name);
+    if (a->method == CNN_EXPLAIN_INTEGRATED_GRADIENTS) {
+        /* TRANSLATORS: catdog cam --method integrated-gradients; the
+           first %s is black or blur, F the verdict's logit */
+        printf(_("completeness: %s baseline, %d steps: the attributions sum to %.4f, "
+                 "F(image) - F(baseline) = %.4f, error %.2f%%"),
+               cnn_baseline_name(a->ig.baseline), a->ig.steps, ig.sum, ig.target,
+               100.0 * ig.error);
+        putchar('\n');
+    }
     /* Keeps the verdict before any message on a terminal. */
     fflush(stdout);
     bool any = false;
     for (size_t i = 0; i < cells && !any; i++) any = cam[i] > 0.0f;
-    if (!any && a->method == CNN_EXPLAIN_OCCLUSION)
+    if (!any && a->method == CNN_EXPLAIN_INTEGRATED_GRADIENTS)
+        cli_error(_("%s: no pixel's attribution counts for '%s': the heat map is all 0"),
+                  image, label);
+    else if (!any && a->method == CNN_EXPLAIN_OCCLUSION)
         cli_error(_("%s: hiding no place lowers the logit of '%s': the heat map is all 0"),
                   image, label);
     else if (!any)
@@ -276,9 +346,11 @@ static int cam_option(void *ctx, int id, const char *val)
             a->method = CNN_EXPLAIN_GRADCAM;
         else if (strcmp(val, "occlusion") == 0)
             a->method = CNN_EXPLAIN_OCCLUSION;
+        else if (strcmp(val, "integrated-gradients") == 0)
+            a->method = CNN_EXPLAIN_INTEGRATED_GRADIENTS;
         else
-            return cli_usage_error("cam", _("--method must be gradcam or occlusion, not '%s'"),
-                                   val);
+            return cli_usage_error("cam", _("--method must be gradcam, occlusion or "
+                                            "integrated-gradients, not '%s'"), val);
         a->method_given = true;
         break;
     case OPT_WINDOW:
@@ -294,6 +366,15 @@ static int cam_option(void *ctx, int id, const char *val)
             return cli_usage_error("cam", _("--fill must be gray or blur, not '%s'"), val);
         break;
     case OPT_CHECK: a->check = true; break;
+    case OPT_BASELINE:
+        if (strcmp(val, "black") == 0)
+            a->ig.baseline = CNN_BASELINE_BLACK;
+        else if (strcmp(val, "blur") == 0)
+            a->ig.baseline = CNN_BASELINE_BLUR;
+        else
+            return cli_usage_error("cam", _("--baseline must be black or blur, not '%s'"), val);
+        break;
+    case OPT_STEPS: return cli_int_option("cam", "--steps", val, 1, 4096, &a->ig.steps);
     default: break;
     }
     return CLI_OK;
@@ -328,7 +409,7 @@ static int cam_main(cam_args *a, int argc, char **argv)
     int status = find_tap(m, model_path, a->layer, &tap);
     if (status == CLI_OK && a->check) {
         status = cli_check_stdout(cli_cam_check(m, tap, p.threads, a->method_given,
-                                                a->method, &a->occlusion, a->images,
+                                                a->method, &a->occlusion, &a->ig, a->images,
                                                 a->n_images));
     } else if (status == CLI_OK) {
         float logit;
@@ -347,6 +428,7 @@ int cmd_cam(int argc, char **argv)
 {
     cam_args a = {.method = CNN_EXPLAIN_GRADCAM};
     cnn_occlusion_options_init(&a.occlusion);
+    cnn_ig_options_init(&a.ig);
     /* Every argument could be an IMAGE. */
     a.images = calloc((size_t)(argc > 0 ? argc : 1), sizeof *a.images);
     if (!a.images) {

@@ -134,9 +134,12 @@ static int check_method(check_state *s, cnn_explain_method method, int tap,
             return CLI_FAILED;
         }
         snprintf(title, sizeof title, "gradcam (%s)", layer->name);
-    } else {
+    } else if (method == CNN_EXPLAIN_OCCLUSION) {
         snprintf(title, sizeof title, "occlusion %d/%d", s->o.occlusion.window,
                  s->o.occlusion.stride);
+    } else {
+        snprintf(title, sizeof title, "integrated-gradients (%s baseline, %d steps)",
+                 cnn_baseline_name(s->o.ig.baseline), s->o.ig.steps);
     }
     print_header(s, title);
     int status = CLI_OK;
@@ -161,7 +164,7 @@ static cnn_status random_map(check_state *s)
 
 int cli_cam_check(const cnn_model *m, int tap, int threads, bool method_given,
                   cnn_explain_method method, const cnn_occlusion_options *occlusion,
-                  const char *const *images, int n_images)
+                  const cnn_ig_options *ig, const char *const *images, int n_images)
 {
     check_state *s = calloc(1, sizeof *s);
     if (!s) {
@@ -171,6 +174,7 @@ int cli_cam_check(const cnn_model *m, int tap, int threads, bool method_given,
     s->m = m;
     cnn_explain_options_init(&s->o, method);
     s->o.occlusion = *occlusion;
+    s->o.ig = *ig;
     s->o.batch = CLI_EXPLAIN_BATCH;
     s->o.threads = threads < 0 ? 0 : threads;
     s->pixels = (size_t)m->in_h * (size_t)m->in_w;
@@ -198,7 +202,7 @@ int cli_cam_check(const cnn_model *m, int tap, int threads, bool method_given,
     }
     if (s->n_steps > CNN_MAX_LAYERS) s->n_steps = CNN_MAX_LAYERS;
     status = CLI_OK;
-    for (int k = CNN_EXPLAIN_GRADCAM; k <= CNN_EXPLAIN_OCCLUSION; k++)
+    for (int k = CNN_EXPLAIN_GRADCAM; k < CNN_EXPLAIN_COUNT; k++)
         if (!method_given || (cnn_explain_method)k == method)
             if (check_method(s, (cnn_explain_method)k, tap, images, n_images) != CLI_OK)
                 status = CLI_FAILED;

@@ -48,17 +48,25 @@ int cli_bench_train(cnn_model *m, int isa, int precision, int threads, int batch
  * checks (cam.c, cam_check.c, bench_explain.c). */
 #define CLI_EXPLAIN_BATCH 16
 
-/* catdog cam --check (cam_check.c): the trust table of each method (both
- * unless method_given) on the images; tap is Grad-CAM's conv tap,
+/* catdog cam --check (cam_check.c): the trust table of each method (all
+ * three unless method_given) on the images; tap is Grad-CAM's conv tap,
  * threads < 0 keeps the core's default.  Returns CLI_OK or CLI_FAILED. */
 int cli_cam_check(const cnn_model *m, int tap, int threads, bool method_given,
                   cnn_explain_method method, const cnn_occlusion_options *occlusion,
-                  const char *const *images, int n_images);
+                  const cnn_ig_options *ig, const char *const *images, int n_images);
 
 /* catdog bench (bench_explain.c): the time of an occlusion map (window
  * 15, stride 8, gray) of input on `threads` threads, one line.  Returns
  * CLI_OK or CLI_FAILED. */
 int cli_bench_occlusion(const cnn_model *m, const cnn_net_options *no, int threads,
                         const float *input);
+
+/* catdog bench (bench_explain.c): images per second of the backward pass
+ * to the input of the logit, the scalar reference (cnn_model_input_gradient,
+ * one thread) and the fast batched one (cnn_grad) at batch size batch in
+ * f32 and bf16 on each thread count, then the time of an
+ * integrated-gradients map.  Returns CLI_OK or CLI_FAILED. */
+int cli_bench_gradient(const cnn_model *m, const int *threads, int n_threads, int batch,
+                       const float *input);
 
 #endif

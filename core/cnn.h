@@ -577,6 +577,40 @@ cnn_status cnn_model_input_gradient(const cnn_model *m, int n, const float *inpu
                                     int layer, const float *seed, float *grad,
                                     double *value);
 
+/* The fast batched backward pass to the input (input_grad.c): the
+ * trainer's kernels in inference mode, one thread pool, buffers planned
+ * once; for integrated gradients and filter visualisation. */
+typedef struct cnn_grad cnn_grad;
+typedef struct {
+    int layer;               /* index into m->layers of the target layer whose
+                                output the objective weighs; -1: the logit (the
+                                output before a final sigmoid) */
+    int batch;               /* most images per cnn_grad_run call (>= 1) */
+    int threads;             /* 0: all cores */
+    cnn_precision precision; /* CNN_PRECISION_F32 or _BF16 (bf16 kernels where
+                                the CPU has them, emulated elsewhere) */
+} cnn_grad_options;
+
+/* Plans buffers for m (which must outlive g), computing only the layers up
+ * to o->layer.  Inference mode: batch-norm with its running statistics,
+ * dropout the identity. */
+cnn_status cnn_grad_create(const cnn_model *m, const cnn_grad_options *o, cnn_grad **out);
+
+/* For n <= batch preprocessed inputs (n x in_h x in_w x in_c floats, NHWC,
+ * as cnn_preprocess writes them): the gradient of each image's objective
+ * sum_k seed[j][k] * out_j[k] (out_j: the target layer's output of image j,
+ * h*w*c values NHWC; seed NULL weighs every value 1) with respect to its
+ * input, in grad (n x input floats); value (may be NULL) gets the n
+ * objectives.  Same meaning as cnn_model_input_gradient, which stays as the
+ * scalar double-precision reference. */
+cnn_status cnn_grad_run(cnn_grad *g, int n, const float *input, const float *seed,
+                        float *grad, float *value);
+
+/* The target layer's output shape (h, w, c) for sizing seeds. */
+void cnn_grad_target_shape(const cnn_grad *g, int *h, int *w, int *c);
+
+void cnn_grad_free(cnn_grad *g);
+
 /* Stretches a cam_h x cam_w map of values in [0, 1] over width x height
  * pixels (bilinear, the map's corners on the image's corners' pixel
  * centres; one pixel across sits on the map's middle) as
@@ -692,9 +726,12 @@ typedef struct {
     int window; /* 1 .. min(in_h, in_w); default 15 */
     int stride; /* >= 1; default 8 */
     cnn_fill fill;
+    /* Called after each batch with the fraction done (0..1]; NULL: none. */
+    void (*progress)(double fraction, void *data);
+    void *progress_data;
 } cnn_occlusion_options;
 
-/* window 15, stride 8, gray. */
+/* window 15, stride 8, gray, no progress. */
 void cnn_occlusion_options_init(cnn_occlusion_options *o);
 
 /* Windows per direction for a side of `size` pixels (0 when the window
@@ -715,25 +752,92 @@ cnn_status cnn_occlusion_map(cnn_net *net, int batch, const float *input,
 cnn_status cnn_map_resize(const float *src, int src_h, int src_w, float *dst, int dst_h,
                           int dst_w);
 
+/* Integrated gradients (Sundararajan et al. 2017; ig.c): with F the
+ * verdict's logit, s * logit (s = +1 for labels[1], -1 for labels[0], as
+ * Grad-CAM's sign) and x0 a baseline input, the attribution of input
+ * value i is
+ *   (x_i - x0_i) * mean over k of dF/dx_i at x0 + a_k (x - x0)
+ * with the Riemann midpoint rule, a_k = (k + 1/2) / steps, k = 0 ..
+ * steps - 1.  Completeness: the attributions sum to F(x) - F(x0) up to
+ * the rule's error, which falls as steps grow (a ReLU network is
+ * piecewise linear along the path, so more steps, not a smarter rule,
+ * close the gap). */
+typedef enum {
+    CNN_BASELINE_BLACK = 0, /* the input of an all-black picture (pixels 0,
+                               preprocessed as the model says) */
+    CNN_BASELINE_BLUR       /* the input blurred (cnn_fill_input, sigma) */
+} cnn_baseline;
+
+/* "black", "blur". */
+const char *cnn_baseline_name(cnn_baseline baseline);
+
+typedef struct {
+    cnn_baseline baseline;
+    double sigma;  /* the blur baseline's Gaussian, in input pixels (> 0) */
+    double smooth; /* the map's Gaussian, in input pixels (0: none) */
+    int steps;     /* 1 .. 4096 */
+    /* Called after each batch of gradients with the fraction done (0..1];
+     * NULL: none. */
+    void (*progress)(double fraction, void *data);
+    void *progress_data;
+} cnn_ig_options;
+
+/* Black baseline, sigma 10, smooth 8, 32 steps, no progress. */
+void cnn_ig_options_init(cnn_ig_options *o);
+
+typedef struct {
+    double logit;          /* the input's logit */
+    double baseline_logit; /* the baseline's */
+    double sum;            /* sum of the attributions */
+    double target;         /* F(x) - F(x0) = s * (logit - baseline_logit) */
+    double error;          /* |sum - target| / |target| (NaN when target
+                              is 0): the completeness error */
+} cnn_ig_result;
+
+/* Integrated gradients of one input (in_h x in_w x in_c of g's model)
+ * through g, which must be planned for the logit (layer -1); the path's
+ * points and the two ends run g's batch at a time.  attr (NULL: not
+ * wanted) gets the attribution of every input value, map (map_len >=
+ * in_h * in_w) the heat map: per pixel max(0, sum over channels of its
+ * attributions, averaged over a Gaussian neighbourhood of o->smooth
+ * pixels), in logit units.  Summing over channels gives each pixel's
+ * share of F(x) - F(x0) (completeness holds for these sums); the
+ * neighbourhood makes it a region's net share: a ReLU network's gradient
+ * is shattered (test_grad_batch: rounding the input to bf16 moves it by a
+ * quarter), so single pixels' attributions are speckle, and the other
+ * maps are regions too (Grad-CAM's grid of the last conv layer,
+ * occlusion's 15-pixel windows).  The positive part keeps the regions
+ * that count for the verdict, as Grad-CAM's ReLU and occlusion's drops
+ * do; the absolute value would heat those that count against it as well
+ * (docs/cli.md has the trust checks' numbers).
+ * *r (may be NULL) gets the completeness numbers.  Allocates its buffers
+ * once per call. */
+cnn_status cnn_integrated_gradients(cnn_grad *g, const float *input, const cnn_ig_options *o,
+                                    float *attr, float *map, size_t map_len, cnn_ig_result *r);
+
 /* The heat maps the trust checks compare. */
 typedef enum {
-    CNN_EXPLAIN_GRADCAM = 0, /* cnn_net_gradcam() stretched to the input */
-    CNN_EXPLAIN_OCCLUSION    /* cnn_occlusion_map() */
+    CNN_EXPLAIN_GRADCAM = 0,           /* cnn_net_gradcam() stretched to the input */
+    CNN_EXPLAIN_OCCLUSION,             /* cnn_occlusion_map() */
+    CNN_EXPLAIN_INTEGRATED_GRADIENTS,  /* cnn_integrated_gradients()'s map */
+    CNN_EXPLAIN_COUNT
 } cnn_explain_method;
 
-/* "gradcam", "occlusion". */
+/* "gradcam", "occlusion", "integrated-gradients". */
 const char *cnn_explain_method_name(cnn_explain_method method);
 
 typedef struct {
     cnn_explain_method method;
     int tap;                         /* Grad-CAM's conv tap; -1: the last */
     cnn_occlusion_options occlusion; /* for CNN_EXPLAIN_OCCLUSION */
-    int batch;                       /* nets the checks plan: max_batch */
+    cnn_ig_options ig;               /* for CNN_EXPLAIN_INTEGRATED_GRADIENTS */
+    int batch;                       /* nets the checks plan: max_batch (and
+                                        the cnn_grad of integrated gradients) */
     int threads;                     /* and threads (cnn_net_set_threads) */
 } cnn_explain_options;
 
-/* Grad-CAM at the last conv layer, occlusion 15/8 gray, batch 16,
- * threads 0. */
+/* Grad-CAM at the last conv layer, occlusion 15/8 gray, integrated
+ * gradients as cnn_ig_options_init(), batch 16, threads 0. */
 void cnn_explain_options_init(cnn_explain_options *o, cnn_explain_method method);
 
 /* The method's map of one input at the input's resolution (in_h * in_w

@@ -118,4 +118,8 @@ void cnn_ref_sigmoid(float *x, size_t count);
 /* out[n][c] = mean over (h, w) of in[n][h][w][c] */
 void cnn_ref_gap(const float *in, int n, int h, int w, int c, float *out);
 
+/* What a cnn_grad was planned for (input_grad.c): its model, batch and
+ * whether its target is the logit. */
+void cnn_grad_plan(const cnn_grad *g, const cnn_model **m, int *batch, bool *logit);
+
 #endif /* CNN_INTERNAL_H */

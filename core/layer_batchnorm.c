@@ -126,6 +126,16 @@ static int train_backward(const cnn_layer_run *r)
     return 1;
 }
 
+/* Inference: with the running statistics the layer is y = x * f +
+ * shift, so din = dout * f. */
+static int infer_backward(const cnn_layer_run *r)
+{
+    const cnn_layer *L = r->L;
+    tk_bn_backward_eval(r->dout, r->pixels, L->in_c, L->weight, L->var, L->eps, r->din,
+                        r->x.par);
+    return 1;
+}
+
 /* batches 0: start summing; else: the running statistics become the
  * averages of the sums over that many batches. */
 static void recalibrate(cnn_trainer *t, int i, int batches)
@@ -157,5 +167,6 @@ const cnn_layer_ops cnn_layer_batchnorm = {
     .train_setup = train_setup,
     .train_forward = train_forward,
     .train_backward = train_backward,
+    .infer_backward = infer_backward,
     .recalibrate = recalibrate,
 };

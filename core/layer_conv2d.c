@@ -153,6 +153,16 @@ static int train_backward(const cnn_layer_run *r)
     return 1;
 }
 
+/* Inference: the input gradient only (layer 0 too). */
+static int infer_backward(const cnn_layer_run *r)
+{
+    const cnn_layer *L = r->L;
+    const tk_conv g = geometry(L, r->n, &r->x);
+    tk_conv_backward_input(&g, r->dout, r->t->packed_back[r->i], L->weight, r->din,
+                           r->t->scratch, r->x.par);
+    return 1;
+}
+
 const cnn_layer_ops cnn_layer_conv2d = {
     .type = CNN_LAYER_CONV2D,
     .name = "conv2d",
@@ -170,4 +180,5 @@ const cnn_layer_ops cnn_layer_conv2d = {
     .train_pack = train_pack,
     .train_forward = train_forward,
     .train_backward = train_backward,
+    .infer_backward = infer_backward,
 };

@@ -108,6 +108,19 @@ static int train_backward(const cnn_layer_run *r)
     return 1;
 }
 
+/* Inference: the input gradient only (no weight gradient). */
+static int infer_backward(const cnn_layer_run *r)
+{
+    const cnn_layer *L = r->L;
+    if (r->x.precision == CNN_PRECISION_BF16)
+        tk_dense_backward_bf16(r->x.kern, r->in, r->dout, r->n, (int)cnn_layer_in_elems(L),
+                               L->weight, L->units, r->din, NULL, NULL, r->t->scratch, r->x.par);
+    else
+        tk_dense_backward(r->x.kern, r->in, r->dout, r->n, (int)cnn_layer_in_elems(L),
+                          L->weight, L->units, r->din, NULL, NULL, r->x.par);
+    return 1;
+}
+
 const cnn_layer_ops cnn_layer_dense = {
     .type = CNN_LAYER_DENSE,
     .name = "dense",
@@ -125,4 +138,5 @@ const cnn_layer_ops cnn_layer_dense = {
     .train_pack = train_pack,
     .train_forward = train_forward,
     .train_backward = train_backward,
+    .infer_backward = infer_backward,
 };

@@ -52,6 +52,13 @@ static int train_backward(const cnn_layer_run *r)
     return 1;
 }
 
+/* Inference: the identity, so the gradient passes through. */
+static int infer_backward(const cnn_layer_run *r)
+{
+    (void)r;
+    return 0;
+}
+
 const cnn_layer_ops cnn_layer_dropout = {
     .type = CNN_LAYER_DROPOUT,
     .name = "dropout",
@@ -65,4 +72,5 @@ const cnn_layer_ops cnn_layer_dropout = {
     .ref_backward = ref_backward,
     .train_forward = train_forward,
     .train_backward = train_backward,
+    .infer_backward = infer_backward,
 };

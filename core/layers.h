@@ -226,6 +226,11 @@ typedef struct cnn_layer_ops {
     /* Returns 0 when the gradient passes through unchanged (dout is the
      * input's gradient; din untouched), 1 when it wrote din. */
     int (*train_backward)(const cnn_layer_run *r);
+    /* The input gradient in inference mode (cnn_grad, input_grad.c): din
+     * from dout on the training kernels, no parameter gradients, with
+     * the statistics and fusions of r; returns as train_backward.  NULL:
+     * train_backward, which for the type is just that already. */
+    int (*infer_backward)(const cnn_layer_run *r);
     /* Training: whether its backward pass, and that of a ReLU before it,
      * can be done by a batch-norm before that ReLU in the batch-norm's
      * own pass (a 2x2, stride-2 max pool: tk_bn_relu_pool2_backward);

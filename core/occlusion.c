@@ -22,6 +22,8 @@ const char *cnn_explain_method_name(cnn_explain_method method)
     switch (method) {
     case CNN_EXPLAIN_GRADCAM: return "gradcam";
     case CNN_EXPLAIN_OCCLUSION: return "occlusion";
+    case CNN_EXPLAIN_INTEGRATED_GRADIENTS: return "integrated-gradients";
+    case CNN_EXPLAIN_COUNT: break;
     }
     return "?";
 }
@@ -32,6 +34,8 @@ void cnn_occlusion_options_init(cnn_occlusion_options *o)
     o->window = 15;
     o->stride = 8;
     o->fill = CNN_FILL_GRAY;
+    o->progress = NULL;
+    o->progress_data = NULL;
 }
 
 void cnn_explain_options_init(cnn_explain_options *o, cnn_explain_method method)
@@ -40,6 +44,7 @@ void cnn_explain_options_init(cnn_explain_options *o, cnn_explain_method method)
     o->method = method;
     o->tap = -1;
     cnn_occlusion_options_init(&o->occlusion);
+    cnn_ig_options_init(&o->ig);
     o->batch = 16;
     o->threads = 0;
 }
@@ -214,6 +219,7 @@ cnn_status cnn_occlusion_map(cnn_net *net, int batch, const float *input,
                     count[(size_t)y * (size_t)w + (size_t)x]++;
                 }
         }
+        if (o->progress) o->progress((double)(first + n) / total, o->progress_data);
     }
     for (size_t p = 0; p < pixels; p++) map[p] = count[p] ? (float)(sum[p] / count[p]) : 0.0f;
     if (logit) *logit = base;
@@ -261,6 +267,19 @@ cnn_status cnn_explain_map(cnn_net *net, const cnn_explain_options *o, const flo
         return cnn_fail(CNN_ERR_ARG, "cnn_explain_map: NULL argument");
     if (o->method == CNN_EXPLAIN_OCCLUSION)
         return cnn_occlusion_map(net, o->batch, input, &o->occlusion, map, map_len, logit);
+    if (o->method == CNN_EXPLAIN_INTEGRATED_GRADIENTS) {
+        /* A backward pass planned per map: the trust checks' cascade
+         * changes the model between maps. */
+        cnn_grad_options go = {.layer = -1, .batch = o->batch, .threads = o->threads,
+                               .precision = CNN_PRECISION_F32};
+        cnn_grad *g = NULL;
+        cnn_ig_result r;
+        cnn_status st = cnn_grad_create(cnn_net_model(net), &go, &g);
+        if (st == CNN_OK) st = cnn_integrated_gradients(g, input, &o->ig, NULL, map, map_len, &r);
+        cnn_grad_free(g);
+        if (st == CNN_OK && logit) *logit = (float)r.logit;
+        return st;
+    }
     if (o->method != CNN_EXPLAIN_GRADCAM)
         return cnn_fail(CNN_ERR_ARG, "unknown heat-map method %d", (int)o->method);
     const cnn_model *m = cnn_net_model(net);

@@ -639,7 +639,8 @@ static void dense_columns(const dense_job *d, int j0, int j1)
         return;
     }
     /* dw[units][in_f] += dout^T[units][n] * in[n][in_f] */
-    d->kern->gemm(units, j1 - j0, n, d->dout, 1, units, d->in + j0, in_f, d->dw + j0, in_f, 1);
+    if (d->dw)
+        d->kern->gemm(units, j1 - j0, n, d->dout, 1, units, d->in + j0, in_f, d->dw + j0, in_f, 1);
     /* din[n][in_f] = dout[n][units] * w[units][in_f] */
     if (d->din)
         d->kern->gemm(n, j1 - j0, units, d->dout, units, 1, d->w + j0, in_f, d->din + j0, in_f, 0);
@@ -751,9 +752,11 @@ void tk_dense_backward_bf16(const cnn_kernels *kern, const float *in,
     const size_t ne = cnn_bf16_round_up((size_t)n, 2), ue = cnn_bf16_round_up((size_t)units, 2);
     uint16_t *a = (uint16_t *)(void *)scratch, *b = a + (size_t)units * ne;
     /* dw[units][in_f] += dout^T[units][n] * in[n][in_f] */
-    cnn_bf16_pack_rows(dout, 1, units, units, n, a, ne);
-    cnn_bf16_pack_pairs(in, in_f, 1, n, in_f, b);
-    gemm_bf16_cols(kern, units, in_f, (int)ne, a, ne, b, dw, 1, pool);
+    if (dw) {
+        cnn_bf16_pack_rows(dout, 1, units, units, n, a, ne);
+        cnn_bf16_pack_pairs(in, in_f, 1, n, in_f, b);
+        gemm_bf16_cols(kern, units, in_f, (int)ne, a, ne, b, dw, 1, pool);
+    }
     if (din) {
         /* din[n][in_f] = dout[n][units] * w[units][in_f] */
         uint16_t *a2 = b + cnn_bf16_pairs_halves((size_t)n, (size_t)in_f);
@@ -924,6 +927,17 @@ void tk_bn_forward_eval(const float *x, size_t pixels, int c,
         offset[ch] = beta[ch] - rmean[ch] * scale[ch];
     }
     bn_apply_threads(x, pixels, c, scale, offset, relu, y, pool);
+}
+
+void tk_bn_backward_eval(const float *dy, size_t pixels, int c, const float *gamma,
+                         const float *rvar, float eps, float *dx, cnn_pool *pool)
+{
+    float scale[CNN_MAX_CHANNELS], offset[CNN_MAX_CHANNELS];
+    for (int ch = 0; ch < c; ch++) {
+        scale[ch] = gamma[ch] / sqrtf(rvar[ch] + eps);
+        offset[ch] = 0.0f;
+    }
+    bn_apply_threads(dy, pixels, c, scale, offset, 0, dx, pool);
 }
 
 /* The gradient reaching the batch-norm's output is dy, or where a fused

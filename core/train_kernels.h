@@ -65,6 +65,7 @@ void tk_dense_pack(const float *w, int in_f, int units, float *wt);
 void tk_dense_forward(const cnn_kernels *kern, const float *in, int n, int in_f,
                       const float *wt, const float *bias, int units, float *out,
                       cnn_pool *pool);
+/* din, dw, db (each may be NULL: not computed). */
 void tk_dense_backward(const cnn_kernels *kern, const float *in,
                        const float *dout, int n, int in_f, const float *w,
                        int units, float *din, float *dw, float *db, cnn_pool *pool);
@@ -95,6 +96,10 @@ void tk_bn_forward_eval(const float *x, size_t pixels, int c,
                         const float *gamma, const float *beta,
                         const float *rmean, const float *rvar, float eps,
                         int relu, float *y, cnn_pool *pool);
+/* Inference mode (running statistics): dx = dy * gamma / sqrt(rvar + eps)
+ * per channel. */
+void tk_bn_backward_eval(const float *dy, size_t pixels, int c, const float *gamma,
+                         const float *rvar, float eps, float *dx, cnn_pool *pool);
 /* dx from dy; dgamma, dbeta += their gradients.  gate (NULL: none) fuses
  * the backward pass of a ReLU after the batch-norm: dy is then the
  * gradient at the ReLU's output, gate that output (the same results as

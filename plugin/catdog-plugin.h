@@ -13,7 +13,7 @@
  *   procedures   catdog.c    the two PDB procedures, the dialog, classify
  *                   |
  *   features     maps.c      feature maps as layers
- *                heatmap.c   Grad-CAM as a layer
+ *                heatmap.c   the heat map as a layer
  *                   |
  *   helpers      input.c     the pixels the network looks at
  *                taps.c      a model's conv layers by name
@@ -261,21 +261,37 @@ gboolean catdog_pending_add_feature_maps (CatdogPending         *pending,
                                           GError               **error);
 
 /* ------------------------------------------------------------------ */
-/* heatmap.c: Grad-CAM as a layer                                      */
+/* heatmap.c: the heat map as a layer                                  */
 /* ------------------------------------------------------------------ */
 
 /* The heat map never gets more than this many pixels on a side before
  * it is enlarged to the layer (a Grad-CAM map has a few dozen). */
 #define CATDOG_HEATMAP_MAX_SIDE 4096
 
+/* Images per batch of the occlusion and integrated-gradients maps. */
+#define CATDOG_HEATMAP_BATCH 16
+
+/* Which heat map: the "heatmap-method" argument. */
+typedef struct
+{
+  cnn_explain_method  method;
+  const gchar        *layer_name;     /* Grad-CAM's conv layer; "" or NULL:
+                                         the last one */
+  const float        *input;          /* the network's input (occlusion,
+                                         integrated gradients) */
+  gdouble             progress_start; /* the slow methods' progress */
+  gdouble             progress_end;
+} CatdogHeatmap;
+
 /* A detached layer covering the classified region of image (pixels'
  * region_*) showing where the last forward pass of net (built from model)
- * looked, by Grad-CAM at the conv layer called layer_name ("" or NULL:
- * the last one).  NULL with *error set on failure. */
+ * looked, by spec's method (Grad-CAM at spec's conv layer, or occlusion
+ * or integrated gradients of spec's input), named after the method.  NULL
+ * with *error set on failure. */
 GimpLayer *catdog_heatmap_layer (GimpImage           *image,
                                  const cnn_model     *model,
                                  cnn_net             *net,
-                                 const gchar         *layer_name,
+                                 const CatdogHeatmap *spec,
                                  const CatdogPixels  *pixels,
                                  GError             **error);
 

@@ -46,6 +46,7 @@ typedef struct
   gint             top;
   gboolean         heatmap;
   gchar           *heatmap_layer;
+  cnn_explain_method heatmap_method;
   GPtrArray       *picks;          /* "channels", parsed; may be empty */
   gboolean         tta;            /* test-time flip averaging */
 } CatdogOptions;
@@ -108,6 +109,7 @@ catdog_add_layers (GimpImage            *image,
                    GimpLayer            *above,
                    const cnn_model      *model,
                    cnn_net              *net,
+                   const float          *input,
                    const CatdogPixels   *pixels,
                    const CatdogOptions  *options,
                    const CatdogResult   *result,
@@ -115,6 +117,10 @@ catdog_add_layers (GimpImage            *image,
 {
   CatdogPending *pending = catdog_pending_new ();
   gboolean       ok      = TRUE;
+  /* The slow heat maps get the larger share of the progress bar. */
+  gdouble        maps_end = ! options->heatmap ? 1.0
+                            : options->heatmap_method == CNN_EXPLAIN_GRADCAM ? 0.9
+                            : 0.6;
 
   if (options->feature_maps || options->picks->len > 0)
     {
@@ -127,7 +133,7 @@ catdog_add_layers (GimpImage            *image,
                                     100.0 * result->probability);
       spec = (CatdogMapsSpec) { options->layers, options->style,
                                 options->colormap, options->top, group_name,
-                                0.5, options->heatmap ? 0.9 : 1.0,
+                                0.5, maps_end,
                                 options->picks };
       ok = catdog_pending_add_feature_maps (pending, image, net, &spec,
                                             error);
@@ -135,11 +141,14 @@ catdog_add_layers (GimpImage            *image,
     }
   if (ok && options->heatmap)
     {
-      GimpLayer *heatmap;
+      GimpLayer     *heatmap;
+      CatdogHeatmap  spec = { options->heatmap_method, options->heatmap_layer,
+                              input,
+                              options->feature_maps || options->picks->len > 0
+                              ? maps_end : 0.5, 1.0 };
 
       gimp_progress_set_text (_("Cat or Dog: computing the heat map"));
-      heatmap = catdog_heatmap_layer (image, model, net,
-                                      options->heatmap_layer, pixels, error);
+      heatmap = catdog_heatmap_layer (image, model, net, &spec, pixels, error);
       if (heatmap)
         catdog_pending_add_layer (pending, heatmap);
       ok = (heatmap != NULL);
@@ -229,8 +238,8 @@ catdog_classify (GimpImage            *image,
   gimp_progress_update (0.5);
 
   if (options->feature_maps || options->picks->len > 0 || options->heatmap)
-    ok = catdog_add_layers (image, above, model, net, &pixels, options,
-                            result, error);
+    ok = catdog_add_layers (image, above, model, net, input, &pixels,
+                            options, result, error);
   else
     ok = TRUE;
   gimp_progress_update (1.0);
@@ -314,10 +323,12 @@ catdog_dialog (GimpProcedure       *procedure,
   gchar     *shipped    = catdog_shipped_model_path ();
   const gchar *names[] = { "model", "layers", "feature-maps", "maps-style",
                            "colormap", "top", "heatmap", "heatmap-layer",
-                           "channels", "tta" };
+                           "channels", "tta",
+                           "heatmap-method" };
   const gchar *props[] = { "file", "layers", "feature-maps", "maps-style",
                            "colormap", "top", "heatmap", "heatmap-layer",
-                           "channels", "tta" };
+                           "channels", "tta",
+                           "heatmap-method" };
   GList     *bindings = NULL;
   gsize      i;
 
@@ -488,6 +499,8 @@ catdog_run (GimpProcedure        *procedure,
                                                           "maps-style");
   options.colormap = gimp_procedure_config_get_choice_id (config,
                                                           "colormap");
+  options.heatmap_method = gimp_procedure_config_get_choice_id (
+    config, "heatmap-method");
   if (! model_file)
     model_file = catdog_default_model ();
 
@@ -744,6 +757,28 @@ catdog_create_procedure (GimpPlugIn  *plug_in,
                                          "feature maps and the heat map "
                                          "show the image as it is"),
                                        FALSE, G_PARAM_READWRITE);
+  /* After every earlier argument: calls that give those by position
+   * keep working, and calls without it get Grad-CAM as before. */
+  gimp_procedure_add_choice_argument (procedure, "heatmap-method",
+                                      _("Heat-map met_hod"),
+                                      _("How the heat map is made: gradcam "
+                                        "(where the last conv layer's maps "
+                                        "raise the verdict), occlusion (how "
+                                        "much hiding each place lowers it; "
+                                        "a few seconds) or "
+                                        "integrated-gradients (each pixel's "
+                                        "share of the verdict from a black "
+                                        "picture; a few seconds)"),
+                                      gimp_choice_new_with_values (
+                                        "gradcam", CNN_EXPLAIN_GRADCAM,
+                                        _("Grad-CAM"), NULL,
+                                        "occlusion", CNN_EXPLAIN_OCCLUSION,
+                                        _("Occlusion"), NULL,
+                                        "integrated-gradients",
+                                        CNN_EXPLAIN_INTEGRATED_GRADIENTS,
+                                        _("Integrated gradients"), NULL,
+                                        NULL),
+                                      "gradcam", G_PARAM_READWRITE);
 
   gimp_procedure_add_string_return_value (procedure, "label",
                                           _("Label"),

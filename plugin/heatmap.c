@@ -1,4 +1,5 @@
-/* heatmap.c - where the network looked, as a layer (Grad-CAM).
+/* heatmap.c - where the network looked, as a layer: Grad-CAM, occlusion
+ * or integrated gradients (the "heatmap-method" argument).
  *
  * cnn_net_gradcam() gives a map the size of one conv layer's output (9x9
  * for the last conv layer of the shipped model) with values in [0, 1],
@@ -6,7 +7,11 @@
  * the part of the classified region the network sees (all of it, or the
  * centred crop of a "crop" model), 0 elsewhere, and scales it so that its
  * hottest pixel is 255: the same map as `catdog cam --out` writes for a
- * photo.  The layer covers exactly the classified region
+ * photo.  Occlusion (window 15, stride 8, gray) and integrated gradients
+ * (black baseline, 32 steps) give maps at the network's input size,
+ * made non-negative and divided by their maximum as `catdog cam` does,
+ * then rendered the same way; they take a second or a few, with
+ * progress.  The layer covers exactly the classified region
  * (the canvas, or the selection's bounding box) and shows the value v as
  * colour and opacity at once: transparent where the
  * network did not look, through red and orange to yellow where it looked
@@ -54,11 +59,80 @@ colorize (const guint8 *values,
     }
 }
 
+/* Progress of the slow methods: from the range's start to its end. */
+typedef struct
+{
+  gdouble start, end;
+} ProgressRange;
+
+static void
+progress (double   fraction,
+          void    *data)
+{
+  const ProgressRange *r = data;
+
+  gimp_progress_update (r->start + (r->end - r->start) * fraction);
+}
+
+/* The map of input by occlusion or integrated gradients at the input's
+ * size (in_h x in_w floats in map), normalised to [0, 1]. */
+static cnn_status
+input_map (const cnn_model     *model,
+           cnn_explain_method   method,
+           const float         *input,
+           ProgressRange       *range,
+           float               *map)
+{
+  const gsize cells = (gsize) model->in_h * (gsize) model->in_w;
+  cnn_status  st;
+  float       top = 0.0f;
+
+  if (method == CNN_EXPLAIN_OCCLUSION)
+    {
+      cnn_occlusion_options o;
+      cnn_net              *batch_net = NULL;
+
+      cnn_occlusion_options_init (&o);
+      o.progress      = progress;
+      o.progress_data = range;
+      st = cnn_net_create (model, CATDOG_HEATMAP_BATCH, &batch_net);
+      if (st == CNN_OK)
+        st = cnn_net_set_threads (batch_net, 0);
+      if (st == CNN_OK)
+        st = cnn_occlusion_map (batch_net, CATDOG_HEATMAP_BATCH, input, &o,
+                                map, cells, NULL);
+      cnn_net_free (batch_net);
+    }
+  else
+    {
+      cnn_grad_options go = { -1, CATDOG_HEATMAP_BATCH, 0,
+                              CNN_PRECISION_F32 };
+      cnn_ig_options   o;
+      cnn_grad        *grad = NULL;
+
+      cnn_ig_options_init (&o);
+      o.progress      = progress;
+      o.progress_data = range;
+      st = cnn_grad_create (model, &go, &grad);
+      if (st == CNN_OK)
+        st = cnn_integrated_gradients (grad, input, &o, NULL, map, cells,
+                                       NULL);
+      cnn_grad_free (grad);
+    }
+  if (st != CNN_OK)
+    return st;
+  for (gsize i = 0; i < cells; i++)
+    top = map[i] > top ? map[i] : top;
+  for (gsize i = 0; i < cells; i++)
+    map[i] = top > 0.0f && map[i] > 0.0f ? map[i] / top : 0.0f;
+  return CNN_OK;
+}
+
 GimpLayer *
 catdog_heatmap_layer (GimpImage           *image,
                       const cnn_model     *model,
                       cnn_net             *net,
-                      const gchar         *layer_name,
+                      const CatdogHeatmap *spec,
                       const CatdogPixels  *pixels,
                       GError             **error)
 {
@@ -71,10 +145,11 @@ catdog_heatmap_layer (GimpImage           *image,
   GimpLayer         *layer  = NULL;
   gfloat            *cam    = NULL;
   guint8            *map    = NULL;
-  gint               tap, map_width, map_height;
+  gint               tap, map_width, map_height, cam_w, cam_h;
   gsize              n_cam;
   cnn_status         st;
   gchar             *name;
+  ProgressRange      range  = { spec->progress_start, spec->progress_end };
 
   if (base == GIMP_INDEXED)
     {
@@ -84,13 +159,23 @@ catdog_heatmap_layer (GimpImage           *image,
                      "(Image > Mode > RGB) or turn the heat map off."));
       return NULL;
     }
-  if (! catdog_find_tap (net, layer_name, &tap, error))
-    return NULL;
-  st = cnn_net_tap (net, tap, &view, &conv);
-  if (st != CNN_OK)
+  if (spec->method == CNN_EXPLAIN_GRADCAM)
     {
-      catdog_set_core_error (error, st, _("Heat map"));
-      return NULL;
+      if (! catdog_find_tap (net, spec->layer_name, &tap, error))
+        return NULL;
+      st = cnn_net_tap (net, tap, &view, &conv);
+      if (st != CNN_OK)
+        {
+          catdog_set_core_error (error, st, _("Heat map"));
+          return NULL;
+        }
+      cam_w = view.w;
+      cam_h = view.h;
+    }
+  else
+    {
+      cam_w = model->in_w;
+      cam_h = model->in_h;
     }
 
   if (width <= CATDOG_HEATMAP_MAX_SIDE && height <= CATDOG_HEATMAP_MAX_SIDE)
@@ -106,7 +191,7 @@ catdog_heatmap_layer (GimpImage           *image,
 
   /* The map sizes come from the loaded (validated) model and the bound
    * above: no overflow. */
-  n_cam = (gsize) view.w * (gsize) view.h;
+  n_cam = (gsize) cam_w * (gsize) cam_h;
   if (! (cam = g_try_new (gfloat, n_cam)) ||
       ! (map = g_try_malloc0 ((gsize) map_width * (gsize) map_height)))
     {
@@ -115,22 +200,33 @@ catdog_heatmap_layer (GimpImage           *image,
       goto out;
     }
 
-  st = cnn_net_gradcam (net, 0, tap, cam, n_cam, NULL);
+  if (spec->method == CNN_EXPLAIN_GRADCAM)
+    st = cnn_net_gradcam (net, 0, tap, cam, n_cam, NULL);
+  else
+    st = input_map (model, spec->method, spec->input, &range, cam);
   if (st == CNN_OK)
-    st = cnn_cam_render (model, cam, view.h, view.w, map_width, map_height,
+    st = cnn_cam_render (model, cam, cam_h, cam_w, map_width, map_height,
                          map, (size_t) map_width);
   if (st != CNN_OK)
     {
-      gchar *prefix = g_strdup_printf (_("Cannot compute the heat map at %s"),
-                                       conv->name);
+      gchar *prefix = conv ? g_strdup_printf (_("Cannot compute the heat map "
+                                                "at %s"), conv->name)
+                           : g_strdup (_("Cannot compute the heat map"));
 
       catdog_set_core_error (error, st, prefix);
       g_free (prefix);
       goto out;
     }
 
-  /* TRANSLATORS: name of the heat-map layer; %s is a conv layer, "conv5" */
-  name  = g_strdup_printf (_("Grad-CAM (%s)"), conv->name);
+  if (spec->method == CNN_EXPLAIN_OCCLUSION)
+    /* TRANSLATORS: name of the heat-map layer made by occlusion */
+    name = g_strdup (_("Occlusion"));
+  else if (spec->method == CNN_EXPLAIN_INTEGRATED_GRADIENTS)
+    /* TRANSLATORS: name of the heat-map layer made by integrated gradients */
+    name = g_strdup (_("Integrated gradients"));
+  else
+    /* TRANSLATORS: name of the heat-map layer; %s is a conv layer, "conv5" */
+    name = g_strdup_printf (_("Grad-CAM (%s)"), conv->name);
   layer = catdog_layer_new (image, name, width, height,
                             rgb ? GIMP_RGBA_IMAGE : GIMP_GRAYA_IMAGE,
                             CATDOG_HEATMAP_OPACITY, error);

@@ -498,8 +498,74 @@ static void test_cam_render(void)
     cnn_model_free(m);
 }
 
+/* Grad-CAM at the last conv layer of a conv..., gap, dense(1) model is
+ * CAM (Zhou et al. 2016): the dense weights w over the last conv tap's
+ * maps A, s * sum_c w[c] A[y][x][c] clipped at 0 (s the verdict's sign,
+ * as Grad-CAM's), divided by its maximum.  The maps come from the net's
+ * tap; CAM is computed here from them and the dense layer's weights. */
+static void test_gradcam_is_cam(void)
+{
+    static const char spec[] =
+        "{\"schema\":1,\"name\":\"gapcam\",\"input\":[23,19,3],\"layers\":["
+        "{\"type\":\"conv2d\",\"name\":\"c1\",\"filters\":6,\"kernel\":3,\"padding\":\"same\"},"
+        "{\"type\":\"batchnorm\",\"name\":\"bn1\"},"
+        "{\"type\":\"relu\",\"name\":\"r1\"},"
+        "{\"type\":\"maxpool\",\"name\":\"p1\",\"size\":2,\"stride\":2},"
+        "{\"type\":\"conv2d\",\"name\":\"c2\",\"filters\":10,\"kernel\":3,\"stride\":1,"
+        "\"padding\":1},"
+        "{\"type\":\"relu\",\"name\":\"r2\"},"
+        "{\"type\":\"gap\",\"name\":\"g\"},"
+        "{\"type\":\"dense\",\"name\":\"fc\",\"units\":1},"
+        "{\"type\":\"sigmoid\",\"name\":\"p\"}]}";
+    int compared = 0, negative = 0;
+    for (uint64_t seed = 1; seed <= 8; seed++) {
+        cnn_model *m = spec_model(spec);
+        randomize(m, 100 + seed);
+        const cnn_layer *fc = &m->layers[m->n_layers - 2];
+        cnn_net *net = NULL;
+        CHECK_OK(cnn_net_create(m, 1, &net));
+        const size_t e = (size_t)m->in_h * m->in_w * m->in_c;
+        float *x = malloc(e * sizeof *x);
+        if (!x || !net) exit(1);
+        for (size_t i = 0; i < e; i++) x[i] = uniform(-1.0f, 1.0f);
+        float logit;
+        CHECK_OK(cnn_net_forward(net, x, 1, &logit));
+        cnn_tensor_view v;
+        CHECK_OK(cnn_net_tap(net, -1 + cnn_net_tap_count(net), &v, NULL));
+        const size_t hw = (size_t)v.h * v.w;
+        float *cam = malloc(hw * sizeof *cam), *want = malloc(hw * sizeof *want);
+        if (!cam || !want) exit(1);
+        CHECK_OK(cnn_net_gradcam(net, 0, -1, cam, hw, NULL));
+        const double s = logit >= 0.0f ? 1.0 : -1.0;
+        negative += s < 0;
+        double top = 0.0;
+        for (size_t p = 0; p < hw; p++) {
+            double sum = 0.0;
+            for (int c = 0; c < v.c; c++) sum += (double)fc->weight[c] * v.data[p * v.c + c];
+            want[p] = (float)(s * sum > 0.0 ? s * sum : 0.0);
+            if (want[p] > top) top = want[p];
+        }
+        double worst = 0.0;
+        for (size_t p = 0; p < hw; p++) {
+            const double d = fabs(cam[p] - (top > 0.0 ? want[p] / top : 0.0));
+            if (!(d <= worst)) worst = d;
+        }
+        CHECKF(worst <= 1e-4, "seed %d: Grad-CAM differs from CAM by %.3g", (int)seed, worst);
+        CHECK(top > 0.0);
+        compared++;
+        free(cam);
+        free(want);
+        free(x);
+        cnn_net_free(net);
+        cnn_model_free(m);
+    }
+    printf("Grad-CAM = CAM on %d random gap models (%d with the verdict labels[0])\n", compared,
+           negative);
+}
+
 int main(void)
 {
+    test_gradcam_is_cam();
     test_top_channels();
     test_gradcam_by_hand();
     test_cam_to_u8();

@@ -13,8 +13,13 @@ catdog_panel_sync_sensitivity (CatdogPanel *panel)
   /* The layer list, the colormap and top-K also drive the preview: they
    * stay usable with feature maps off. */
   gtk_widget_set_sensitive (panel->style_combo, panel->feature_maps);
-  gtk_widget_set_sensitive (panel->heatmap_combo, panel->heatmap);
-  gtk_widget_set_sensitive (panel->heatmap_label, panel->heatmap);
+  gboolean gradcam = ! g_strcmp0 (panel->heatmap_method, "gradcam");
+
+  /* The conv layer is Grad-CAM's only. */
+  gtk_widget_set_sensitive (panel->heatmap_combo, panel->heatmap && gradcam);
+  gtk_widget_set_sensitive (panel->heatmap_label, panel->heatmap && gradcam);
+  gtk_widget_set_sensitive (panel->method_combo, panel->heatmap);
+  gtk_widget_set_sensitive (panel->method_label, panel->heatmap);
 }
 
 /* Shows "heatmap-layer" in the combo: "" and the last layer's name are
@@ -141,8 +146,9 @@ catdog_panel_build_maps_section (CatdogPanel *panel,
 GtkWidget *
 catdog_panel_build_heatmap_section (CatdogPanel *panel)
 {
-  GtkWidget *box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
-  GtkWidget *row = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 12);
+  GtkWidget *box  = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
+  GtkWidget *row  = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 12);
+  GtkWidget *row2 = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 12);
 
   panel->heatmap_check = gtk_check_button_new_with_mnemonic (
     _("Heat map (_Grad-CAM)"));
@@ -159,6 +165,29 @@ catdog_panel_build_heatmap_section (CatdogPanel *panel)
                                  panel->heatmap_combo);
   gtk_box_pack_start (GTK_BOX (row), panel->heatmap_label, FALSE, FALSE, 0);
   gtk_box_pack_start (GTK_BOX (row), panel->heatmap_combo, FALSE, FALSE, 0);
+
+  panel->method_combo = gtk_combo_box_text_new ();
+  gtk_combo_box_text_append (GTK_COMBO_BOX_TEXT (panel->method_combo),
+                             "gradcam", _("Grad-CAM"));
+  gtk_combo_box_text_append (GTK_COMBO_BOX_TEXT (panel->method_combo),
+                             "occlusion", _("Occlusion"));
+  gtk_combo_box_text_append (GTK_COMBO_BOX_TEXT (panel->method_combo),
+                             "integrated-gradients",
+                             _("Integrated gradients"));
+  gtk_widget_set_tooltip_text (panel->method_combo,
+                               _("Grad-CAM: where the conv layer's maps "
+                                 "raise the verdict. Occlusion: how much "
+                                 "hiding each place lowers it. Integrated "
+                                 "gradients: each pixel's share of it. The "
+                                 "last two take a few seconds."));
+  connect_option (panel, panel->method_combo, "changed", "heatmap-method");
+  panel->method_label = gtk_label_new_with_mnemonic (_("Met_hod:"));
+  gtk_label_set_mnemonic_widget (GTK_LABEL (panel->method_label),
+                                 panel->method_combo);
+  gtk_box_pack_start (GTK_BOX (row2), panel->method_label, FALSE, FALSE, 0);
+  gtk_box_pack_start (GTK_BOX (row2), panel->method_combo, FALSE, FALSE, 0);
+  /* The method first, then Grad-CAM's conv layer. */
+  gtk_box_pack_start (GTK_BOX (box), row2, FALSE, FALSE, 0);
   gtk_box_pack_start (GTK_BOX (box), row, FALSE, FALSE, 0);
 
   return catdog_panel_framed (_("Where the network looks"), box);

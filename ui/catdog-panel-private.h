@@ -40,6 +40,7 @@ struct _CatdogPanel
   gboolean      heatmap;
   gchar        *heatmap_layer;
   gboolean      tta;
+  gchar        *heatmap_method;
 
   GHashTable   *infos;         /* path -> CatdogModelInfo, NULL if unusable */
   GtkListStore *models;
@@ -56,6 +57,8 @@ struct _CatdogPanel
   GtkWidget    *heatmap_combo;
   GtkWidget    *heatmap_label;
   GtkWidget    *tta_check;
+  GtkWidget    *method_combo;
+  GtkWidget    *method_label;
   GtkWidget    *layer_box;
   GtkWidget    *layer_view;
   GtkWidget    *all_button;
@@ -85,6 +88,7 @@ typedef enum
   PROP_N_CHECKED,
   PROP_CHANNELS,
   PROP_TTA,
+  PROP_HEATMAP_METHOD,
   N_PROPS
 } CatdogPanelProp;
 

@@ -190,6 +190,8 @@ catdog_panel_constructed (GObject *object)
                                 panel->heatmap);
   gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (panel->tta_check),
                                 panel->tta);
+  gtk_combo_box_set_active_id (GTK_COMBO_BOX (panel->method_combo),
+                               panel->heatmap_method);
   panel->syncing = FALSE;
   catdog_panel_sync_sensitivity (panel);
   catdog_panel_refresh (panel);
@@ -266,11 +268,14 @@ catdog_panel_set_property (GObject      *object,
       break;
     case PROP_MAPS_STYLE:
     case PROP_COLORMAP:
+    case PROP_HEATMAP_METHOD:
       {
         gchar    **field = prop_id == PROP_MAPS_STYLE ? &panel->maps_style
-                                                      : &panel->colormap;
+                           : prop_id == PROP_COLORMAP ? &panel->colormap
+                                                      : &panel->heatmap_method;
         GtkWidget *combo = prop_id == PROP_MAPS_STYLE ? panel->style_combo
-                                                      : panel->colormap_combo;
+                           : prop_id == PROP_COLORMAP ? panel->colormap_combo
+                                                      : panel->method_combo;
 
         s = g_value_get_string (value);
         if (! s || ! g_strcmp0 (s, *field))
@@ -282,6 +287,8 @@ catdog_panel_set_property (GObject      *object,
             gtk_combo_box_set_active_id (GTK_COMBO_BOX (combo), s);
             panel->syncing = FALSE;
           }
+        if (combo && prop_id == PROP_HEATMAP_METHOD)
+          catdog_panel_sync_sensitivity (panel);
       }
       break;
     case PROP_TOP:
@@ -337,6 +344,7 @@ field_of (CatdogPanel *panel,
     [PROP_HEATMAP_LAYER] = G_STRUCT_OFFSET (CatdogPanel, heatmap_layer),
     [PROP_CHANNELS]      = G_STRUCT_OFFSET (CatdogPanel, channels),
     [PROP_TTA]           = G_STRUCT_OFFSET (CatdogPanel, tta),
+    [PROP_HEATMAP_METHOD] = G_STRUCT_OFFSET (CatdogPanel, heatmap_method),
   };
 
   return prop_id < N_PROPS && offsets[prop_id]
@@ -382,6 +390,7 @@ catdog_panel_finalize (GObject *object)
   g_free (panel->maps_style);
   g_free (panel->colormap);
   g_free (panel->heatmap_layer);
+  g_free (panel->heatmap_method);
   g_free (panel->channels);
   g_hash_table_unref (panel->infos);
   g_clear_object (&panel->models);
@@ -432,6 +441,8 @@ catdog_panel_class_init (CatdogPanelClass *klass)
     g_param_spec_string ("channels", NULL, NULL, "", rw);
   props[PROP_TTA] =
     g_param_spec_boolean ("tta", NULL, NULL, FALSE, rw);
+  props[PROP_HEATMAP_METHOD] =
+    g_param_spec_string ("heatmap-method", NULL, NULL, "gradcam", rw);
   g_object_class_install_properties (object_class, N_PROPS, props);
 }
 
@@ -442,6 +453,7 @@ catdog_panel_init (CatdogPanel *panel)
   panel->maps_style = g_strdup ("mosaic");
   panel->colormap   = g_strdup ("gray");
   panel->heatmap_layer = g_strdup ("");
+  panel->heatmap_method = g_strdup ("gradcam");
   panel->channels   = g_strdup ("");
   panel->infos = g_hash_table_new_full (
     g_str_hash, g_str_equal, g_free,
@@ -469,5 +481,6 @@ CATDOG_PANEL_WIDGET (GtkTreeView,   GTK_TREE_VIEW,   layer_view,    layer_view)
 CATDOG_PANEL_WIDGET (GtkButton,     GTK_BUTTON,      all_button,    all_button)
 CATDOG_PANEL_WIDGET (GtkButton,     GTK_BUTTON,      none_button,   none_button)
 CATDOG_PANEL_WIDGET (GtkComboBox,   GTK_COMBO_BOX,   heatmap_combo, heatmap_combo)
+CATDOG_PANEL_WIDGET (GtkComboBox,   GTK_COMBO_BOX,   method_combo,  method_combo)
 CATDOG_PANEL_WIDGET (GtkSpinButton, GTK_SPIN_BUTTON, top_spin,      top_spin)
 CATDOG_PANEL_WIDGET (GtkToggleButton, GTK_TOGGLE_BUTTON, tta_check, tta_check)

@@ -10,14 +10,15 @@
  *   "maps-style"    string  "mosaic" or "channels"
  *   "colormap"      string  "gray" or "viridis"
  *   "top"           int     only each layer's N most active channels; 0: all
- *   "heatmap"       boolean add a Grad-CAM heat map
- *   "heatmap-layer" string  its conv layer; "": the model's last one
+ *   "heatmap"       boolean add a heat map
+ *   "heatmap-layer" string  Grad-CAM's conv layer; "": the model's last one
  *   "n-checked"     int     conv layers checked (read-only)
  *   "channels"      string  the channels marked in the preview, as the
  *                           procedure's "channels" argument; setting it to
  *                           "" (or NULL) clears the marks
  *   "tta"           boolean test-time flip averaging (the preview's verdict
  *                           follows it)
+ *   "heatmap-method" string "gradcam", "occlusion" or "integrated-gradients"
  */
 #ifndef CATDOG_PANEL_H
 #define CATDOG_PANEL_H
@@ -76,6 +77,8 @@ GtkButton   *catdog_panel_get_none_button (CatdogPanel  *panel);
 /* The heat map's conv layers: ids are the names, except the last conv
  * layer's, "" (the "heatmap-layer" that means the last one). */
 GtkComboBox *catdog_panel_get_heatmap_combo (CatdogPanel *panel);
+/* The heat map's method: ids gradcam, occlusion, integrated-gradients. */
+GtkComboBox *catdog_panel_get_method_combo (CatdogPanel *panel);
 GtkSpinButton *catdog_panel_get_top_spin  (CatdogPanel  *panel);
 GtkToggleButton *catdog_panel_get_tta_check (CatdogPanel *panel);
 

@@ -8,6 +8,7 @@ Exits 77 (skip) when numpy, PIL or the shipped model are missing.
 """
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -128,6 +129,36 @@ def check_occlusion(tmp):
           f"--fill blur --window 30 --stride 20 ({r.stderr.strip()})")
 
 
+def check_integrated_gradients(tmp):
+    """--method integrated-gradients writes the same files at the input's
+    resolution and prints the completeness line; --baseline, --steps."""
+    photo = os.path.join(DATA, "dog.701.jpg")
+    out, ovl = os.path.join(tmp, "ig.png"), os.path.join(tmp, "ig-overlay.png")
+    for baseline in ("black", "blur"):
+        r = run("cam", "--model", SHIPPED, "--method", "integrated-gradients", "--baseline",
+                baseline, "--steps", "64", "--out", out, "--overlay", ovl, photo)
+        check(r.returncode == 0, f"cam --method integrated-gradients exits 0 ({r.stderr.strip()})")
+        lines = r.stdout.splitlines()
+        fields = lines[0].split("\t") if lines else []
+        check(len(lines) == 4 and fields[:2] == [photo, "dog"] and
+              fields[3:] == ["integrated-gradients"], f"first line: {fields}")
+        m = re.match(r"completeness: (\w+) baseline, (\d+) steps: the attributions sum to "
+                     r"(-?[\d.]+), F\(image\) - F\(baseline\) = (-?[\d.]+), error ([\d.]+)%$",
+                     lines[1] if len(lines) > 1 else "")
+        check(m is not None and m.group(1) == baseline and m.group(2) == "64",
+              f"the completeness line: {lines[1:2]}")
+        if m:
+            total, target, error = (float(m.group(i)) for i in (3, 4, 5))
+            check(target > 0 and abs(total - target) <= 0.01 * target and error <= 1.0 and
+                  abs(error - 100 * abs(total - target) / target) <= 0.02,
+                  f"{baseline}: the attributions sum to F(image) - F(baseline) within 1%: "
+                  f"{lines[1]}")
+        check(len(lines) == 4 and "(150x150 map)" in lines[2], f"the map is the input's: {lines}")
+        h = np.asarray(Image.open(out))
+        check(h.shape == (437, 349) and h.max() == 255 and Image.open(ovl).mode == "RGB",
+              f"integrated-gradients heat map: {h.shape}, max {h.max()}")
+
+
 def check_trust(tmp):
     """--check prints a table per method: header, one row per image, the
     mean and the count of images where the map beats the random one."""
@@ -156,10 +187,13 @@ def check_trust(tmp):
     check("occlusion" not in r.stdout, "--method gradcam: one table")
     r2 = run("cam", "--model", SHIPPED, "--check", "--method", "gradcam", cat, dog)
     check(r2.stdout == r.stdout, "--check prints the same numbers twice (fixed seeds)")
-    r = run("cam", "--model", SHIPPED, "--check", "--window", "50", "--stride", "50", dog)
+    r = run("cam", "--model", SHIPPED, "--check", "--window", "50", "--stride", "50",
+            "--steps", "4", dog)
     titles = [ln for ln in r.stdout.splitlines() if ", fill gray:" in ln]
-    check(r.returncode == 0 and len(titles) == 2 and titles[1].startswith("occlusion 50/50"),
-          f"--check without --method: gradcam then occlusion ({titles}; {r.stderr.strip()})")
+    check(r.returncode == 0 and len(titles) == 3 and titles[1].startswith("occlusion 50/50") and
+          titles[2].startswith("integrated-gradients (black baseline, 4 steps)"),
+          f"--check without --method: gradcam, occlusion, integrated gradients ({titles}; "
+          f"{r.stderr.strip()})")
 
 
 def check_errors(tmp):
@@ -183,7 +217,11 @@ def check_errors(tmp):
                             "--out", os.path.join(tmp, "no", "such", "dir", "h.png"), cat],
          1, "h.png"),
         ("unknown method", ["cam", "--method", "lime", "--out", out, cat], 2,
-         "--method must be gradcam or occlusion, not 'lime'"),
+         "--method must be gradcam, occlusion or integrated-gradients, not 'lime'"),
+        ("unknown baseline", ["cam", "--baseline", "white", "--out", out, cat], 2,
+         "--baseline must be black or blur, not 'white'"),
+        ("steps 0", ["cam", "--method", "integrated-gradients", "--steps", "0", "--out", out,
+                     cat], 2, "--steps must be a whole number"),
         ("unknown fill", ["cam", "--fill", "black", "--out", out, cat], 2,
          "--fill must be gray or blur"),
         ("window 0", ["cam", "--method", "occlusion", "--window", "0", "--out", out, cat], 2,
@@ -223,6 +261,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         check_files(tmp)
         check_occlusion(tmp)
+        check_integrated_gradients(tmp)
         check_trust(tmp)
         check_errors(tmp)
     return pycheck.done("cli_cam")

@@ -18,7 +18,11 @@ GIMP run:
   than 4096 pixels gets a layer of its size too;
 - with feature maps: the heat map on top, the maps' group below it;
 - gray image: a white layer with the same alpha ramp; indexed: refused,
-  image untouched.
+  image untouched;
+- `heatmap-method` occlusion and integrated-gradients: one layer named
+  after the method ("Occlusion", "Integrated gradients"), its alpha equal
+  to `catdog cam --method ...`'s map; from Script-Fu with
+  #:heatmap-method too (calls without it get Grad-CAM, as above).
 The composed images are JPEG files for `catdog` and PNG copies of their
 decoded pixels for GIMP: both sides see the same pixels.
 """
@@ -112,6 +116,11 @@ for key, png in P["composed"].items():
 
 png = P["composed"]["cat-left"]
 heat_run("other_layer", png, heatmap=True, heatmap_layer=P["other"]).delete()
+heat_run("occlusion", png, heatmap=True, heatmap_method="occlusion").delete()
+heat_run("integrated", png, heatmap=True, heatmap_method="integrated-gradients").delete()
+image = load(P["sf_xcf"])
+R["script_fu_tree"] = layer_tree(image.get_layers())
+image.delete()
 M = P["crop_model"]
 heat_run("crop", png, heatmap=True).delete()
 M = P["model"]
@@ -162,8 +171,27 @@ R["indexed"]["layers_unchanged"] = count_layers(image) == before
 image.delete()
 '''
 
-raw = {key: profile.path(key + ".raw") for key in list(composed) + ["other_layer", "crop"]}
+raw = {key: profile.path(key + ".raw")
+       for key in list(composed) + ["other_layer", "crop", "occlusion", "integrated"]}
+
+# Script-Fu with the method by name: its XCF is read back by the Python run.
+sf_xcf = profile.path("sf-integrated.xcf")
+sf = profile.run([gt.GIMP_CONSOLE, "-i", "--batch-interpreter=plug-in-script-fu-eval", "-b", f'''
+(let ((image (car (gimp-file-load RUN-NONINTERACTIVE "{composed["cat-left"][1]}"))))
+  (plug-in-catdog-classify #:run-mode RUN-NONINTERACTIVE
+                           #:image image
+                           #:drawables (car (gimp-image-get-selected-layers image))
+                           #:model "{model}"
+                           #:heatmap TRUE
+                           #:heatmap-method "integrated-gradients")
+  (gimp-file-save RUN-NONINTERACTIVE image "{sf_xcf}" -1)
+  (gimp-image-delete image))''', "--quit"])
+checks.ok(sf.returncode == 0 and os.path.exists(sf_xcf),
+          f"Script-Fu: classify with #:heatmap-method and save ({sf.returncode})"
+          + ("" if sf.returncode == 0 else "\n" + sf.stdout + sf.stderr))
+
 res = checks.gimp_ran(profile.run_python(SCRIPT, {
+    "sf_xcf": sf_xcf,
     "model": model, "crop_model": crop_model,
     "composed": {k: v[1] for k, v in composed.items()},
     "raw": raw, "other": OTHER, "gray_raw": profile.path("gray.raw"),
@@ -203,13 +231,15 @@ def check_layer(key, name, w, h, x=0, y=0):
     return px[..., 3].astype(np.int64)
 
 
-def catdog_cam(jpeg, layer=None, with_model=None):
+def catdog_cam(jpeg, layer=None, with_model=None, method=None):
     """`catdog cam`'s 8-bit map of jpeg, or None when catdog has no cam."""
     with_model = with_model or model
-    out = jpeg + f".{layer or 'last'}.{os.path.basename(with_model)}.cam.png"
+    out = jpeg + f".{layer or method or 'last'}.{os.path.basename(with_model)}.cam.png"
     argv = [gt.CATDOG, "cam", "--model", with_model, "--out", out, jpeg]
     if layer:
         argv[2:2] = ["--layer", layer]
+    if method:
+        argv[2:2] = ["--method", method]
     proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, timeout=300)
     if proc.returncode != 0:
@@ -267,6 +297,23 @@ if checks.success(res, "other_layer"):
             diff = np.abs(want - alpha).max()
             checks.ok(diff <= 1, f"heatmap-layer {OTHER}: equals catdog cam --layer "
                       f"{OTHER} (max difference {diff})")
+
+for key, method, name in (("occlusion", "occlusion", "Occlusion"),
+                          ("integrated", "integrated-gradients", "Integrated gradients")):
+    if not checks.success(res, key):
+        continue
+    alpha = check_layer(key, name, W, H)
+    if alpha is not None and has_cam:
+        want = catdog_cam(jpeg, method=method)
+        if checks.ok(want is not None and want.shape == alpha.shape,
+                     f"{key}: catdog cam --method {method} wrote its map"):
+            diff = np.abs(want - alpha).max()
+            checks.ok(diff <= 1, f"heatmap-method {method}: equals catdog cam --method "
+                      f"{method} (max difference {diff})")
+tree = res.get("script_fu_tree", [])
+checks.ok(len(tree) == 2 and tree[0].get("name") == "Integrated gradients",
+          f"Script-Fu #:heatmap-method: the top layer is 'Integrated gradients' "
+          f"({[n.get('name') for n in tree]})")
 
 if checks.success(res, "crop"):
     r = res["crop"]

@@ -60,6 +60,7 @@ want_args = {
     # Unset, like heatmap-layer.
     "channels": ("gchararray", None),
     "tta": ("gboolean", False),
+    "heatmap-method": ("gchararray", "gradcam"),
 }
 for name, (gtype, default) in want_args.items():
     got = args.get(name, {})
@@ -71,13 +72,18 @@ checks.ok(args.get("maps-style", {}).get("choices") == ["mosaic", "channels"],
           f"maps-style choices mosaic, channels ({args.get('maps-style')})")
 checks.ok(args.get("colormap", {}).get("choices") == ["gray", "viridis"],
           f"colormap choices gray, viridis ({args.get('colormap')})")
+checks.ok(args.get("heatmap-method", {}).get("choices") ==
+          ["gradcam", "occlusion", "integrated-gradients"],
+          f"heatmap-method choices gradcam, occlusion, integrated-gradients "
+          f"({args.get('heatmap-method')})")
 order = res.get("arg_order", [])
 checks.ok(order[:3] == ["run-mode", "image", "drawables"],
           f"an image procedure: run-mode, image, drawables first ({order})")
 # Arguments are only ever appended: calls giving them by position keep
 # working.
 checks.ok(order[3:] == ["model", "feature-maps", "layers", "maps-style", "colormap",
-                        "heatmap", "heatmap-layer", "top", "channels", "tta"],
+                        "heatmap", "heatmap-layer", "top", "channels", "tta",
+                        "heatmap-method"],
           f"arguments in their historical order, new ones last ({order[3:]})")
 checks.ok(res.get("returns") == {"label": "gchararray", "probability": "gdouble",
                                  "dog-probability": "gdouble"},

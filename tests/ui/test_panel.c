@@ -364,7 +364,7 @@ main (int    argc,
 {
   gchar       *dir, *models, *small_src, *small, *path, *shipped, *five_src;
   gchar       *five;
-  GtkComboBox *hc;
+  GtkComboBox *hc, *mc;
   GtkSpinButton *spin;
   GError      *error = NULL;
   GtkWidget   *window, *panel;
@@ -470,6 +470,22 @@ main (int    argc,
     g_object_set (panel, "tta", FALSE, NULL);
     CHECK (! gtk_toggle_button_get_active (tta));
   }
+  /* The method: "heatmap-method" and its combo both ways; the conv layer
+   * is Grad-CAM's only. */
+  mc = catdog_panel_get_method_combo (CATDOG_PANEL (panel));
+  CHECK_STRING (string_of (panel, "heatmap-method"), "gradcam");
+  CHECK (! g_strcmp0 (gtk_combo_box_get_active_id (mc), "gradcam"));
+  CHECK (gtk_widget_is_sensitive (GTK_WIDGET (mc)));
+  gtk_combo_box_set_active_id (mc, "occlusion");
+  CHECK_STRING (string_of (panel, "heatmap-method"), "occlusion");
+  CHECK (! gtk_widget_is_sensitive (GTK_WIDGET (hc)));
+  g_object_set (panel, "heatmap-method", "integrated-gradients", NULL);
+  CHECK (! g_strcmp0 (gtk_combo_box_get_active_id (mc), "integrated-gradients"));
+  CHECK (! gtk_widget_is_sensitive (GTK_WIDGET (hc)));
+  g_object_set (panel, "heatmap", FALSE, NULL);
+  CHECK (! gtk_widget_is_sensitive (GTK_WIDGET (mc)));
+  g_object_set (panel, "heatmap", TRUE, "heatmap-method", "gradcam", NULL);
+  CHECK (gtk_widget_is_sensitive (GTK_WIDGET (hc)) && gtk_widget_is_sensitive (GTK_WIDGET (mc)));
 
   /* Top channels: the spin button and "top", both ways. */
   CHECK (int_of (panel, "top") == 0 && gtk_spin_button_get_value_as_int (spin) == 0);
