@@ -12,6 +12,7 @@ int cmd_cam(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_filters(int argc, char **argv);
 
 /* The model used when --model is not given: $CATDOG_MODEL if set, else
  * the installed default (CATDOG_DATADIR) when readable, else the source
