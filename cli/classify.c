@@ -10,7 +10,7 @@
 
 static const char usage_text[] = N_(
     "usage: catdog classify [--model FILE] [--json] [--threads N]\n"
-    "                       [--precision f32|bf16] IMAGE...\n"
+    "                       [--precision f32|bf16] [--tta] IMAGE...\n"
     "\n"
     "Classifies each JPEG photo and prints one line per photo:\n"
     "  IMAGE<TAB>LABEL<TAB>PROBABILITY\n"
@@ -26,14 +26,18 @@ static const char usage_text[] = N_(
     "                     or file and error\n"
     "  -t, --threads N    threads for the network (0: all cores)\n"
     "  --precision P      conv and dense layers in f32 (default) or bf16\n"
+    "  --tta              test-time flip averaging: run each photo and its\n"
+    "                     mirror image and average the two logits (about\n"
+    "                     twice the time)\n"
     "  -h, --help         show this help\n");
 
-enum { OPT_JSON = 1, OPT_PRECISION };
+enum { OPT_JSON = 1, OPT_PRECISION, OPT_TTA };
 
 /* Besides --model, --threads and --help (common.h). */
 static const cli_option options[] = {
     {"json", 'j', false, OPT_JSON},
     {"precision", 0, true, OPT_PRECISION},
+    {"tta", 0, false, OPT_TTA},
     {NULL, 0, false, 0},
 };
 
@@ -88,6 +92,7 @@ typedef struct {
     char **images; /* gathered in place, in order, at the front of argv */
     int n_images;
     cnn_precision precision;
+    bool tta;
 } classify_args;
 
 static int classify_option(void *ctx, int id, const char *val)
@@ -95,13 +100,14 @@ static int classify_option(void *ctx, int id, const char *val)
     classify_args *a = ctx;
     if (id == CLI_OPERAND) a->images[a->n_images++] = (char *)val;
     if (id == OPT_JSON) a->json = true;
+    if (id == OPT_TTA) a->tta = true;
     if (id == OPT_PRECISION) return cli_precision_option("classify", val, &a->precision);
     return CLI_OK;
 }
 
 int cmd_classify(int argc, char **argv)
 {
-    classify_args a = {false, argv + 1, 0, CNN_PRECISION_F32};
+    classify_args a = {false, argv + 1, 0, CNN_PRECISION_F32, false};
     cli_parser p;
     cli_parser_init(&p, "classify", argc, argv, options,
                     CLI_COMMON_MODEL | CLI_COMMON_THREADS | CLI_COMMON_HELP, usage_text);
@@ -115,7 +121,7 @@ int cmd_classify(int argc, char **argv)
     const char *model_path = p.model;
     cnn_model *m;
     cnn_net *net;
-    if (cli_open_model_precision(&model_path, p.threads, a.precision, &m, &net) != CLI_OK)
+    if (cli_open_model_precision(&model_path, p.threads, a.precision, a.tta, &m, &net) != CLI_OK)
         return CLI_FAILED;
     float *input = cli_alloc_input(m);
     cJSON *doc = NULL, *jimages = NULL;
@@ -131,7 +137,7 @@ int cmd_classify(int argc, char **argv)
         float logit;
         const char *error = NULL;
         verdict v = {0};
-        if (cli_run_image(m, net, images[i], input, &logit) != CLI_OK) {
+        if (cli_run_image_tta(m, net, images[i], input, a.tta, &logit) != CLI_OK) {
             error = cli_without_file(images[i], cnn_last_error());
             status = CLI_FAILED;
         } else {

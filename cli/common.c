@@ -241,11 +241,11 @@ int cli_precision_option(const char *cmd, const char *value, cnn_precision *out)
 int cli_open_model(const char **path_in, int threads, cnn_model **model,
                    cnn_net **net)
 {
-    return cli_open_model_precision(path_in, threads, CNN_PRECISION_F32, model, net);
+    return cli_open_model_precision(path_in, threads, CNN_PRECISION_F32, false, model, net);
 }
 
 int cli_open_model_precision(const char **path_in, int threads, cnn_precision precision,
-                             cnn_model **model, cnn_net **net)
+                             bool tta, cnn_model **model, cnn_net **net)
 {
     if (!*path_in) *path_in = cli_default_model();
     const char *path = *path_in;
@@ -258,7 +258,8 @@ int cli_open_model_precision(const char **path_in, int threads, cnn_precision pr
     cnn_net_options no;
     cnn_net_options_init(&no);
     no.precision = precision;
-    if (cnn_net_create_opts(*model, 1, &no, net) != CNN_OK ||
+    /* With tta an image and its mirror run as one batch of 2. */
+    if (cnn_net_create_opts(*model, tta ? 2 : 1, &no, net) != CNN_OK ||
         (threads >= 0 && cnn_net_set_threads(*net, threads) != CNN_OK)) {
         cli_file_error(path, cnn_last_error());
         cnn_net_free(*net);
@@ -289,6 +290,12 @@ float *cli_alloc_input(const cnn_model *m)
 int cli_run_image(const cnn_model *m, cnn_net *net, const char *image,
                   float *input, float *logit)
 {
+    return cli_run_image_tta(m, net, image, input, false, logit);
+}
+
+int cli_run_image_tta(const cnn_model *m, cnn_net *net, const char *image,
+                      float *input, bool tta, float *logit)
+{
     cnn_image img = {0};
     cnn_image_options opt = {0};
     opt.min_width = m->in_w;
@@ -298,7 +305,8 @@ int cli_run_image(const cnn_model *m, cnn_net *net, const char *image,
         s = cnn_preprocess(m, img.pixels, img.width, img.height, img.stride,
                            img.channels, input);
     cnn_image_free(&img);
-    if (s == CNN_OK) s = cnn_net_forward(net, input, 1, logit);
+    if (s == CNN_OK)
+        s = tta ? cnn_net_forward_flip(net, input, 1, logit) : cnn_net_forward(net, input, 1, logit);
     if (s != CNN_OK) {
         cli_file_error(image, cnn_last_error());
         return CLI_FAILED;

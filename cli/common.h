@@ -110,9 +110,10 @@ bool cli_parse_int(const char *cmd, const char *name, const char *text,
  * CLI_OK or CLI_FAILED. */
 int cli_open_model(const char **path, int threads, cnn_model **model,
                    cnn_net **net);
-/* The same with the net's precision (cnn_net_options). */
+/* The same with the net's precision (cnn_net_options), and with tta a
+ * net for an image and its mirror (cli_run_image_tta). */
 int cli_open_model_precision(const char **path, int threads, cnn_precision precision,
-                             cnn_model **model, cnn_net **net);
+                             bool tta, cnn_model **model, cnn_net **net);
 
 /* --precision's value ("f32" or "bf16") into *out; a usage error of cmd
  * otherwise.  Returns CLI_OK or CLI_USAGE. */
@@ -122,6 +123,10 @@ int cli_precision_option(const char *cmd, const char *value, cnn_precision *out)
  * failures naming the image; returns CLI_OK or CLI_FAILED. */
 int cli_run_image(const cnn_model *m, cnn_net *net, const char *image,
                   float *input, float *logit);
+/* The same; with tta the logit is flip-averaged (cnn_net_forward_flip:
+ * the net from cli_open_model_precision with tta). */
+int cli_run_image_tta(const cnn_model *m, cnn_net *net, const char *image,
+                      float *input, bool tta, float *logit);
 
 /* Allocates the model's input tensor (one image); reports failure. */
 float *cli_alloc_input(const cnn_model *m);

@@ -41,6 +41,7 @@ static const char usage_text[] = N_(
     "  --crop-ratio MAX    v2: crop aspect ratios from 1/MAX to MAX (default 4/3)\n"
     "  --mixup A           mixup, weight ~ Beta(A, A) per batch (default off)\n"
     "  --cutmix A          cutmix, weight ~ Beta(A, A) per batch (default off)\n"
+    "  --mix-prob P        share of batches mixed at all (default 1)\n"
     "  --label-smoothing E targets y (1 - E) + E/2 (default 0)\n"
     "  --ema DECAY         evaluate and save a moving average of the weights\n"
     "                      (e.g. 0.999; default off)\n"
@@ -66,7 +67,7 @@ enum {
     OPT_THREADS, OPT_RESUME, OPT_CHECKPOINT, OPT_OPTIMIZER, OPT_LR, OPT_WD,
     OPT_AUGMENT, OPT_DTYPE, OPT_LIMIT, OPT_STOP, OPT_ERASE, OPT_MIXUP,
     OPT_CUTMIX, OPT_SMOOTH, OPT_EMA, OPT_WARMUP, OPT_KEEP_BEST, OPT_PRECISION,
-    OPT_CALIB, OPT_CROP_SCALE, OPT_CROP_RATIO
+    OPT_CALIB, OPT_CROP_SCALE, OPT_CROP_RATIO, OPT_MIX_PROB
 };
 
 /* Besides --help (common.h). */
@@ -98,6 +99,7 @@ static const cli_option options[] = {
     {"calib", 0, true, OPT_CALIB},
     {"crop-scale", 0, true, OPT_CROP_SCALE},
     {"crop-ratio", 0, true, OPT_CROP_RATIO},
+    {"mix-prob", 0, true, OPT_MIX_PROB},
     {NULL, 0, false, 0},
 };
 
@@ -253,6 +255,8 @@ static int train_option(void *ctx, int id, const char *v)
     case OPT_WARMUP:
         return parse_float("warmup", v, 0.0f, 100000.0f, &a->opt.warmup_epochs) ? CLI_OK : CLI_USAGE;
     case OPT_KEEP_BEST: a->opt.recipe.keep_best = 1; break;
+    case OPT_MIX_PROB:
+        return parse_float("mix-prob", v, 0.01f, 1.0f, &a->opt.recipe.mix_prob) ? CLI_OK : CLI_USAGE;
     case OPT_CALIB: return cli_int_option("train", "calib", v, 1, 1 << 24, &a->opt.recipe.calib);
     case OPT_CROP_SCALE:
         if (!parse_float("crop-scale", v, 0.01f, 1.0f, &a->crop_scale)) return CLI_USAGE;

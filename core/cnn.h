@@ -321,6 +321,21 @@ cnn_status cnn_net_set_threads(cnn_net *net, int threads);
 cnn_status cnn_net_forward(cnn_net *net, const float *input, int n,
                            float *logits);
 
+/* Test-time flip averaging: each of the n images (NHWC, as for
+ * cnn_net_forward) and its horizontal mirror (input column x taken from
+ * column in_w - 1 - x) run through the network in one batch of 2n, so
+ * the net must be planned for batches of at least 2n (cnn_net_create's
+ * max_batch); logits[i] gets the mean of the two logits of image i.  The
+ * logits are averaged, not the probabilities, so that the model's
+ * temperature keeps its meaning: cnn_model_probability() turns the mean
+ * into a probability as it does a plain logit.  The mirrors are written
+ * into a buffer the net allocates when it is created (for max_batch >=
+ * 2); nothing is allocated here.  Afterwards the net's taps and
+ * cnn_net_gradcam() see the batch of 2n: image i at index i, its mirror
+ * at index n + i.  Costs about twice a plain pass. */
+cnn_status cnn_net_forward_flip(cnn_net *net, const float *input, int n,
+                                float *logits);
+
 /* A view of a tensor owned by the net: (n, h, w, c), NHWC, packed. */
 typedef struct {
     const float *data;

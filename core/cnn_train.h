@@ -181,6 +181,9 @@ typedef struct {
     float mixup_alpha;       /* > 0: mixup, weight ~ Beta(a, a) per batch */
     float cutmix_alpha;      /* > 0: cutmix, weight ~ Beta(a, a) per batch;
                                 both on: one of the two per batch, 1/2 each */
+    float mix_prob;          /* in [0, 1]: share of batches mixed at all
+                                (mixup or cutmix); 0 means 1, as before
+                                it existed */
     float label_smoothing;   /* e in [0, 0.5): targets y (1 - e) + e / 2 */
     float ema_decay;         /* in (0, 1): exponential moving average of the
                                 weights, evaluated and saved; 0: off */
@@ -205,7 +208,8 @@ double cnn_beta_sample(double alpha, uint64_t key);
  * fraction 1 - lam (clamped to the image, lam then the kept area) is
  * swapped between the two.  Targets (probability of label 1) become
  * lam y_j + (1 - lam) y_p.  Returns lam (1: unmixed), for the batch drawn
- * from key: which mix (when both alphas are > 0) and its weight. */
+ * from key: whether it is mixed at all (r->mix_prob), which mix (when both
+ * alphas are > 0) and its weight. */
 double cnn_mix_batch(const cnn_recipe *r, float *inputs, int n, int h,
                      int w, int c, float *targets, uint64_t key);
 

@@ -46,6 +46,7 @@
 
 #include <stdatomic.h>
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +116,8 @@ struct cnn_net {
     int *n_nz;          /* [max_batch] */
     size_t max_dense_in;
     size_t dense_chunk; /* dense weight bytes per chunk at batch > 1 (blocking.h) */
+    float *flip_in;     /* cnn_net_forward_flip: [max_batch][in_h][in_w][in_c]; NULL at max_batch 1 */
+    size_t flip_bytes;
 };
 
 /* ------------------------------------------------------------------ */
@@ -791,6 +794,16 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
         net->bf16_in = cnn_alloc_aligned(in_halves, sizeof(uint16_t));
         if (!net->dense_x || !net->bf16_in) return fail_free(net, CNN_ERR_NOMEM);
     }
+    if (max_batch >= 2) {
+        /* The batch of images and mirrors cnn_net_forward_flip runs. */
+        size_t in_img = 0, flip = 0;
+        if (!cnn_mul_size((size_t)m->in_h * (size_t)m->in_w, (size_t)m->in_c, &in_img) ||
+            !cnn_mul_size(in_img, (size_t)max_batch, &flip))
+            return fail_free(net, cnn_fail(CNN_ERR_LIMIT, "flip input buffer overflows"));
+        net->flip_in = cnn_alloc_aligned(flip, sizeof(float));
+        if (!net->flip_in) return fail_free(net, CNN_ERR_NOMEM);
+        net->flip_bytes = flip * sizeof(float);
+    }
     for (size_t b = 0, off = 0; b < (size_t)net->n_bufs; b++) {
         net->bufs[b] = net->arena + off;
         off += (net->buf_elems[b] * (size_t)max_batch + 15) & ~(size_t)15;
@@ -874,6 +887,7 @@ void cnn_net_free(cnn_net *net)
     free(net->bf16_busy);
     cnn_free_aligned(net->dense_x);
     cnn_free_aligned(net->bf16_in);
+    cnn_free_aligned(net->flip_in);
     cnn_pool_free(net->pool);
     free(net);
 }
@@ -940,14 +954,10 @@ static void image_items(void *ctx, size_t b0, size_t b1)
     }
 }
 
-cnn_status cnn_net_forward_timed(cnn_net *net, const float *input, int n, float *logits,
-                                 double *step_seconds)
+/* The pass itself (arguments checked by the callers): the n logits are
+ * left in the last step's buffer. */
+static void forward_run(cnn_net *net, const float *input, int n, double *step_seconds)
 {
-    if (!net || !input || !logits)
-        return cnn_fail(CNN_ERR_ARG, "cnn_net_forward: NULL argument");
-    if (n < 1 || n > net->max_batch)
-        return cnn_fail(CNN_ERR_ARG, "cnn_net_forward: batch of %d images, the net takes 1..%d",
-                        n, net->max_batch);
     /* A batch runs whole images per thread up to the first dense layer:
      * an image's activations stay in one core's caches from layer to
      * layer, and the threads meet once per batch instead of once per step
@@ -996,9 +1006,47 @@ cnn_status cnn_net_forward_timed(cnn_net *net, const float *input, int n, float 
         }
         if (step_seconds) step_seconds[si] = cnn_clock_seconds() - t0;
     }
+    net->last_n = n;
+}
+
+cnn_status cnn_net_forward_timed(cnn_net *net, const float *input, int n, float *logits,
+                                 double *step_seconds)
+{
+    if (!net || !input || !logits)
+        return cnn_fail(CNN_ERR_ARG, "cnn_net_forward: NULL argument");
+    if (n < 1 || n > net->max_batch)
+        return cnn_fail(CNN_ERR_ARG, "cnn_net_forward: batch of %d images, the net takes 1..%d",
+                        n, net->max_batch);
+    forward_run(net, input, n, step_seconds);
     const float *res = net->bufs[net->steps[net->n_steps - 1].out_buf];
     memcpy(logits, res, (size_t)n * sizeof *logits);
-    net->last_n = n;
+    return CNN_OK;
+}
+
+cnn_status cnn_net_forward_flip(cnn_net *net, const float *input, int n, float *logits)
+{
+    if (!net || !input || !logits)
+        return cnn_fail(CNN_ERR_ARG, "cnn_net_forward_flip: NULL argument");
+    if (n < 1 || n > net->max_batch / 2)
+        return cnn_fail(CNN_ERR_ARG,
+                        "cnn_net_forward_flip: %d images and their mirrors need a net "
+                        "planned for batches of %d, this one takes 1..%d",
+                        n, n > 0 && n <= INT_MAX / 2 ? 2 * n : 2, net->max_batch);
+    const int h = net->m->in_h, w = net->m->in_w, c = net->m->in_c;
+    const size_t row = (size_t)w * (size_t)c, img = (size_t)h * row;
+    /* Images 0 .. n-1 as given, n .. 2n-1 their mirrors (column x from
+     * column w - 1 - x, channels kept in order). */
+    memcpy(net->flip_in, input, (size_t)n * img * sizeof *input);
+    for (int b = 0; b < n; b++)
+        for (int y = 0; y < h; y++) {
+            const float *src = input + (size_t)b * img + (size_t)y * row;
+            float *dst = net->flip_in + (size_t)(n + b) * img + (size_t)y * row;
+            for (int x = 0; x < w; x++)
+                memcpy(dst + (size_t)x * c, src + (size_t)(w - 1 - x) * c, (size_t)c * sizeof *src);
+        }
+    forward_run(net, net->flip_in, 2 * n, NULL);
+    const float *res = net->bufs[net->steps[net->n_steps - 1].out_buf];
+    for (int b = 0; b < n; b++) logits[b] = (float)(0.5 * ((double)res[b] + res[n + b]));
     return CNN_OK;
 }
 
@@ -1047,7 +1095,7 @@ size_t cnn_net_bytes(const cnn_net *net)
         bf16 = ((size_t)net->bf16_slots * net->bf16_col_halves +
                 net->bf16_in_img * (size_t)net->max_batch) * sizeof(uint16_t) +
                net->max_dense_in * (size_t)net->max_batch * sizeof(float);
-    return sizeof *net + net->block_bytes + net->arena_bytes + bf16 +
+    return sizeof *net + net->block_bytes + net->arena_bytes + bf16 + net->flip_bytes +
            net->max_dense_in * (size_t)net->max_batch * sizeof(int32_t);
 }
 

@@ -97,6 +97,8 @@ cnn_status cnn_fit_temperature(const float *logits, const uint8_t *labels, int n
 
 cnn_status cnn_recipe_check(const cnn_recipe *r)
 {
+    if (!(r->mix_prob >= 0.0f && r->mix_prob <= 1.0f))
+        return cnn_fail(CNN_ERR_ARG, "mix probability %g outside [0, 1]", (double)r->mix_prob);
     if (r->calib < 0 || r->calib > (1 << 24))
         return cnn_fail(CNN_ERR_ARG, "calibration photos per class %d out of range", r->calib);
     const cnn_augment_v2 *a = &r->v2;
@@ -368,6 +370,8 @@ double cnn_mix_batch(const cnn_recipe *r, float *inputs, int n, int h, int w,
         else mixup = 0;
     }
     if (!mixup && !cutmix) return 1.0;
+    if (r->mix_prob > 0.0f && r->mix_prob < 1.0f && tk_uniform(key, 4) >= r->mix_prob)
+        return 1.0;
     double lam = cnn_beta_sample(mixup ? r->mixup_alpha : r->cutmix_alpha,
                                  tk_hash(key, 1));
     int bx = 0, by = 0, bw = 0, bh = 0;

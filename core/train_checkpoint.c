@@ -62,6 +62,7 @@ static cJSON *recipe_json(const cnn_recipe *r)
 #undef PUT
     cJSON_AddBoolToObject(j, "keep_best", r->keep_best != 0);
     if (r->calib > 0) cJSON_AddNumberToObject(j, "calib", r->calib);
+    if (r->mix_prob > 0.0f) cJSON_AddNumberToObject(j, "mix_prob", r->mix_prob);
     if (r->augment_v2) {
         cJSON *a = cJSON_AddObjectToObject(j, "augment_v2");
         if (a) {
@@ -193,6 +194,11 @@ static void parse_recipe(const cJSON *j, cnn_recipe *r, int *ok)
     RECIPE_FIELDS(GET)
 #undef GET
     r->keep_best = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "keep_best"));
+    const cJSON *mp = cJSON_GetObjectItemCaseSensitive(j, "mix_prob");
+    if (mp) {
+        if (!cJSON_IsNumber(mp) || !(mp->valuedouble > 0.0 && mp->valuedouble <= 1.0)) *ok = 0;
+        else r->mix_prob = (float)mp->valuedouble;
+    }
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "calib");
     if (c) {
         const double v = cJSON_IsNumber(c) ? c->valuedouble : -1.0;

@@ -47,6 +47,7 @@ typedef struct
   gboolean         heatmap;
   gchar           *heatmap_layer;
   GPtrArray       *picks;          /* "channels", parsed; may be empty */
+  gboolean         tta;            /* test-time flip averaging */
 } CatdogOptions;
 
 typedef struct
@@ -199,7 +200,9 @@ catdog_classify (GimpImage            *image,
                    _("Not enough memory for the network's input."));
       goto out;
     }
-  st = cnn_net_create (model, 1, &net);
+  /* With flip averaging the image and its mirror run as a batch of 2;
+   * the maps and the heat map show image 0, the image as it is. */
+  st = cnn_net_create (model, options->tta ? 2 : 1, &net);
   if (st == CNN_OK)
     st = cnn_net_set_threads (net, 0);
   if (st != CNN_OK)
@@ -210,7 +213,8 @@ catdog_classify (GimpImage            *image,
   st = cnn_preprocess (model, pixels.pixels, pixels.width, pixels.height,
                        pixels.stride, pixels.channels, input);
   if (st == CNN_OK)
-    st = cnn_net_forward (net, input, 1, &logit);
+    st = options->tta ? cnn_net_forward_flip (net, input, 1, &logit)
+                      : cnn_net_forward (net, input, 1, &logit);
   if (st != CNN_OK)
     {
       catdog_set_core_error (error, st, _("Cannot classify the image"));
@@ -310,10 +314,10 @@ catdog_dialog (GimpProcedure       *procedure,
   gchar     *shipped    = catdog_shipped_model_path ();
   const gchar *names[] = { "model", "layers", "feature-maps", "maps-style",
                            "colormap", "top", "heatmap", "heatmap-layer",
-                           "channels" };
+                           "channels", "tta" };
   const gchar *props[] = { "file", "layers", "feature-maps", "maps-style",
                            "colormap", "top", "heatmap", "heatmap-layer",
-                           "channels" };
+                           "channels", "tta" };
   GList     *bindings = NULL;
   gsize      i;
 
@@ -478,6 +482,7 @@ catdog_run (GimpProcedure        *procedure,
                 "heatmap",       &options.heatmap,
                 "heatmap-layer", &options.heatmap_layer,
                 "channels",      &channels,
+                "tta",           &options.tta,
                 NULL);
   options.style    = gimp_procedure_config_get_choice_id (config,
                                                           "maps-style");
@@ -730,6 +735,15 @@ catdog_create_procedure (GimpPlugIn  *plug_in,
                                         "\"conv3:5,17;conv4:2\", channels "
                                         "from 0); unset or empty: none"),
                                       NULL, G_PARAM_READWRITE);
+  gimp_procedure_add_boolean_argument (procedure, "tta",
+                                       _("Test-time flip averaging (_with "
+                                         "the mirror image)"),
+                                       _("Classify the image and its mirror "
+                                         "image and average the two logits "
+                                         "(about twice the time); the "
+                                         "feature maps and the heat map "
+                                         "show the image as it is"),
+                                       FALSE, G_PARAM_READWRITE);
 
   gimp_procedure_add_string_return_value (procedure, "label",
                                           _("Label"),

@@ -78,6 +78,12 @@ usage_error "train, unknown --precision" train --precision half --data data --ou
 usage_error "bench, unknown --precision" bench --precision bf8
 usage_error "classify, negative --threads" classify --threads=-1 data/cat.178.jpg
 usage_error "classify, --json with a value" classify --json=yes data/cat.178.jpg
+usage_error "classify, --tta with a value" classify --tta=yes data/cat.178.jpg
+usage_error "eval, --tta with a value" eval --tta=1 data
+for c in classify eval; do
+    run "$c" --help
+    has "$tmp/out" "--tta" "$c --help lists --tta"
+done
 usage_error "info with two models" info a.safetensors b.safetensors
 usage_error "maps without --out" maps data/cat.178.jpg
 usage_error "maps without an image" maps --out "$tmp/m"
@@ -291,9 +297,99 @@ EOF
     tiny_ran=yes
 }
 
+# write_mirror_model FILE BIAS TEMPERATURE: input 2x2x3, flatten, fc (1
+# unit) sigmoid, with fc's weight +2 on the left column's values and -2 on
+# the right's: the logit of an image is BIAS + 2 (left - right), that of
+# its mirror BIAS - 2 (left - right), so their mean, the --tta logit, is
+# BIAS for every image while the plain logit is not.
+write_mirror_model() {
+    python3 - "$1" "$2" "$3" <<'EOF'
+import json, struct, sys
+path, bias, temperature = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+layers = [
+    {"type": "flatten", "name": "flatten"},
+    {"type": "dense", "name": "fc", "units": 1, "bias": True},
+    {"type": "sigmoid", "name": "prob"},
+]
+desc = {"schema": 1, "name": "mirror-test", "input": [2, 2, 3], "labels": ["cat", "dog"],
+        "preprocess": {"resize": "squash", "scale": 1 / 255, "mean": [0, 0, 0], "std": [1, 1, 1]},
+        "flatten": "hwc", "layers": layers, "temperature": temperature}
+# (y, x, c) order: x = 0 is the left column.
+weight = [2.0 if x == 0 else -2.0 for y in range(2) for x in range(2) for c in range(3)]
+tensors = [("fc.weight", [1, 12], weight), ("fc.bias", [1], [bias])]
+header, data = {}, b""
+for name, shape, values in tensors:
+    blob = struct.pack("<%df" % len(values), *values)
+    header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + len(blob)]}
+    data += blob
+header["__metadata__"] = {"format": "catdog", "catdog": json.dumps(desc)}
+text = json.dumps(header).encode()
+text += b" " * (-len(text) % 8)
+with open(path, "wb") as f:
+    f.write(struct.pack("<Q", len(text)) + text + data)
+EOF
+}
+
+# --tta (test-time flip averaging) on classify and eval, with the mirror
+# model: every verdict is known in advance.
+tta_part() {
+    write_mirror_model "$tmp/mirror.safetensors" 0.5 2.0 || { fail "writing the mirror model"; return; }
+    want=$(p_dog 0.5 2.0)
+    for precision in f32 bf16; do
+        # shellcheck disable=SC2086
+        run classify --json --tta --precision "$precision" --model "$tmp/mirror.safetensors" $photos
+        expect 0 "classify --tta --precision $precision"
+        checks=$((checks + 1))
+        python3 - "$tmp/out" "$want" <<'EOF' || fail "classify --tta --precision $precision: $(cat "$tmp/out")"
+import json, sys
+doc = json.load(open(sys.argv[1]))
+want = float(sys.argv[2])
+assert len(doc["images"]) == 6, doc
+for im in doc["images"]:
+    assert abs(im["dog_probability"] - want) < 1e-5, (im, want)
+    assert im["label"] == "dog", im
+EOF
+    done
+    # Without --tta the left and right halves of the photos tell.
+    # shellcheck disable=SC2086
+    run classify --json --model "$tmp/mirror.safetensors" $photos
+    expect 0 "classify the photos with the mirror model"
+    checks=$((checks + 1))
+    python3 - "$tmp/out" "$want" <<'EOF' || fail "classify without --tta gives the --tta values: $(cat "$tmp/out")"
+import json, sys
+doc = json.load(open(sys.argv[1]))
+want = float(sys.argv[2])
+assert sum(abs(im["dog_probability"] - want) > 1e-3 for im in doc["images"]) >= 3, doc
+EOF
+    # Tab-separated output and option order: the same probability.
+    run classify data/cat.178.jpg --tta -m "$tmp/mirror.safetensors"
+    expect 0 "classify IMAGE --tta -m FILE"
+    same "$(cat "$tmp/out")" "$(printf 'data/cat.178.jpg\tdog\t%.4f' "$want")" "classify --tta line"
+
+    # eval --tta: every photo is "dog" with probability $want.
+    mkdir -p "$tmp/evaldir/cats" "$tmp/evaldir/dogs"
+    for f in $photos; do
+        case "$f" in
+        data/cat.*) cp "$f" "$tmp/evaldir/cats/" ;;
+        *) cp "$f" "$tmp/evaldir/dogs/" ;;
+        esac
+    done
+    run eval --tta --model "$tmp/mirror.safetensors" "$tmp/evaldir"
+    expect 0 "eval --tta"
+    has "$tmp/out" "test-time flip averaging" "eval --tta says so"
+    same "$(tail -n 1 "$tmp/out")" \
+        "$(awk -v p="$want" 'BEGIN { printf "accuracy 0.5000 logloss %.4f n 6", -(log(p) + log(1 - p)) / 2 }')" \
+        "eval --tta: accuracy and log loss"
+    run eval --model "$tmp/mirror.safetensors" "$tmp/evaldir"
+    expect 0 "eval without --tta"
+    checks=$((checks + 1))
+    ! grep -q "test-time flip averaging" "$tmp/out" || fail "eval without --tta mentions it"
+}
+
 tiny_ran=no
 if command -v python3 >/dev/null 2>&1; then
     tiny_part
+    if [ "$have_photos" = yes ]; then tta_part; fi
 else
     skipped="$skipped tiny-models(python3 missing)"
 fi
@@ -335,6 +431,23 @@ else
     checks=$((checks + 1))
     [ "$(cut -f 1,2 "$tmp/out")" = "$(cut -f 1,2 "$tmp/threads0")" ] ||
         fail "--precision bf16 changes the verdicts: $(cat "$tmp/out")"
+
+    # --tta, alone and with --precision bf16: well-formed verdicts, and the
+    # same labels in both precisions.
+    # shellcheck disable=SC2086
+    run classify --model "$model" --tta $photos
+    expect 0 "classify --tta with the shipped model"
+    checks=$((checks + 1))
+    awk -F '\t' 'NF != 3 || ($2 != "cat" && $2 != "dog") || $3 < 0.5 || $3 > 1 { bad = 1 }
+                 END { exit bad || NR != 6 }' "$tmp/out" || fail "shipped model --tta verdicts: $(cat "$tmp/out")"
+    sed 's/^/  tta /' "$tmp/out"
+    cp "$tmp/out" "$tmp/tta"
+    # shellcheck disable=SC2086
+    run classify --model "$model" --tta --precision bf16 $photos
+    expect 0 "classify --tta --precision bf16"
+    checks=$((checks + 1))
+    [ "$(cut -f 1,2 "$tmp/out")" = "$(cut -f 1,2 "$tmp/tta")" ] ||
+        fail "--tta --precision bf16 changes the verdicts: $(cat "$tmp/out")"
 
     run maps --model "$model" --colormap viridis --out "$tmp/maps/shipped" data/dog.630.jpg
     expect 0 "maps with the shipped model"

@@ -90,6 +90,9 @@ has "$tmp/err" "huge-30000.jpg: image is 30000 x 30000" "classify refuses the 30
 vg 1 "classify --json with hostile images" classify --json --threads 1 --model "$gray" \
     $data/dog.630.jpg $data/cmyk-plain.jpg $bad
 has "$tmp/out" '"error":' "--json reports the errors inline"
+# shellcheck disable=SC2086
+vg 1 "classify --tta with hostile images" classify --tta --threads 1 --model "$conv" $good $bad
+has "$tmp/out" "cat.596.jpg" "classify --tta prints each good photo"
 
 # --- info on every valid seed model and on broken ones.
 for f in "$seeds"/valid-*.safetensors; do

@@ -163,3 +163,19 @@ catdog_panel_build_heatmap_section (CatdogPanel *panel)
 
   return catdog_panel_framed (_("Where the network looks"), box);
 }
+
+GtkWidget *
+catdog_panel_build_tta_check (CatdogPanel *panel)
+{
+  panel->tta_check = gtk_check_button_new_with_mnemonic (
+    _("Test-time flip averaging (_with the mirror image)"));
+  gtk_widget_set_tooltip_text (panel->tta_check,
+                               _("Classify the image and its mirror image "
+                                 "and average the two results (about twice "
+                                 "the time)"));
+  connect_option (panel, panel->tta_check, "toggled", "tta");
+  /* In line with the framed sections' contents. */
+  gtk_widget_set_margin_start (panel->tta_check, 12);
+  gtk_widget_set_halign (panel->tta_check, GTK_ALIGN_START);
+  return panel->tta_check;
+}

@@ -72,6 +72,13 @@ options_changed (CatdogPanel *panel)
   catdog_preview_set_top (CATDOG_PREVIEW (panel->preview), panel->top);
 }
 
+/* Test-time flip averaging: the preview's verdict follows it. */
+static void
+tta_changed (CatdogPanel *panel)
+{
+  catdog_preview_set_tta (CATDOG_PREVIEW (panel->preview), panel->tta);
+}
+
 /* The heat map's conv layer: the preview's heat map follows it. */
 static void
 heat_layer_changed (CatdogPanel *panel)
@@ -91,6 +98,8 @@ catdog_panel_build_preview_section (CatdogPanel *panel)
   heat_layer_changed (panel);
   g_signal_connect (panel, "notify::heatmap-layer",
                     G_CALLBACK (heat_layer_changed), NULL);
+  tta_changed (panel);
+  g_signal_connect (panel, "notify::tta", G_CALLBACK (tta_changed), NULL);
   g_signal_connect (panel->preview, "notify::channels",
                     G_CALLBACK (marks_changed), panel);
   g_signal_connect (gtk_tree_view_get_selection (

@@ -39,6 +39,7 @@ struct _CatdogPanel
   gint          top;
   gboolean      heatmap;
   gchar        *heatmap_layer;
+  gboolean      tta;
 
   GHashTable   *infos;         /* path -> CatdogModelInfo, NULL if unusable */
   GtkListStore *models;
@@ -54,6 +55,7 @@ struct _CatdogPanel
   GtkWidget    *heatmap_check;
   GtkWidget    *heatmap_combo;
   GtkWidget    *heatmap_label;
+  GtkWidget    *tta_check;
   GtkWidget    *layer_box;
   GtkWidget    *layer_view;
   GtkWidget    *all_button;
@@ -82,6 +84,7 @@ typedef enum
   PROP_HEATMAP_LAYER,
   PROP_N_CHECKED,
   PROP_CHANNELS,
+  PROP_TTA,
   N_PROPS
 } CatdogPanelProp;
 
@@ -140,6 +143,8 @@ void             catdog_panel_sync_heatmap_combo    (CatdogPanel *panel);
 GtkWidget       *catdog_panel_build_maps_section    (CatdogPanel *panel,
                                                      GtkWidget   *layer_list);
 GtkWidget       *catdog_panel_build_heatmap_section (CatdogPanel *panel);
+/* The test-time flip averaging check box, under the model list. */
+GtkWidget       *catdog_panel_build_tta_check       (CatdogPanel *panel);
 
 /* catdog-panel-result.c */
 

@@ -154,6 +154,8 @@ catdog_panel_constructed (GObject *object)
                       catdog_panel_build_model_section (
                         panel, catdog_panel_build_buttons (panel)),
                       FALSE, FALSE, 0);
+  gtk_box_pack_start (GTK_BOX (settings), catdog_panel_build_tta_check (panel),
+                      FALSE, FALSE, 0);
   row  = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 18);
   side = gtk_box_new (GTK_ORIENTATION_VERTICAL, 12);
   gtk_box_pack_start (GTK_BOX (row),
@@ -186,6 +188,8 @@ catdog_panel_constructed (GObject *object)
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (panel->top_spin), panel->top);
   gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (panel->heatmap_check),
                                 panel->heatmap);
+  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (panel->tta_check),
+                                panel->tta);
   panel->syncing = FALSE;
   catdog_panel_sync_sensitivity (panel);
   catdog_panel_refresh (panel);
@@ -299,6 +303,9 @@ catdog_panel_set_property (GObject      *object,
     case PROP_CHANNELS:
       catdog_panel_set_channels (panel, g_value_get_string (value));
       break;
+    case PROP_TTA:
+      set_check (panel, &panel->tta, panel->tta_check, value, pspec);
+      break;
     case PROP_HEATMAP_LAYER:
       s = g_value_get_string (value);
       if (! g_strcmp0 (s ? s : "", panel->heatmap_layer))
@@ -329,6 +336,7 @@ field_of (CatdogPanel *panel,
     [PROP_HEATMAP]       = G_STRUCT_OFFSET (CatdogPanel, heatmap),
     [PROP_HEATMAP_LAYER] = G_STRUCT_OFFSET (CatdogPanel, heatmap_layer),
     [PROP_CHANNELS]      = G_STRUCT_OFFSET (CatdogPanel, channels),
+    [PROP_TTA]           = G_STRUCT_OFFSET (CatdogPanel, tta),
   };
 
   return prop_id < N_PROPS && offsets[prop_id]
@@ -422,6 +430,8 @@ catdog_panel_class_init (CatdogPanelClass *klass)
                       G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
   props[PROP_CHANNELS] =
     g_param_spec_string ("channels", NULL, NULL, "", rw);
+  props[PROP_TTA] =
+    g_param_spec_boolean ("tta", NULL, NULL, FALSE, rw);
   g_object_class_install_properties (object_class, N_PROPS, props);
 }
 
@@ -460,3 +470,4 @@ CATDOG_PANEL_WIDGET (GtkButton,     GTK_BUTTON,      all_button,    all_button)
 CATDOG_PANEL_WIDGET (GtkButton,     GTK_BUTTON,      none_button,   none_button)
 CATDOG_PANEL_WIDGET (GtkComboBox,   GTK_COMBO_BOX,   heatmap_combo, heatmap_combo)
 CATDOG_PANEL_WIDGET (GtkSpinButton, GTK_SPIN_BUTTON, top_spin,      top_spin)
+CATDOG_PANEL_WIDGET (GtkToggleButton, GTK_TOGGLE_BUTTON, tta_check, tta_check)

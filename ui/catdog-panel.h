@@ -16,6 +16,8 @@
  *   "channels"      string  the channels marked in the preview, as the
  *                           procedure's "channels" argument; setting it to
  *                           "" (or NULL) clears the marks
+ *   "tta"           boolean test-time flip averaging (the preview's verdict
+ *                           follows it)
  */
 #ifndef CATDOG_PANEL_H
 #define CATDOG_PANEL_H
@@ -75,6 +77,7 @@ GtkButton   *catdog_panel_get_none_button (CatdogPanel  *panel);
  * layer's, "" (the "heatmap-layer" that means the last one). */
 GtkComboBox *catdog_panel_get_heatmap_combo (CatdogPanel *panel);
 GtkSpinButton *catdog_panel_get_top_spin  (CatdogPanel  *panel);
+GtkToggleButton *catdog_panel_get_tta_check (CatdogPanel *panel);
 
 /* The pixels the plug-in would classify, for the preview (copied at
  * preview size; catdog_preview_set_pixels()); or why there are none. */

@@ -48,6 +48,7 @@ struct _CatdogPreview
 
   gchar            *layer;
   gchar            *heat_layer;    /* NULL: the last conv layer */
+  gboolean          tta;           /* test-time flip averaging */
   cnn_colormap      colormap;
   gint              top;
   GPtrArray        *marks;         /* CatdogChannelPick */

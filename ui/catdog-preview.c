@@ -26,6 +26,7 @@ typedef struct
   GBytes *pixels;     /* RGB, width * 3 bytes a row */
   gint    width;
   gint    height;
+  gboolean tta;       /* test-time flip averaging */
   gchar  *heat_layer; /* in path's buffer, after it; "": the last one */
   gchar   path[];
 } Job;
@@ -80,7 +81,7 @@ run_thread (GTask        *task,
 
   st = cnn_model_load (job->path, &run->model);
   if (st == CNN_OK)
-    st = cnn_net_create (run->model, 1, &run->net);
+    st = cnn_net_create (run->model, job->tta ? 2 : 1, &run->net);
   if (st == CNN_OK)
     st = cnn_net_set_threads (run->net, 0);
   if (st == CNN_OK &&
@@ -96,8 +97,11 @@ run_thread (GTask        *task,
                            job->width, job->height, (size_t) job->width * 3,
                            3, input);
     }
+  /* Flip averaging: image 0 of the batch is the image as it is, which
+   * the mosaic and the heat map below show. */
   if (st == CNN_OK)
-    st = cnn_net_forward (run->net, input, 1, &logit);
+    st = job->tta ? cnn_net_forward_flip (run->net, input, 1, &logit)
+                  : cnn_net_forward (run->net, input, 1, &logit);
   g_free (input);
   if (st != CNN_OK)
     {
@@ -251,6 +255,7 @@ start_run (CatdogPreview *preview,
   job->pixels = g_bytes_ref (preview->pixels);
   job->width  = preview->width;
   job->height = preview->height;
+  job->tta    = preview->tta;
   preview->started_us = t0;
   set_busy (preview, TRUE);
   show_status (preview, _("Running the network..."), FALSE);
@@ -450,6 +455,17 @@ catdog_preview_set_heat_layer (CatdogPreview *preview,
   if (catdog_preview_take_string (&preview->heat_layer,
                                   layer && *layer ? layer : NULL))
     start_run (preview, g_get_monotonic_time ());
+}
+
+void
+catdog_preview_set_tta (CatdogPreview *preview,
+                        gboolean       tta)
+{
+  g_return_if_fail (CATDOG_IS_PREVIEW (preview));
+  if (preview->tta == ! ! tta)
+    return;
+  preview->tta = ! ! tta;
+  start_run (preview, g_get_monotonic_time ());
 }
 
 void

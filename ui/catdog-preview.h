@@ -61,6 +61,11 @@ void         catdog_preview_set_top       (CatdogPreview *preview,
  * one.  Another layer runs the network again. */
 void         catdog_preview_set_heat_layer (CatdogPreview *preview,
                                             const gchar   *layer);
+/* Test-time flip averaging of the verdict (cnn_net_forward_flip()); the
+ * mosaic and the heat map show the image as it is.  A change runs the
+ * network again. */
+void         catdog_preview_set_tta       (CatdogPreview *preview,
+                                           gboolean       tta);
 /* Forgets the marks. */
 void         catdog_preview_clear_marks   (CatdogPreview *preview);
 

@@ -364,9 +364,9 @@ def indent(script):
                    for line in script.splitlines(True))
 
 
-def catdog_classify(files, model):
-    """`catdog classify --json` on files: {file: (label, p, p_dog)}."""
-    proc = subprocess.run([CATDOG, "classify", "--json", "--model", model] + files,
+def catdog_classify(files, model, options=()):
+    """`catdog classify --json` (and options) on files: {file: (label, p, p_dog)}."""
+    proc = subprocess.run([CATDOG, "classify", "--json", "--model", model, *options] + files,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           timeout=300)
     if proc.returncode != 0:

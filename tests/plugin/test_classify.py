@@ -21,8 +21,12 @@
   canvas around it is white), several layers;
 - a large image (read through GEGL's mipmaps, and with two layers through
   a duplicate GIMP reduces before merging) classifies like the original;
-- feature maps refused on an indexed image, image untouched.
+- feature maps refused on an indexed image, image untouched;
+- test-time flip averaging (tta TRUE) from Python and Script-Fu: the same
+  probabilities as `catdog classify --tta` on the same pixels (1e-5), not
+  those without it, and with feature maps and the heat map.
 """
+import re
 import os
 
 from PIL import Image
@@ -86,6 +90,17 @@ for path in P["same_pixels"] + P["exact"] + P["photos"]:
     image.delete()
 
 cat = P["photos"][0]
+
+# Test-time flip averaging.
+for path in P["same_pixels"]:
+    image = load(path)
+    R[path + "#tta"] = classify(image, model=M, tta=True)
+    image.delete()
+image = load(cat)
+R["tta_cat"] = classify(image, model=M, tta=True)
+R["tta_layers"] = classify(image, model=M, tta=True, feature_maps=True, top=1, heatmap=True)
+R["tta_layers"]["tree"] = layer_tree(image.get_layers())
+image.delete()
 
 # Default model: the shipped one (whatever it is), then the user's.
 image = load(cat)
@@ -227,6 +242,26 @@ res = profile.run_python(SCRIPT, {
 })
 res = checks.gimp_ran(res)
 
+# Script-Fu with #:tta, on the cat photo.
+sf = profile.run([gt.GIMP_CONSOLE, "-i", "--batch-interpreter=plug-in-script-fu-eval", "-b", f'''
+(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "{photos[0]}")))
+       (result (plug-in-catdog-classify #:run-mode RUN-NONINTERACTIVE
+                                        #:image image
+                                        #:drawables (car (gimp-image-get-selected-layers image))
+                                        #:model "{model}"
+                                        #:tta TRUE)))
+  (display (string-append "tta-result " (car result) " " (number->string (caddr result))))
+  (newline)
+  (gimp-image-delete image))''', "--quit"])
+sf_match = re.search(r"tta-result (\w+) ([0-9.e-]+)", sf.stdout + sf.stderr)
+checks.ok(sf.returncode == 0 and sf_match is not None,
+          f"Script-Fu: classify with #:tta TRUE ({sf.returncode}: {(sf.stdout + sf.stderr)[-400:]!r})")
+r = res.get("tta_cat", {})
+if sf_match and checks.success(res, "tta_cat"):
+    checks.ok(sf_match.group(1) == r["label"], f"Script-Fu #:tta: label {sf_match.group(1)}")
+    checks.near(float(sf_match.group(2)), r["dog_probability"], 1e-6,
+                "Script-Fu #:tta: the dog probability of Python's tta call")
+
 
 cli = gt.catdog_classify(exact + photos, model)
 checks.ok(len(cli) == len(exact + photos), "catdog classify ran on every photo")
@@ -257,6 +292,31 @@ for path in list(same_pixels) + exact + photos:
     diffs.append((name, r["dog_probability"] - p_dog))
 for name, d in diffs:
     print(f"     measured dog-probability GIMP - catdog, {name}: {d:+.2e}")
+
+# tta TRUE: the same pixels give what `catdog classify --tta` gives.
+cli_tta = gt.catdog_classify(list(same_pixels.values()), model, ["--tta"])
+for png, jpeg in same_pixels.items():
+    name = os.path.basename(png)
+    r = res.get(png + "#tta", {})
+    if not checks.success(res, png + "#tta") or not cli_tta.get(jpeg) or not cli.get(jpeg):
+        checks.ok(False, f"{name}: tta results from GIMP and catdog classify --tta")
+        continue
+    label, p, p_dog = cli_tta[jpeg]
+    checks.ok(r["label"] == label, f"{name}, tta: GIMP says {r['label']}, catdog --tta {label}")
+    checks.near(r["dog_probability"], p_dog, 1e-5, f"{name}: tta dog-probability GIMP vs catdog")
+    print(f"     {name}: dog-probability {res.get(png, {}).get('dog_probability')}, "
+          f"with tta {r['dog_probability']}")
+    checks.ok(abs(r["dog_probability"] - res.get(png, {}).get("dog_probability", 0)) > 1e-6,
+              f"{name}: tta changes the probability")
+if checks.success(res, "tta_layers"):
+    r = res["tta_layers"]
+    names = [n["name"] for n in r["tree"]]
+    want_group = f"Feature maps - {r['label']} {100 * r['probability']:.1f}%"
+    checks.ok(len(names) == 3 and names[0].startswith("Grad-CAM (") and names[1] == want_group,
+              f"tta with feature maps and heat map: layers added, the group named after the "
+              f"tta verdict ({names}, want {want_group!r})")
+    checks.near(r["dog_probability"], res.get("tta_cat", {}).get("dog_probability"), 1e-12,
+                "tta with layers: the same verdict as without them")
 
 if good:
     for path in photos + exact:

@@ -98,11 +98,13 @@ proc = PDB.lookup_procedure("plug-in-catdog-classify")
 R["menu_label"] = proc.get_menu_label()
 
 
-def run(mode):
+def run(mode, **props):
     config = proc.create_config()
     config.set_property("run-mode", mode)
     config.set_property("image", image)
     config.set_core_object_array("drawables", [photo])
+    for name, value in props.items():
+        config.set_property(name, value)
     values = proc.run(config)
     status = values.index(0)
     if status != Gimp.PDBStatusType.SUCCESS:
@@ -121,6 +123,12 @@ if P["mode"] == "interactive":
     image.set_selected_layers([photo])
     R["last_vals"] = run(Gimp.RunMode.WITH_LAST_VALS)
     R["after_last_vals"] = layer_tree(image.get_layers())
+    # The photo alone, with and without flip averaging.
+    for item in image.get_layers():
+        if item != photo:
+            item.set_visible(False)
+    R["tta"] = run(Gimp.RunMode.NONINTERACTIVE, tta=True)
+    R["plain"] = run(Gimp.RunMode.NONINTERACTIVE)
 elif P["mode"] == "preview":
     R["interactive"] = run(Gimp.RunMode.INTERACTIVE)
     R["after_interactive"] = layer_tree(image.get_layers())
@@ -212,9 +220,9 @@ def drive_english(proc):
     # Feature maps on (Alt+F), focus the layer list (Alt+L), second row
     # (conv2), Enter toggles its check box off; the style combo (Alt+T)
     # one down (channels); top channels (Alt+P) 2; heat map on (Alt+G);
-    # OK (Alt+O).
+    # test-time flip averaging on (Alt+W); OK (Alt+O).
     keys(win, "alt+f", "alt+l", "Home", "Down", "Return", "alt+t", "Down",
-         "alt+p", "ctrl+a", "2", "Tab", "alt+g")
+         "alt+p", "ctrl+a", "2", "Tab", "alt+g", "alt+w")
     done = shoot_and_ok(win, proc, "before_ok", profile.path("dialog-before-ok.png"),
                         "the dialog shows the result after the run, its title too")
     if done:
@@ -272,6 +280,16 @@ counts = channel_counts(res.get("after_last_vals", []))
 heat = heat_maps(res.get("after_last_vals", []))
 checks.ok(counts == [[2] * len(WANT)] * 2 and len(heat) == 2,
           f"... the same top channels and another heat map ({counts}, {heat})")
+# The check box (Alt+W) turned test-time flip averaging on: the run and
+# RUN-WITH-LAST-VALS give the tta verdict, not the plain one.
+p_tta = res.get("tta", {}).get("probability")
+p_plain = res.get("plain", {}).get("probability")
+checks.ok(p_tta is not None and p_plain is not None and abs(p_tta - p_plain) > 1e-6,
+          f"tta TRUE and FALSE differ on the photo ({p_tta}, {p_plain})")
+for key in ("interactive", "last_vals"):
+    p = res.get(key, {}).get("probability")
+    checks.ok(p is not None and p_tta is not None and abs(p - p_tta) < 1e-9,
+              f"{key}: flip averaging from the check box ({p}, tta {p_tta}, plain {p_plain})")
 checks.ok(res.get("menu_label") == "Cat or _Dog...", f"English menu label ({res.get('menu_label')!r})")
 
 # A new GIMP session (gimp-console) remembers the dialog's values.

@@ -59,6 +59,7 @@ want_args = {
     "top": ("gint", 0),
     # Unset, like heatmap-layer.
     "channels": ("gchararray", None),
+    "tta": ("gboolean", False),
 }
 for name, (gtype, default) in want_args.items():
     got = args.get(name, {})
@@ -76,7 +77,7 @@ checks.ok(order[:3] == ["run-mode", "image", "drawables"],
 # Arguments are only ever appended: calls giving them by position keep
 # working.
 checks.ok(order[3:] == ["model", "feature-maps", "layers", "maps-style", "colormap",
-                        "heatmap", "heatmap-layer", "top", "channels"],
+                        "heatmap", "heatmap-layer", "top", "channels", "tta"],
           f"arguments in their historical order, new ones last ({order[3:]})")
 checks.ok(res.get("returns") == {"label": "gchararray", "probability": "gdouble",
                                  "dog-probability": "gdouble"},

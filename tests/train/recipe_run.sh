@@ -9,7 +9,11 @@
 #      the moving average and the best epoch);
 #   3. OUT is the best epoch's model (its log loss is the lowest printed);
 #   4. another seed gives other bytes; --erase without --augment v2 is a
-#      usage error.
+#      usage error;
+#   5. --calib 10 holds 10 photos per class out of training, fits the
+#      temperature on them after every epoch (the epoch line gives T and
+#      the ECE at T 1; OUT stores the best epoch's T), and a stopped and
+#      resumed run still writes the same bytes.
 # Exit 77 (skip) when the data set or the binary is absent.
 set -u
 
@@ -66,6 +70,30 @@ check $? "run with another seed failed"
 cmp -s "$tmp/a.safetensors" "$tmp/c.safetensors"
 test $? -ne 0
 check $? "another seed gave the same bytes"
+
+train "$tmp/e.safetensors" 5 --calib 10
+check $? "run with --calib failed"
+grep -q '^180 training, 20 calibration (held out) and 200 validation images' "$tmp/err"
+check $? "--calib 10: not 180 training and 20 calibration photos"
+grep -Eq '^epoch 3/3 done: .* ECE [01]\.[0-9]{4} \(T [0-9]+\.[0-9]{3}; at T 1: ECE [01]\.[0-9]{4}\) \(n 200\)' "$tmp/err"
+check $? "--calib: no epoch line with the temperature"
+bestn=$(sed -n 's/.*best epoch \([0-9]*\),.*/\1/p' "$tmp/err" | tail -n 1)
+printed=$(sed -n "s/^epoch $bestn\/3 done: .*(T \([0-9.]*\);.*/\1/p" "$tmp/err")
+stored=$(tr -d '\\' <"$tmp/e.safetensors" | head -c 8000 |
+    sed -n 's/.*"temperature":\([0-9.e+-]*\).*/\1/p' | head -n 1)
+[ -n "$printed" ] && [ -n "$stored" ] && [ "$(printf '%.3f' "$stored")" = "$printed" ] &&
+    [ "$printed" != "1.000" ]
+check $? "--calib: OUT's temperature ($stored) is not the best epoch's T ($printed)"
+cp "$tmp/e.safetensors" "$tmp/e.first"
+cp "$tmp/e.safetensors.ckpt" "$tmp/e.first.ckpt"
+train "$tmp/f.safetensors" 5 --calib 10 --stop-after 17
+test $? -eq 130
+check $? "--calib --stop-after: not stopped"
+"$CATDOG" train --data "$data" --out "$tmp/f.safetensors" --limit 100 \
+    --resume "$tmp/f.safetensors.ckpt" >"$tmp/log" 2>"$tmp/err"
+check $? "--calib: resume failed"
+cmp -s "$tmp/e.first" "$tmp/f.safetensors" && cmp -s "$tmp/e.first.ckpt" "$tmp/f.safetensors.ckpt"
+check $? "--calib: stop + resume differs from one uninterrupted run"
 
 "$CATDOG" train --data "$data" --out "$tmp/d.safetensors" --erase 0.3 >"$tmp/log" 2>"$tmp/err"
 rc=$?

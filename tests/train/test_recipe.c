@@ -3,11 +3,13 @@
  * colour and degradation step does, mixup / cutmix weights and targets,
  * label smoothing, the weights' moving average against its closed form,
  * the warm-up + cosine learning rate at given steps, the calibration
- * error, and determinism (same key, same bytes; another key, others). */
+ * error, the fitted temperature, and determinism (same key, same bytes;
+ * another key, others). */
 #include "../check.h"
 #include "cnn_train.h"
 #include "train_kernels.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -265,6 +267,19 @@ static void test_mixing(void)
     CHECK_NEAR(from_a, 1 - cl, 1e-9);
     CHECK_NEAR(cy[0], 1 - cl, 1e-6);
     CHECK_NEAR(cy[1], cl, 1e-6);
+    /* mix_prob 0.3: about 30% of the batches mixed, the rest untouched
+     * (lam 1, images and targets as they were). */
+    cnn_recipe rp = {.mixup_alpha = 0.4f, .mix_prob = 0.3f};
+    int mixed = 0, untouched = 0;
+    for (uint64_t k2 = 0; k2 < 2000; k2++) {
+        float y3[N] = {0, 1, 1}, x3[N * P];
+        memcpy(x3, x0, sizeof x3);
+        const double l3 = cnn_mix_batch(&rp, x3, N, 4, 5, 3, y3, tk_hash(77, k2));
+        if (l3 < 1.0) mixed++;
+        else untouched += memcmp(x3, x0, sizeof x3) == 0 && y3[0] == 0 && y3[2] == 1;
+    }
+    CHECK_NEAR(mixed / 2000.0, 0.3, 0.03);
+    CHECK(untouched == 2000 - mixed);
     /* Off: nothing changes. */
     cnn_recipe off = {0};
     CHECK(cnn_mix_batch(&off, x2, N, 4, 5, 3, y2, 9) == 1.0);
@@ -319,6 +334,58 @@ static void test_ema_lr_ece(void)
     CHECK_NEAR(cnn_ece(pr, lab, 10, 15), 0.5 * 0.3 + 0.5 * 0.1, 1e-12);
 }
 
+/* Mean cross-entropy of sigmoid(z / T) against the labels. */
+static double nll_at(const float *z, const uint8_t *y, int n, double T)
+{
+    double l = 0.0;
+    for (int i = 0; i < n; i++) {
+        const double p = 1.0 / (1.0 + exp(-z[i] / T));
+        l -= y[i] ? log(p) : log(1.0 - p);
+    }
+    return l / n;
+}
+
+static void test_temperature(void)
+{
+    /* Labels drawn from calibrated logits s; the network is overconfident
+     * by 3 (z = 3 s) or underconfident (z = s / 2): the fit finds about
+     * 3 and 1/2, and no temperature nearby does better. */
+    enum { N = 20000 };
+    float *s = malloc(N * sizeof *s), *z = malloc(N * sizeof *z);
+    uint8_t *y = malloc(N);
+    if (!s || !z || !y) {
+        CHECK(0);
+        free(s), free(z), free(y);
+        return;
+    }
+    uint64_t key = 12345;
+    for (int i = 0; i < N; i++) {
+        s[i] = (float)(4.0 * (tk_uniform(key, (uint64_t)i) - 0.5) * 2.0);
+        const double p = 1.0 / (1.0 + exp(-s[i]));
+        y[i] = tk_uniform(key ^ 0xABCDu, (uint64_t)i) < p;
+    }
+    const double scales[2] = {3.0, 0.5};
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < N; i++) z[i] = (float)(scales[k] * s[i]);
+        double T = 0.0;
+        CHECK_OK(cnn_fit_temperature(z, y, N, &T));
+        CHECK_NEAR(T, scales[k], 0.08 * scales[k]);
+        const double at = nll_at(z, y, N, T);
+        CHECK(at <= nll_at(z, y, N, T * 1.01) + 1e-12);
+        CHECK(at <= nll_at(z, y, N, T * 0.99) + 1e-12);
+        CHECK(at < nll_at(z, y, N, 1.0));
+    }
+    /* Separable data wants T -> 0: the fit stops at the bound. */
+    for (int i = 0; i < N; i++) z[i] = y[i] ? 1.0f : -1.0f;
+    double T = 0.0;
+    CHECK_OK(cnn_fit_temperature(z, y, N, &T));
+    CHECK_NEAR(T, 0.05, 1e-9);
+    CHECK_FAILS(cnn_fit_temperature(z, y, 0, &T), CNN_ERR_ARG, "no logits");
+    z[7] = NAN;
+    CHECK_FAILS(cnn_fit_temperature(z, y, N, &T), CNN_ERR_ARG, "logit 7");
+    free(s), free(z), free(y);
+}
+
 static void test_options(void)
 {
     /* Out-of-range recipe options are refused, naming the part. */
@@ -335,7 +402,11 @@ static void test_options(void)
     o.recipe.ema_decay = 0, o.recipe.augment_v2 = 1, o.recipe.v2 = cnn_augment_v2_defaults();
     o.recipe.v2.scale_min = 0;
     CHECK_FAILS(cnn_trainer_create(m, &o, &t), CNN_ERR_ARG, "crop scale");
-    o.recipe.v2 = cnn_augment_v2_defaults(), o.recipe.ema_decay = 0.99f;
+    o.recipe.v2 = cnn_augment_v2_defaults(), o.recipe.mix_prob = 1.5f;
+    CHECK_FAILS(cnn_trainer_create(m, &o, &t), CNN_ERR_ARG, "mix probability");
+    o.recipe.mix_prob = 0, o.recipe.calib = -1;
+    CHECK_FAILS(cnn_trainer_create(m, &o, &t), CNN_ERR_ARG, "calibration");
+    o.recipe.calib = 0, o.recipe.ema_decay = 0.99f;
     CHECK(cnn_recipe_active(&o.recipe));
     CHECK_OK(cnn_trainer_create(m, &o, &t));
     cnn_trainer_free(t);
@@ -350,6 +421,7 @@ int main(void)
     test_pipeline();
     test_mixing();
     test_ema_lr_ece();
+    test_temperature();
     test_options();
     return check_done("test_recipe");
 }

@@ -456,6 +456,21 @@ main (int    argc,
   CHECK (! g_strcmp0 (gtk_combo_box_get_active_id (hc), ""));
   g_object_set (panel, "heatmap-layer", "conv2", NULL);
 
+  /* Test-time flip averaging: the check box and "tta", both ways. */
+  {
+    GtkToggleButton *tta = catdog_panel_get_tta_check (CATDOG_PANEL (panel));
+    gboolean         on  = TRUE;
+
+    g_object_get (panel, "tta", &on, NULL);
+    CHECK (! on && ! gtk_toggle_button_get_active (tta));
+    CHECK (gtk_widget_is_sensitive (GTK_WIDGET (tta)));
+    gtk_toggle_button_set_active (tta, TRUE);
+    g_object_get (panel, "tta", &on, NULL);
+    CHECK (on);
+    g_object_set (panel, "tta", FALSE, NULL);
+    CHECK (! gtk_toggle_button_get_active (tta));
+  }
+
   /* Top channels: the spin button and "top", both ways. */
   CHECK (int_of (panel, "top") == 0 && gtk_spin_button_get_value_as_int (spin) == 0);
   g_object_set (panel, "top", 3, NULL);

@@ -365,6 +365,27 @@ main (int    argc,
           BIG_W, BIG_H, label, 100 * p, first_ms,
           catdog_preview_get_verdict_time (preview) / 1000.0);
 
+  /* The panel's "tta" runs the network again with flip averaging; off
+   * again, the first verdict comes back exactly. */
+  {
+    gdouble p_tta = 0.0, p_again = 0.0;
+
+    g_object_set (panel, "tta", TRUE, NULL);
+    g_object_get (preview, "busy", &busy, NULL);
+    CHECKF (busy, "tta on: the network did not run again");
+    wait_idle (preview, 60);
+    CHECKF (catdog_preview_get_verdict (preview, &label, &p_tta),
+            "tta on: no verdict: %s", catdog_preview_get_error (preview));
+    CHECKF (p_tta >= 0.5 && p_tta <= 1.0, "tta on: verdict %g", p_tta);
+    g_object_set (panel, "tta", FALSE, NULL);
+    g_object_get (preview, "busy", &busy, NULL);
+    CHECKF (busy, "tta off: the network did not run again");
+    wait_idle (preview, 60);
+    CHECKF (catdog_preview_get_verdict (preview, &label, &p_again) && p_again == p,
+            "tta off: verdict %g, first %g", p_again, p);
+    printf ("preview: verdict %.4f, with test-time flip averaging %.4f\n", p, p_tta);
+  }
+
   /* A conv layer: its mosaic, at once. */
   CHECK (catdog_preview_get_n_tiles (preview) == 0);
   switch_ms = select_layer (lv, 1);
