@@ -9,6 +9,15 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+           1e-6 * ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec);
+}
 
 int cli_bench_filters(const cnn_model *m, const char *model_path, const char *layer_name,
                       const int *threads, int n_threads, int precision)
@@ -39,18 +48,22 @@ int cli_bench_filters(const cnn_model *m, const char *model_path, const char *la
     for (int k = 0; k < c; k++) channels[k] = k;
     for (int ti = 0; ti < n_threads && status == CLI_OK; ti++) {
         o.threads = threads[ti];
-        const double t0 = cnn_clock_seconds();
+        const double c0 = cpu_seconds(), t0 = cnn_clock_seconds();
         if (cnn_filters_run(m, &o, channels, c, rgb, pic * (size_t)c) != CNN_OK) {
             cli_error(_("cannot draw the filters: %s"), cnn_last_error());
             status = CLI_FAILED;
             break;
         }
-        const double s = cnn_clock_seconds() - t0;
+        const double s = cnn_clock_seconds() - t0, cpu = cpu_seconds() - c0;
+        /* The process's CPU time says how much of the machine the run had:
+         * on a shared machine, wall time over CPU time / threads. */
         printf("filters %s: %d pictures of %dx%d, %d steps, batch %d, %s, %d thread%s: %.1f s "
-               "(%.2f pictures/s, %.1f ms per picture-step; %.2fx the 60 s target)\n",
+               "(%.2f pictures/s, %.1f ms per picture-step; %.2fx the 60 s target); "
+               "CPU %.1f s, %.0f%% of %d thread%s\n",
                m->layers[layer].name, c, w, h, o.steps, o.batch, cnn_precision_name(o.precision),
                threads[ti], threads[ti] == 1 ? "" : "s", s, c / s, 1e3 * s / ((double)c * o.steps),
-               s / 60.0);
+               s / 60.0, cpu, 100.0 * cpu / (s * threads[ti]), threads[ti],
+               threads[ti] == 1 ? "" : "s");
         fflush(stdout);
     }
     free(channels);
