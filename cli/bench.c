@@ -19,6 +19,7 @@ static const char usage_text[] = N_(
     "usage: catdog bench [--model FILE | --arch NAME|SPEC] [--threads N[,N...]]\n"
     "                    [--batch N] [--runs N] [--isa NAME] [--dense FORMAT]\n"
     "                    [--image JPEG] [--train] [--precision f32|bf16]\n"
+    "                    [--filters LAYER]\n"
     "\n"
     "Measures inference speed: this CPU's multiply-add peak (a loop of\n"
     "independent FMAs on each kernel set's widest vectors, one thread),\n"
@@ -56,11 +57,15 @@ static const char usage_text[] = N_(
     "                      count, with each layer's forward and backward\n"
     "                      time (conv backward split into the input and\n"
     "                      the weight gradient) and images/s\n"
+    "      --filters LAYER measure instead the pictures of every channel of\n"
+    "                      the conv layer LAYER, as 'catdog filters' draws\n"
+    "                      them (bf16 where the CPU has it, unless\n"
+    "                      --precision), per thread count\n"
     "  -h, --help          show this help\n");
 
 enum {
     OPT_ARCH = 1, OPT_THREADS, OPT_BATCH, OPT_RUNS, OPT_ISA, OPT_DENSE, OPT_IMAGE, OPT_TRAIN,
-    OPT_PRECISION
+    OPT_PRECISION, OPT_FILTERS
 };
 
 /* Besides --model and --help (common.h); --threads takes a list here. */
@@ -74,6 +79,7 @@ static const cli_option options[] = {
     {"image", 'i', true, OPT_IMAGE},
     {"train", 0, false, OPT_TRAIN},
     {"precision", 0, true, OPT_PRECISION},
+    {"filters", 0, true, OPT_FILTERS},
     {NULL, 0, false, 0},
 };
 
@@ -346,9 +352,9 @@ static int bench_image(const cnn_model *m, const cnn_net_options *no, const char
 }
 
 typedef struct {
-    const char *arch, *image;
+    const char *arch, *image, *filters;
     int threads[MAX_THREAD_COUNTS], n_threads, batch, runs;
-    bool train, runs_given;
+    bool train, runs_given, precision_given;
     cnn_net_options no;
 } bench_args;
 
@@ -393,7 +399,10 @@ static int bench_option(void *ctx, int id, const char *val)
                                     _("--dense must be auto, f32, bf16 or f16, not '%s'"), val);
         break;
     case OPT_IMAGE: a->image = val; break;
-    case OPT_PRECISION: return cli_precision_option("bench", val, &a->no.precision);
+    case OPT_PRECISION:
+        a->precision_given = true;
+        return cli_precision_option("bench", val, &a->no.precision);
+    case OPT_FILTERS: return cli_name_option("bench", val, _("--filters needs a layer name"), &a->filters);
     default: break;
     }
     return CLI_OK;
@@ -472,6 +481,14 @@ int cmd_bench(int argc, char **argv)
                g * 1e-9);
     }
 
+    if (a.filters) {
+        int status = a.train || image
+                         ? cli_usage_error("bench", "%s", _("--filters goes with neither --image nor --train"))
+                         : cli_bench_filters(m, arch ? NULL : model_path, a.filters, threads,
+                                             n_threads, a.precision_given ? (int)no.precision : -1);
+        cnn_model_free(m);
+        return status;
+    }
     if (a.train) {
         if (image) {
             cnn_model_free(m);

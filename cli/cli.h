@@ -12,6 +12,7 @@ int cmd_cam(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_filters(int argc, char **argv);
 
 /* The model used when --model is not given: $CATDOG_MODEL if set, else
  * the installed default (CATDOG_DATADIR) when readable, else the source
@@ -68,5 +69,12 @@ int cli_bench_occlusion(const cnn_model *m, const cnn_net_options *no, int threa
  * integrated-gradients map.  Returns CLI_OK or CLI_FAILED. */
 int cli_bench_gradient(const cnn_model *m, const int *threads, int n_threads, int batch,
                        const float *input);
+
+/* catdog bench --filters LAYER (bench_filters.c): the time of the
+ * pictures of every channel of that conv layer on each thread count,
+ * precision -1 for cnn_filters_options_init()'s.  Returns CLI_OK,
+ * CLI_USAGE (no such conv layer) or CLI_FAILED. */
+int cli_bench_filters(const cnn_model *m, const char *model_path, const char *layer_name,
+                      const int *threads, int n_threads, int precision);
 
 #endif

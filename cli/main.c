@@ -20,6 +20,7 @@ static const command commands[] = {
     {"info", cmd_info, N_("describe a model file: metadata and layers")},
     {"maps", cmd_maps, N_("write each conv layer's feature maps as PNG mosaics")},
     {"cam", cmd_cam, N_("show where the network looks (Grad-CAM) as a heat map")},
+    {"filters", cmd_filters, N_("draw what each filter of a conv layer looks for")},
     {"train", cmd_train, N_("train a model")},
     {"eval", cmd_eval, N_("measure a model on labelled photos")},
     {"bench", cmd_bench, N_("measure inference speed against this CPU's peak")},

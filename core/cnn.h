@@ -907,6 +907,76 @@ cnn_status cnn_randomisation_cascade(const cnn_model *m, const cnn_explain_optio
                                      const float *input, const float *map, uint64_t seed,
                                      double *rho, int max, int *count);
 
+
+/* ------------------------------------------------------------------ */
+/* What each filter looks for: activation maximisation (filters.c)    */
+/* ------------------------------------------------------------------ */
+
+/* Channel probe: by forward passes, the mean over the map of each channel
+ * of conv layer `layer` before its ReLU (the conv's output with the
+ * batch-norm and dropout layers right after it), or the logit for layer
+ * -1 (one value).  What cnn_filters_run() maximises, on any input. */
+typedef struct cnn_channel_probe cnn_channel_probe;
+/* For batches of up to max_batch inputs, on o's kernels and precision
+ * (NULL: defaults) and `threads` threads (0: all); m outlives the probe. */
+cnn_status cnn_channel_probe_create(const cnn_model *m, int layer, int max_batch,
+                                    const cnn_net_options *o, int threads,
+                                    cnn_channel_probe **out);
+/* The layer's channel count (1 for the logit). */
+int cnn_channel_probe_channels(const cnn_channel_probe *p);
+/* n <= max_batch preprocessed inputs; means[j * channels + k]. */
+cnn_status cnn_channel_probe_run(cnn_channel_probe *p, const float *input, int n,
+                                 float *means);
+void cnn_channel_probe_free(cnn_channel_probe *p);
+
+/* Each channel's gain, to rank without photos: the L2 norm of its conv
+ * weights times the scale of the batch-norm right after it
+ * (|gamma| / sqrt(var + eps); 1 without one); filters values. */
+cnn_status cnn_conv_channel_gains(const cnn_model *m, int layer, float *gains);
+
+/* After every step: `done` of `total` (all batches); non-zero stops the
+ * run with CNN_ERR_INTERRUPTED. */
+typedef int (*cnn_filters_progress)(void *user, int done, int total);
+
+typedef struct {
+    int layer;       /* a conv layer's index in m->layers; -1: the logit */
+    int label;       /* layer -1: 1 raises the logit (labels[1]), 0 lowers it */
+    int steps;       /* Adam steps, 1 .. 100000 (default 256) */
+    int size;        /* pictures' side, 16 .. CNN_MAX_DIM; 0 (default): the
+                        model's input size (in_w x in_h) */
+    uint64_t seed;   /* start and random transforms (default 0) */
+    int batch;       /* pictures optimised together, 1 .. 256 (default 16) */
+    int threads;     /* 0 (default): all cores */
+    cnn_precision precision; /* backward pass; default bf16 where the CPU
+                                has bf16 instructions, else f32 */
+    cnn_filters_progress progress; /* may be NULL */
+    void *progress_user;
+} cnn_filters_options;
+
+void cnn_filters_options_init(cnn_filters_options *o);
+
+/* The pictures' width and height under o (checks o). */
+cnn_status cnn_filters_picture_size(const cnn_model *m, const cnn_filters_options *o,
+                                    int *width, int *height);
+
+/* Activation maximisation: for channels[0 .. n-1] of conv layer o->layer
+ * (layer -1: n pictures of the label's logit; channels may be NULL), RGB
+ * pictures (gray models: gray as RGB) that drive the channel's mean
+ * pre-ReLU activation (the following batch-norm's output) as high as it
+ * goes, ahead of its layer: the objective is the mean minus 0.9 times a
+ * soft maximum (0.25 log-sum-exp(means / 0.25)) of all the layer's
+ * means, measured by a channel probe every 4 steps.  Fixed-seed start,
+ * o->steps Adam steps on cnn_grad's gradient, a decorrelated
+ * parameterisation (the photos' colour correlations, a 1/f-scaled
+ * Fourier spectrum), a random shift, scale and rotation at every step
+ * (bilinear, wrapping around), TV and L2 penalties; the network sees the
+ * picture stretched to its input size, as a photo.  A picture depends on
+ * the model, channel, seed, steps, size and precision, not on which
+ * channels share its batch.  rgb: n x width x height x 3 bytes (rgb_len
+ * at least that).  filters.c says more. */
+cnn_status cnn_filters_run(const cnn_model *m, const cnn_filters_options *o,
+                           const int *channels, int n, uint8_t *rgb, size_t rgb_len);
+
 #ifdef __cplusplus
 }
 #endif

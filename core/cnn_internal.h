@@ -122,4 +122,12 @@ void cnn_ref_gap(const float *in, int n, int h, int w, int c, float *out);
  * whether its target is the logit. */
 void cnn_grad_plan(const cnn_grad *g, const cnn_model **m, int *batch, bool *logit);
 
+/* filters.c, for its test: the dot products <J g, u> and <g, J^T u> of
+ * the linear part of activation maximisation's chain (a random spectrum
+ * g through the inverse DFT, the colour matrix and a random transform's
+ * sampling to the input; a random input gradient u back through the
+ * adjoints), which agree when the adjoints are right. */
+cnn_status cnn_filters_adjoint_check(const cnn_model *m, int size, uint64_t seed,
+                                     double *forward_dot, double *adjoint_dot);
+
 #endif /* CNN_INTERNAL_H */

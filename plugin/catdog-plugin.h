@@ -44,6 +44,16 @@
 
 #define CATDOG_INSTALL_PROC "plug-in-catdog-install-weights"
 
+#define CATDOG_FILTERS_PROC "plug-in-catdog-filters"
+
+/* catdog.c: the model used when none is given (the models folder's
+ * default, else the shipped one). */
+GFile *catdog_default_model (void);
+
+/* filters.c: plug-in-catdog-filters, what the filters look for. */
+GimpProcedure *catdog_create_filters_procedure (GimpPlugIn  *plug_in,
+                                                const gchar *name);
+
 /* ------------------------------------------------------------------ */
 /* errors.c: GErrors from the core and the PDB                         */
 /* ------------------------------------------------------------------ */

@@ -73,7 +73,7 @@ catdog_shipped_model_path (void)
 /* The model the user made the default in the models folder if there is
  * one, else the shipped one (which may be missing: loading it then
  * reports the path). */
-static GFile *
+GFile *
 catdog_default_model (void)
 {
   gchar       *dir       = catdog_models_dir ();
@@ -642,8 +642,9 @@ catdog_create_install_procedure (GimpPlugIn  *plug_in,
 static GList *
 catdog_query_procedures (GimpPlugIn *plug_in)
 {
-  return g_list_append (g_list_append (NULL, g_strdup (CATDOG_PROC)),
-                        g_strdup (CATDOG_INSTALL_PROC));
+  return g_list_append (g_list_append (g_list_append (NULL, g_strdup (CATDOG_PROC)),
+                                      g_strdup (CATDOG_INSTALL_PROC)),
+                        g_strdup (CATDOG_FILTERS_PROC));
 }
 
 static GimpProcedure *
@@ -654,6 +655,8 @@ catdog_create_procedure (GimpPlugIn  *plug_in,
 
   if (! strcmp (name, CATDOG_INSTALL_PROC))
     return catdog_create_install_procedure (plug_in, name);
+  if (! strcmp (name, CATDOG_FILTERS_PROC))
+    return catdog_create_filters_procedure (plug_in, name);
   if (strcmp (name, CATDOG_PROC))
     return NULL;
 
