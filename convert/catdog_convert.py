@@ -73,6 +73,23 @@ BUILTIN_ARCHS = {
         {"type": "dense", "name": "fc", "units": 1, "bias": True},
         {"type": "sigmoid", "name": "prob"},
     ]),
+    # catdog-v1 with a wider, doubled last stage (two 384-filter convs at 9 x 9).
+    "catdog-v2": _builtin("catdog-v2", [
+        layer
+        for i, filters in enumerate((32, 64, 128, 256, 384, 384), start=1)
+        for layer in (
+            {"type": "conv2d", "name": f"conv{i}", "filters": filters, "kernel": 3,
+             "stride": 1, "padding": "same", "bias": False},
+            {"type": "batchnorm", "name": f"bn{i}", "eps": 1e-5},
+            {"type": "relu", "name": f"relu{i}"},
+        ) + (({"type": "maxpool", "name": f"pool{i}", "size": 2, "stride": 2},)
+             if i < 5 else ())
+    ] + [
+        {"type": "gap", "name": "gap"},
+        {"type": "dropout", "name": "drop", "rate": 0.3},
+        {"type": "dense", "name": "fc", "units": 1, "bias": True},
+        {"type": "sigmoid", "name": "prob"},
+    ]),
 }
 
 # Members each layer type may have besides "type" and "name" (the loader
