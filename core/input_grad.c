@@ -33,6 +33,7 @@ struct cnn_grad {
     size_t in_e, out_e;  /* floats per image: input, target output */
     cnn_trainer *t;      /* pool, kernels, packed weights, act[], scratch */
     float *ga, *gb;      /* activation gradients, used in turn */
+    int n_fwd;           /* images of the last cnn_grad_forward, 0: none */
 };
 
 /* Plans the arena: `n` pieces of `per` floats, 64-byte aligned, at the
@@ -195,14 +196,14 @@ static cnn_layer_run layer_run(const cnn_grad *g, int i, int n)
     return r;
 }
 
-cnn_status cnn_grad_run(cnn_grad *g, int n, const float *input, const float *seed,
-                        float *grad, float *value)
+cnn_status cnn_grad_forward(cnn_grad *g, int n, const float *input)
 {
-    if (!g || !input || !grad) return cnn_fail(CNN_ERR_ARG, "cnn_grad_run: NULL argument");
+    if (!g || !input) return cnn_fail(CNN_ERR_ARG, "cnn_grad_forward: NULL argument");
     if (n < 1 || n > g->o.batch)
-        return cnn_fail(CNN_ERR_ARG, "cnn_grad_run: %d images is not in 1..%d (the batch it "
+        return cnn_fail(CNN_ERR_ARG, "cnn_grad: %d images is not in 1..%d (the batch it "
                         "was planned for)", n, g->o.batch);
     cnn_trainer *t = g->t;
+    g->n_fwd = 0;
     memcpy(t->act[0], input, g->in_e * (size_t)n * sizeof *input);
     for (int i = 0; i <= g->last; i++) {
         cnn_layer_run r = layer_run(g, i, n);
@@ -211,6 +212,49 @@ cnn_status cnn_grad_run(cnn_grad *g, int n, const float *input, const float *see
         r.relu_done_elsewhere = relu_in_bn(g, i);
         cnn_layer_ops_of(r.L->type)->train_forward(&r);
     }
+    g->n_fwd = n;
+    return CNN_OK;
+}
+
+cnn_status cnn_grad_channel_means(const cnn_grad *g, float *means)
+{
+    if (!g || !means) return cnn_fail(CNN_ERR_ARG, "cnn_grad_channel_means: NULL argument");
+    if (g->n_fwd < 1)
+        return cnn_fail(CNN_ERR_ARG, "cnn_grad_channel_means: no forward pass to read (call "
+                        "cnn_grad_forward first)");
+    const cnn_layer *L = &g->m->layers[g->last];
+    const size_t c = (size_t)L->out_c, cells = (size_t)L->out_h * (size_t)L->out_w;
+    const float *out = g->t->act[g->last + 1];
+    /* The sums in double, pixel by pixel in order: the same at any
+     * thread count. */
+    for (int j = 0; j < g->n_fwd; j++) {
+        const float *d = out + (size_t)j * g->out_e;
+        float *mj = means + (size_t)j * c;
+        for (size_t k = 0; k < c; k++) {
+            double s = 0.0;
+            for (size_t q = 0; q < cells; q++) s += d[q * c + k];
+            mj[k] = (float)(s / (double)cells);
+        }
+    }
+    return CNN_OK;
+}
+
+cnn_status cnn_grad_run(cnn_grad *g, int n, const float *input, const float *seed,
+                        float *grad, float *value)
+{
+    if (!g || !input || !grad) return cnn_fail(CNN_ERR_ARG, "cnn_grad_run: NULL argument");
+    cnn_status st = cnn_grad_forward(g, n, input);
+    if (st != CNN_OK) return cnn_fail_prefix(st, "cnn_grad_run");
+    return cnn_grad_backward(g, n, seed, grad, value);
+}
+
+cnn_status cnn_grad_backward(cnn_grad *g, int n, const float *seed, float *grad, float *value)
+{
+    if (!g || !grad) return cnn_fail(CNN_ERR_ARG, "cnn_grad_backward: NULL argument");
+    if (g->n_fwd < 1 || n != g->n_fwd)
+        return cnn_fail(CNN_ERR_ARG, "cnn_grad_backward: %d images, but the forward pass before "
+                        "it had %d (call cnn_grad_forward first)", n, g->n_fwd);
+    cnn_trainer *t = g->t;
 
     /* The objectives, and the seed as the gradient at the target. */
     const float *out = t->act[g->last + 1];
