@@ -34,6 +34,7 @@ struct cnn_grad {
     cnn_trainer *t;      /* pool, kernels, packed weights, act[], scratch */
     float *ga, *gb;      /* activation gradients, used in turn */
     int n_fwd;           /* images of the last cnn_grad_forward, 0: none */
+    double *macc;        /* the target's channels: cnn_grad_channel_means' sums */
 };
 
 /* Plans the arena: `n` pieces of `per` floats, 64-byte aligned, at the
@@ -106,6 +107,11 @@ cnn_status cnn_grad_create(const cnn_model *m, const cnn_grad_options *o, cnn_gr
     g->t = t;
     g->in_e = (size_t)m->in_h * m->in_w * m->in_c;
     g->out_e = cnn_layer_out_elems(&m->layers[last]);
+    g->macc = cnn_alloc((size_t)m->layers[last].out_c, sizeof *g->macc);
+    if (!g->macc) {
+        cnn_grad_free(g);
+        return cnn_fail_prefix(CNN_ERR_NOMEM, "cnn_grad_create");
+    }
 
     /* The trainer's state as the layers' passes read it; the model is
      * not written (inference-mode passes, weights packed into t). */
@@ -227,14 +233,14 @@ cnn_status cnn_grad_channel_means(const cnn_grad *g, float *means)
     const float *out = g->t->act[g->last + 1];
     /* The sums in double, pixel by pixel in order: the same at any
      * thread count. */
+    double *acc = g->macc;
     for (int j = 0; j < g->n_fwd; j++) {
         const float *d = out + (size_t)j * g->out_e;
         float *mj = means + (size_t)j * c;
-        for (size_t k = 0; k < c; k++) {
-            double s = 0.0;
-            for (size_t q = 0; q < cells; q++) s += d[q * c + k];
-            mj[k] = (float)(s / (double)cells);
-        }
+        memset(acc, 0, c * sizeof *acc);
+        for (size_t q = 0; q < cells; q++)
+            for (size_t k = 0; k < c; k++) acc[k] += d[q * c + k];
+        for (size_t k = 0; k < c; k++) mj[k] = (float)(acc[k] / (double)cells);
     }
     return CNN_OK;
 }
@@ -311,5 +317,6 @@ void cnn_grad_free(cnn_grad *g)
 {
     if (!g) return;
     cnn_trainer_free(g->t); /* everything it holds, as for a trainer */
+    free(g->macc);
     free(g);
 }
