@@ -606,6 +606,17 @@ cnn_status cnn_grad_create(const cnn_model *m, const cnn_grad_options *o, cnn_gr
 cnn_status cnn_grad_run(cnn_grad *g, int n, const float *input, const float *seed,
                         float *grad, float *value);
 
+/* cnn_grad_run in two halves, for callers whose seeds depend on the
+ * forward pass (catdog filters' contrast): cnn_grad_forward runs the
+ * layers up to the target on n <= batch inputs; cnn_grad_channel_means
+ * then gives each image's mean of every channel of the target's output
+ * (means: n x c floats, the sums in double); cnn_grad_backward, with the
+ * same n, does the rest of cnn_grad_run.  forward + backward gives the
+ * same bytes as cnn_grad_run. */
+cnn_status cnn_grad_forward(cnn_grad *g, int n, const float *input);
+cnn_status cnn_grad_channel_means(const cnn_grad *g, float *means);
+cnn_status cnn_grad_backward(cnn_grad *g, int n, const float *seed, float *grad, float *value);
+
 /* The target layer's output shape (h, w, c) for sizing seeds. */
 void cnn_grad_target_shape(const cnn_grad *g, int *h, int *w, int *c);
 

@@ -16,16 +16,16 @@
  *
  * where a label's objective is its logit (sign flipped for labels[0]) and
  * a channel's is its mean minus CONTRAST times the soft maximum of its
- * layer's means on the same input (a channel probe's forward pass
- * every CONTRAST_EVERY steps gives them), so that the picture shows what this channel
+ * layer's means on the same input (taken from the gradient's own
+ * forward pass every CONTRAST_EVERY steps), so that the picture shows what this channel
  * responds to more than the rest of its layer does,
  * and Adam on G.  The backward pass runs the same chain in reverse: the
  * adjoint of the bilinear sampling (each input pixel's gradient scattered
  * to the four picture pixels it read, with the same weights), of the
  * sigmoid, of C (its transpose) and of the inverse DFT (a forward DFT).
- * The DFTs are separable (rows, then columns) with tables of e^{i...}:
- * O(H W (H + W)) per colour, a few percent of the network's passes at the
- * input size of the shipped model.
+ * The DFTs are separable (columns, then rows), each side a mixed-radix
+ * FFT: O(H W (sum of the prime factors of H and W)) per colour (for
+ * 150 x 150: 15 complex multiply-adds per value and side instead of 150).
  *
  * Why this parameterisation (the known failures it avoids): optimising
  * pixels directly gives high-frequency noise, worst on batch-norm models;
@@ -85,8 +85,8 @@ static const float colour_matrix[3][3] = {
  * outputs are about unit-sized on photos): with 1, conv3's channel 0
  * still ranked 7th of 128 (its rivals shared the push-down); with 0.25
  * the four channels tried (0, 32, 64, 96; 256 steps) all ranked 1st.
- * The layer's means are measured every CONTRAST_EVERY steps (a forward
- * pass of the whole network each time) and used in between: at
+ * The layer's means are measured every CONTRAST_EVERY steps (from the
+ * gradient's forward pass, which stops at the layer) and used in between: at
  * temperature 1, every step and every 4 ranked those four channels the
  * same (7th, 1st, 4th, 3rd). */
 #define CONTRAST_TEMPERATURE 0.25
@@ -333,6 +333,12 @@ typedef struct {
     double cx, cy;             /* picture point of the input's centre */
 } transform;
 
+/* One side's DFT: its prime factors and e^{2 pi i m / n}, m < n. */
+typedef struct {
+    int n, nf, f[32];
+    float *cs, *sn;
+} fft_plan;
+
 /* One picture being optimised. */
 typedef struct {
     uint64_t rng;
@@ -341,7 +347,7 @@ typedef struct {
     float *z;            /* colours x H x W, before the colour matrix */
     float *p;            /* H x W x colours, the picture in [0, 1] */
     float *dp;           /* dloss/dp */
-    float *tr, *ti;      /* H x K, the half-way DFT */
+    float *fa[2], *fb[2]; /* the DFTs' buffers (re, im), H x W each */
     transform t;
 } picture;
 
@@ -354,9 +360,7 @@ typedef struct {
     size_t spec;         /* floats of one spectrum: C * H * K * 2 */
     size_t pix;          /* H * W */
     float *scale;        /* H x K: 1/f */
-    float *ycos, *ysin;  /* [ky][y], H x H */
-    float *xcos, *xsin;  /* [kx][x], K x W */
-    float *xcos_t, *xsin_t; /* [x][kx], W x K */
+    fft_plan plan_y, plan_x; /* sides H and W */
     float in_mul[3], in_add[3]; /* x = p * in_mul + in_add */
     picture *pics;
     int n_pics;          /* in the batch now */
@@ -365,76 +369,164 @@ typedef struct {
     int step;            /* Adam's step count, from 1 */
 } run;
 
-/* The spectrum of one colour -> z (one H x W plane). */
+/* ------------------------------------------------------------------ */
+/* The DFTs: a mixed-radix Stockham FFT (every prime factor of the    */
+/* side its own pass: N (2 + 3 + 5 + 5) for a side of 150 instead of  */
+/* N^2), run on `count` transforms at once, interleaved (element t of  */
+/* transform v at [t * count + v]) so that the inner loop is one flat  */
+/* run over the transforms                                           */
+/* ------------------------------------------------------------------ */
+
+/* Pass of radix R after passes of total length Ns: out[s] of each
+ * butterfly j is sum_r in[j + r N/R] e^{-+2 pi i r (k + s Ns) / (Ns R)},
+ * k = j mod Ns, written at (j / Ns) Ns R + k + s Ns (Stockham's
+ * autosort: the result comes out in natural order). */
+static void fft_pass(const fft_plan *p, int inverse, size_t count, int Ns, int R,
+                     const float *restrict ir, const float *restrict ii,
+                     float *restrict outr, float *restrict outi)
+{
+    const int N = p->n, NR = N / R, step = N / (Ns * R);
+    /* The transforms in fours, written out so that the compiler's
+     * straight-line vectoriser can take them at the baseline ISA (each
+     * value's operations and their order are those of the plain loop). */
+    const size_t v4 = count & ~(size_t)3;
+    for (int j = 0; j < NR; j++) {
+        const int k = j % Ns;
+        const size_t d0 = (size_t)(j / Ns) * (size_t)Ns * (size_t)R + (size_t)k;
+        for (int s = 0; s < R; s++) {
+            float *restrict dr = outr + (d0 + (size_t)s * (size_t)Ns) * count;
+            float *restrict di = outi + (d0 + (size_t)s * (size_t)Ns) * count;
+            const float *sr = ir + (size_t)j * count, *si = ii + (size_t)j * count;
+            memcpy(dr, sr, count * sizeof *dr);
+            memcpy(di, si, count * sizeof *di);
+            const int64_t inc = (int64_t)k * step + (int64_t)s * NR;
+            for (int r = 1; r < R; r++) {
+                const int m = (int)(((int64_t)r * inc) % N);
+                const float c = p->cs[m], sn = inverse ? p->sn[m] : -p->sn[m];
+                sr = ir + (size_t)(j + r * NR) * count;
+                si = ii + (size_t)(j + r * NR) * count;
+                size_t v = 0;
+                for (; v < v4; v += 4) {
+                    const float a0 = sr[v], a1 = sr[v + 1], a2 = sr[v + 2], a3 = sr[v + 3];
+                    const float b0 = si[v], b1 = si[v + 1], b2 = si[v + 2], b3 = si[v + 3];
+                    dr[v] += a0 * c - b0 * sn;
+                    dr[v + 1] += a1 * c - b1 * sn;
+                    dr[v + 2] += a2 * c - b2 * sn;
+                    dr[v + 3] += a3 * c - b3 * sn;
+                    di[v] += a0 * sn + b0 * c;
+                    di[v + 1] += a1 * sn + b1 * c;
+                    di[v + 2] += a2 * sn + b2 * c;
+                    di[v + 3] += a3 * sn + b3 * c;
+                }
+                for (; v < count; v++) {
+                    dr[v] += sr[v] * c - si[v] * sn;
+                    di[v] += sr[v] * sn + si[v] * c;
+                }
+            }
+        }
+    }
+}
+
+/* The unnormalised DFT (inverse: e^{+2 pi i t f / N}) of count
+ * interleaved transforms in buf[0] (re, im); buf[1] is scratch.
+ * Returns the index of the pair that holds the result. */
+static int fft_run(const fft_plan *p, int inverse, size_t count, float *buf[2][2])
+{
+    int at = 0, Ns = 1;
+    for (int f = 0; f < p->nf; f++) {
+        fft_pass(p, inverse, count, Ns, p->f[f], buf[at][0], buf[at][1], buf[1 - at][0],
+                 buf[1 - at][1]);
+        at = 1 - at;
+        Ns *= p->f[f];
+    }
+    return at;
+}
+
+static cnn_status fft_plan_init(fft_plan *p, int n)
+{
+    p->n = n;
+    p->nf = 0;
+    for (int q = n, d = 2; q > 1;) {
+        if (q % d == 0) {
+            if (p->nf == (int)(sizeof p->f / sizeof p->f[0]))
+                return cnn_fail(CNN_ERR_LIMIT, "filters: side %d has too many factors", n);
+            p->f[p->nf++] = d;
+            q /= d;
+        } else {
+            d++;
+        }
+    }
+    p->cs = cnn_alloc((size_t)n, sizeof *p->cs);
+    p->sn = cnn_alloc((size_t)n, sizeof *p->sn);
+    if (!p->cs || !p->sn) return cnn_fail(CNN_ERR_NOMEM, "filters: out of memory");
+    for (int m = 0; m < n; m++) {
+        double a = 2.0 * FILTERS_PI * (double)m / n;
+        p->cs[m] = (float)cos(a);
+        p->sn[m] = (float)sin(a);
+    }
+    return CNN_OK;
+}
+
+/* The spectrum of one colour -> z (one H x W plane): the columns'
+ * inverse DFTs over ky (K transforms of length H), then the rows' over kx
+ * (H transforms of length W, the half spectrum padded with zeros, the
+ * real part kept). */
 static void spectrum_to_plane(const run *r, picture *pc, int c)
 {
     const int H = r->H, W = r->W, K = r->K;
     const float *g = pc->g + (size_t)c * (size_t)H * (size_t)K * 2;
     float *z = pc->z + (size_t)c * r->pix;
-    for (int y = 0; y < H; y++) {
-        float *tr = pc->tr + (size_t)y * (size_t)K, *ti = pc->ti + (size_t)y * (size_t)K;
-        memset(tr, 0, (size_t)K * sizeof *tr);
-        memset(ti, 0, (size_t)K * sizeof *ti);
-        for (int ky = 0; ky < H; ky++) {
-            const float co = r->ycos[(size_t)ky * (size_t)H + (size_t)y];
-            const float si = r->ysin[(size_t)ky * (size_t)H + (size_t)y];
-            const float *gr = g + (size_t)ky * (size_t)K * 2;
-            const float *sc = r->scale + (size_t)ky * (size_t)K;
-            for (int kx = 0; kx < K; kx++) {
-                float re = gr[2 * kx] * sc[kx], im = gr[2 * kx + 1] * sc[kx];
-                tr[kx] += re * co - im * si;
-                ti[kx] += re * si + im * co;
-            }
-        }
-        float *zr = z + (size_t)y * (size_t)W;
-        memset(zr, 0, (size_t)W * sizeof *zr);
-        for (int kx = 0; kx < K; kx++) {
-            const float a = tr[kx], b = ti[kx];
-            const float *xc = r->xcos + (size_t)kx * (size_t)W;
-            const float *xs = r->xsin + (size_t)kx * (size_t)W;
-            for (int x = 0; x < W; x++) zr[x] += a * xc[x] - b * xs[x];
-        }
+    float *buf[2][2] = {{pc->fa[0], pc->fa[1]}, {pc->fb[0], pc->fb[1]}};
+    const size_t hk = (size_t)H * (size_t)K;
+    for (size_t i = 0; i < hk; i++) {
+        buf[0][0][i] = g[2 * i] * r->scale[i];
+        buf[0][1][i] = g[2 * i + 1] * r->scale[i];
     }
+    int at = fft_run(&r->plan_y, 1, (size_t)K, buf);
+    /* [y][kx] -> [kx][y], zeros for kx >= K. */
+    const float *tr = buf[at][0], *ti = buf[at][1];
+    float *xr = buf[1 - at][0], *xi = buf[1 - at][1];
+    for (int y = 0; y < H; y++)
+        for (int kx = 0; kx < K; kx++) {
+            xr[(size_t)kx * (size_t)H + (size_t)y] = tr[(size_t)y * (size_t)K + (size_t)kx];
+            xi[(size_t)kx * (size_t)H + (size_t)y] = ti[(size_t)y * (size_t)K + (size_t)kx];
+        }
+    memset(xr + hk, 0, (r->pix - hk) * sizeof *xr);
+    memset(xi + hk, 0, (r->pix - hk) * sizeof *xi);
+    float *buf2[2][2] = {{xr, xi}, {buf[at][0], buf[at][1]}};
+    at = fft_run(&r->plan_x, 1, (size_t)H, buf2);
+    const float *zr = buf2[at][0];
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            z[(size_t)y * (size_t)W + (size_t)x] = zr[(size_t)x * (size_t)H + (size_t)y];
 }
 
 /* The adjoint: dz (one plane, in pc->z's place for colour c, passed in)
- * -> the spectrum's gradient of colour c. */
+ * -> the spectrum's gradient of colour c: the rows' forward DFTs (kx < K
+ * kept), then the columns'. */
 static void plane_to_spectrum_grad(const run *r, picture *pc, const float *dz, int c)
 {
     const int H = r->H, W = r->W, K = r->K;
     float *dg = pc->dg + (size_t)c * (size_t)H * (size_t)K * 2;
-    for (int y = 0; y < H; y++) {
-        float *ur = pc->tr + (size_t)y * (size_t)K, *ui = pc->ti + (size_t)y * (size_t)K;
-        memset(ur, 0, (size_t)K * sizeof *ur);
-        memset(ui, 0, (size_t)K * sizeof *ui);
-        const float *d = dz + (size_t)y * (size_t)W;
-        for (int x = 0; x < W; x++) {
-            const float v = d[x];
-            const float *xc = r->xcos_t + (size_t)x * (size_t)K;
-            const float *xs = r->xsin_t + (size_t)x * (size_t)K;
-            for (int kx = 0; kx < K; kx++) {
-                ur[kx] += v * xc[kx];
-                ui[kx] -= v * xs[kx];
-            }
-        }
-    }
-    memset(dg, 0, (size_t)H * (size_t)K * 2 * sizeof *dg);
-    for (int ky = 0; ky < H; ky++) {
-        float *row = dg + (size_t)ky * (size_t)K * 2;
-        for (int y = 0; y < H; y++) {
-            const float co = r->ycos[(size_t)ky * (size_t)H + (size_t)y];
-            const float si = r->ysin[(size_t)ky * (size_t)H + (size_t)y];
-            const float *ur = pc->tr + (size_t)y * (size_t)K, *ui = pc->ti + (size_t)y * (size_t)K;
-            for (int kx = 0; kx < K; kx++) {
-                row[2 * kx] += ur[kx] * co + ui[kx] * si;
-                row[2 * kx + 1] += ui[kx] * co - ur[kx] * si;
-            }
-        }
-        const float *sc = r->scale + (size_t)ky * (size_t)K;
+    float *buf[2][2] = {{pc->fa[0], pc->fa[1]}, {pc->fb[0], pc->fb[1]}};
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            buf[0][0][(size_t)x * (size_t)H + (size_t)y] = dz[(size_t)y * (size_t)W + (size_t)x];
+    memset(buf[0][1], 0, r->pix * sizeof(float));
+    int at = fft_run(&r->plan_x, 0, (size_t)H, buf);
+    const float *ur = buf[at][0], *ui = buf[at][1];
+    float *yr = buf[1 - at][0], *yi = buf[1 - at][1];
+    for (int y = 0; y < H; y++)
         for (int kx = 0; kx < K; kx++) {
-            row[2 * kx] *= sc[kx];
-            row[2 * kx + 1] *= sc[kx];
+            yr[(size_t)y * (size_t)K + (size_t)kx] = ur[(size_t)kx * (size_t)H + (size_t)y];
+            yi[(size_t)y * (size_t)K + (size_t)kx] = ui[(size_t)kx * (size_t)H + (size_t)y];
         }
+    float *buf2[2][2] = {{yr, yi}, {buf[at][0], buf[at][1]}};
+    at = fft_run(&r->plan_y, 0, (size_t)K, buf2);
+    const size_t hk = (size_t)H * (size_t)K;
+    for (size_t i = 0; i < hk; i++) {
+        dg[2 * i] = buf2[at][0][i] * r->scale[i];
+        dg[2 * i + 1] = buf2[at][1][i] * r->scale[i];
     }
 }
 
@@ -635,11 +727,10 @@ static void backward_one(run *r, int j)
  * means on the same input: once the channel leads its layer, only
  * (1 - CONTRAST) of the push remains on it; while others lead, they are
  * pushed down. */
-static cnn_status contrast_seeds(cnn_channel_probe *probe, const run *r, int nb,
-                                 const int *channels, float *means, float *seed, int cells,
-                                 int c)
+static cnn_status contrast_seeds(const cnn_grad *g, int nb, const int *channels, float *means,
+                                 float *seed, int cells, int c)
 {
-    cnn_status st = cnn_channel_probe_run(probe, r->input, nb, means);
+    cnn_status st = cnn_grad_channel_means(g, means);
     if (st != CNN_OK) return cnn_fail_prefix(st, "filters");
     for (int j = 0; j < nb; j++) {
         float *mj = means + (size_t)j * (size_t)c;
@@ -687,11 +778,12 @@ static void free_run(run *r)
         for (int j = 0; j < r->o->batch; j++) {
             picture *pc = &r->pics[j];
             free(pc->g), free(pc->m1), free(pc->m2), free(pc->dg);
-            free(pc->z), free(pc->p), free(pc->dp), free(pc->tr), free(pc->ti);
+            free(pc->z), free(pc->p), free(pc->dp);
+            free(pc->fa[0]), free(pc->fa[1]), free(pc->fb[0]), free(pc->fb[1]);
         }
     free(r->pics);
-    free(r->scale), free(r->ycos), free(r->ysin), free(r->xcos), free(r->xsin);
-    free(r->xcos_t), free(r->xsin_t);
+    free(r->scale), free(r->plan_y.cs), free(r->plan_y.sn), free(r->plan_x.cs),
+        free(r->plan_x.sn);
     free(r->input), free(r->grad);
 }
 
@@ -707,17 +799,10 @@ static cnn_status setup_run(run *r)
     if (!cnn_mul_size(in_floats, (size_t)r->o->batch, &sz))
         return cnn_fail(CNN_ERR_LIMIT, "filters: the batch is too large");
     r->scale = cnn_alloc(hk, sizeof *r->scale);
-    r->ycos = cnn_alloc((size_t)H * (size_t)H, sizeof(float));
-    r->ysin = cnn_alloc((size_t)H * (size_t)H, sizeof(float));
-    r->xcos = cnn_alloc((size_t)K * (size_t)W, sizeof(float));
-    r->xsin = cnn_alloc((size_t)K * (size_t)W, sizeof(float));
-    r->xcos_t = cnn_alloc((size_t)K * (size_t)W, sizeof(float));
-    r->xsin_t = cnn_alloc((size_t)K * (size_t)W, sizeof(float));
     r->input = cnn_alloc(sz, sizeof(float));
     r->grad = cnn_alloc(sz, sizeof(float));
     r->pics = cnn_alloc((size_t)r->o->batch, sizeof *r->pics);
-    if (!r->scale || !r->ycos || !r->ysin || !r->xcos || !r->xsin || !r->xcos_t ||
-        !r->xsin_t || !r->input || !r->grad || !r->pics)
+    if (!r->scale || !r->input || !r->grad || !r->pics)
         return cnn_fail(CNN_ERR_NOMEM, "filters: out of memory");
     for (int j = 0; j < r->o->batch; j++) {
         picture *pc = &r->pics[j];
@@ -728,29 +813,17 @@ static cnn_status setup_run(run *r)
         pc->z = cnn_alloc(r->pix * (size_t)r->C, sizeof(float));
         pc->p = cnn_alloc(r->pix * (size_t)r->C, sizeof(float));
         pc->dp = cnn_alloc(r->pix * (size_t)r->C, sizeof(float));
-        pc->tr = cnn_alloc(hk, sizeof(float));
-        pc->ti = cnn_alloc(hk, sizeof(float));
-        if (!pc->g || !pc->m1 || !pc->m2 || !pc->dg || !pc->z || !pc->p || !pc->dp || !pc->tr ||
-            !pc->ti)
+        for (int k = 0; k < 2; k++) {
+            pc->fa[k] = cnn_alloc(r->pix, sizeof(float));
+            pc->fb[k] = cnn_alloc(r->pix, sizeof(float));
+        }
+        if (!pc->g || !pc->m1 || !pc->m2 || !pc->dg || !pc->z || !pc->p || !pc->dp ||
+            !pc->fa[0] || !pc->fa[1] || !pc->fb[0] || !pc->fb[1])
             return cnn_fail(CNN_ERR_NOMEM, "filters: out of memory");
     }
-    /* Tables (angles reduced mod the period in integers, so they stay
-     * exact for large sides). */
-    for (int k = 0; k < H; k++)
-        for (int y = 0; y < H; y++) {
-            double a = 2.0 * FILTERS_PI * (double)(((long)k * y) % H) / H;
-            r->ycos[(size_t)k * (size_t)H + (size_t)y] = (float)cos(a);
-            r->ysin[(size_t)k * (size_t)H + (size_t)y] = (float)sin(a);
-        }
-    for (int k = 0; k < K; k++)
-        for (int x = 0; x < W; x++) {
-            double a = 2.0 * FILTERS_PI * (double)(((long)k * x) % W) / W;
-            float co = (float)cos(a), si = (float)sin(a);
-            r->xcos[(size_t)k * (size_t)W + (size_t)x] = co;
-            r->xsin[(size_t)k * (size_t)W + (size_t)x] = si;
-            r->xcos_t[(size_t)x * (size_t)K + (size_t)k] = co;
-            r->xsin_t[(size_t)x * (size_t)K + (size_t)k] = si;
-        }
+    cnn_status st = fft_plan_init(&r->plan_y, H);
+    if (st == CNN_OK) st = fft_plan_init(&r->plan_x, W);
+    if (st != CNN_OK) return st;
     /* 1/f, f in cycles per pixel, floored at one cycle per picture; the
      * factor makes a unit spectrum a picture of about unit spread at any
      * size (the half spectrum counts each frequency once, hence 2). */
@@ -803,8 +876,8 @@ cnn_status cnn_filters_run(const cnn_model *m, const cnn_filters_options *o,
 
     cnn_grad *g = NULL;
     cnn_pool *pool = NULL;
-    cnn_channel_probe *probe = NULL;
     float *seed = NULL, *means = NULL;
+    const bool contrast = o->layer >= 0 && CONTRAST > 0;
     const int batch = o->batch < n ? o->batch : n;
     cnn_grad_options go = {o->layer >= 0 ? target_layer(m, o->layer) : -1, batch, o->threads,
                            o->precision};
@@ -827,12 +900,7 @@ cnn_status cnn_filters_run(const cnn_model *m, const cnn_filters_options *o,
     }
     if ((st = cnn_pool_create(o->threads ? o->threads : cnn_cpu_count(), &pool)) != CNN_OK)
         goto done;
-    if (o->layer >= 0 && CONTRAST > 0) {
-        cnn_net_options no;
-        cnn_net_options_init(&no);
-        no.precision = o->precision;
-        if ((st = cnn_channel_probe_create(m, o->layer, batch, &no, o->threads, &probe)) != CNN_OK)
-            goto done;
+    if (contrast) {
         means = cnn_alloc((size_t)batch * (size_t)tc, sizeof *means);
         if (!means) {
             st = cnn_fail(CNN_ERR_NOMEM, "filters: out of memory");
@@ -865,10 +933,16 @@ cnn_status cnn_filters_run(const cnn_model *m, const cnn_filters_options *o,
         for (int step = 1; step <= o->steps; step++) {
             r.step = step;
             cnn_pool_for(pool, (size_t)nb, 1, forward_items, &r);
-            if (probe && (step - 1) % CONTRAST_EVERY == 0 && (st = contrast_seeds(probe, &r, nb, channels + b0, means, seed, th * tw,
-                                              tc)) != CNN_OK)
+            /* The layer's means for the contrast come from the gradient's
+             * own forward pass, before its backward pass reads the seeds. */
+            if ((st = cnn_grad_forward(g, nb, r.input)) != CNN_OK) {
+                cnn_fail_prefix(st, "filters");
                 goto done;
-            if ((st = cnn_grad_run(g, nb, r.input, seed, r.grad, NULL)) != CNN_OK) {
+            }
+            if (contrast && (step - 1) % CONTRAST_EVERY == 0 &&
+                (st = contrast_seeds(g, nb, channels + b0, means, seed, th * tw, tc)) != CNN_OK)
+                goto done;
+            if ((st = cnn_grad_backward(g, nb, seed, r.grad, NULL)) != CNN_OK) {
                 cnn_fail_prefix(st, "filters");
                 goto done;
             }
@@ -884,7 +958,6 @@ cnn_status cnn_filters_run(const cnn_model *m, const cnn_filters_options *o,
     }
 
 done:
-    cnn_channel_probe_free(probe);
     free(means);
     cnn_pool_free(pool);
     free(seed);

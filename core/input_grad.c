@@ -33,6 +33,8 @@ struct cnn_grad {
     size_t in_e, out_e;  /* floats per image: input, target output */
     cnn_trainer *t;      /* pool, kernels, packed weights, act[], scratch */
     float *ga, *gb;      /* activation gradients, used in turn */
+    int n_fwd;           /* images of the last cnn_grad_forward, 0: none */
+    double *macc;        /* the target's channels: cnn_grad_channel_means' sums */
 };
 
 /* Plans the arena: `n` pieces of `per` floats, 64-byte aligned, at the
@@ -105,6 +107,11 @@ cnn_status cnn_grad_create(const cnn_model *m, const cnn_grad_options *o, cnn_gr
     g->t = t;
     g->in_e = (size_t)m->in_h * m->in_w * m->in_c;
     g->out_e = cnn_layer_out_elems(&m->layers[last]);
+    g->macc = cnn_alloc((size_t)m->layers[last].out_c, sizeof *g->macc);
+    if (!g->macc) {
+        cnn_grad_free(g);
+        return cnn_fail_prefix(CNN_ERR_NOMEM, "cnn_grad_create");
+    }
 
     /* The trainer's state as the layers' passes read it; the model is
      * not written (inference-mode passes, weights packed into t). */
@@ -195,14 +202,14 @@ static cnn_layer_run layer_run(const cnn_grad *g, int i, int n)
     return r;
 }
 
-cnn_status cnn_grad_run(cnn_grad *g, int n, const float *input, const float *seed,
-                        float *grad, float *value)
+cnn_status cnn_grad_forward(cnn_grad *g, int n, const float *input)
 {
-    if (!g || !input || !grad) return cnn_fail(CNN_ERR_ARG, "cnn_grad_run: NULL argument");
+    if (!g || !input) return cnn_fail(CNN_ERR_ARG, "cnn_grad_forward: NULL argument");
     if (n < 1 || n > g->o.batch)
-        return cnn_fail(CNN_ERR_ARG, "cnn_grad_run: %d images is not in 1..%d (the batch it "
+        return cnn_fail(CNN_ERR_ARG, "cnn_grad: %d images is not in 1..%d (the batch it "
                         "was planned for)", n, g->o.batch);
     cnn_trainer *t = g->t;
+    g->n_fwd = 0;
     memcpy(t->act[0], input, g->in_e * (size_t)n * sizeof *input);
     for (int i = 0; i <= g->last; i++) {
         cnn_layer_run r = layer_run(g, i, n);
@@ -211,6 +218,49 @@ cnn_status cnn_grad_run(cnn_grad *g, int n, const float *input, const float *see
         r.relu_done_elsewhere = relu_in_bn(g, i);
         cnn_layer_ops_of(r.L->type)->train_forward(&r);
     }
+    g->n_fwd = n;
+    return CNN_OK;
+}
+
+cnn_status cnn_grad_channel_means(const cnn_grad *g, float *means)
+{
+    if (!g || !means) return cnn_fail(CNN_ERR_ARG, "cnn_grad_channel_means: NULL argument");
+    if (g->n_fwd < 1)
+        return cnn_fail(CNN_ERR_ARG, "cnn_grad_channel_means: no forward pass to read (call "
+                        "cnn_grad_forward first)");
+    const cnn_layer *L = &g->m->layers[g->last];
+    const size_t c = (size_t)L->out_c, cells = (size_t)L->out_h * (size_t)L->out_w;
+    const float *out = g->t->act[g->last + 1];
+    /* The sums in double, pixel by pixel in order: the same at any
+     * thread count. */
+    double *acc = g->macc;
+    for (int j = 0; j < g->n_fwd; j++) {
+        const float *d = out + (size_t)j * g->out_e;
+        float *mj = means + (size_t)j * c;
+        memset(acc, 0, c * sizeof *acc);
+        for (size_t q = 0; q < cells; q++)
+            for (size_t k = 0; k < c; k++) acc[k] += d[q * c + k];
+        for (size_t k = 0; k < c; k++) mj[k] = (float)(acc[k] / (double)cells);
+    }
+    return CNN_OK;
+}
+
+cnn_status cnn_grad_run(cnn_grad *g, int n, const float *input, const float *seed,
+                        float *grad, float *value)
+{
+    if (!g || !input || !grad) return cnn_fail(CNN_ERR_ARG, "cnn_grad_run: NULL argument");
+    cnn_status st = cnn_grad_forward(g, n, input);
+    if (st != CNN_OK) return cnn_fail_prefix(st, "cnn_grad_run");
+    return cnn_grad_backward(g, n, seed, grad, value);
+}
+
+cnn_status cnn_grad_backward(cnn_grad *g, int n, const float *seed, float *grad, float *value)
+{
+    if (!g || !grad) return cnn_fail(CNN_ERR_ARG, "cnn_grad_backward: NULL argument");
+    if (g->n_fwd < 1 || n != g->n_fwd)
+        return cnn_fail(CNN_ERR_ARG, "cnn_grad_backward: %d images, but the forward pass before "
+                        "it had %d (call cnn_grad_forward first)", n, g->n_fwd);
+    cnn_trainer *t = g->t;
 
     /* The objectives, and the seed as the gradient at the target. */
     const float *out = t->act[g->last + 1];
@@ -267,5 +317,6 @@ void cnn_grad_free(cnn_grad *g)
 {
     if (!g) return;
     cnn_trainer_free(g->t); /* everything it holds, as for a trainer */
+    free(g->macc);
     free(g);
 }

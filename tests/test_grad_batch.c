@@ -130,6 +130,8 @@ static void grad_error(const float *g, const float *r, int n, size_t e, double *
 }
 
 /* The fast pass against the reference for one target and seed. */
+static float *channel_seed(const cnn_model *m, int layer, int n, int ch);
+
 static void compare(const char *what, const cnn_model *m, int layer, int batch, int n,
                     const float *x, const float *seed, cnn_precision prec, int threads,
                     double tol_f32)
@@ -177,6 +179,32 @@ static void compare(const char *what, const cnn_model *m, int layer, int batch, 
     if (!g2) exit(1);
     CHECK_OK(cnn_grad_run(gr, n, x, seed, g2, NULL));
     CHECKF(memcmp(g, g2, (size_t)n * e * sizeof *g) == 0, "%s: a second run differs", what);
+    /* The two halves give the same bits as cnn_grad_run, and the
+     * channel means are what a channel seed's objective weighs. */
+    memset(g2, 0, (size_t)n * e * sizeof *g2);
+    CHECK_OK(cnn_grad_forward(gr, n, x));
+    CHECK_OK(cnn_grad_backward(gr, n, seed, g2, NULL));
+    CHECKF(memcmp(g, g2, (size_t)n * e * sizeof *g) == 0, "%s: forward + backward differs from "
+           "cnn_grad_run", what);
+    int th, tw, tc;
+    cnn_grad_target_shape(gr, &th, &tw, &tc);
+    float *means = malloc((size_t)n * (size_t)tc * sizeof *means);
+    if (!means) exit(1);
+    CHECK_OK(cnn_grad_forward(gr, n, x));
+    CHECK_OK(cnn_grad_channel_means(gr, means));
+    for (int ch = 0; ch < tc; ch += tc > 1 ? tc - 1 : 1) {
+        float *cs = layer >= 0 ? channel_seed(m, layer, n, ch) : NULL;
+        float cv[64];
+        CHECK_OK(cnn_grad_forward(gr, n, x));
+        CHECK_OK(cnn_grad_backward(gr, n, cs, g2, cv));
+        for (int j = 0; j < n; j++) {
+            const float mv = means[(size_t)j * (size_t)tc + (size_t)ch];
+            CHECKF(fabs(mv - cv[j]) <= 1e-4 * (fabs(cv[j]) + 1.0),
+                   "%s image %d channel %d: mean %.7g, objective %.7g", what, j, ch, mv, cv[j]);
+        }
+        free(cs);
+    }
+    free(means);
     free(g2);
     cnn_grad_free(gr);
     free(g);
@@ -312,6 +340,13 @@ static void check_refusals(void)
     CHECK_FAILS(cnn_grad_run(gr, 1, NULL, NULL, g, NULL), CNN_ERR_ARG, "NULL");
     CHECK_FAILS(cnn_grad_run(gr, 1, x, NULL, NULL, NULL), CNN_ERR_ARG, "NULL");
     CHECK_FAILS(cnn_grad_run(NULL, 1, x, NULL, g, NULL), CNN_ERR_ARG, "NULL");
+    float mean1[1];
+    CHECK_FAILS(cnn_grad_backward(gr, 1, NULL, g, NULL), CNN_ERR_ARG, "forward");
+    CHECK_FAILS(cnn_grad_channel_means(gr, mean1), CNN_ERR_ARG, "forward");
+    CHECK_FAILS(cnn_grad_forward(gr, 3, x), CNN_ERR_ARG, "1..2");
+    CHECK_OK(cnn_grad_forward(gr, 1, x));
+    CHECK_FAILS(cnn_grad_backward(gr, 2, NULL, g, NULL), CNN_ERR_ARG, "had 1");
+    CHECK_FAILS(cnn_grad_channel_means(gr, NULL), CNN_ERR_ARG, "NULL");
     const float nan_seed[1] = {NAN};
     CHECK_FAILS(cnn_grad_run(gr, 1, x, nan_seed, g, NULL), CNN_ERR_MODEL, "not finite");
     cnn_grad_free(gr);
