@@ -116,7 +116,7 @@ checks=$((checks + 1))
 same "$(awk -F'\t' '{ print $2 " " $3 }' "$tmp/out")" "logit 0" "--label's line"
 
 # --data: the best photo column, and the count on stderr.
-data="$src/../shared/data/catdog"
+data=${CATDOG_DATA:-$src/../shared/data/catdog}
 if [ -d "$data/validation" ]; then
     run filters --model "$model" --layer conv1 --channels 0 --steps 4 --size 32 --data "$data" --photos 3 --out "$tmp/d"
     expect 0 "--data"
