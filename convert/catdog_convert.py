@@ -33,6 +33,28 @@ def _builtin(name, layers):
             "flatten": "hwc", "layers": layers}
 
 
+def _catdog_stages(name, widths):
+    """The catdog-v1/v2 family: 3x3 "same" convs without bias, each with
+    batch-norm and ReLU, a 2x2 max-pool after the first four, then global
+    average pooling, dropout 0.3 and one dense unit."""
+    return _builtin(name, [
+        layer
+        for i, filters in enumerate(widths, start=1)
+        for layer in (
+            {"type": "conv2d", "name": f"conv{i}", "filters": filters, "kernel": 3,
+             "stride": 1, "padding": "same", "bias": False},
+            {"type": "batchnorm", "name": f"bn{i}", "eps": 1e-5},
+            {"type": "relu", "name": f"relu{i}"},
+        ) + (({"type": "maxpool", "name": f"pool{i}", "size": 2, "stride": 2},)
+             if i < 5 else ())
+    ] + [
+        {"type": "gap", "name": "gap"},
+        {"type": "dropout", "name": "drop", "rate": 0.3},
+        {"type": "dense", "name": "fc", "units": 1, "bias": True},
+        {"type": "sigmoid", "name": "prob"},
+    ])
+
+
 # The built-in architectures of core/model.c, by the names `catdog train
 # --arch` knows: the one Python copy of them (tests/lib/catdog_torch.py's
 # ARTICLE is this one too); tests/convert checks it against core/model.c.
@@ -57,39 +79,9 @@ BUILTIN_ARCHS = {
         {"type": "dense", "name": "fc2", "units": 1},
         {"type": "sigmoid", "name": "prob"},
     ]),
-    "catdog-v1": _builtin("catdog-v1", [
-        layer
-        for i, filters in enumerate((32, 64, 128, 256, 256), start=1)
-        for layer in (
-            {"type": "conv2d", "name": f"conv{i}", "filters": filters, "kernel": 3,
-             "stride": 1, "padding": "same", "bias": False},
-            {"type": "batchnorm", "name": f"bn{i}", "eps": 1e-5},
-            {"type": "relu", "name": f"relu{i}"},
-        ) + (({"type": "maxpool", "name": f"pool{i}", "size": 2, "stride": 2},)
-             if i < 5 else ())
-    ] + [
-        {"type": "gap", "name": "gap"},
-        {"type": "dropout", "name": "drop", "rate": 0.3},
-        {"type": "dense", "name": "fc", "units": 1, "bias": True},
-        {"type": "sigmoid", "name": "prob"},
-    ]),
+    "catdog-v1": _catdog_stages("catdog-v1", (32, 64, 128, 256, 256)),
     # catdog-v1 with a wider, doubled last stage (two 384-filter convs at 9 x 9).
-    "catdog-v2": _builtin("catdog-v2", [
-        layer
-        for i, filters in enumerate((32, 64, 128, 256, 384, 384), start=1)
-        for layer in (
-            {"type": "conv2d", "name": f"conv{i}", "filters": filters, "kernel": 3,
-             "stride": 1, "padding": "same", "bias": False},
-            {"type": "batchnorm", "name": f"bn{i}", "eps": 1e-5},
-            {"type": "relu", "name": f"relu{i}"},
-        ) + (({"type": "maxpool", "name": f"pool{i}", "size": 2, "stride": 2},)
-             if i < 5 else ())
-    ] + [
-        {"type": "gap", "name": "gap"},
-        {"type": "dropout", "name": "drop", "rate": 0.3},
-        {"type": "dense", "name": "fc", "units": 1, "bias": True},
-        {"type": "sigmoid", "name": "prob"},
-    ]),
+    "catdog-v2": _catdog_stages("catdog-v2", (32, 64, 128, 256, 384, 384)),
 }
 
 # Members each layer type may have besides "type" and "name" (the loader
