@@ -364,10 +364,10 @@ cnn_status cnn_dataset_load(const char *dir, const cnn_model *m,
         else {
             d->train_pixels = malloc(bytes ? bytes : 1);
             d->val_inputs = cnn_alloc_aligned(floats ? floats : 1, sizeof(float));
-            if (calib > 0) {
+            size_t cal_floats = 0;
+            if (calib > 0 && cnn_mul_size(d->in_size, 2 * (size_t)calib, &cal_floats)) {
                 d->n_calib = 2 * calib;
-                d->calib_inputs = cnn_alloc_aligned(d->in_size * (size_t)d->n_calib,
-                                                    sizeof(float));
+                d->calib_inputs = cnn_alloc_aligned(cal_floats, sizeof(float));
             }
             if (!d->train_pixels || !d->val_inputs || (calib > 0 && !d->calib_inputs))
                 s = cnn_fail(CNN_ERR_NOMEM, "data set %s: out of memory (%zu MB)",
