@@ -174,17 +174,13 @@ cnn_status cnn_grad_create(const cnn_model *m, const cnn_grad_options *o, cnn_gr
 /* Layer i is a ReLU that the batch-norm before it computes (forward). */
 static int relu_in_bn(const cnn_grad *g, int i)
 {
-    const cnn_layer *L = g->m->layers;
-    return i > 0 && i <= g->last && cnn_layer_has(&L[i], CNN_LOP_RELU) &&
-           cnn_layer_has(&L[i - 1], CNN_LOP_TRAIN_FUSES_NEXT_RELU);
+    return cnn_relu_fused(g->m, g->last, i);
 }
 
 /* Layer i is a ReLU whose backward pass the max pool after it does. */
 static int relu_in_pool(const cnn_grad *g, int i)
 {
-    const cnn_layer *L = g->m->layers;
-    return i >= 0 && i < g->last && cnn_layer_has(&L[i], CNN_LOP_RELU) &&
-           cnn_layer_has(&L[i + 1], CNN_LOP_TRAIN_TAKES_PREV_RELU);
+    return cnn_relu_into_pool(g->m, g->last, i);
 }
 
 static cnn_layer_run layer_run(const cnn_grad *g, int i, int n)

@@ -214,3 +214,17 @@ cnn_status cnn_model_input_gradient(const cnn_model *m, int n, const float *inpu
     }
     return cnn_layers_input_gradient(m, 0, last, n, input, seed, grad, value);
 }
+
+int cnn_relu_fused(const cnn_model *m, int last, int i)
+{
+    const cnn_layer *L = m->layers;
+    return i > 0 && i <= last && cnn_layer_has(&L[i], CNN_LOP_RELU) &&
+           cnn_layer_has(&L[i - 1], CNN_LOP_TRAIN_FUSES_NEXT_RELU);
+}
+
+int cnn_relu_into_pool(const cnn_model *m, int last, int i)
+{
+    const cnn_layer *L = m->layers;
+    return i >= 0 && i < last && cnn_layer_has(&L[i], CNN_LOP_RELU) &&
+           cnn_layer_has(&L[i + 1], CNN_LOP_TRAIN_TAKES_PREV_RELU);
+}

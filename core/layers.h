@@ -294,4 +294,11 @@ cnn_status cnn_layers_input_gradient(const cnn_model *m, int first, int last, in
                                      const float *in, const float *seed, float *grad,
                                      double *value);
 
+/* The trainer's (and cnn_grad's) fusion rule, for layers 0..last of m:
+ * layer i is a ReLU that the batch-norm before it computes in its forward
+ * pass (cnn_relu_fused), or a ReLU whose backward pass the max pool after
+ * it does (cnn_relu_into_pool). */
+int cnn_relu_fused(const cnn_model *m, int last, int i);
+int cnn_relu_into_pool(const cnn_model *m, int last, int i);
+
 #endif /* CNN_LAYERS_H */

@@ -306,16 +306,12 @@ nomem:
  * way. */
 static int relu_fused(const cnn_trainer *t, int i)
 {
-    const cnn_layer *L = t->m->layers;
-    return i > 0 && i <= t->last && cnn_layer_has(&L[i], CNN_LOP_RELU) &&
-           cnn_layer_has(&L[i - 1], CNN_LOP_TRAIN_FUSES_NEXT_RELU);
+    return cnn_relu_fused(t->m, t->last, i);
 }
 
 static int relu_into_pool(const cnn_trainer *t, int i)
 {
-    const cnn_layer *L = t->m->layers;
-    return i >= 0 && i < t->last && cnn_layer_has(&L[i], CNN_LOP_RELU) &&
-           cnn_layer_has(&L[i + 1], CNN_LOP_TRAIN_TAKES_PREV_RELU);
+    return cnn_relu_into_pool(t->m, t->last, i);
 }
 
 /* Whether layer i's backward pass, with that of the ReLU before it, is
