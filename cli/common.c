@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MODEL_FILE "catdog.safetensors"
 
@@ -358,4 +359,32 @@ int cli_check_stdout(int status)
         return CLI_FAILED;
     }
     return status;
+}
+
+/* Like mkdir -p. */
+int cli_make_dirs(const char *dir)
+{
+    size_t n = strlen(dir);
+    char *path = malloc(n + 1);
+    if (!path) {
+        cli_error(_("out of memory"));
+        return CLI_FAILED;
+    }
+    memcpy(path, dir, n + 1);
+    int err = 0;
+    for (size_t i = 1; i <= n && !err; i++) {
+        if (path[i] != '/' && path[i] != '\0') continue;
+        char c = path[i];
+        path[i] = '\0';
+        if (mkdir(path, 0777) != 0 && errno != EEXIST) err = errno;
+        path[i] = c;
+    }
+    free(path);
+    struct stat st;
+    if (!err && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) err = ENOTDIR;
+    if (err) {
+        cli_error(_("%s: cannot create the folder: %s"), dir, strerror(err));
+        return CLI_FAILED;
+    }
+    return CLI_OK;
 }

@@ -131,4 +131,7 @@ int cli_run_image_tta(const cnn_model *m, cnn_net *net, const char *image,
 /* Allocates the model's input tensor (one image); reports failure. */
 float *cli_alloc_input(const cnn_model *m);
 
+/* Like mkdir -p; reports the failure and returns CLI_FAILED. */
+int cli_make_dirs(const char *dir);
+
 #endif

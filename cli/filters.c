@@ -155,34 +155,6 @@ static int parse_channels(const char *text, const char *layer, int c, bool *chos
     }
 }
 
-/* Like mkdir -p. */
-static int make_dirs(const char *dir)
-{
-    size_t n = strlen(dir);
-    char *path = malloc(n + 1);
-    if (!path) {
-        cli_error(_("out of memory"));
-        return CLI_FAILED;
-    }
-    memcpy(path, dir, n + 1);
-    int err = 0;
-    for (size_t i = 1; i <= n && !err; i++) {
-        if (path[i] != '/' && path[i] != '\0') continue;
-        char ch = path[i];
-        path[i] = '\0';
-        if (mkdir(path, 0777) != 0 && errno != EEXIST) err = errno;
-        path[i] = ch;
-    }
-    free(path);
-    struct stat st;
-    if (!err && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) err = ENOTDIR;
-    if (err) {
-        cli_error(_("%s: cannot create the folder: %s"), dir, strerror(err));
-        return CLI_FAILED;
-    }
-    return CLI_OK;
-}
-
 /* DIR/NAME[-CHANNEL].png; names from the model file are untrusted, so
  * anything but letters, digits, '-', '_' and inner '.' becomes '_'. */
 static char *output_path(const char *dir, const char *name, int channel)
@@ -434,7 +406,7 @@ int cmd_filters(int argc, char **argv)
         cli_error(_("out of memory"));
         goto out;
     }
-    if (make_dirs(a.out) != CLI_OK) goto out;
+    if (cli_make_dirs(a.out) != CLI_OK) goto out;
     double t0 = cnn_clock_seconds();
     if (cnn_filters_run(m, &fo, layer >= 0 ? channels : NULL, n, rgb, pic * (size_t)n) != CNN_OK) {
         cli_file_error(model_path, cli_without_file(model_path, cnn_last_error()));

@@ -45,34 +45,6 @@ static const cli_option options[] = {
     {NULL, 0, false, 0},
 };
 
-/* Like mkdir -p. */
-static int make_dirs(const char *dir)
-{
-    size_t n = strlen(dir);
-    char *path = malloc(n + 1);
-    if (!path) {
-        cli_error(_("out of memory"));
-        return CLI_FAILED;
-    }
-    memcpy(path, dir, n + 1);
-    int err = 0;
-    for (size_t i = 1; i <= n && !err; i++) {
-        if (path[i] != '/' && path[i] != '\0') continue;
-        char c = path[i];
-        path[i] = '\0';
-        if (mkdir(path, 0777) != 0 && errno != EEXIST) err = errno;
-        path[i] = c;
-    }
-    free(path);
-    struct stat st;
-    if (!err && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) err = ENOTDIR;
-    if (err) {
-        cli_error(_("%s: cannot create the folder: %s"), dir, strerror(err));
-        return CLI_FAILED;
-    }
-    return CLI_OK;
-}
-
 /* DIR/NAME.png.  Layer names come from the model file, which is untrusted:
  * anything but letters, digits, '-', '_' and inner '.' becomes '_', so a
  * name can neither leave DIR nor hide the file. */
@@ -259,7 +231,7 @@ int cmd_maps(int argc, char **argv)
     float logit;
     int status = choose_layers(m, model_path, a.layer_names, a.n_layer_names, chosen);
     if (status == CLI_OK) status = cli_run_one_image(m, net, a.image, &logit);
-    if (status == CLI_OK && a.out_dir) status = make_dirs(a.out_dir);
+    if (status == CLI_OK && a.out_dir) status = cli_make_dirs(a.out_dir);
     if (status == CLI_OK)
         status = cli_check_stdout(
             show_layers(m, net, model_path, chosen, a.top, a.cmap, a.out_dir));
