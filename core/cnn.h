@@ -722,6 +722,15 @@ const char *cnn_fill_name(cnn_fill fill);
 cnn_status cnn_fill_input(const cnn_model *m, const float *input, cnn_fill fill, double sigma,
                           float *out);
 
+/* How cnn_occlusion_map runs the occluded copies (the map is the same up
+ * to float rounding either way). */
+typedef enum {
+    /* Incremental passes where the model allows them and they save
+     * multiply-adds (cnn_occlusion_map below), else full passes. */
+    CNN_OCCLUSION_AUTO = 0,
+    CNN_OCCLUSION_FULL /* every occluded copy through the whole network */
+} cnn_occlusion_path;
+
 /* Occlusion sensitivity: a window x window square of the input is
  * replaced by the fill (CNN_FILL_BLUR: sigma = window / 3) at every
  * stride-th place (the last place in each direction flush with the
@@ -737,12 +746,13 @@ typedef struct {
     int window; /* 1 .. min(in_h, in_w); default 15 */
     int stride; /* >= 1; default 8 */
     cnn_fill fill;
+    cnn_occlusion_path path; /* default CNN_OCCLUSION_AUTO */
     /* Called after each batch with the fraction done (0..1]; NULL: none. */
     void (*progress)(double fraction, void *data);
     void *progress_data;
 } cnn_occlusion_options;
 
-/* window 15, stride 8, gray, no progress. */
+/* window 15, stride 8, gray, the automatic path, no progress. */
 void cnn_occlusion_options_init(cnn_occlusion_options *o);
 
 /* Windows per direction for a side of `size` pixels (0 when the window
@@ -752,11 +762,47 @@ int cnn_occlusion_places(int size, int window, int stride);
 /* The occlusion map of one input (in_h x in_w x in_c) through net, whose
  * max_batch must be at least batch (the occluded inputs run batch at a
  * time; 16 keeps both threads busy).  map gets in_h * in_w floats (map_len
- * at least that); *logit (if not NULL) the input's logit.  Allocates its
- * buffers once per call, none inside the passes. */
+ * at least that); *logit (if not NULL) the input's logit (net's plain
+ * pass).  Progress is reported after each batch.
+ *
+ * Incremental passes (CNN_OCCLUSION_AUTO): a window changes only a small
+ * region of the early feature maps.  Where the network starts with
+ * stride-1 convolutions of odd kernel padded 'same', batch-norm, ReLU,
+ * dropout and max pools whose window equals their stride (catdog-v1 and
+ * v2; not the article's 'valid' convolutions), it is cut after one of
+ * those max pools: the layers before the cut run per window only on a
+ * crop of the occluded input that holds every pixel the changed cells at
+ * the cut depend on (crops start at multiples of the pooling factor so
+ * that the pooling grids line up, and reach the picture's right or
+ * bottom edge where they need its padding; every changed cell's inputs
+ * are checked to lie inside the crop, or the cut is not used), those
+ * cells go into the clean input's map at the cut, and the layers after
+ * the cut run on batches of those maps.  Each cell is computed from the
+ * same values by the same layers as in a full pass, so the map is that of
+ * the full passes up to float rounding.  The cut (or none) is the one
+ * with the fewest multiply-adds, counted; only under 3/4 of the full
+ * passes' is it used (cnn_occlusion_describe says which).  The sub-nets
+ * are planned per call with net's kernel set, precision and threads.
+ * Allocates its buffers once per call, none inside the passes. */
 cnn_status cnn_occlusion_map(cnn_net *net, int batch, const float *input,
                              const cnn_occlusion_options *o, float *map, size_t map_len,
                              float *logit);
+
+/* What cnn_occlusion_map(net, ..., o, ...) does. */
+typedef struct {
+    bool incremental;       /* incremental passes, else full passes */
+    char cut[CNN_MAX_NAME]; /* incremental: the last layer before the cut ("pool4") */
+    /* incremental: the crops' heights and widths in input pixels, [0]
+     * inside the picture, [1] ending at its bottom or right edge (0 where
+     * no window needs one) */
+    int crop_h[2], crop_w[2];
+    int windows;            /* occluded copies */
+    double macs;            /* multiply-adds of the path taken, the clean pass included */
+    double macs_full;       /* those of windows + 1 full passes */
+} cnn_occlusion_info;
+
+cnn_status cnn_occlusion_describe(const cnn_net *net, const cnn_occlusion_options *o,
+                                  cnn_occlusion_info *out);
 
 /* Stretches a src_h x src_w map over dst_h x dst_w values, bilinear, with
  * the geometry of cnn_cam_to_u8() (corners on corners), in float. */

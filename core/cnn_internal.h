@@ -118,6 +118,36 @@ void cnn_ref_sigmoid(float *x, size_t count);
 /* out[n][c] = mean over (h, w) of in[n][h][w][c] */
 void cnn_ref_gap(const float *in, int n, int h, int w, int c, float *out);
 
+/* A model of layers [first, end) of m (0 <= first < end <= n_layers) for
+ * an input of in_h x in_w pixels with the channels layer `first` takes
+ * (an image-shaped input): the layers copied, their shapes inferred again
+ * by each type's rule, every conv keeping the padding m resolved for it
+ * (refused unless the same on all four sides); labels, preprocessing and
+ * temperature are m's.  Unlike a model read from a file it need not end
+ * in one value.  Its parameters are m's (not copied: m must outlive it,
+ * and a layer whose parameter count the new shapes would change is
+ * refused); free it with cnn_model_slice_free(), never cnn_model_free().
+ * For occlusion.c's incremental passes. */
+cnn_status cnn_model_slice(const cnn_model *m, int first, int end, int in_h, int in_w,
+                           cnn_model **out);
+void cnn_model_slice_free(cnn_model *slice);
+
+/* net.c: plans m (a cnn_model_slice of like's model, say) with the
+ * kernel set, precision and dense-weight policy like was planned with,
+ * running on like's threads: the new net must be freed before like and
+ * never run at the same time as it (nor can its thread count change).
+ * With map_output the last step's output may be a feature map: read it
+ * with cnn_net_forward_map (cnn_net_forward then refuses). */
+cnn_status cnn_net_create_like(const cnn_model *m, int max_batch, const cnn_net *like,
+                               bool map_output, cnn_net **out);
+
+/* Runs n images (n <= max_batch) and gives a view of the last step's
+ * output (n, h, w, c), valid until the next pass of the net. */
+cnn_status cnn_net_forward_map(cnn_net *net, const float *input, int n, cnn_tensor_view *out);
+
+/* The threads the net's passes use. */
+int cnn_net_threads(const cnn_net *net);
+
 /* What a cnn_grad was planned for (input_grad.c): its model, batch and
  * whether its target is the logit. */
 void cnn_grad_plan(const cnn_grad *g, const cnn_model **m, int *batch, bool *logit);

@@ -345,7 +345,11 @@ static void shape_text(char *buf, size_t n, int h, int w, int c, bool flat)
         snprintf(buf, n, "%dx%dx%d", h, w, c);
 }
 
-static cnn_status infer_shapes(cnn_model *m, const int *pad_spec)
+/* Every layer's shapes from the input, each type's rule and the limits
+ * checked; the totals (parameters, multiply-adds, activation bytes) into
+ * m; *h, *w, *c, *flat: the last layer's output. */
+static cnn_status infer_layer_shapes(cnn_model *m, const int *pad_spec, int *h_out, int *w_out,
+                                     int *c_out, bool *flat_out)
 {
     int h = m->in_h, w = m->in_w, c = m->in_c;
     bool flat = false;
@@ -397,7 +401,22 @@ static cnn_status infer_shapes(cnn_model *m, const int *pad_spec)
         L->macs = layer_macs;
         macs = cnn_add_sat(macs, layer_macs);
     }
+    m->n_params = (size_t)params;
+    m->macs = macs;
+    m->activation_bytes = (size_t)act * sizeof(float);
+    *h_out = h;
+    *w_out = w;
+    *c_out = c;
+    *flat_out = flat;
+    return CNN_OK;
+}
 
+static cnn_status infer_shapes(cnn_model *m, const int *pad_spec)
+{
+    int h, w, c;
+    bool flat;
+    cnn_status st = infer_layer_shapes(m, pad_spec, &h, &w, &c, &flat);
+    if (st) return st;
     if ((uint64_t)h * (uint64_t)w * (uint64_t)c != 1) {
         char out_text[64];
         shape_text(out_text, sizeof out_text, h, w, c, flat);
@@ -416,11 +435,69 @@ static cnn_status infer_shapes(cnn_model *m, const int *pad_spec)
         return cnn_fail(CNN_ERR_MODEL,
                         "the network has only flatten, dropout or sigmoid layers: nothing "
                         "computes its output");
-    m->n_params = (size_t)params;
-    m->macs = macs;
-    m->activation_bytes = (size_t)act * sizeof(float);
     return CNN_OK;
 }
+
+cnn_status cnn_model_slice(const cnn_model *m, int first, int end, int in_h, int in_w,
+                           cnn_model **out)
+{
+    if (!out) return cnn_fail(CNN_ERR_ARG, "cnn_model_slice: out is NULL");
+    *out = NULL;
+    if (!m || !m->params) return cnn_fail(CNN_ERR_ARG, "cnn_model_slice: no model parameters");
+    if (first < 0 || first >= end || end > m->n_layers)
+        return cnn_fail(CNN_ERR_ARG, "cnn_model_slice: layers %d .. %d of %d", first, end,
+                        m->n_layers);
+    if (in_h < 1 || in_w < 1 || in_h > CNN_MAX_DIM || in_w > CNN_MAX_DIM)
+        return cnn_fail(CNN_ERR_ARG, "cnn_model_slice: input %dx%d is not in 1 .. %d", in_w,
+                        in_h, CNN_MAX_DIM);
+    cnn_model *s = cnn_alloc(1, sizeof *s);
+    if (!s) return cnn_fail_prefix(CNN_ERR_NOMEM, "model slice");
+    memcpy(s->name, m->name, sizeof s->name);
+    memcpy(s->labels, m->labels, sizeof s->labels);
+    s->pre = m->pre;
+    s->temperature = m->temperature;
+    s->val_accuracy = m->val_accuracy;
+    s->val_logloss = m->val_logloss;
+    s->in_h = in_h;
+    s->in_w = in_w;
+    s->in_c = m->layers[first].in_c;
+    s->n_layers = end - first;
+    s->params = m->params;
+    int pad_spec[CNN_MAX_LAYERS] = {0};
+    for (int i = 0; i < s->n_layers; i++) {
+        const cnn_layer *L = &m->layers[first + i];
+        s->layers[i] = *L;
+        if (L->type == CNN_LAYER_CONV2D) {
+            if (L->pad_bottom != L->pad_top || L->pad_left != L->pad_top ||
+                L->pad_right != L->pad_top) {
+                free(s);
+                return cnn_fail(CNN_ERR_UNSUPPORTED,
+                                "cnn_model_slice: layer \"%s\" is not padded the same on all "
+                                "sides", L->name);
+            }
+            pad_spec[i] = L->pad_top;
+        }
+    }
+    int h, w, c;
+    bool flat;
+    cnn_status st = infer_layer_shapes(s, pad_spec, &h, &w, &c, &flat);
+    for (int i = 0; st == CNN_OK && i < s->n_layers; i++) {
+        const cnn_layer *L = &m->layers[first + i], *S = &s->layers[i];
+        if (S->n_weight != L->n_weight || S->n_bias != L->n_bias || S->n_params != L->n_params)
+            st = cnn_fail(CNN_ERR_ARG,
+                          "cnn_model_slice: at %dx%d the parameters of layer \"%s\" would "
+                          "not be its own", in_w, in_h, L->name);
+    }
+    if (st != CNN_OK) {
+        free(s);
+        return st;
+    }
+    s->params = m->params; /* not owned */
+    *out = s;
+    return CNN_OK;
+}
+
+void cnn_model_slice_free(cnn_model *slice) { free(slice); }
 
 /* Carves the one parameter block into the layers' tensors, in layer
  * order and, within a layer, in its tensors' file order (layers.h). */

@@ -97,6 +97,9 @@ struct cnn_net {
     size_t bf16_in_img;
     float *dense_x;         /* bf16: rounded dense inputs, [max_batch][max_dense_in] */
     cnn_pool *pool;
+    bool own_pool;          /* false: pool is another net's (cnn_net_create_like) */
+    bool map_output;        /* the last step's output may be a map (cnn_net_forward_map) */
+    cnn_net_options opt;    /* as planned (isa resolved) */
     int max_batch;
     int n_steps;
     step steps[CNN_MAX_LAYERS + 1];
@@ -604,8 +607,28 @@ cnn_status cnn_net_create(const cnn_model *m, int max_batch, cnn_net **out)
     return cnn_net_create_opts(m, max_batch, NULL, out);
 }
 
+/* cnn_net_create_opts, with the threads of pool (NULL: a pool of its
+ * own) and, with map_output, a last step whose output may be a map. */
+static cnn_status create(const cnn_model *m, int max_batch, const cnn_net_options *opt,
+                         cnn_pool *pool, bool map_output, cnn_net **out);
+
 cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_options *opt,
                                cnn_net **out)
+{
+    return create(m, max_batch, opt, NULL, false, out);
+}
+
+cnn_status cnn_net_create_like(const cnn_model *m, int max_batch, const cnn_net *like,
+                               bool map_output, cnn_net **out)
+{
+    if (!out) return cnn_fail(CNN_ERR_ARG, "cnn_net_create_like: out is NULL");
+    *out = NULL;
+    if (!like) return cnn_fail(CNN_ERR_ARG, "cnn_net_create_like: no net to plan like");
+    return create(m, max_batch, &like->opt, like->pool, map_output, out);
+}
+
+static cnn_status create(const cnn_model *m, int max_batch, const cnn_net_options *opt,
+                         cnn_pool *pool, bool map_output, cnn_net **out)
 {
     if (!out) return cnn_fail(CNN_ERR_ARG, "cnn_net_create: out is NULL");
     *out = NULL;
@@ -636,10 +659,18 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
     net->isa = isa;
     net->kern = cnn_kernels_for(isa);
     net->precision = opt->precision;
+    net->opt = *opt;
+    net->opt.isa = (int)isa;
+    net->map_output = map_output;
     net->max_batch = max_batch;
     net->dense_chunk = cnn_blocking_get()->dense_chunk;
-    cnn_status pst = cnn_pool_create(cnn_cpu_count(), &net->pool);
-    if (pst != CNN_OK) return fail_free(net, pst);
+    if (pool) {
+        net->pool = pool;
+    } else {
+        cnn_status pst = cnn_pool_create(cnn_cpu_count(), &net->pool);
+        if (pst != CNN_OK) return fail_free(net, pst);
+        net->own_pool = true;
+    }
 
     /* Pass 1: steps and the size of the packed parameter block. */
     size_t packed = 0, max_patch = 0;
@@ -763,7 +794,7 @@ cnn_status cnn_net_create_opts(const cnn_model *m, int max_batch, const cnn_net_
     }
     if (net->n_steps == 0 || cur < 0)
         return fail_free(net, cnn_fail(CNN_ERR_MODEL, "model computes nothing"));
-    if (net->buf_elems[cur] != 1)
+    if (!map_output && net->buf_elems[cur] != 1)
         return fail_free(net, cnn_fail(CNN_ERR_MODEL, "model output has %zu values, expected 1",
                                            net->buf_elems[cur]));
 
@@ -888,7 +919,7 @@ void cnn_net_free(cnn_net *net)
     cnn_free_aligned(net->dense_x);
     cnn_free_aligned(net->bf16_in);
     cnn_free_aligned(net->flip_in);
-    cnn_pool_free(net->pool);
+    if (net->own_pool) cnn_pool_free(net->pool);
     free(net);
 }
 
@@ -899,6 +930,8 @@ cnn_status cnn_net_set_threads(cnn_net *net, int threads)
         return cnn_fail(CNN_ERR_ARG, "thread count %d is not in 0..1024", threads);
     const int n = threads == 0 ? cnn_cpu_count() : threads;
     if (n == cnn_pool_size(net->pool)) return CNN_OK;
+    if (!net->own_pool)
+        return cnn_fail(CNN_ERR_ARG, "cnn_net_set_threads: this net runs on another net's threads");
     if (net->bf16_col && n > net->bf16_slots) {
         /* One im2col buffer per thread (allocated here, not in a pass). */
         cnn_status bst = bf16_buffers(net, n, net->bf16_col_halves / CNN_BF16_CHUNK);
@@ -1017,16 +1050,40 @@ cnn_status cnn_net_forward_timed(cnn_net *net, const float *input, int n, float 
     if (n < 1 || n > net->max_batch)
         return cnn_fail(CNN_ERR_ARG, "cnn_net_forward: batch of %d images, the net takes 1..%d",
                         n, net->max_batch);
+    if (net->map_output)
+        return cnn_fail(CNN_ERR_ARG, "cnn_net_forward: the net ends in a map, not a logit");
     forward_run(net, input, n, step_seconds);
     const float *res = net->bufs[net->steps[net->n_steps - 1].out_buf];
     memcpy(logits, res, (size_t)n * sizeof *logits);
     return CNN_OK;
 }
 
+cnn_status cnn_net_forward_map(cnn_net *net, const float *input, int n, cnn_tensor_view *out)
+{
+    if (!net || !input || !out)
+        return cnn_fail(CNN_ERR_ARG, "cnn_net_forward_map: NULL argument");
+    if (n < 1 || n > net->max_batch)
+        return cnn_fail(CNN_ERR_ARG,
+                        "cnn_net_forward_map: batch of %d images, the net takes 1..%d", n,
+                        net->max_batch);
+    forward_run(net, input, n, NULL);
+    const step *s = &net->steps[net->n_steps - 1];
+    out->data = net->bufs[s->out_buf];
+    out->n = n;
+    out->h = s->oh;
+    out->w = s->ow;
+    out->c = s->oc;
+    return CNN_OK;
+}
+
+int cnn_net_threads(const cnn_net *net) { return net ? cnn_pool_size(net->pool) : 0; }
+
 cnn_status cnn_net_forward_flip(cnn_net *net, const float *input, int n, float *logits)
 {
     if (!net || !input || !logits)
         return cnn_fail(CNN_ERR_ARG, "cnn_net_forward_flip: NULL argument");
+    if (net->map_output)
+        return cnn_fail(CNN_ERR_ARG, "cnn_net_forward_flip: the net ends in a map, not a logit");
     if (n < 1 || n > net->max_batch / 2)
         return cnn_fail(CNN_ERR_ARG,
                         "cnn_net_forward_flip: %d images and their mirrors need a net "
