@@ -769,20 +769,21 @@ int cnn_occlusion_places(int size, int window, int stride);
  * region of the early feature maps.  Where the network starts with
  * stride-1 convolutions of odd kernel padded 'same', batch-norm, ReLU,
  * dropout and max pools whose window equals their stride (catdog-v1 and
- * v2; not the article's 'valid' convolutions), it is cut after one of
- * those max pools: the layers before the cut run per window only on a
- * crop of the occluded input that holds every pixel the changed cells at
- * the cut depend on (crops start at multiples of the pooling factor so
- * that the pooling grids line up, and reach the picture's right or
- * bottom edge where they need its padding; every changed cell's inputs
- * are checked to lie inside the crop, or the cut is not used), those
- * cells go into the clean input's map at the cut, and the layers after
- * the cut run on batches of those maps.  Each cell is computed from the
- * same values by the same layers as in a full pass, so the map is that of
- * the full passes up to float rounding.  The cut (or none) is the one
- * with the fewest multiply-adds, counted; only under 3/4 of the full
- * passes' is it used (cnn_occlusion_describe says which).  The sub-nets
- * are planned per call with net's kernel set, precision and threads.
+ * v2; not the article's 'valid' convolutions), those layers are split into
+ * stages (one per conv) up to a cut, and per window each stage runs only
+ * on a crop of its input map: the clean input's map with the cells the
+ * window changed pasted in, cut to what the changed cells of the stage's
+ * output depend on (starting at a multiple of the stage's pooling factor
+ * so that the pooling grids line up, ending at the map's edge where its
+ * padding is needed; every changed cell is checked to be computed from
+ * right values, or the cut is not used).  The layers after the cut run on
+ * batches of the clean map at the cut with the changed cells pasted in.
+ * Every cell is computed from the same values by the same layers as in a
+ * full pass, so the map is that of the full passes up to float rounding
+ * (the tests find it bit for bit equal).  The cut (or none) is the one
+ * with the fewest multiply-adds, counted; it is used only below 3/4 of the
+ * full passes' (cnn_occlusion_describe says what is done).  The sub-nets
+ * are planned per call, on net's kernel set, precision and threads.
  * Allocates its buffers once per call, none inside the passes. */
 cnn_status cnn_occlusion_map(cnn_net *net, int batch, const float *input,
                              const cnn_occlusion_options *o, float *map, size_t map_len,
@@ -791,13 +792,11 @@ cnn_status cnn_occlusion_map(cnn_net *net, int batch, const float *input,
 /* What cnn_occlusion_map(net, ..., o, ...) does. */
 typedef struct {
     bool incremental;       /* incremental passes, else full passes */
-    char cut[CNN_MAX_NAME]; /* incremental: the last layer before the cut ("pool4") */
-    /* incremental: the crops' heights and widths in input pixels, [0]
-     * inside the picture, [1] ending at its bottom or right edge (0 where
-     * no window needs one) */
-    int crop_h[2], crop_w[2];
+    char cut[CNN_MAX_NAME]; /* incremental: the last layer before the cut ("relu5") */
+    int stages;             /* incremental: the stages before the cut */
+    int crop_h, crop_w;     /* incremental: the first stage's crops of the input */
     int windows;            /* occluded copies */
-    double macs;            /* multiply-adds of the path taken, the clean pass included */
+    double macs;            /* multiply-adds of the path taken, the input's pass included */
     double macs_full;       /* those of windows + 1 full passes */
 } cnn_occlusion_info;
 

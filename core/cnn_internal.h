@@ -145,9 +145,6 @@ cnn_status cnn_net_create_like(const cnn_model *m, int max_batch, const cnn_net 
  * output (n, h, w, c), valid until the next pass of the net. */
 cnn_status cnn_net_forward_map(cnn_net *net, const float *input, int n, cnn_tensor_view *out);
 
-/* The threads the net's passes use. */
-int cnn_net_threads(const cnn_net *net);
-
 /* What a cnn_grad was planned for (input_grad.c): its model, batch and
  * whether its target is the logit. */
 void cnn_grad_plan(const cnn_grad *g, const cnn_model **m, int *batch, bool *logit);

@@ -20,9 +20,11 @@
  * the net is created (cpu.c); the scalar reference ops (ops_ref.c) are the
  * ground truth the tests hold every set to.
  *
- * Threads: a pool of its own per net (pool.h).  Each step is cut into a
- * fixed set of independent items (image x rows x block of channels for
- * convolutions, blocks of units for dense layers, rows for pooling) that
+ * Threads: a pool of its own per net (pool.h), or another net's
+ * (cnn_net_create_like: occlusion's sub-nets run on their caller's).
+ * Each step is cut into a fixed set of independent items (image x rows
+ * x block of channels for convolutions, blocks of units for dense
+ * layers, rows for pooling) that
  * the threads take as they come; an item is computed the same way in a
  * fixed order whichever thread takes it, so results depend neither on the
  * thread count nor on timing.
@@ -1075,8 +1077,6 @@ cnn_status cnn_net_forward_map(cnn_net *net, const float *input, int n, cnn_tens
     out->c = s->oc;
     return CNN_OK;
 }
-
-int cnn_net_threads(const cnn_net *net) { return net ? cnn_pool_size(net->pool) : 0; }
 
 cnn_status cnn_net_forward_flip(cnn_net *net, const float *input, int n, float *logits)
 {

@@ -176,10 +176,9 @@ static void compare(const char *what, cnn_net *net, int batch, const float *inpu
                               cnn_occlusion_places(m->in_w, window, stride));
     if (info.incremental) {
         CHECK(info.macs < 0.75 * info.macs_full);
-        for (int k = 0; k < 2; k++) {
-            CHECK(info.crop_h[k] >= 0 && info.crop_h[k] <= m->in_h);
-            CHECK(info.crop_w[k] >= 0 && info.crop_w[k] <= m->in_w);
-        }
+        CHECK(info.stages >= 1 && info.cut[0] != '\0');
+        CHECK(info.crop_h >= 1 && info.crop_h <= m->in_h);
+        CHECK(info.crop_w >= 1 && info.crop_w <= m->in_w);
     } else {
         CHECK(info.macs == info.macs_full && info.cut[0] == '\0');
     }
@@ -199,11 +198,10 @@ static void compare(const char *what, cnn_net *net, int batch, const float *inpu
     CHECKF(peak > 1e-3, "%s: the plain map is flat (peak %g)", what, peak);
     CHECKF(worst <= REL_TOL * peak, "%s: off the plain map by %g, %.2g of its peak %g", what,
            worst, worst / peak, peak);
-    printf("%-44s %-11s cut %-6s crops %3dx%-3d %3dx%-3d MACs %.3f of full; off by %.2g of the "
-           "peak %.3g\n",
-           what, info.incremental ? "incremental" : "full", info.cut, info.crop_h[0],
-           info.crop_w[0], info.crop_h[1], info.crop_w[1], info.macs / info.macs_full,
-           worst / peak, peak);
+    printf("%-40s %-11s cut after %-6s %d stages, crops %3dx%-3d MACs %.3f of full; off by %.2g "
+           "of the peak %.3g\n",
+           what, info.incremental ? "incremental" : "full", info.cut, info.stages, info.crop_h,
+           info.crop_w, info.macs / info.macs_full, worst / peak, peak);
     /* The full path is today's code: the plain map's numbers exactly. */
     o.path = CNN_OCCLUSION_FULL;
     o.progress = NULL;
