@@ -1,8 +1,9 @@
 /* bench_explain.c - catdog bench: the time of an occlusion heat map
  * (window 15, stride 8: 18 x 18 = 324 occluded copies of a 150x150 input,
- * run CLI_EXPLAIN_BATCH at a time through one net), next to the same
- * number of plain forward passes (and the unoccluded one) at that batch
- * size: their ratio is what occluding costs on top of the passes.  And
+ * CLI_EXPLAIN_BATCH at a time) by the path cnn_occlusion_map chooses,
+ * next to the same number of plain forward passes (and the unoccluded
+ * one) at that batch size; where that path is the incremental one, also
+ * the map by full passes, the speed-up and how far the maps differ.  And
  * the backward pass to the input: the scalar reference against the fast
  * batched one (cnn_grad), in images per second, and the time of an
  * integrated-gradients map. */
@@ -10,6 +11,7 @@
 #include "common.h"
 #include "i18n.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,39 +42,51 @@ static cnn_status plain_passes(cnn_net *net, const float *batch_in, int images, 
 int cli_bench_occlusion(const cnn_model *m, const cnn_net_options *no, int threads,
                         const float *input)
 {
-    cnn_occlusion_options o;
+    cnn_occlusion_options o, full_o;
     cnn_occlusion_options_init(&o);
+    full_o = o;
+    full_o.path = CNN_OCCLUSION_FULL;
     const size_t cells = (size_t)m->in_h * (size_t)m->in_w, floats = cells * (size_t)m->in_c;
     const int windows = cnn_occlusion_places(m->in_h, o.window, o.stride) *
                         cnn_occlusion_places(m->in_w, o.window, o.stride);
-    float *map = malloc(cells * sizeof *map);
+    float *map = malloc(cells * sizeof *map), *full_map = malloc(cells * sizeof *full_map);
     float *batch_in = malloc(floats * CLI_EXPLAIN_BATCH * sizeof *batch_in);
     float logits[CLI_EXPLAIN_BATCH];
     cnn_net *net = NULL;
-    if (!map || !batch_in) {
+    if (!map || !full_map || !batch_in) {
         free(map);
+        free(full_map);
         free(batch_in);
         cli_error("%s", _("out of memory"));
         return CLI_FAILED;
     }
     for (int i = 0; i < CLI_EXPLAIN_BATCH; i++)
         memcpy(batch_in + (size_t)i * floats, input, floats * sizeof *batch_in);
-    double t[OCCLUSION_RUNS + 1], plain[OCCLUSION_RUNS + 1];
+    double t[OCCLUSION_RUNS + 1], full[OCCLUSION_RUNS + 1], plain[OCCLUSION_RUNS + 1];
+    cnn_occlusion_info info;
     cnn_status st = cnn_net_create_opts(m, CLI_EXPLAIN_BATCH, no, &net);
     if (st == CNN_OK) st = cnn_net_set_threads(net, threads);
-    /* The first round warms up (page faults, thread start); the occlusion
-     * maps and the plain passes take turns, so that both see the same
-     * machine. */
+    if (st == CNN_OK) st = cnn_occlusion_describe(net, &o, &info);
+    /* The first round warms up (page faults, thread start); the maps of
+     * the automatic path and of full passes and the plain passes take
+     * turns, so that all see the same machine.  The full passes are
+     * timed only when the automatic path is the incremental one. */
     for (int r = 0; r <= OCCLUSION_RUNS && st == CNN_OK; r++) {
-        const double t0 = cnn_clock_seconds();
+        double t0 = cnn_clock_seconds();
         st = cnn_occlusion_map(net, CLI_EXPLAIN_BATCH, input, &o, map, cells, NULL);
         t[r] = cnn_clock_seconds() - t0;
+        if (st == CNN_OK && info.incremental) {
+            t0 = cnn_clock_seconds();
+            st = cnn_occlusion_map(net, CLI_EXPLAIN_BATCH, input, &full_o, full_map, cells, NULL);
+            full[r] = cnn_clock_seconds() - t0;
+        }
         if (st == CNN_OK) st = plain_passes(net, batch_in, windows + 1, logits, &plain[r]);
     }
     cnn_net_free(net);
     free(batch_in);
-    free(map);
     if (st != CNN_OK) {
+        free(map);
+        free(full_map);
         cli_error(_("cannot compute an occlusion map: %s"), cnn_last_error());
         return CLI_FAILED;
     }
@@ -80,11 +94,35 @@ int cli_bench_occlusion(const cnn_model *m, const cnn_net_options *no, int threa
     qsort(plain + 1, OCCLUSION_RUNS, sizeof *plain, cmp_double);
     const double med = t[1 + OCCLUSION_RUNS / 2], plain_med = plain[1 + OCCLUSION_RUNS / 2];
     /* Untranslated, as the rest of the report. */
-    printf("occlusion %d/%d: %.1f ms on %d thread%s (%d windows of gray, batch %d; median of "
+    char path[256];
+    if (info.incremental)
+        snprintf(path, sizeof path,
+                 "incremental: %d stages up to %s, first crops %dx%d, %.2f of the full "
+                 "passes' multiply-adds",
+                 info.stages, info.cut, info.crop_w, info.crop_h, info.macs / info.macs_full);
+    else
+        snprintf(path, sizeof path, "full passes");
+    printf("occlusion %d/%d: %.1f ms on %d thread%s (%d windows of gray, batch %d, %s; median of "
            "%d, min %.1f ms); %d plain forward passes %.1f ms, ratio %.2f\n",
            o.window, o.stride, med * 1e3, threads, threads == 1 ? "" : "s", windows,
-           CLI_EXPLAIN_BATCH, OCCLUSION_RUNS, t[1] * 1e3, windows + 1, plain_med * 1e3,
+           CLI_EXPLAIN_BATCH, path, OCCLUSION_RUNS, t[1] * 1e3, windows + 1, plain_med * 1e3,
            med / plain_med);
+    if (info.incremental) {
+        qsort(full + 1, OCCLUSION_RUNS, sizeof *full, cmp_double);
+        const double full_med = full[1 + OCCLUSION_RUNS / 2];
+        double peak = 0, diff = 0;
+        for (size_t i = 0; i < cells; i++) {
+            const double a = fabs((double)full_map[i]), d = fabs((double)map[i] - full_map[i]);
+            peak = a > peak ? a : peak;
+            diff = d > diff ? d : diff;
+        }
+        printf("occlusion %d/%d by full passes: %.1f ms on %d thread%s (median of %d, min %.1f "
+               "ms); the incremental passes %.2fx faster, their map off by %.2g of its peak\n",
+               o.window, o.stride, full_med * 1e3, threads, threads == 1 ? "" : "s",
+               OCCLUSION_RUNS, full[1] * 1e3, full_med / med, peak > 0 ? diff / peak : diff);
+    }
+    free(map);
+    free(full_map);
     return CLI_OK;
 }
 

@@ -292,6 +292,26 @@ static void one_model(const char *what, const char *spec, uint64_t seed, int win
     cnn_model_free(m);
 }
 
+/* bf16 convolutions: the sub-nets take the caller's precision, so the
+ * map is the plain bf16 one. */
+static void test_bf16(void)
+{
+    static const int narrow[] = {8, 12, 16, 16, 24, 24};
+    char spec[4096];
+    stage_spec(spec, sizeof spec, true, 150, 150, narrow);
+    cnn_model *m = random_model(spec, 21);
+    float *input = m ? random_input(m) : NULL;
+    cnn_net_options no;
+    cnn_net_options_init(&no);
+    no.precision = CNN_PRECISION_BF16;
+    cnn_net *net = NULL;
+    if (input) CHECK_OK(cnn_net_create_opts(m, 16, &no, &net));
+    if (net) compare("v2-shaped bf16 150x150 15/8 gray", net, 16, input, 15, 8, CNN_FILL_GRAY, 1);
+    cnn_net_free(net);
+    free(input);
+    cnn_model_free(m);
+}
+
 static void test_refusals(void)
 {
     cnn_model *m = random_model(valid_spec, 5);
@@ -350,6 +370,7 @@ int main(void)
         cnn_model_free(m);
     }
 #endif
+    test_bf16();
     test_refusals();
     return check_done("test_occlusion");
 }
