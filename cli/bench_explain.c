@@ -149,15 +149,19 @@ static cnn_status grad_rate(const cnn_model *m, int threads, int batch, cnn_prec
     return CNN_OK;
 }
 
-/* Median seconds of one integrated-gradients map of input (the defaults:
- * black baseline, 32 steps), gradients CLI_EXPLAIN_BATCH at a time, as
- * `catdog cam` runs them; a warm-up map first. */
+/* Median seconds of one integrated-gradients map of input (black
+ * baseline, 32 steps fixed: the first count of the default steps as
+ * needed, which photos that need more multiply by 3, 9, ...), gradients
+ * CLI_EXPLAIN_BATCH at a time, as `catdog cam` runs them; a warm-up map
+ * first. */
 static cnn_status ig_time(const cnn_model *m, int threads, const float *input, double *seconds)
 {
     cnn_grad_options o = {.layer = -1, .batch = CLI_EXPLAIN_BATCH, .threads = threads,
                           .precision = CNN_PRECISION_F32};
     cnn_ig_options io;
     cnn_ig_options_init(&io);
+    io.steps = 32;
+    io.tolerance = 0.0;
     const size_t cells = (size_t)m->in_h * (size_t)m->in_w;
     float *map = malloc(cells * sizeof *map);
     cnn_grad *g = NULL;

@@ -817,7 +817,24 @@ cnn_status cnn_map_resize(const float *src, int src_h, int src_w, float *dst, in
  * steps - 1.  Completeness: the attributions sum to F(x) - F(x0) up to
  * the rule's error, which falls as steps grow (a ReLU network is
  * piecewise linear along the path, so more steps, not a smarter rule,
- * close the gap). */
+ * close the gap).
+ *
+ * Steps as needed: with a tolerance t > 0, the first count is `steps`;
+ * while the completeness error |sum - (F(x) - F(x0))| / |F(x) - F(x0)|
+ * is above t and three times the count is within max_steps, the count is
+ * tripled.  Tripling keeps every gradient already computed: the
+ * midpoints of N steps, (k + 1/2) / N, are the midpoints 3k + 1 of 3N
+ * ((3k + 1 + 1/2) / (3N) = (k + 1/2) / N), so the refinement to 3N runs
+ * only the 2N new ones and adds them to the kept per-value gradient sums
+ * (the attribution is (x - x0) * their mean).  Reaching S steps that way
+ * (S = steps * 3^r) costs S + 2 gradients, what a run with S fixed steps
+ * costs, plus one pass over the input values per round for the error;
+ * the result is that run's up to the order of the double sums.  A photo
+ * whose logit barely moves from the baseline needs more steps (the error
+ * is relative to that move).  The counts reached are steps * 3^r only,
+ * so the cap stops at the largest of them within max_steps (32 steps,
+ * cap 2592: 32, 96, 288, 864, 2592).  An error that the cap leaves above
+ * t is reported (cnn_ig_result.met false), not refused. */
 typedef enum {
     CNN_BASELINE_BLACK = 0, /* the input of an all-black picture (pixels 0,
                                preprocessed as the model says) */
@@ -827,18 +844,36 @@ typedef enum {
 /* "black", "blur". */
 const char *cnn_baseline_name(cnn_baseline baseline);
 
+/* The most steps integrated gradients take. */
+#define CNN_IG_MAX_STEPS 4096
+
 typedef struct {
     cnn_baseline baseline;
     double sigma;  /* the blur baseline's Gaussian, in input pixels (> 0) */
     double smooth; /* the map's Gaussian, in input pixels (0: none) */
-    int steps;     /* 1 .. 4096 */
-    /* Called after each batch of gradients with the fraction done (0..1];
-     * NULL: none. */
+    int steps;     /* 1 .. CNN_IG_MAX_STEPS: the count, or the first count
+                      with a tolerance */
+    double tolerance; /* completeness error wanted, relative, in [0, 1):
+                         steps tripled until the error is within it; 0:
+                         `steps` steps, no refinement */
+    int max_steps;    /* with a tolerance: the cap on the count, steps ..
+                         CNN_IG_MAX_STEPS (ignored without one) */
+    /* Called after each batch of gradients with the fraction done (0..1],
+     * rising, 1 at the end; NULL: none.  Without a tolerance the fraction
+     * is the gradients done over steps + 2.  With one, the number of
+     * rounds is not known in advance: the fraction is over the gradients
+     * of the round under way plus those of the next refinement where the
+     * cap allows one (the first round of 32 steps ends at 34 / 98, and
+     * the bar jumps to 1 when the error is met); a refinement keeps the
+     * fraction reached and spreads the rest of the bar over its own
+     * gradients and, again, the next refinement's. */
     void (*progress)(double fraction, void *data);
     void *progress_data;
 } cnn_ig_options;
 
-/* Black baseline, sigma 10, smooth 8, 32 steps, no progress. */
+/* Black baseline, sigma 10, smooth 8; steps as needed for a completeness
+ * error within 1% (tolerance 0.01) from 32 steps, at most 2592 (32 * 81);
+ * no progress.  docs/cli.md has the measurements behind these. */
 void cnn_ig_options_init(cnn_ig_options *o);
 
 typedef struct {
@@ -848,6 +883,11 @@ typedef struct {
     double target;         /* F(x) - F(x0) = s * (logit - baseline_logit) */
     double error;          /* |sum - target| / |target| (NaN when target
                               is 0): the completeness error */
+    int steps;             /* the steps the attributions are of: o->steps,
+                              or with a tolerance the count it stopped at */
+    bool met;              /* error <= o->tolerance (false where the cap
+                              stopped the refinement first, or the error is
+                              NaN, which no count of steps defines) */
 } cnn_ig_result;
 
 /* Integrated gradients of one input (in_h x in_w x in_c of g's model)
@@ -867,7 +907,9 @@ typedef struct {
  * do; the absolute value would heat those that count against it as well
  * (docs/cli.md has the trust checks' numbers).
  * *r (may be NULL) gets the completeness numbers.  Allocates its buffers
- * once per call. */
+ * once per call.  Refuses with CNN_ERR_ARG, naming the problem, steps out
+ * of 1 .. CNN_IG_MAX_STEPS, a tolerance out of [0, 1) (NaN included), and
+ * with a tolerance a max_steps below steps or above CNN_IG_MAX_STEPS. */
 cnn_status cnn_integrated_gradients(cnn_grad *g, const float *input, const cnn_ig_options *o,
                                     float *attr, float *map, size_t map_len, cnn_ig_result *r);
 
@@ -958,7 +1000,11 @@ cnn_status cnn_randomisation_steps(const cnn_model *m, int *layers, int max, int
  * number; after each, the method's map of input (a net planned with
  * o->batch and o->threads) and its Spearman correlation with map
  * (in_h * in_w: the trained model's map) in rho[0 .. count - 1] (at
- * most max; NaN where a map is constant). */
+ * most max; NaN where a map is constant).  Integrated gradients take
+ * o->ig as given: with a tolerance, each randomised model's map refines
+ * on its own, up to max_steps each; to make them as the trained model's
+ * map was made, and bound the time, pass the steps it took
+ * (cnn_ig_result.steps) with tolerance 0, as `catdog cam --check` does. */
 cnn_status cnn_randomisation_cascade(const cnn_model *m, const cnn_explain_options *o,
                                      const float *input, const float *map, uint64_t seed,
                                      double *rho, int max, int *count);

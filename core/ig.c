@@ -1,7 +1,10 @@
 /* ig.c - integrated gradients (cnn_integrated_gradients): the path from a
  * baseline to the input in `steps` midpoint samples, batched through a
  * cnn_grad planned for the logit, the attributions (x - x0) * mean
- * gradient, the per-pixel heat map and the completeness numbers. */
+ * gradient, the per-pixel heat map and the completeness numbers; with a
+ * tolerance, the steps tripled until the completeness error is within it
+ * (each refinement keeps the gradients already summed: the midpoints of N
+ * steps are every third midpoint of 3N). */
 #include "cnn_internal.h"
 
 #include <math.h>
@@ -24,6 +27,8 @@ void cnn_ig_options_init(cnn_ig_options *o)
     o->sigma = 10.0;
     o->smooth = 8.0;
     o->steps = 32;
+    o->tolerance = 0.01;
+    o->max_steps = 2592;
     o->progress = NULL;
     o->progress_data = NULL;
 }
@@ -75,6 +80,63 @@ static cnn_status baseline(const cnn_model *m, const float *input, const cnn_ig_
     return st;
 }
 
+/* The path's fraction a of gradient t of a round: the first round (from
+ * 0) is the midpoints of `steps` then the input (a = 1) and the baseline
+ * (a = 0); a refinement to `steps` (from steps / 3) is the midpoints of
+ * `steps` that steps / 3 lacks, j = 3i and 3i + 2 (the (3i + 1)th is
+ * steps / 3's ith: (3i + 1 + 1/2) / steps = (i + 1/2) / (steps / 3), the
+ * same double, each side being the correctly rounded quotient of the
+ * same number). */
+static double path_point(bool first_round, int steps, int t)
+{
+    if (first_round) return t < steps ? (t + 0.5) / steps : t == steps ? 1.0 : 0.0;
+    const int j = 3 * (t / 2) + 2 * (t % 2);
+    return (j + 0.5) / steps;
+}
+
+/* The attributions s * (x - x0) * sum / steps in attr (NULL: not kept)
+ * and their per-pixel sums in map; returns their total. */
+static double attribute(const float *input, const float *x0, const double *sum, size_t pixels,
+                        size_t c, double s, int steps, float *attr, float *map)
+{
+    double total = 0.0;
+    for (size_t p = 0; p < pixels; p++) {
+        double px = 0.0;
+        for (size_t ch = 0; ch < c; ch++) {
+            const size_t i = p * c + ch;
+            const double a = s * ((double)input[i] - x0[i]) * sum[i] / steps;
+            if (attr) attr[i] = (float)a;
+            px += a;
+        }
+        total += px;
+        map[p] = (float)px;
+    }
+    return total;
+}
+
+/* Progress over rounds of unknown number: the fraction of the gradients
+ * planned, those of the round under way plus the next refinement's where
+ * one may follow; a new round keeps the fraction reached (base) and
+ * spreads the rest over its plan.  Only rising fractions are reported. */
+typedef struct {
+    const cnn_ig_options *o;
+    double base, last; /* the fraction at the round's start; the last reported */
+    int base_done;     /* gradients done at the round's start */
+    int planned;       /* gradients done at the end of the plan */
+} ig_progress;
+
+static void report(ig_progress *pr, int done)
+{
+    if (!pr->o->progress) return;
+    const double f = done >= pr->planned ? 1.0
+                     : pr->base + (1.0 - pr->base) * (double)(done - pr->base_done) /
+                                      (double)(pr->planned - pr->base_done);
+    if (f > pr->last) {
+        pr->last = f;
+        pr->o->progress(f, pr->o->progress_data);
+    }
+}
+
 cnn_status cnn_integrated_gradients(cnn_grad *g, const float *input, const cnn_ig_options *o,
                                     float *attr, float *map, size_t map_len, cnn_ig_result *r)
 {
@@ -87,9 +149,16 @@ cnn_status cnn_integrated_gradients(cnn_grad *g, const float *input, const cnn_i
     if (!logit)
         return cnn_fail(CNN_ERR_ARG, "integrated gradients: the backward pass is not planned "
                         "for the logit (layer -1)");
-    if (o->steps < 1 || o->steps > 4096)
-        return cnn_fail(CNN_ERR_ARG, "integrated gradients: %d steps is not in 1..4096",
-                        o->steps);
+    if (o->steps < 1 || o->steps > CNN_IG_MAX_STEPS)
+        return cnn_fail(CNN_ERR_ARG, "integrated gradients: %d steps is not in 1..%d",
+                        o->steps, CNN_IG_MAX_STEPS);
+    if (!(o->tolerance >= 0.0 && o->tolerance < 1.0))
+        return cnn_fail(CNN_ERR_ARG, "integrated gradients: the completeness tolerance %g is "
+                        "not in [0, 1) (a relative error; 0: the steps as given)", o->tolerance);
+    if (o->tolerance > 0.0 && (o->max_steps < o->steps || o->max_steps > CNN_IG_MAX_STEPS))
+        return cnn_fail(CNN_ERR_ARG, "integrated gradients: at most %d steps (max_steps) is not "
+                        "in %d..%d (from the first count of steps to %d)", o->max_steps,
+                        o->steps, CNN_IG_MAX_STEPS, CNN_IG_MAX_STEPS);
     if (!(o->smooth >= 0.0 && o->smooth <= CNN_MAX_DIM))
         return cnn_fail(CNN_ERR_ARG, "integrated gradients: smooth %g is not in [0, %d]",
                         o->smooth, CNN_MAX_DIM);
@@ -119,52 +188,67 @@ cnn_status cnn_integrated_gradients(cnn_grad *g, const float *input, const cnn_i
     }
     if ((st = baseline(m, input, o, x0)) != CNN_OK) goto done;
 
-    /* Points 0 .. steps - 1 are the path's midpoints, then the input
-     * (a = 1) and the baseline (a = 0) for F's two ends; the gradient of
-     * the logit is summed and takes F's sign at the end. */
-    const int points = o->steps + 2;
-    double f_x = 0.0, f_x0 = 0.0;
-    for (int first = 0; first < points; first += batch) {
-        const int n = points - first < batch ? points - first : batch;
-        for (int j = 0; j < n; j++) {
-            const int k = first + j;
-            const double a = k < o->steps ? (k + 0.5) / o->steps : k == o->steps ? 1.0 : 0.0;
-            float *dst = in + (size_t)j * floats;
-            for (size_t i = 0; i < floats; i++)
-                dst[i] = (float)(x0[i] + a * ((double)input[i] - x0[i]));
+    /* Rounds: the first runs the `steps` midpoints and the two ends (F's
+     * values); while the completeness error is above the tolerance and
+     * 3 * steps is within the cap, the next adds the 2 * steps midpoints
+     * that make 3 * steps.  sum holds the gradients of the logit summed
+     * over the midpoints so far; after each round the attributions (with
+     * F's sign) and their completeness error are made from it, a pass
+     * over the input values. */
+    int steps = o->steps;
+    bool first_round = true;
+    double f_x = 0.0, f_x0 = 0.0, s = 1.0, total = 0.0, target = 0.0, error = NAN;
+    ig_progress pr = {o, 0.0, 0.0, 0, 0};
+    int done_gradients = 0;
+    for (;;) {
+        const int fresh = first_round ? steps + 2 : 2 * (steps / 3);
+        const bool may_refine = o->tolerance > 0.0 && steps <= o->max_steps / 3;
+        pr.planned = done_gradients + fresh + (may_refine ? 2 * steps : 0);
+        for (int first = 0; first < fresh; first += batch) {
+            const int n = fresh - first < batch ? fresh - first : batch;
+            for (int j = 0; j < n; j++) {
+                const double a = path_point(first_round, steps, first + j);
+                float *dst = in + (size_t)j * floats;
+                for (size_t i = 0; i < floats; i++)
+                    dst[i] = (float)(x0[i] + a * ((double)input[i] - x0[i]));
+            }
+            if ((st = cnn_grad_run(g, n, in, NULL, grad, values)) != CNN_OK) goto done;
+            for (int j = 0; j < n; j++) {
+                const int k = first + j;
+                if (first_round && k == steps) f_x = values[j];
+                if (first_round && k == steps + 1) f_x0 = values[j];
+                if (first_round && k >= steps) continue;
+                const float *gj = grad + (size_t)j * floats;
+                for (size_t i = 0; i < floats; i++) sum[i] += gj[i];
+            }
+            done_gradients += n;
+            report(&pr, done_gradients);
         }
-        if ((st = cnn_grad_run(g, n, in, NULL, grad, values)) != CNN_OK) goto done;
-        for (int j = 0; j < n; j++) {
-            const int k = first + j;
-            if (k == o->steps) f_x = values[j];
-            if (k == o->steps + 1) f_x0 = values[j];
-            if (k >= o->steps) continue;
-            const float *gj = grad + (size_t)j * floats;
-            for (size_t i = 0; i < floats; i++) sum[i] += gj[i];
-        }
-        if (o->progress) o->progress((double)(first + n) / points, o->progress_data);
+        s = f_x >= 0.0 ? 1.0 : -1.0;
+        /* (+0 where F(x) = F(x0), not -0: it is printed) */
+        target = f_x != f_x0 ? s * (f_x - f_x0) : 0.0;
+        total = attribute(input, x0, sum, pixels, c, s, steps, attr, map);
+        error = target != 0.0 ? fabs(total - target) / fabs(target) : NAN;
+        /* A NaN error (F(x) = F(x0)) stops too: no count of steps defines
+         * it. */
+        if (!may_refine || !(error > o->tolerance)) break;
+        first_round = false;
+        steps *= 3;
+        pr.base = pr.last;
+        pr.base_done = done_gradients;
     }
-    const double s = f_x >= 0.0 ? 1.0 : -1.0;
-    double total = 0.0;
-    for (size_t p = 0; p < pixels; p++) {
-        double px = 0.0;
-        for (size_t ch = 0; ch < c; ch++) {
-            const size_t i = p * c + ch;
-            const double a = s * ((double)input[i] - x0[i]) * sum[i] / o->steps;
-            if (attr) attr[i] = (float)a;
-            px += a;
-        }
-        total += px;
-        map[p] = (float)px;
-    }
+    pr.planned = done_gradients;
+    report(&pr, done_gradients);
     if (o->smooth > 0.0) smooth_map(map, m->in_h, m->in_w, o->smooth, kernel, line);
     for (size_t p = 0; p < pixels; p++) map[p] = map[p] > 0.0f ? map[p] : 0.0f;
     if (r) {
         r->logit = f_x;
         r->baseline_logit = f_x0;
         r->sum = total;
-        r->target = s * (f_x - f_x0);
-        r->error = r->target != 0.0 ? fabs(total - r->target) / fabs(r->target) : NAN;
+        r->target = target;
+        r->error = error;
+        r->steps = steps;
+        r->met = error <= o->tolerance;
     }
 
 done:

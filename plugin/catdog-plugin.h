@@ -281,6 +281,13 @@ gboolean catdog_pending_add_feature_maps (CatdogPending         *pending,
 /* Images per batch of the occlusion and integrated-gradients maps. */
 #define CATDOG_HEATMAP_BATCH 16
 
+/* Integrated gradients' cap on the core's steps as needed (32, 96, 288):
+ * `catdog cam` goes on to 2592, but a dialog's map should take seconds,
+ * and 288 steps are 290 gradients, about 3.6 s on 2 quiet cores; every
+ * one of the 50 validation photos of the trust checks and of the six
+ * sample photos is within 1% by 288 steps (docs/plugin.md). */
+#define CATDOG_HEATMAP_IG_MAX_STEPS 288
+
 /* Which heat map: the "heatmap-method" argument. */
 typedef struct
 {

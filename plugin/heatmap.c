@@ -8,10 +8,11 @@
  * centred crop of a "crop" model), 0 elsewhere, and scales it so that its
  * hottest pixel is 255: the same map as `catdog cam --out` writes for a
  * photo.  Occlusion (window 15, stride 8, gray) and integrated gradients
- * (black baseline, 32 steps) give maps at the network's input size,
- * made non-negative and divided by their maximum as `catdog cam` does,
- * then rendered the same way; they take a second or a few, with
- * progress.  The layer covers exactly the classified region
+ * (black baseline, the core's steps as needed for 1% completeness from
+ * 32 steps, capped at CATDOG_HEATMAP_IG_MAX_STEPS for interactive use)
+ * give maps at the network's input size, made non-negative and divided
+ * by their maximum as `catdog cam` does, then rendered the same way; they
+ * take a second or a few, with progress.  The layer covers exactly the classified region
  * (the canvas, or the selection's bounding box) and shows the value v as
  * colour and opacity at once: transparent where the
  * network did not look, through red and orange to yellow where it looked
@@ -111,6 +112,7 @@ input_map (const cnn_model     *model,
       cnn_grad        *grad = NULL;
 
       cnn_ig_options_init (&o);
+      o.max_steps     = CATDOG_HEATMAP_IG_MAX_STEPS;
       o.progress      = progress;
       o.progress_data = range;
       st = cnn_grad_create (model, &go, &grad);

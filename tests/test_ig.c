@@ -2,9 +2,13 @@
  * linear model (attributions (x - x0) * w, completeness to rounding) with
  * the black and the blurred baseline; on a random ReLU network the same
  * attributions as the midpoint sum computed here with the scalar
- * reference gradient (cnn_model_input_gradient); completeness within 1%
- * on the sample photos with the shipped model (64 steps, both baselines),
- * with the time per photo printed; progress; the arguments it refuses.
+ * reference gradient (cnn_model_input_gradient); steps as needed (a
+ * tolerance): the refinement to 3N steps from N equals a run of 3N fixed
+ * steps, it stops at the first count within the tolerance or at the cap,
+ * its numbers, its progress, a completeness error that is not defined;
+ * completeness within 1% on the sample photos with the shipped model (the
+ * default options: steps as needed from 32, both baselines), with the
+ * steps used and the time per photo printed; the arguments it refuses.
  *
  * usage: test_ig [--photos N]  (the first N of the six sample photos, in
  * the order cat, dog, cat, dog, ...; the sanitizer build runs 2). */
@@ -97,8 +101,10 @@ static void test_linear(void)
             cnn_ig_options o;
             cnn_ig_options_init(&o);
             CHECK(o.baseline == CNN_BASELINE_BLACK && o.steps == 32 && o.sigma == 10.0 &&
-                  o.smooth == 8.0);
+                  o.smooth == 8.0 && o.tolerance == 0.01 && o.max_steps == 2592);
+            /* Fixed steps: one round, the fraction over steps + 2. */
             o.steps = steps;
+            o.tolerance = 0.0;
             o.smooth = steps == 1 ? 0.0 : 1.5;
             o.baseline = b ? CNN_BASELINE_BLUR : CNN_BASELINE_BLACK;
             o.sigma = 1.5;
@@ -113,6 +119,7 @@ static void test_linear(void)
             progress_last = 0.0;
             CHECK_OK(cnn_integrated_gradients(g, x, &o, attr, map, px, &r));
             CHECK(progress_calls == (steps + 2 + 2) / 3 && progress_last == 1.0);
+            CHECK(r.steps == steps && r.met == (r.error <= 0.0));
             double logit = fc->bias[0], logit0 = fc->bias[0];
             for (size_t i = 0; i < e; i++) {
                 logit += (double)fc->weight[i] * x[i];
@@ -171,25 +178,27 @@ static void test_linear(void)
         }
 }
 
+/* A small ReLU network with conv, batch-norm, pooling and dense layers. */
+static const char mix_spec[] =
+    "{\"schema\":1,\"name\":\"mix\",\"input\":[12,10,3],\"layers\":["
+    "{\"type\":\"conv2d\",\"name\":\"c1\",\"filters\":5,\"kernel\":3,\"padding\":\"same\"},"
+    "{\"type\":\"batchnorm\",\"name\":\"bn1\"},"
+    "{\"type\":\"relu\",\"name\":\"r1\"},"
+    "{\"type\":\"maxpool\",\"name\":\"p1\",\"size\":2,\"stride\":2},"
+    "{\"type\":\"conv2d\",\"name\":\"c2\",\"filters\":6,\"kernel\":3,\"stride\":2,\"padding\":1},"
+    "{\"type\":\"relu\",\"name\":\"r2\"},"
+    "{\"type\":\"flatten\",\"name\":\"f\"},"
+    "{\"type\":\"dense\",\"name\":\"fc1\",\"units\":7},"
+    "{\"type\":\"relu\",\"name\":\"r3\"},"
+    "{\"type\":\"dense\",\"name\":\"fc2\",\"units\":1},"
+    "{\"type\":\"sigmoid\",\"name\":\"p\"}]}";
+
 /* A random ReLU network: the attributions against the midpoint sum of the
  * scalar reference's gradients, computed here. */
 static void test_against_reference(void)
 {
-    static const char spec[] =
-        "{\"schema\":1,\"name\":\"mix\",\"input\":[12,10,3],\"layers\":["
-        "{\"type\":\"conv2d\",\"name\":\"c1\",\"filters\":5,\"kernel\":3,\"padding\":\"same\"},"
-        "{\"type\":\"batchnorm\",\"name\":\"bn1\"},"
-        "{\"type\":\"relu\",\"name\":\"r1\"},"
-        "{\"type\":\"maxpool\",\"name\":\"p1\",\"size\":2,\"stride\":2},"
-        "{\"type\":\"conv2d\",\"name\":\"c2\",\"filters\":6,\"kernel\":3,\"stride\":2,\"padding\":1},"
-        "{\"type\":\"relu\",\"name\":\"r2\"},"
-        "{\"type\":\"flatten\",\"name\":\"f\"},"
-        "{\"type\":\"dense\",\"name\":\"fc1\",\"units\":7},"
-        "{\"type\":\"relu\",\"name\":\"r3\"},"
-        "{\"type\":\"dense\",\"name\":\"fc2\",\"units\":1},"
-        "{\"type\":\"sigmoid\",\"name\":\"p\"}]}";
     enum { STEPS = 24 };
-    cnn_model *m = model(spec, 17);
+    cnn_model *m = model(mix_spec, 17);
     const size_t px = (size_t)m->in_h * m->in_w, e = px * 3;
     float *x = malloc(e * sizeof *x), *x0 = malloc(e * sizeof *x0), *xs = malloc(e * sizeof *xs);
     float *attr = malloc(e * sizeof *attr), *map = malloc(px * sizeof *map);
@@ -216,6 +225,7 @@ static void test_against_reference(void)
     cnn_ig_options o;
     cnn_ig_options_init(&o);
     o.steps = STEPS;
+    o.tolerance = 0.0;
     cnn_ig_result r;
     CHECK_OK(cnn_integrated_gradients(g, x, &o, attr, map, px, &r));
     for (size_t i = 0; i < e; i++) dd += (attr[i] - want[i]) * (attr[i] - want[i]);
@@ -234,8 +244,184 @@ static void test_against_reference(void)
     cnn_model_free(m);
 }
 
-/* The shipped model on the sample photos: completeness within 1%, with
- * steps as needed. */
+/* One run's attributions, map and numbers. */
+typedef struct {
+    float *attr, *map;
+    cnn_ig_result r;
+} ig_run;
+
+static void run_ig(cnn_grad *g, const float *x, const cnn_ig_options *o, size_t e, size_t px,
+                   ig_run *out)
+{
+    out->attr = malloc(e * sizeof *out->attr);
+    out->map = malloc(px * sizeof *out->map);
+    if (!out->attr || !out->map) exit(1);
+    CHECK_OK(cnn_integrated_gradients(g, x, o, out->attr, out->map, px, &out->r));
+}
+
+static void free_run(ig_run *run)
+{
+    free(run->attr);
+    free(run->map);
+}
+
+/* The largest |a - b| over n values, relative to the largest |b|. */
+static double max_rel_diff(const float *a, const float *b, size_t n, size_t *equal)
+{
+    double diff = 0.0, top = 0.0;
+    *equal = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = fabs((double)a[i] - b[i]);
+        diff = d > diff ? d : diff;
+        top = fabs(b[i]) > top ? fabs(b[i]) : top;
+        *equal += memcmp(&a[i], &b[i], sizeof *a) == 0;
+    }
+    return top > 0.0 ? diff / top : diff;
+}
+
+/* Steps as needed on a random ReLU network (its completeness error at a
+ * few steps is far above any tolerance used here, so the rule's choices
+ * show):
+ *   - reuse: refined from N to 3N (tolerance below any error, the cap at
+ *     3N) equals a run of 3N fixed steps.  The gradients at the common
+ *     points are the same floats (the same path points, each the
+ *     correctly rounded quotient of the same number, through the same
+ *     per-image kernels), so only the order of the double sums differs:
+ *     about 1e-16 of the sums, below half a float's unit in the last
+ *     place unless a value lands on a rounding boundary.  The test allows
+ *     1e-6 of the largest attribution (about 8 float ulps at the top)
+ *     and prints how many values are bit for bit equal; N and 3N fixed
+ *     steps differ by far more (checked), so the bound can fail;
+ *   - two refinements (N to 9N) likewise;
+ *   - the stop: with the tolerance between the errors of the ladder's
+ *     counts, it stops at the first count whose fixed run meets it;
+ *   - the cap: not on the ladder (N = 4, cap 30 stops at 12), met false;
+ *   - progress: rising, 1 once at the end, across the refinements. */
+static void test_refinement(void)
+{
+    cnn_model *m = model(mix_spec, 23);
+    const size_t px = (size_t)m->in_h * m->in_w, e = px * 3;
+    float *x = malloc(e * sizeof *x);
+    if (!x) exit(1);
+    for (size_t i = 0; i < e; i++) x[i] = uniform(-1.0f, 1.0f);
+    cnn_grad *g = plan(m, -1, 5);
+    cnn_ig_options fixed;
+    cnn_ig_options_init(&fixed);
+    fixed.tolerance = 0.0;
+    fixed.smooth = 1.0;
+    /* The ladder from 4: 4, 12, 36, 108, as fixed runs. */
+    enum { N = 4, RUNGS = 4 };
+    ig_run ladder[RUNGS];
+    for (int k = 0, steps = N; k < RUNGS; k++, steps *= 3) {
+        fixed.steps = steps;
+        run_ig(g, x, &fixed, e, px, &ladder[k]);
+        CHECK(ladder[k].r.steps == steps);
+        printf("random network, %d fixed steps: completeness error %.4f%%\n", steps,
+               100.0 * ladder[k].r.error);
+    }
+    CHECKF(ladder[0].r.error > 1e-3 && ladder[1].r.error > 1e-4,
+           "the network's error at %d and %d steps (%g, %g) is too small to need refining", N,
+           3 * N, ladder[0].r.error, ladder[1].r.error);
+
+    /* Reuse: N -> 3N and N -> 9N, each stopped by the cap. */
+    for (int k = 1; k <= 2; k++) {
+        cnn_ig_options o = fixed;
+        o.steps = N;
+        o.tolerance = 1e-12;
+        o.max_steps = ladder[k].r.steps;
+        ig_run auto_run;
+        run_ig(g, x, &o, e, px, &auto_run);
+        size_t equal_attr, equal_map;
+        const double da = max_rel_diff(auto_run.attr, ladder[k].attr, e, &equal_attr);
+        const double dm = max_rel_diff(auto_run.map, ladder[k].map, px, &equal_map);
+        size_t unused;
+        const double coarse = max_rel_diff(ladder[k - 1].attr, ladder[k].attr, e, &unused);
+        printf("refined %d -> %d steps against %d fixed: attributions within %.2g (%zu of %zu "
+               "bit for bit), map within %.2g (%zu of %zu); %d against %d fixed steps: %.2g\n",
+               N, auto_run.r.steps, ladder[k].r.steps, da, equal_attr, e, dm, equal_map, px,
+               ladder[k - 1].r.steps, ladder[k].r.steps, coarse);
+        CHECK(auto_run.r.steps == ladder[k].r.steps && !auto_run.r.met);
+        CHECKF(da <= 1e-6 && dm <= 1e-6, "refined %d -> %d: attributions off by %g, map by %g",
+               N, auto_run.r.steps, da, dm);
+        CHECKF(coarse > 1e-3, "%d and %d steps differ by only %g: the bound tells nothing",
+               ladder[k - 1].r.steps, ladder[k].r.steps, coarse);
+        /* The numbers are those of the fixed run at the count reached. */
+        CHECK(auto_run.r.logit == ladder[k].r.logit &&
+              auto_run.r.baseline_logit == ladder[k].r.baseline_logit &&
+              auto_run.r.target == ladder[k].r.target);
+        CHECK_NEAR(auto_run.r.sum, ladder[k].r.sum, 1e-9 * fabs(ladder[k].r.target));
+        CHECK_NEAR(auto_run.r.error, ladder[k].r.error, 1e-9);
+        free_run(&auto_run);
+    }
+
+    /* The stop: a tolerance each rung's error is checked against; the
+     * rule stops at the first rung within it (the errors need not fall
+     * at every rung).  Tolerances are below 1 (100%).  At least one
+     * stop must come after a refinement and below the cap. */
+    int refined_and_met = 0;
+    for (int k = 0; k < RUNGS; k++) {
+        if (!(ladder[k].r.error * 1.0001 < 1.0)) continue;
+        cnn_ig_options o = fixed;
+        o.steps = N;
+        o.tolerance = ladder[k].r.error * 1.0001;
+        o.max_steps = ladder[RUNGS - 1].r.steps;
+        int want = 0;
+        for (int j = 0; j < RUNGS && !want; j++)
+            if (ladder[j].r.error <= o.tolerance) want = ladder[j].r.steps;
+        ig_run auto_run;
+        progress_calls = 0;
+        progress_last = 0.0;
+        o.progress = progress;
+        run_ig(g, x, &o, e, px, &auto_run);
+        CHECKF(auto_run.r.steps == want && auto_run.r.met, "tolerance %g: %d steps (met %d), "
+               "want %d", o.tolerance, auto_run.r.steps, auto_run.r.met, want);
+        CHECK(progress_last == 1.0 && progress_calls >= 2);
+        refined_and_met += want > N && want < o.max_steps && auto_run.r.steps == want;
+        free_run(&auto_run);
+    }
+    CHECK(refined_and_met > 0);
+
+    /* The cap off the ladder: 4 -> 12, not 36 > 30. */
+    cnn_ig_options o = fixed;
+    o.steps = N;
+    o.tolerance = 1e-12;
+    o.max_steps = 30;
+    o.progress = progress;
+    progress_calls = 0;
+    progress_last = 0.0;
+    ig_run capped;
+    run_ig(g, x, &o, e, px, &capped);
+    CHECK(capped.r.steps == 12 && !capped.r.met && capped.r.error > o.tolerance);
+    /* 6 + 8 gradients, batch 5: 2 + 2 batches, the last one at 1. */
+    CHECKF(progress_calls == 4 && progress_last == 1.0, "progress: %d calls, last %g",
+           progress_calls, progress_last);
+    /* The cap equal to the first count: no refinement. */
+    o.max_steps = N;
+    progress_calls = 0;
+    progress_last = 0.0;
+    cnn_ig_result r;
+    CHECK_OK(cnn_integrated_gradients(g, x, &o, NULL, capped.map, px, &r));
+    CHECK(r.steps == N && !r.met && r.error == ladder[0].r.error);
+    free_run(&capped);
+
+    /* F(x) = F(x0): the input is the black baseline; the error is not
+     * defined, so no refinement and met false. */
+    black_input(m, x);
+    o.max_steps = 108;
+    o.tolerance = 0.01;
+    o.progress = NULL;
+    CHECK_OK(cnn_integrated_gradients(g, x, &o, NULL, ladder[0].map, px, &r));
+    CHECKF(r.steps == N && isnan(r.error) && !r.met && r.target == 0.0,
+           "input = baseline: %d steps, error %g, met %d", r.steps, r.error, r.met);
+
+    for (int k = 0; k < RUNGS; k++) free_run(&ladder[k]);
+    cnn_grad_free(g);
+    free(x);
+    cnn_model_free(m);
+}
+
+/* The shipped model on the sample photos: completeness within 1% with the
+ * default options (steps as needed). */
 static void test_shipped(int n_photos)
 {
     const char *root = getenv("CATDOG_SOURCE_ROOT");
@@ -252,10 +438,10 @@ static void test_shipped(int n_photos)
     cnn_grad *g = plan(m, -1, 16);
     cnn_ig_options o;
     cnn_ig_options_init(&o);
-    o.steps = 64;
     for (int b = 0; b < 2; b++) {
         o.baseline = b ? CNN_BASELINE_BLUR : CNN_BASELINE_BLACK;
         double seconds = 0.0, worst = 0.0;
+        int gradients = 0;
         for (int j = 0; j < n_photos; j++) {
             snprintf(path, sizeof path, "%s/tests/data/%s", root ? root : "..", photos[j]);
             cnn_image img = {0};
@@ -264,30 +450,22 @@ static void test_shipped(int n_photos)
             CHECK_OK(cnn_preprocess(m, img.pixels, img.width, img.height, img.stride,
                                     img.channels, x));
             cnn_image_free(&img);
-            /* Steps as needed (as trust_data): 64, then 4 and 8 times as
-             * many where 64 miss 1% (the error is relative, and a photo
-             * whose logit barely moves from the baseline needs more). */
             cnn_ig_result r = {0};
-            static const int times[] = {1, 4, 8};
-            for (size_t t = 0; t < sizeof times / sizeof *times; t++) {
-                const int k = times[t];
-                cnn_ig_options ok = o;
-                ok.steps = o.steps * k;
-                const double t0 = cnn_clock_seconds();
-                CHECK_OK(cnn_integrated_gradients(g, x, &ok, NULL, map, px, &r));
-                if (k == 1) seconds += cnn_clock_seconds() - t0;
-                printf("%s %s baseline, %d steps: sum %.4f, F(x) - F(x0) %.4f, error %.3f%%\n",
-                       photos[j], cnn_baseline_name(o.baseline), ok.steps, r.sum, r.target,
-                       100.0 * r.error);
-                if (r.error <= 0.01) break;
-            }
-            CHECKF(r.error <= 0.01, "%s: completeness error %.3f%% > 1%%", photos[j],
+            const double t0 = cnn_clock_seconds();
+            CHECK_OK(cnn_integrated_gradients(g, x, &o, NULL, map, px, &r));
+            seconds += cnn_clock_seconds() - t0;
+            gradients += r.steps + 2;
+            printf("%s %s baseline, %d steps: sum %.4f, F(x) - F(x0) %.4f, error %.3f%%\n",
+                   photos[j], cnn_baseline_name(o.baseline), r.steps, r.sum, r.target,
                    100.0 * r.error);
+            CHECKF(r.met && r.error <= 0.01, "%s: completeness error %.3f%% > 1%% at %d steps",
+                   photos[j], 100.0 * r.error, r.steps);
             if (!(r.error <= worst)) worst = r.error;
         }
-        printf("%s baseline: %.2f s per photo (%d gradients, batch 16, 2 threads), worst "
-               "completeness error %.3f%%\n", cnn_baseline_name(o.baseline),
-               seconds / n_photos, o.steps + 2, 100.0 * worst);
+        printf("%s baseline, steps as needed from %d: %.2f s per photo (%.0f gradients, batch "
+               "16, 2 threads), worst completeness error %.3f%%\n",
+               cnn_baseline_name(o.baseline), o.steps, seconds / n_photos,
+               (double)gradients / n_photos, 100.0 * worst);
     }
     cnn_grad_free(g);
     free(x);
@@ -325,6 +503,27 @@ static void test_refusals(void)
     CHECK_FAILS(cnn_integrated_gradients(g, x, &o, NULL, map, 36, NULL), CNN_ERR_ARG,
                 "4097 steps");
     o.steps = 4;
+    o.tolerance = -0.01;
+    CHECK_FAILS(cnn_integrated_gradients(g, x, &o, NULL, map, 36, NULL), CNN_ERR_ARG,
+                "tolerance -0.01 is not in [0, 1)");
+    o.tolerance = NAN;
+    CHECK_FAILS(cnn_integrated_gradients(g, x, &o, NULL, map, 36, NULL), CNN_ERR_ARG,
+                "tolerance nan");
+    o.tolerance = 1.0;
+    CHECK_FAILS(cnn_integrated_gradients(g, x, &o, NULL, map, 36, NULL), CNN_ERR_ARG,
+                "tolerance 1 is not");
+    o.tolerance = 0.01;
+    o.max_steps = 3;
+    CHECK_FAILS(cnn_integrated_gradients(g, x, &o, NULL, map, 36, NULL), CNN_ERR_ARG,
+                "at most 3 steps (max_steps) is not in 4..4096");
+    o.max_steps = 4097;
+    CHECK_FAILS(cnn_integrated_gradients(g, x, &o, NULL, map, 36, NULL), CNN_ERR_ARG,
+                "at most 4097 steps (max_steps)");
+    /* Without a tolerance the cap is not read. */
+    o.tolerance = 0.0;
+    o.max_steps = -5;
+    CHECK_OK(cnn_integrated_gradients(g, x, &o, NULL, map, 36, NULL));
+    o.max_steps = 4096;
     o.baseline = CNN_BASELINE_BLUR;
     o.sigma = 0.0;
     CHECK_FAILS(cnn_integrated_gradients(g, x, &o, NULL, map, 36, NULL), CNN_ERR_ARG, "sigma");
@@ -357,6 +556,7 @@ int main(int argc, char **argv)
     }
     test_linear();
     test_against_reference();
+    test_refinement();
     test_refusals();
     test_shipped(n_photos);
     return check_done("test_ig");

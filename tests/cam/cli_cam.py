@@ -140,7 +140,10 @@ def check_occlusion(tmp):
 
 def check_integrated_gradients(tmp):
     """--method integrated-gradients writes the same files at the input's
-    resolution and prints the completeness line; --baseline, --steps."""
+    resolution and prints the completeness line; --baseline, --steps N;
+    without --steps (auto) the line says how many steps were needed for
+    1%, or, where F(image) = F(baseline), that 1% was not met, with a
+    warning that says why."""
     photo = os.path.join(DATA, "dog.701.jpg")
     out, ovl = os.path.join(tmp, "ig.png"), os.path.join(tmp, "ig-overlay.png")
     for baseline in ("black", "blur"):
@@ -166,6 +169,29 @@ def check_integrated_gradients(tmp):
         h = np.asarray(Image.open(out))
         check(h.shape == (437, 349) and h.max() == 255 and Image.open(ovl).mode == "RGB",
               f"integrated-gradients heat map: {h.shape}, max {h.max()}")
+    for steps in ([], ["--steps", "auto"]):
+        r = run("cam", "--model", SHIPPED, "--method", "integrated-gradients", *steps,
+                "--out", out, photo)
+        lines = r.stdout.splitlines()
+        m = re.match(r"completeness: black baseline, (\d+) steps \(as needed for 1%\): the "
+                     r"attributions sum to (-?[\d.]+), F\(image\) - F\(baseline\) = (-?[\d.]+), "
+                     r"error ([\d.]+)%$", lines[1] if len(lines) > 1 else "")
+        check(r.returncode == 0 and m is not None and
+              int(m.group(1)) in (32, 96, 288, 864, 2592) and float(m.group(4)) <= 1.0 and
+              r.stderr == "",
+              f"{steps or 'no --steps'}: steps as needed for 1% ({lines[1:2]}, "
+              f"{r.stderr.strip()})")
+    # A black photo is the black baseline: F(image) - F(baseline) = 0, the
+    # error is not defined, and auto stops at its first count.
+    black = os.path.join(tmp, "black.jpg")
+    Image.new("RGB", (64, 48)).save(black)
+    r = run("cam", "--model", SHIPPED, "--method", "integrated-gradients", "--out", out, black)
+    lines = r.stdout.splitlines()
+    check(r.returncode == 0 and len(lines) > 1 and
+          lines[1].startswith("completeness: black baseline, 32 steps (--steps auto, 1% not "
+                              "met): ") and
+          "F(image) = F(baseline), so the completeness error is not defined" in r.stderr,
+          f"a black photo: 1% not met, and why ({lines[1:2]}, {r.stderr.strip()})")
 
 
 def check_trust(tmp):
@@ -205,6 +231,20 @@ def check_trust(tmp):
           titles[2].startswith("integrated-gradients (black baseline, 4 steps)"),
           f"--check without --method: gradcam, occlusion, integrated gradients ({titles}; "
           f"{r.stderr.strip()})")
+    last = r.stdout.splitlines()[-1:]
+    check(re.fullmatch(r"completeness: 4 steps, worst error [\d.]+%", last[0] if last else ""),
+          f"--check --steps 4: the completeness line ({last})")
+    # Steps as needed: the title says so, the last line the steps used.
+    r = run("cam", "--model", SHIPPED, "--check", "--method", "integrated-gradients", dog)
+    lines = r.stdout.splitlines()
+    m = re.fullmatch(r"completeness: (\d+) to (\d+) steps \(as needed for 1%\), met for "
+                     r"(\d) of 1 images; worst error ([\d.]+)%", lines[-1] if lines else "")
+    check(r.returncode == 0 and lines[1:2] and
+          lines[1].startswith("integrated-gradients (black baseline, --steps auto), fill gray:") and
+          m is not None and m.group(1) == m.group(2) and m.group(3) == "1" and
+          float(m.group(4)) <= 1.0,
+          f"--check, steps as needed: title and completeness line ({lines[1:2]}, "
+          f"{lines[-1:]}; {r.stderr.strip()})")
 
 
 def check_errors(tmp):
@@ -232,7 +272,11 @@ def check_errors(tmp):
         ("unknown baseline", ["cam", "--baseline", "white", "--out", out, cat], 2,
          "--baseline must be black or blur, not 'white'"),
         ("steps 0", ["cam", "--method", "integrated-gradients", "--steps", "0", "--out", out,
-                     cat], 2, "--steps must be a whole number"),
+                     cat], 2, "--steps must be auto or a whole number from 1 to 4096, not '0'"),
+        ("steps x", ["cam", "--method", "integrated-gradients", "--steps", "Auto", "--out", out,
+                     cat], 2, "--steps must be auto or a whole number from 1 to 4096, not 'Auto'"),
+        ("steps 4097", ["cam", "--steps", "4097", "--out", out, cat], 2,
+         "--steps must be auto or a whole number from 1 to 4096, not '4097'"),
         ("unknown fill", ["cam", "--fill", "black", "--out", out, cat], 2,
          "--fill must be gray or blur"),
         ("window 0", ["cam", "--method", "occlusion", "--window", "0", "--out", out, cat], 2,

@@ -21,13 +21,18 @@ GIMP run:
   image untouched;
 - `heatmap-method` occlusion and integrated-gradients: one layer named
   after the method ("Occlusion", "Integrated gradients"), its alpha equal
-  to `catdog cam --method ...`'s map; from Script-Fu with
-  #:heatmap-method too (calls without it get Grad-CAM, as above).
+  to `catdog cam --method ...`'s map (integrated gradients: the plug-in
+  caps the steps as needed at CATDOG_HEATMAP_IG_MAX_STEPS, `catdog cam`
+  goes further, so where `catdog cam` needed more its map is compared
+  with `--steps CAP`, what the core's refinement stopped at equals); from
+  Script-Fu with #:heatmap-method too (calls without it get Grad-CAM, as
+  above).
 The composed images are JPEG files for `catdog` and PNG copies of their
 decoded pixels for GIMP: both sides see the same pixels.
 """
 import json
 import os
+import re
 import subprocess
 
 import numpy as np
@@ -231,8 +236,9 @@ def check_layer(key, name, w, h, x=0, y=0):
     return px[..., 3].astype(np.int64)
 
 
-def catdog_cam(jpeg, layer=None, with_model=None, method=None):
-    """`catdog cam`'s 8-bit map of jpeg, or None when catdog has no cam."""
+def catdog_cam(jpeg, layer=None, with_model=None, method=None, steps=None):
+    """`catdog cam`'s 8-bit map of jpeg, or None when catdog has no cam;
+    what it printed in catdog_cam.stdout."""
     with_model = with_model or model
     out = jpeg + f".{layer or method or 'last'}.{os.path.basename(with_model)}.cam.png"
     argv = [gt.CATDOG, "cam", "--model", with_model, "--out", out, jpeg]
@@ -240,13 +246,25 @@ def catdog_cam(jpeg, layer=None, with_model=None, method=None):
         argv[2:2] = ["--layer", layer]
     if method:
         argv[2:2] = ["--method", method]
+    if steps:
+        argv[2:2] = ["--steps", str(steps)]
     proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, timeout=300)
+    catdog_cam.stdout = proc.stdout
     if proc.returncode != 0:
         print(f"     (catdog cam: {proc.stderr.strip()[:200]})")
         return None
     with Image.open(out) as im:
         return np.asarray(im.convert("L")).astype(np.int64)
+
+
+def ig_max_steps():
+    """The plug-in's cap on integrated gradients' steps
+    (CATDOG_HEATMAP_IG_MAX_STEPS in plugin/catdog-plugin.h)."""
+    with open(os.path.join(gt.SRC, "plugin", "catdog-plugin.h")) as f:
+        m = re.search(r"#define CATDOG_HEATMAP_IG_MAX_STEPS (\d+)", f.read())
+    checks.ok(m is not None, "plugin/catdog-plugin.h defines CATDOG_HEATMAP_IG_MAX_STEPS")
+    return int(m.group(1)) if m else 0
 
 
 has_cam = subprocess.run([gt.CATDOG, "help", "cam"], stdout=subprocess.DEVNULL,
@@ -305,6 +323,16 @@ for key, method, name in (("occlusion", "occlusion", "Occlusion"),
     alpha = check_layer(key, name, W, H)
     if alpha is not None and has_cam:
         want = catdog_cam(jpeg, method=method)
+        if method == "integrated-gradients":
+            m = re.search(r"^completeness: \w+ baseline, (\d+) steps", catdog_cam.stdout or "",
+                          re.M)
+            cap = ig_max_steps()
+            checks.ok(m is not None, f"catdog cam printed the steps it took "
+                      f"({(catdog_cam.stdout or '').strip()[:200]})")
+            if m and int(m.group(1)) > cap:
+                print(f"     (catdog cam took {m.group(1)} steps, the plug-in stops at {cap}: "
+                      f"compared with --steps {cap})")
+                want = catdog_cam(jpeg, method=method, steps=cap)
         if checks.ok(want is not None and want.shape == alpha.shape,
                      f"{key}: catdog cam --method {method} wrote its map"):
             diff = np.abs(want - alpha).max()
