@@ -102,9 +102,10 @@ int cli_bench_occlusion(const cnn_model *m, const cnn_net_options *no, int threa
                  info.stages, info.cut, info.crop_w, info.crop_h, info.macs / info.macs_full);
     else
         snprintf(path, sizeof path, "full passes");
-    printf("occlusion %d/%d: %.1f ms on %d thread%s (%d windows of gray, batch %d, %s; median of "
+    printf("occlusion %d/%d: %.1f ms on %d thread%s (%d windows of %s, batch %d, %s; median of "
            "%d, min %.1f ms); %d plain forward passes %.1f ms, ratio %.2f\n",
            o.window, o.stride, med * 1e3, threads, threads == 1 ? "" : "s", windows,
+           cnn_fill_name(o.fill),
            CLI_EXPLAIN_BATCH, path, OCCLUSION_RUNS, t[1] * 1e3, windows + 1, plain_med * 1e3,
            med / plain_med);
     if (info.incremental) {

@@ -752,7 +752,12 @@ typedef struct {
     void *progress_data;
 } cnn_occlusion_options;
 
-/* window 15, stride 8, gray, the automatic path, no progress. */
+/* window 15, stride 8, blur, the automatic path, no progress.  Blur, not
+ * gray: a flat gray square is itself evidence to these networks (an
+ * all-gray picture is a cat at 77% for catdog-v2), so the drop under a
+ * gray square mixes "this place mattered" with "gray looks like a cat";
+ * a blurred copy takes away the detail and keeps the colours
+ * (docs/explain.md has both fills' trust checks). */
 void cnn_occlusion_options_init(cnn_occlusion_options *o);
 
 /* Windows per direction for a side of `size` pixels (0 when the window
@@ -934,7 +939,7 @@ typedef struct {
     int threads;                     /* and threads (cnn_net_set_threads) */
 } cnn_explain_options;
 
-/* Grad-CAM at the last conv layer, occlusion 15/8 gray, integrated
+/* Grad-CAM at the last conv layer, occlusion 15/8 blur, integrated
  * gradients as cnn_ig_options_init(), batch 16, threads 0. */
 void cnn_explain_options_init(cnn_explain_options *o, cnn_explain_method method);
 

@@ -35,7 +35,7 @@ void cnn_occlusion_options_init(cnn_occlusion_options *o)
     if (!o) return;
     o->window = 15;
     o->stride = 8;
-    o->fill = CNN_FILL_GRAY;
+    o->fill = CNN_FILL_BLUR;
     o->path = CNN_OCCLUSION_AUTO;
     o->progress = NULL;
     o->progress_data = NULL;

@@ -7,7 +7,7 @@
  * the part of the classified region the network sees (all of it, or the
  * centred crop of a "crop" model), 0 elsewhere, and scales it so that its
  * hottest pixel is 255: the same map as `catdog cam --out` writes for a
- * photo.  Occlusion (window 15, stride 8, gray) and integrated gradients
+ * photo.  Occlusion (window 15, stride 8, blur) and integrated gradients
  * (black baseline, the core's steps as needed for 1% completeness from
  * 32 steps, capped at CATDOG_HEATMAP_IG_MAX_STEPS for interactive use)
  * give maps at the network's input size, made non-negative and divided

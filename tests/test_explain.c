@@ -178,7 +178,8 @@ static void test_occlusion(void)
      * is |W n R| (1 - gray); a pixel's value the mean over its windows. */
     cnn_occlusion_options o;
     cnn_occlusion_options_init(&o);
-    CHECK(o.window == 15 && o.stride == 8 && o.fill == CNN_FILL_GRAY);
+    CHECK(o.window == 15 && o.stride == 8 && o.fill == CNN_FILL_BLUR);
+    o.fill = CNN_FILL_GRAY;
     o.window = 4;
     o.stride = 3;
     float logit;

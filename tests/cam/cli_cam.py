@@ -202,7 +202,7 @@ def check_trust(tmp):
     check(r.returncode == 0, f"cam --check --method gradcam exits 0 ({r.stderr.strip()})")
     lines = [line for line in r.stdout.splitlines() if line]
     convs = conv_layers(SHIPPED)
-    check(lines[0].startswith(f"gradcam ({convs[-1]}), fill gray:"), f"title: {lines[:1]}")
+    check(lines[0].startswith(f"gradcam ({convs[-1]}), fill blur:"), f"title: {lines[:1]}")
     header = [ln for ln in lines if ln.startswith("image ")]
     check(len(header) == 1 and header[0].split() ==
           ["image", "del", "random", "centre", "ins", "random", "centre",
@@ -226,7 +226,7 @@ def check_trust(tmp):
     check(r2.stdout == r.stdout, "--check prints the same numbers twice (fixed seeds)")
     r = run("cam", "--model", SHIPPED, "--check", "--window", "50", "--stride", "50",
             "--steps", "4", dog)
-    titles = [ln for ln in r.stdout.splitlines() if ", fill gray:" in ln]
+    titles = [ln for ln in r.stdout.splitlines() if ", fill blur:" in ln]
     check(r.returncode == 0 and len(titles) == 3 and titles[1].startswith("occlusion 50/50") and
           titles[2].startswith("integrated-gradients (black baseline, 4 steps)"),
           f"--check without --method: gradcam, occlusion, integrated gradients ({titles}; "
@@ -240,7 +240,7 @@ def check_trust(tmp):
     m = re.fullmatch(r"completeness: (\d+) to (\d+) steps \(as needed for 1%\), met for "
                      r"(\d) of 1 images; worst error ([\d.]+)%", lines[-1] if lines else "")
     check(r.returncode == 0 and lines[1:2] and
-          lines[1].startswith("integrated-gradients (black baseline, --steps auto), fill gray:") and
+          lines[1].startswith("integrated-gradients (black baseline, --steps auto), fill blur:") and
           m is not None and m.group(1) == m.group(2) and m.group(3) == "1" and
           float(m.group(4)) <= 1.0,
           f"--check, steps as needed: title and completeness line ({lines[1:2]}, "

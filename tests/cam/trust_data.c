@@ -13,11 +13,12 @@
  *     picture needs more, the error being relative); the map the other
  *     checks use is the one of the steps reached, printed per photo.
  * The first 25 (--per-class) cats and dogs of DATA/validation (file names in
- * order), gray fill, 20 steps, the random map on the last conv layer's
- * grid (as `catdog cam --check`).
+ * order), 20 steps, the random map on the last conv layer's grid, and
+ * the fill of `catdog cam --check`: a Gaussian-blurred copy (sigma 5),
+ * also for occlusion's own map (--fill gray: a flat gray picture).
  *
  * usage: trust_data MODEL DATA gradcam|occlusion|integrated-gradients [--per-class N]
- *                   [--xfail CHECK]... [--report CHECK]...
+ *                   [--fill gray|blur] [--xfail CHECK]... [--report CHECK]...
  * ($CATDOG_DATA overrides DATA).  --per-class: photos of each class
  * (default 25; the sanitizer build runs occlusion on 5 of each, for time).  One method per run (the two are two
  * tests); randomisation is checked for Grad-CAM.  --xfail names a check
@@ -105,9 +106,13 @@ int main(int argc, char **argv)
     bool bad = argc < 4 || (strcmp(argv[3], "gradcam") != 0 && strcmp(argv[3], "occlusion") != 0 &&
                             strcmp(argv[3], "integrated-gradients") != 0);
     int per_class = MAX_PER_CLASS;
+    cnn_fill fill_kind = CNN_FILL_BLUR;
     for (int i = 4; i < argc && !bad; i += 2) {
         bad = i + 1 >= argc;
-        if (!bad && strcmp(argv[i], "--per-class") == 0) {
+        if (!bad && strcmp(argv[i], "--fill") == 0) {
+            bad = strcmp(argv[i + 1], "gray") != 0 && strcmp(argv[i + 1], "blur") != 0;
+            fill_kind = strcmp(argv[i + 1], "blur") == 0 ? CNN_FILL_BLUR : CNN_FILL_GRAY;
+        } else if (!bad && strcmp(argv[i], "--per-class") == 0) {
             per_class = atoi(argv[i + 1]);
             bad = per_class < 1 || per_class > MAX_PER_CLASS;
         } else if (!bad && strcmp(argv[i], "--report") == 0) {
@@ -120,7 +125,8 @@ int main(int argc, char **argv)
     }
     if (bad) {
         fprintf(stderr, "usage: trust_data MODEL DATA gradcam|occlusion|integrated-gradients "
-                        "[--per-class N] [--xfail CHECK]... [--report CHECK]...\n");
+                        "[--per-class N] [--fill gray|blur] [--xfail CHECK]... "
+                        "[--report CHECK]...\n");
         return 2;
     }
     const char *name = argv[3];
@@ -188,6 +194,7 @@ int main(int argc, char **argv)
     cnn_explain_options o;
     cnn_explain_options_init(&o, method);
     o.batch = BATCH;
+    o.occlusion.fill = fill_kind; /* the occlusion map hides with the same fill */
     const double t0 = cnn_clock_seconds();
     for (int i = 0; i < n; i++) {
         cnn_image img = {0};
@@ -198,7 +205,7 @@ int main(int argc, char **argv)
                                 input);
         cnn_image_free(&img);
         double dm = 0, im = 0, dr = 0, ir = 0;
-        if (st == CNN_OK) st = cnn_fill_input(m, input, CNN_FILL_GRAY, 5.0, fill);
+        if (st == CNN_OK) st = cnn_fill_input(m, input, fill_kind, 5.0, fill);
         cnn_ig_result igr = {0};
         if (st == CNN_OK && grad) {
             const double t1 = cnn_clock_seconds();
