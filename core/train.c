@@ -106,6 +106,7 @@ void cnn_trainer_free(cnn_trainer *t)
     for (int i = 0; i < CNN_MAX_LAYERS; i++) {
         cnn_free_aligned(t->packed[i]);
         cnn_free_aligned(t->packed_back[i]);
+        cnn_free_aligned(t->conv_in_bf16[i]);
         free(t->bn_stats[i]);
         free(t->bn_sums[i]);
     }
@@ -181,6 +182,7 @@ static cnn_status recipe_alloc(cnn_trainer *t)
 }
 
 static int pool_into_bn(const cnn_trainer *t, int i);
+static int conv_into_bn(const cnn_trainer *t, int i);
 
 cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
                               cnn_trainer **out)
@@ -254,13 +256,21 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
     const size_t at_ga = arena_take(&used, max_act, B, &fits);
     const size_t at_gb = arena_take(&used, max_act, B, &fits);
     const size_t at_sc = arena_take(&used, scratch, 1, &fits);
-    size_t rows = 1;
+    size_t rows = 1, doubles = tk_bn_scratch_doubles(max_c, t->threads);
     for (int i = 0; i <= last; i++)
         if (pool_into_bn(t, i)) {
             const size_t r = tk_bn_pool_rows_floats(m->layers[i].in_w, m->layers[i].in_c,
                                                     t->threads);
             if (r > rows) rows = r;
         }
+    if (conv_into_bn(t, 0)) {
+        const cnn_train_exec x = cnn_trainer_exec(t);
+        const tk_conv g = cnn_conv2d_train_geometry(&m->layers[0], opt->batch, &x);
+        const size_t r = tk_conv_bn_pool_rows_floats(&g, t->threads),
+                     d = tk_conv_bn_pool_scratch_doubles(&g, t->threads);
+        if (r > rows) rows = r;
+        if (d > doubles) doubles = d;
+    }
     const size_t at_rows = arena_take(&used, rows, 1, &fits);
     if (!fits) {
         cnn_trainer_free(t);
@@ -277,8 +287,7 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
     t->grads = alloc_floats(m->n_params, 1);
     t->mom1 = alloc_floats(m->n_params, 1);
     t->mom2 = alloc_floats(m->n_params, 1);
-    t->dscratch = cnn_alloc(tk_bn_scratch_doubles(max_c, cnn_pool_size(cnn_trainer_exec(t).par)),
-                            sizeof(double));
+    t->dscratch = cnn_alloc(doubles, sizeof(double));
     t->logits = cnn_alloc(B, sizeof(float));
     t->labels = cnn_alloc(B, 1);
     if (!t->grad_a || !t->grad_b || !t->grads || !t->mom1 || !t->mom2 ||
@@ -314,11 +323,13 @@ static int relu_into_pool(const cnn_trainer *t, int i)
     return cnn_relu_into_pool(t->m, t->last, i);
 }
 
-/* Whether layer i's backward pass, with that of the ReLU before it, is
- * done by the batch-norm before that ReLU (the ReLU fused with the
- * batch-norm and taken by layer i; layer i's record says it can be: a
- * 2x2, stride-2 max pool): the three backward passes are then one
- * (tk_bn_relu_pool2_backward, at the batch-norm), which never writes the
+/* Whether layer i's passes, with those of the ReLU before it, are done
+ * by the batch-norm before that ReLU (the ReLU fused with the batch-norm
+ * and taken by layer i; layer i's record says it can be: a 2x2, stride-2
+ * max pool): in training mode the three forward passes are then one
+ * (tk_bn_relu_pool2_forward, at the batch-norm), which never writes the
+ * ReLU's output, and so are the three backward passes
+ * (tk_bn_relu_pool2_backward), which recompute it and never write the
  * gradient at the pool's input.  The same results on one thread. */
 static int pool_into_bn(const cnn_trainer *t, int i)
 {
@@ -327,6 +338,21 @@ static int pool_into_bn(const cnn_trainer *t, int i)
     const cnn_layer_ops *ops = cnn_layer_ops_of(L->type);
     return ops->train_into_bn && ops->train_into_bn(L) && relu_fused(t, i - 1) &&
            relu_into_pool(t, i - 1);
+}
+
+/* Whether layer i's backward pass is done by the batch-norm after it
+ * (tk_conv_bn_relu_pool2_backward): only its weight gradient is needed
+ * (the first layer), its record says it can be (a conv2d without bias in
+ * f32 arithmetic) and that batch-norm takes the ReLU and 2x2 pool after
+ * it (pool_into_bn).  The batch-norm's pass then never writes the
+ * gradient at its input, which only this weight gradient would read. */
+static int conv_into_bn(const cnn_trainer *t, int i)
+{
+    if (i != 0 || i + 3 > t->last) return 0;
+    const cnn_layer *L = &t->m->layers[i];
+    const cnn_layer_ops *ops = cnn_layer_ops_of(L->type);
+    const cnn_train_exec x = cnn_trainer_exec(t);
+    return ops->train_wgrad_into_bn && ops->train_wgrad_into_bn(L, &x) && pool_into_bn(t, i + 3);
 }
 
 /* Layer i's pass over n images: its buffers, fusions and the execution
@@ -347,6 +373,8 @@ static cnn_layer_run layer_run(cnn_trainer *t, int i, int n)
         .next2_out = i + 2 <= t->last ? t->act[i + 3] : NULL,
         .takes_next2 = pool_into_bn(t, i + 2),
         .done_by_prev2 = pool_into_bn(t, i),
+        .takes_prev = conv_into_bn(t, i - 1),
+        .done_by_next = conv_into_bn(t, i),
     };
     return r;
 }
