@@ -413,6 +413,7 @@ static void backward(cnn_trainer *t, int n)
         r.din = din;
         r.gw = r.L->weight ? t->grads + param_offset(m, r.L->weight) : NULL;
         r.gb = r.L->bias ? t->grads + param_offset(m, r.L->bias) : NULL;
+        if (t->prof && r.done_by_next) t->prof->layer[i].backward_in_next = 1;
         if (!cnn_layer_ops_of(r.L->type)->train_backward(&r))
             continue; /* the gradient passes through unchanged */
         if (t->prof) t->prof->layer[i].backward += cnn_clock_seconds() - t0;
