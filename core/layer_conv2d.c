@@ -128,6 +128,10 @@ static cnn_status train_setup(cnn_trainer *t, int i, size_t *scratch)
     const size_t halves = t->infer_only ? 0 : tk_conv_input_bf16_halves(&g);
     if (halves && !(t->conv_in_bf16[i] = cnn_alloc_aligned(halves, sizeof(uint16_t))))
         return CNN_ERR_NOMEM;
+    /* and the output gradient the weight gradient rounds, for the input
+     * gradient (one buffer for all layers, train.c) */
+    const size_t dh = t->infer_only || i == 0 ? 0 : tk_conv_dout_bf16_halves(&g);
+    if (dh > t->dout_bf16_halves) t->dout_bf16_halves = dh;
     return t->packed[i] && t->packed_back[i] ? CNN_OK : CNN_ERR_NOMEM;
 }
 
@@ -156,6 +160,7 @@ static int train_backward(const cnn_layer_run *r)
     cnn_trainer *t = r->t;
     tk_conv g = geometry(L, r->n, &r->x);
     g.input_bf16 = t->conv_in_bf16[r->i]; /* rounded by the forward pass */
+    if (r->i > 0) g.dout_bf16 = t->dout_bf16; /* rounded once for both gradients */
     tk_conv_backward_weight(&g, r->in, r->dout, r->gw, L->has_bias ? r->gb : NULL, t->scratch,
                             r->x.par);
     const double t1 = t->prof ? cnn_clock_seconds() : 0.0;

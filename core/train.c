@@ -110,6 +110,7 @@ void cnn_trainer_free(cnn_trainer *t)
         free(t->bn_stats[i]);
         free(t->bn_sums[i]);
     }
+    cnn_free_aligned(t->dout_bf16);
     cnn_free_aligned(t->grads);
     cnn_free_aligned(t->mom1);
     cnn_free_aligned(t->mom2);
@@ -253,6 +254,9 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
             at[i + 1] = arena_take(&used, o, B, &fits);
         if (ops->train_setup && ops->train_setup(t, i, &scratch) != CNN_OK) goto nomem;
     }
+    if (t->dout_bf16_halves &&
+        !(t->dout_bf16 = cnn_alloc_aligned(t->dout_bf16_halves, sizeof(uint16_t))))
+        goto nomem;
     const size_t at_ga = arena_take(&used, max_act, B, &fits);
     const size_t at_gb = arena_take(&used, max_act, B, &fits);
     const size_t at_sc = arena_take(&used, scratch, 1, &fits);

@@ -43,6 +43,11 @@ struct cnn_trainer {
     uint16_t *conv_in_bf16[CNN_MAX_LAYERS]; /* bf16 convs: the input rounded
                                            by the forward pass, for the
                                            weight gradient (NULL: f32) */
+    uint16_t *dout_bf16;        /* bf16 convs: the output gradient rounded by
+                                   the weight gradient for the input
+                                   gradient (tk_conv.dout_bf16), one layer
+                                   at a time; NULL: none */
+    size_t dout_bf16_halves;    /* its size (train_setup raises it) */
     float *bn_stats[CNN_MAX_LAYERS];    /* mean, var, invstd per channel */
     double *bn_sums[CNN_MAX_LAYERS];    /* recalibration: sum of batch
                                            means, then of variances */

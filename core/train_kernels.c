@@ -195,6 +195,11 @@ size_t tk_conv_input_bf16_halves(const tk_conv *g)
     return conv_bf16(g) ? (size_t)g->n * g->h * g->w * g->c : 0;
 }
 
+size_t tk_conv_dout_bf16_halves(const tk_conv *g)
+{
+    return conv_bf16(g) ? (size_t)g->n * g->oh * g->ow * g->oc : 0;
+}
+
 size_t tk_conv_scratch_floats(const tk_conv *g, int threads)
 {
     return conv_thread_floats(g) * (size_t)(threads > 0 ? threads : 1) + conv_bf16_input_floats(g);
@@ -381,11 +386,11 @@ static void conv_fwd_bf16_part(void *ctx, int part, int parts)
     }
 }
 
-/* The bf16 forward pass (bf16.h): the input rounded once, then the items
- * in static parts. */
+/* The bf16 forward pass (bf16.h): the input rounded once (or given
+ * rounded: inb), then the items in static parts. */
 static void conv_forward_bf16(const tk_conv *g, const cnn_kernels *kern, const float *in,
                               const uint16_t *wb, const float *bias, float *out, float *scratch,
-                              cnn_pool *pool)
+                              cnn_pool *pool, const uint16_t *inb)
 {
     conv_fwd_bf16_job j = {
         .g = g, .kern = kern,
@@ -398,8 +403,11 @@ static void conv_forward_bf16(const tk_conv *g, const cnn_kernels *kern, const f
     j.chunks = (j.pix + TK_CHUNK - 1) / TK_CHUNK;
     j.items = (size_t)g->n * j.chunks;
     j.out_img = j.pix * (size_t)g->oc;
-    uint16_t *inb = g->input_bf16 ? g->input_bf16 : conv_bf16_input(g, scratch, pool);
-    bf16_convert(in, j.in_img * (size_t)g->n, inb, pool);
+    if (!inb) {
+        uint16_t *b = g->input_bf16 ? g->input_bf16 : conv_bf16_input(g, scratch, pool);
+        bf16_convert(in, j.in_img * (size_t)g->n, b, pool);
+        inb = b;
+    }
     j.inb = inb;
     cnn_pool_run(pool, conv_fwd_bf16_part, &j);
 }
@@ -414,7 +422,7 @@ void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
     const cnn_kernels *kern = kset(g->kern);
     if (conv_bf16(g)) {
         conv_forward_bf16(g, kern, in, (const uint16_t *)(const void *)wt, bias, out, scratch,
-                          pool);
+                          pool, NULL);
         return;
     }
     const int B = kern->conv_block, n_ocb = (g->oc + B - 1) / B;
@@ -509,8 +517,13 @@ void tk_conv_backward_input(const tk_conv *g, const float *dout,
     };
     /* g's scratch holds t's zero bias (f32) or its parts and the bf16
      * copy of dout (conv_thread_floats and conv_bf16_input_floats are the
-     * same for t as for g). */
-    tk_conv_forward(&t, dout, wf, NULL, din, scratch, pool);
+     * same for t as for g), unless the weight gradient left that copy in
+     * g->dout_bf16. */
+    if (conv_bf16(g) && g->dout_bf16)
+        conv_forward_bf16(&t, kset(g->kern), dout, (const uint16_t *)(const void *)wf, NULL, din,
+                          scratch, pool, g->dout_bf16);
+    else
+        tk_conv_forward(&t, dout, wf, NULL, din, scratch, pool);
 }
 
 /* The bf16 weight gradient, transposed: dw^T[oc][K] += d^T[oc][pc] *
@@ -575,7 +588,19 @@ static void conv_weight_chunks_bf16(const tk_conv *g, const cnn_kernels *kern,
             }
             memset(row + 2 * K, 0, (ldb - K) * 2 * sizeof *row);
         }
-        cnn_bf16_pack_rows(d, 1, oc, oc, pc, ap, pce);
+        if (g->dout_bf16) {
+            /* rounded once into dout_bf16 (for the input gradient), the
+             * transpose from there */
+            const uint16_t *db16 = g->dout_bf16 + p0 * oc;
+            cnn_bf16_convert(d, (size_t)pc * oc, g->dout_bf16 + p0 * oc);
+            for (int o = 0; o < oc; o++) {
+                uint16_t *arow = ap + (size_t)o * pce;
+                for (int q = 0; q < pc; q++) arow[q] = db16[(size_t)q * oc + o];
+                for (size_t q = (size_t)pc; q < pce; q++) arow[q] = 0;
+            }
+        } else {
+            cnn_bf16_pack_rows(d, 1, oc, oc, pc, ap, pce);
+        }
         kern->gemm_bf16(oc, (int)K, (int)pce, ap, (ptrdiff_t)pce, bp, (ptrdiff_t)ldb, dwt,
                         (ptrdiff_t)K, 1);
         for (int q = 0; q < pc; q++)

@@ -36,10 +36,18 @@ typedef struct {
                                 the same input (it must be) reads it there
                                 instead of rounding it again; NULL: each
                                 rounds it into its scratch */
+    uint16_t *dout_bf16;     /* bf16 (optional): tk_conv_dout_bf16_halves
+                                where tk_conv_backward_weight leaves the
+                                output gradient rounded, for
+                                tk_conv_backward_input (stride 1) called
+                                next with the same dout, which then does
+                                not round it again; NULL: it does */
 } tk_conv;
 
-/* Halves of tk_conv.input_bf16 (0 where g's arithmetic is f32). */
+/* Halves of tk_conv.input_bf16 and dout_bf16 (0 where g's arithmetic is
+ * f32). */
 size_t tk_conv_input_bf16_halves(const tk_conv *g);
+size_t tk_conv_dout_bf16_halves(const tk_conv *g);
 
 /* Floats of scratch the conv kernels need, for all threads together. */
 size_t tk_conv_scratch_floats(const tk_conv *g, int threads);

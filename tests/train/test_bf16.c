@@ -159,7 +159,7 @@ static void test_conv(const cnn_kernels *kern, int n, int h, int w, int c, int o
                       int pad)
 {
     tk_conv g = {n, h, w, c, oc, k, stride, pad, pad, (h + 2 * pad - k) / stride + 1,
-                 (w + 2 * pad - k) / stride + 1, kern, CNN_PRECISION_BF16, NULL};
+                 (w + 2 * pad - k) / stride + 1, kern, CNN_PRECISION_BF16, NULL, NULL};
     const size_t ni = (size_t)n * h * w * c, nw = (size_t)oc * c * k * k, no = (size_t)n * g.oh * g.ow * oc;
     float *in = rand_array(ni), *wt = rand_array(nw), *bias = rand_array((size_t)oc), *r = rand_array(no);
     float *ain = abs_copy(in, ni), *aw = abs_copy(wt, nw), *ar = abs_copy(r, no), *ab = abs_copy(bias, (size_t)oc);
@@ -196,17 +196,22 @@ static void test_conv(const cnn_kernels *kern, int n, int h, int w, int c, int o
                "%s bf16 conv, %d threads: a second run differs", kern->name, threads);
         {
             /* The input kept rounded by the forward pass for the weight
-             * gradient: the same bytes as rounding it again. */
+             * gradient, and the output gradient by the weight gradient for
+             * the input gradient: the same bytes as rounding them again. */
             tk_conv gk = g;
             uint16_t *keep = calloc(tk_conv_input_bf16_halves(&g) + 1, sizeof *keep);
+            uint16_t *dkeep = calloc(tk_conv_dout_bf16_halves(&g) + 1, sizeof *dkeep);
             gk.input_bf16 = keep;
-            float *out2 = zeros(no), *dw2 = zeros(nw);
+            gk.dout_bf16 = dkeep;
+            float *out2 = zeros(no), *dw2 = zeros(nw), *din2 = zeros(ni);
             tk_conv_forward(&gk, in, wp, bias, out2, scratch, pool);
             tk_conv_backward_weight(&gk, in, r, dw2, NULL, scratch, pool);
-            CHECKF(memcmp(out[0], out2, no * 4) == 0 && memcmp(dw[0], dw2, nw * 4) == 0,
-                   "%s bf16 conv, %d threads: with the input kept rounded, other bytes",
-                   kern->name, threads);
-            free(keep); free(out2); free(dw2);
+            tk_conv_backward_input(&gk, r, wf, wt, din2, scratch, pool);
+            CHECKF(memcmp(out[0], out2, no * 4) == 0 && memcmp(dw[0], dw2, nw * 4) == 0 &&
+                       memcmp(din[0], din2, ni * 4) == 0,
+                   "%s bf16 conv, %d threads: with the input and output gradient kept rounded, "
+                   "other bytes", kern->name, threads);
+            free(keep); free(dkeep); free(out2); free(dw2); free(din2);
         }
         if (threads == 1) memcpy(first_out, out[0], no * 4);
         else
@@ -229,7 +234,7 @@ static void test_conv_few_channels(const cnn_kernels *kern, int c, int oc)
     tk_conv g[2];
     for (int p = 0; p < 2; p++)
         g[p] = (tk_conv){n, h, w, c, oc, k, 1, 1, 1, h, w, kern,
-                         p ? CNN_PRECISION_BF16 : CNN_PRECISION_F32, NULL};
+                         p ? CNN_PRECISION_BF16 : CNN_PRECISION_F32, NULL, NULL};
     CHECKF(!tk_conv_is_bf16(&g[1]), "%s: a %d->%d convolution is bf16", kern->name, c, oc);
     const size_t ni = (size_t)n * h * w * c, nw = (size_t)oc * c * k * k, no = (size_t)n * h * w * oc;
     float *in = rand_array(ni), *wt = rand_array(nw), *r = rand_array(no), *res[2][3];
@@ -354,7 +359,7 @@ int main(void)
         test_conv_few_channels(k, 3, 16);
         test_conv_few_channels(k, 8, 2);
         {
-            tk_conv g8 = {1, 5, 5, 4, 4, 3, 1, 1, 1, 5, 5, k, CNN_PRECISION_BF16, NULL};
+            tk_conv g8 = {1, 5, 5, 4, 4, 3, 1, 1, 1, 5, 5, k, CNN_PRECISION_BF16, NULL, NULL};
             CHECKF(tk_conv_is_bf16(&g8), "%s: a 4->4 convolution is not bf16", k->name);
         }
         test_dense(k, 5, 37, 3);

@@ -110,7 +110,7 @@ static void test_conv(int n, int h, int w, int c, int oc, int k, int stride,
     conv_ctx x;
     x.g = (tk_conv){n, h, w, c, oc, k, stride, pad, pad,
                     (h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1, NULL,
-                    CNN_PRECISION_F32, NULL};
+                    CNN_PRECISION_F32, NULL, NULL};
     const tk_conv *g = &x.g;
     size_t ni = (size_t)n * h * w * c, nw = (size_t)oc * c * k * k;
     size_t no = (size_t)n * g->oh * g->ow * oc;
@@ -651,7 +651,7 @@ static void test_bn_relu_pool(int n, int h, int w, int c)
 static void test_conv_bn_pool(int n, int h, int w, int c, int oc, int k, int stride, int pad)
 {
     tk_conv g = {n, h, w, c, oc, k, stride, pad, pad, (h + 2 * pad - k) / stride + 1,
-                 (w + 2 * pad - k) / stride + 1, NULL, CNN_PRECISION_F32, NULL};
+                 (w + 2 * pad - k) / stride + 1, NULL, CNN_PRECISION_F32, NULL, NULL};
     const int oh = g.oh, ow = g.ow;
     const size_t ni = (size_t)n * h * w * c, nw = (size_t)oc * c * k * k;
     const size_t pixels = (size_t)n * oh * ow, nx = pixels * oc;
