@@ -150,13 +150,22 @@ static size_t arena_take(size_t *used, size_t per, size_t n, int *ok)
     return at;
 }
 
+/* Layers [i0, i1) repacked (each writes only its own packed weights). */
+static void pack_layers(void *ctx, size_t i0, size_t i1)
+{
+    cnn_trainer *t = ctx;
+    for (size_t i = i0; i < i1; i++) {
+        const cnn_layer_ops *ops = cnn_layer_ops_of(t->m->layers[i].type);
+        if (ops->train_pack) ops->train_pack(t, (int)i);
+    }
+}
+
 void cnn_trainer_pack_weights(cnn_trainer *t)
 {
-    const cnn_model *m = t->m;
-    for (int i = 0; i <= t->last; i++) {
-        const cnn_layer_ops *ops = cnn_layer_ops_of(m->layers[i].type);
-        if (ops->train_pack) ops->train_pack(t, i);
-    }
+    /* Layer by layer on the pool's threads, after every optimizer step:
+     * the packings are single-threaded, and the widest layers hold most
+     * of the weights. */
+    cnn_pool_for(t->pool, (size_t)t->last + 1, 1, pack_layers, t);
 }
 
 /* The recipe's buffers (none when it is off); the average starts at the
