@@ -132,6 +132,10 @@ static cnn_status train_setup(cnn_trainer *t, int i, size_t *scratch)
      * gradient (one buffer for all layers, train.c) */
     const size_t dh = t->infer_only || i == 0 ? 0 : tk_conv_dout_bf16_halves(&g);
     if (dh > t->dout_bf16_halves) t->dout_bf16_halves = dh;
+    /* and the statistics of its output for a batch-norm after it (one
+     * buffer for all layers) */
+    const size_t sd = t->infer_only ? 0 : tk_conv_stats_doubles(&g);
+    if (sd > t->fwd_stats_doubles) t->fwd_stats_doubles = sd;
     return t->packed[i] && t->packed_back[i] ? CNN_OK : CNN_ERR_NOMEM;
 }
 
@@ -149,6 +153,7 @@ static void train_forward(const cnn_layer_run *r)
     const cnn_layer *L = r->L;
     tk_conv g = geometry(L, r->n, &r->x);
     g.input_bf16 = r->t->conv_in_bf16[r->i]; /* for the weight gradient */
+    if (r->train && r->stats_next) g.stats = r->t->fwd_stats; /* for the batch-norm */
     tk_conv_forward(&g, r->in, r->t->packed[r->i], L->has_bias ? L->bias : NULL, r->out,
                     r->t->scratch, r->x.par);
 }
@@ -193,7 +198,7 @@ const cnn_layer_ops cnn_layer_conv2d = {
     .type = CNN_LAYER_CONV2D,
     .name = "conv2d",
     .keys = {"filters", "kernel", "stride", "padding", "bias", NULL},
-    .flags = CNN_LOP_TAP | CNN_LOP_DECAY,
+    .flags = CNN_LOP_TAP | CNN_LOP_DECAY | CNN_LOP_TRAIN_STATS_OUT,
     .step = CNN_STEP_CONV,
     .chw = CNN_CHW_NONE,
     .parse = parse,

@@ -59,6 +59,12 @@ enum {
     CNN_LOP_DECAY = 1u << 8,
     /* Training: its output is its input's buffer (flatten). */
     CNN_LOP_ALIAS = 1u << 9,
+    /* Training: its forward pass can take the per-channel statistics of
+     * its output on the way (conv2d: tk_conv.stats) ... */
+    CNN_LOP_TRAIN_STATS_OUT = 1u << 10,
+    /* ... for the layer after it, which then takes no pass of its own
+     * for them (batchnorm). */
+    CNN_LOP_TRAIN_STATS_IN = 1u << 11,
 };
 
 /* What the inference planner makes of a type (net.c's step kinds; one
@@ -186,6 +192,12 @@ typedef struct {
     int done_by_next;         /* backward: the batch-norm after it computes
                                  this layer's weight gradient
                                  (takes_prev) */
+    int stats_next;           /* training-mode forward: it takes its
+                                 output's statistics for the layer after it
+                                 into the trainer's fwd_stats
+                                 (CNN_LOP_TRAIN_STATS_OUT and _IN) */
+    int stats_prev;           /* training-mode forward: the layer before
+                                 took its input's statistics (fwd_stats) */
     /* Backward. */
     const float *dout;        /* d(loss)/d(out) */
     float *din;               /* d(loss)/d(in) (layer 0: nobody reads it) */

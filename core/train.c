@@ -111,6 +111,7 @@ void cnn_trainer_free(cnn_trainer *t)
         free(t->bn_sums[i]);
     }
     cnn_free_aligned(t->dout_bf16);
+    cnn_free_aligned(t->fwd_stats);
     cnn_free_aligned(t->grads);
     cnn_free_aligned(t->mom1);
     cnn_free_aligned(t->mom2);
@@ -266,6 +267,9 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
     if (t->dout_bf16_halves &&
         !(t->dout_bf16 = cnn_alloc_aligned(t->dout_bf16_halves, sizeof(uint16_t))))
         goto nomem;
+    if (t->fwd_stats_doubles &&
+        !(t->fwd_stats = cnn_alloc_aligned(t->fwd_stats_doubles, sizeof(double))))
+        goto nomem;
     const size_t at_ga = arena_take(&used, max_act, B, &fits);
     const size_t at_gb = arena_take(&used, max_act, B, &fits);
     const size_t at_sc = arena_take(&used, scratch, 1, &fits);
@@ -368,6 +372,16 @@ static int conv_into_bn(const cnn_trainer *t, int i)
     return ops->train_wgrad_into_bn && ops->train_wgrad_into_bn(L, &x) && pool_into_bn(t, i + 3);
 }
 
+/* Whether layer i's training forward pass takes the statistics of its
+ * output for the layer after it (a conv2d and a batch-norm): that layer
+ * then needs no pass over its input for them. */
+static int stats_into_next(const cnn_trainer *t, int i)
+{
+    return i >= 0 && i < t->last && t->fwd_stats &&
+           cnn_layer_has(&t->m->layers[i], CNN_LOP_TRAIN_STATS_OUT) &&
+           cnn_layer_has(&t->m->layers[i + 1], CNN_LOP_TRAIN_STATS_IN);
+}
+
 /* Layer i's pass over n images: its buffers, fusions and the execution
  * context (cnn_trainer_exec). */
 static cnn_layer_run layer_run(cnn_trainer *t, int i, int n)
@@ -388,6 +402,8 @@ static cnn_layer_run layer_run(cnn_trainer *t, int i, int n)
         .done_by_prev2 = pool_into_bn(t, i),
         .takes_prev = conv_into_bn(t, i - 1),
         .done_by_next = conv_into_bn(t, i),
+        .stats_next = stats_into_next(t, i),
+        .stats_prev = stats_into_next(t, i - 1),
     };
     return r;
 }

@@ -48,6 +48,10 @@ struct cnn_trainer {
                                    gradient (tk_conv.dout_bf16), one layer
                                    at a time; NULL: none */
     size_t dout_bf16_halves;    /* its size (train_setup raises it) */
+    double *fwd_stats;          /* a conv's output statistics for the
+                                   batch-norm after it (tk_conv.stats), one
+                                   layer at a time; NULL: none */
+    size_t fwd_stats_doubles;   /* its size (train_setup raises it) */
     float *bn_stats[CNN_MAX_LAYERS];    /* mean, var, invstd per channel */
     double *bn_sums[CNN_MAX_LAYERS];    /* recalibration: sum of batch
                                            means, then of variances */

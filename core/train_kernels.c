@@ -334,6 +334,121 @@ static void im2col(const tk_conv *g, const float *in, size_t p0, int pc,
     }
 }
 
+/* The statistics of a convolution's output for a training batch-norm
+ * after it (tk_conv.stats), taken by each work item of the forward pass
+ * on the part of the output it has just written (still in the cache),
+ * instead of by a pass of their own over the whole output: the item's
+ * record holds, per channel, its first value (a shift, so that the sums
+ * do not cancel) and the sums of the values less the shift and of their
+ * squares, in double; the records are then merged item by item in the
+ * items' order (Chan et al.'s pairwise update of count, mean and sum of
+ * squared deviations), so the result depends neither on the timing nor
+ * on the thread count.  stats: [0, oc) the means, [oc, 2 oc) the sums of
+ * squared deviations, then the records (3 doubles per channel slot). */
+
+/* Shift, sum and sum of squares (rec[3 ch], [3 ch + 1], [3 ch + 2]) of
+ * channels [0, nc) over `pixels` pixels at out, `stride` floats apart. */
+TK_CLONES
+static void out_stats(const float *restrict out, size_t pixels, size_t stride, int nc,
+                      double *restrict rec)
+{
+    int ch = 0;
+    for (; ch + 8 <= nc; ch += 8) {
+        const tk_v4d h0 = tk_widen4(out + ch), h1 = tk_widen4(out + ch + 4);
+        tk_v4d a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
+        for (size_t p = 0; p < pixels; p++) {
+            const float *r = out + p * stride + ch;
+            const tk_v4d v0 = tk_widen4(r) - h0, v1 = tk_widen4(r + 4) - h1;
+            a0 += v0;
+            a1 += v1;
+            b0 += v0 * v0;
+            b1 += v1 * v1;
+        }
+        for (int l = 0; l < 4; l++) {
+            double *q = rec + 3 * (size_t)(ch + l), *q4 = rec + 3 * (size_t)(ch + 4 + l);
+            q[0] = h0[l], q[1] = a0[l], q[2] = b0[l];
+            q4[0] = h1[l], q4[1] = a1[l], q4[2] = b1[l];
+        }
+    }
+    for (; ch < nc; ch++) {
+        const double h = out[ch];
+        double a = 0.0, b = 0.0;
+        for (size_t p = 0; p < pixels; p++) {
+            const double v = (double)out[p * stride + ch] - h;
+            a += v;
+            b += v * v;
+        }
+        rec[3 * (size_t)ch] = h, rec[3 * (size_t)ch + 1] = a, rec[3 * (size_t)ch + 2] = b;
+    }
+}
+
+/* Records in tk_conv.stats after the result: at most one per output row
+ * and block of TK_MAX_BLOCK channels (f32 items), or per chunk of output
+ * pixels with all channels (bf16 items), whatever the kernel set. */
+static size_t conv_stats_records(const tk_conv *g)
+{
+    const size_t blocks = ((size_t)g->oc + 31) / 32 * 32;
+    const size_t f32 = (size_t)g->n * g->oh * blocks;
+    const size_t bf16 = (size_t)g->n * (((size_t)g->oh * g->ow + TK_CHUNK - 1) / TK_CHUNK) * g->oc;
+    return f32 > bf16 ? f32 : bf16;
+}
+
+size_t tk_conv_stats_doubles(const tk_conv *g)
+{
+    return 2 * (size_t)g->oc + 3 * conv_stats_records(g);
+}
+
+/* Where the items' records are, how to find channel ch's: item i's
+ * record is at rec + i * rec_c * 3 when it covers ch, slot ch - first. */
+typedef struct {
+    const tk_conv *g;
+    double *stats;
+    size_t rec_c;       /* channel slots a record has */
+    size_t n_ocb;       /* f32: blocks of rec_c channels; bf16: 1 */
+    size_t groups;      /* row groups (f32) or chunks (bf16) per image */
+    int rows;           /* f32: rows per group; bf16: 0 */
+} conv_stats_job;
+
+/* Pixels item i covers (its row group or chunk, any channel block). */
+static size_t stats_item_pixels(const conv_stats_job *j, size_t i)
+{
+    const size_t u = i / j->n_ocb % j->groups; /* group or chunk within the image */
+    if (j->rows) {
+        const size_t y0 = u * (size_t)j->rows, oh = (size_t)j->g->oh;
+        return (oh - y0 < (size_t)j->rows ? oh - y0 : (size_t)j->rows) * (size_t)j->g->ow;
+    }
+    const size_t pix = (size_t)j->g->oh * j->g->ow, p0 = u * TK_CHUNK;
+    return pix - p0 < TK_CHUNK ? pix - p0 : TK_CHUNK;
+}
+
+/* Channels [c0, c1): the items' records merged in item order. */
+static void conv_stats_merge(void *ctx, size_t c0, size_t c1)
+{
+    const conv_stats_job *j = ctx;
+    const size_t oc = (size_t)j->g->oc, items = (size_t)j->g->n * j->groups * j->n_ocb;
+    const double *recs = j->stats + 2 * oc;
+    for (size_t ch = c0; ch < c1; ch++) {
+        const size_t ocb = ch / j->rec_c, slot = ch % j->rec_c;
+        double n = 0.0, mean = 0.0, m2 = 0.0;
+        for (size_t i = ocb; i < items; i += j->n_ocb) {
+            const double *q = recs + (i * j->rec_c + slot) * 3;
+            const double nb = (double)stats_item_pixels(j, i);
+            const double mb = q[0] + q[1] / nb, m2b = fmax(q[2] - q[1] * q[1] / nb, 0.0);
+            const double nn = n + nb, d = mb - mean;
+            mean += d * (nb / nn);
+            m2 += m2b + d * d * (n * nb / nn);
+            n = nn;
+        }
+        j->stats[ch] = mean;
+        j->stats[oc + ch] = m2;
+    }
+}
+
+static void conv_stats_finish(const conv_stats_job *j, cnn_pool *pool)
+{
+    cnn_pool_for(pool, (size_t)j->g->oc, 1, conv_stats_merge, (void *)j);
+}
+
 typedef struct {
     const tk_conv *g;
     const cnn_kernels *kern;
@@ -347,14 +462,20 @@ typedef struct {
 static void conv_fwd_items(void *ctx, size_t i0, size_t i1)
 {
     const conv_fwd_job *j = ctx;
+    const int B = j->kern->conv_block;
     for (size_t i = i0; i < i1; i++) {
         const int ocb = (int)(i % (size_t)j->n_ocb);
         const size_t rg = i / (size_t)j->n_ocb;
         const size_t img = rg / j->groups;
         const int y0 = (int)(rg % j->groups) * j->rows;
         const int y1 = j->g->oh - y0 < j->rows ? j->g->oh : y0 + j->rows;
-        j->kern->conv_rows(&j->shape, j->in + img * j->in_img, j->wt, j->bias,
-                           j->out + img * j->out_img, y0, y1, ocb);
+        float *o = j->out + img * j->out_img;
+        j->kern->conv_rows(&j->shape, j->in + img * j->in_img, j->wt, j->bias, o, y0, y1, ocb);
+        if (j->g->stats) { /* this item's block of channels in its rows */
+            const int c0 = ocb * B, nc = j->g->oc - c0 < B ? j->g->oc - c0 : B;
+            out_stats(o + (size_t)y0 * j->g->ow * j->g->oc + c0, (size_t)(y1 - y0) * j->g->ow,
+                      (size_t)j->g->oc, nc, j->g->stats + 2 * (size_t)j->g->oc + i * 3 * (size_t)B);
+        }
     }
 }
 
@@ -381,8 +502,12 @@ static void conv_fwd_bf16_part(void *ctx, int part, int parts)
         const size_t img = i / j->chunks;
         const int p0 = (int)((i % j->chunks) * TK_CHUNK);
         const int p1 = j->pix - (size_t)p0 < TK_CHUNK ? (int)j->pix : p0 + TK_CHUNK;
-        cnn_bf16_conv_pixels(j->kern, &j->shape, j->inb + img * j->in_img, j->wb, j->bias,
-                             j->out + img * j->out_img, p0, p1, col);
+        float *o = j->out + img * j->out_img;
+        cnn_bf16_conv_pixels(j->kern, &j->shape, j->inb + img * j->in_img, j->wb, j->bias, o, p0,
+                             p1, col);
+        if (j->g->stats) /* all channels of this chunk of pixels */
+            out_stats(o + (size_t)p0 * j->g->oc, (size_t)(p1 - p0), (size_t)j->g->oc, j->g->oc,
+                      j->g->stats + 2 * (size_t)j->g->oc + i * 3 * (size_t)j->g->oc);
     }
 }
 
@@ -410,6 +535,10 @@ static void conv_forward_bf16(const tk_conv *g, const cnn_kernels *kern, const f
     }
     j.inb = inb;
     cnn_pool_run(pool, conv_fwd_bf16_part, &j);
+    if (g->stats) {
+        const conv_stats_job sj = {g, g->stats, (size_t)g->oc, 1, j.chunks, 0};
+        conv_stats_finish(&sj, pool);
+    }
 }
 
 void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
@@ -446,6 +575,10 @@ void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
     memset(scratch, 0, (size_t)n_ocb * B * sizeof *scratch);
     if (bias) memcpy(scratch, bias, (size_t)g->oc * sizeof *scratch);
     cnn_pool_for(pool, items, 1, conv_fwd_items, &j);
+    if (g->stats) {
+        const conv_stats_job sj = {g, g->stats, (size_t)B, (size_t)n_ocb, j.groups, j.rows};
+        conv_stats_finish(&sj, pool);
+    }
 }
 
 typedef struct {
@@ -1106,10 +1239,21 @@ static void bn_sums_part(void *ctx, int part, int parts)
     bn_sums(j->x, p0, p1, j->c, j->x, s, s + j->c);
 }
 
-/* The batch statistics of x: mean, var (biased), invstd. */
-static void bn_train_stats(const float *x, size_t pixels, int c, float eps, float *mean,
-                           float *var, float *invstd, double *scratch, cnn_pool *pool)
+/* The batch statistics of x: mean, var (biased), invstd; from `given`
+ * (tk_conv.stats: means and sums of squared deviations) where not NULL. */
+static void bn_train_stats(const float *x, size_t pixels, int c, float eps, const double *given,
+                           float *mean, float *var, float *invstd, double *scratch,
+                           cnn_pool *pool)
 {
+    if (given) {
+        for (int ch = 0; ch < c; ch++) {
+            const double v = given[c + ch] / (double)pixels;
+            mean[ch] = (float)given[ch];
+            var[ch] = (float)v;
+            invstd[ch] = (float)(1.0 / sqrt(v + eps));
+        }
+        return;
+    }
     /* Sums are taken around a per-channel shift (the first row) so that
      * E[v^2] - E[v]^2 does not cancel; the shift is exact to undo. */
     const bn_job j = {.x = x, .scratch = scratch, .pixels = pixels, .c = c};
@@ -1140,10 +1284,10 @@ static void bn_scale_offset(const float *gamma, const float *beta, const float *
 
 void tk_bn_forward_train(const float *x, size_t pixels, int c,
                          const float *gamma, const float *beta, float eps,
-                         int relu, float *y, float *mean, float *var,
+                         const double *stats, int relu, float *y, float *mean, float *var,
                          float *invstd, double *scratch, cnn_pool *pool)
 {
-    bn_train_stats(x, pixels, c, eps, mean, var, invstd, scratch, pool);
+    bn_train_stats(x, pixels, c, eps, stats, mean, var, invstd, scratch, pool);
     float scale[CNN_MAX_CHANNELS], offset[CNN_MAX_CHANNELS];
     bn_scale_offset(gamma, beta, mean, invstd, c, scale, offset);
     bn_apply_threads(x, pixels, c, scale, offset, relu, y, pool);
@@ -1552,11 +1696,12 @@ static void bnpf_rows(void *ctx, size_t r0, size_t r1)
 }
 
 void tk_bn_relu_pool2_forward(const float *x, int n, int h, int w, int c, const float *gamma,
-                              const float *beta, float eps, float *pout, float *mean,
-                              float *var, float *invstd, double *scratch, cnn_pool *pool)
+                              const float *beta, float eps, const double *stats, float *pout,
+                              float *mean, float *var, float *invstd, double *scratch,
+                              cnn_pool *pool)
 {
     const size_t pixels = (size_t)n * h * w;
-    bn_train_stats(x, pixels, c, eps, mean, var, invstd, scratch, pool);
+    bn_train_stats(x, pixels, c, eps, stats, mean, var, invstd, scratch, pool);
     float scale[CNN_MAX_CHANNELS], offset[CNN_MAX_CHANNELS];
     bn_scale_offset(gamma, beta, mean, invstd, c, scale, offset);
     const bnpf_job j = {.x = x, .scale = scale, .offset = offset, .out = pout, .h = h, .w = w,

@@ -42,7 +42,16 @@ typedef struct {
                                 tk_conv_backward_input (stride 1) called
                                 next with the same dout, which then does
                                 not round it again; NULL: it does */
+    double *stats;           /* (optional) tk_conv_stats_doubles where
+                                tk_conv_forward also takes the per-channel
+                                statistics of its output for a training
+                                batch-norm after it: the means in
+                                [0, oc), the sums of squared deviations in
+                                [oc, 2 oc) (the rest is its work space);
+                                the same values for any thread count */
 } tk_conv;
+
+size_t tk_conv_stats_doubles(const tk_conv *g);
 
 /* Halves of tk_conv.input_bf16 and dout_bf16 (0 where g's arithmetic is
  * f32). */
@@ -103,13 +112,16 @@ void tk_dense_backward_bf16(const cnn_kernels *kern, const float *in,
 
 /* Batch-norm in training mode over pixels = n*h*w rows of c channels:
  * normalises with the batch statistics and writes them, mean, var (biased)
- * and invstd = 1/sqrt(var + eps), each [c].  scratch: tk_bn_scratch_doubles.
- * relu: y is the output of a ReLU after the batch-norm instead (fused;
- * the same values as tk_relu_forward of the batch-norm's output). */
+ * and invstd = 1/sqrt(var + eps), each [c].  stats: those statistics as
+ * the convolution before took them (tk_conv.stats), or NULL: a pass over
+ * x takes them (sums around the first row, split over the pool's parts).
+ * scratch: tk_bn_scratch_doubles.  relu: y is the output of a ReLU after
+ * the batch-norm instead (fused; the same values as tk_relu_forward of
+ * the batch-norm's output). */
 size_t tk_bn_scratch_doubles(int c, int threads);
 void tk_bn_forward_train(const float *x, size_t pixels, int c,
                          const float *gamma, const float *beta, float eps,
-                         int relu, float *y, float *mean, float *var,
+                         const double *stats, int relu, float *y, float *mean, float *var,
                          float *invstd, double *scratch, cnn_pool *pool);
 void tk_bn_forward_eval(const float *x, size_t pixels, int c,
                         const float *gamma, const float *beta,
@@ -151,8 +163,9 @@ void tk_maxpool_backward(const float *in, const float *out,
  * written (the same bits as tk_bn_forward_train with relu, then
  * tk_maxpool_forward).  x: the batch-norm's input, h x w. */
 void tk_bn_relu_pool2_forward(const float *x, int n, int h, int w, int c, const float *gamma,
-                              const float *beta, float eps, float *pout, float *mean,
-                              float *var, float *invstd, double *scratch, cnn_pool *pool);
+                              const float *beta, float eps, const double *stats, float *pout,
+                              float *mean, float *var, float *invstd, double *scratch,
+                              cnn_pool *pool);
 /* Backward: dx, dgamma, dbeta as tk_bn_backward computes them from the dy
  * that tk_maxpool_backward (relu fused) writes, without writing that dy
  * out (two image rows at a time, in `rows`: tk_bn_pool_rows_floats) and

@@ -159,7 +159,7 @@ static void test_conv(const cnn_kernels *kern, int n, int h, int w, int c, int o
                       int pad)
 {
     tk_conv g = {n, h, w, c, oc, k, stride, pad, pad, (h + 2 * pad - k) / stride + 1,
-                 (w + 2 * pad - k) / stride + 1, kern, CNN_PRECISION_BF16, NULL, NULL};
+                 (w + 2 * pad - k) / stride + 1, kern, CNN_PRECISION_BF16, NULL, NULL, NULL};
     const size_t ni = (size_t)n * h * w * c, nw = (size_t)oc * c * k * k, no = (size_t)n * g.oh * g.ow * oc;
     float *in = rand_array(ni), *wt = rand_array(nw), *bias = rand_array((size_t)oc), *r = rand_array(no);
     float *ain = abs_copy(in, ni), *aw = abs_copy(wt, nw), *ar = abs_copy(r, no), *ab = abs_copy(bias, (size_t)oc);
@@ -213,6 +213,30 @@ static void test_conv(const cnn_kernels *kern, int n, int h, int w, int c, int o
                    "other bytes", kern->name, threads);
             free(keep); free(dkeep); free(out2); free(dw2); free(din2);
         }
+        {
+            /* The output's statistics taken on the way (tk_conv.stats, for
+             * a batch-norm after it): the same output bytes, means and
+             * variances within 1e-9 of those of the output in double. */
+            tk_conv gs = g;
+            double *st = calloc(tk_conv_stats_doubles(&g), sizeof *st), worst = 0.0;
+            float *o2 = zeros(no);
+            gs.stats = st;
+            tk_conv_forward(&gs, in, wp, bias, o2, scratch, pool);
+            const size_t pix = (size_t)n * g.oh * g.ow;
+            for (int ch = 0; ch < oc; ch++) {
+                double m = 0.0, v = 0.0;
+                for (size_t p = 0; p < pix; p++) m += o2[p * oc + ch];
+                m /= (double)pix;
+                for (size_t p = 0; p < pix; p++) v += (o2[p * oc + ch] - m) * (o2[p * oc + ch] - m);
+                v /= (double)pix;
+                worst = fmax(worst, fabs(st[ch] - m) / (fabs(m) + sqrt(v) + 1e-30));
+                worst = fmax(worst, fabs(st[oc + ch] / (double)pix - v) / (v + m * m + 1e-30));
+            }
+            CHECKF(memcmp(o2, out[0], no * 4) == 0 && worst < 1e-9,
+                   "%s bf16 conv, %d threads, statistics on the way: same output %d, error %g",
+                   kern->name, threads, memcmp(o2, out[0], no * 4) == 0, worst);
+            free(st); free(o2);
+        }
         if (threads == 1) memcpy(first_out, out[0], no * 4);
         else
             CHECKF(memcmp(first_out, out[0], no * 4) == 0,
@@ -234,7 +258,7 @@ static void test_conv_few_channels(const cnn_kernels *kern, int c, int oc)
     tk_conv g[2];
     for (int p = 0; p < 2; p++)
         g[p] = (tk_conv){n, h, w, c, oc, k, 1, 1, 1, h, w, kern,
-                         p ? CNN_PRECISION_BF16 : CNN_PRECISION_F32, NULL, NULL};
+                         p ? CNN_PRECISION_BF16 : CNN_PRECISION_F32, NULL, NULL, NULL};
     CHECKF(!tk_conv_is_bf16(&g[1]), "%s: a %d->%d convolution is bf16", kern->name, c, oc);
     const size_t ni = (size_t)n * h * w * c, nw = (size_t)oc * c * k * k, no = (size_t)n * h * w * oc;
     float *in = rand_array(ni), *wt = rand_array(nw), *r = rand_array(no), *res[2][3];
@@ -359,7 +383,7 @@ int main(void)
         test_conv_few_channels(k, 3, 16);
         test_conv_few_channels(k, 8, 2);
         {
-            tk_conv g8 = {1, 5, 5, 4, 4, 3, 1, 1, 1, 5, 5, k, CNN_PRECISION_BF16, NULL, NULL};
+            tk_conv g8 = {1, 5, 5, 4, 4, 3, 1, 1, 1, 5, 5, k, CNN_PRECISION_BF16, NULL, NULL, NULL};
             CHECKF(tk_conv_is_bf16(&g8), "%s: a 4->4 convolution is not bf16", k->name);
         }
         test_dense(k, 5, 37, 3);
