@@ -857,7 +857,7 @@ static void conv_wgrad_sum(void *ctx, size_t e0, size_t e1)
     const float *parts = j->scratch + j->col_floats;
     for (size_t e = e0; e < e1; e++) {
         /* f32: [K][oc]; bf16: [oc][K] */
-        const size_t src = j->inb ? o * j->K + (ky * k + kx) * c + i : ((ky * k + kx) * c + i) * oc + o;
+        const size_t t = (ky * k + kx) * c + i, src = j->inb ? o * j->K + t : t * oc + o;
         float s = 0.0f;
         for (int u = 0; u < j->parts; u++) s += parts[(size_t)u * j->per + src];
         j->dw[e] += s;
@@ -1913,7 +1913,8 @@ static void cbp_part(void *ctx, int part, int parts)
     const bnp_job *j = &cj->bn;
     const tk_conv *g = cj->g;
     const int c = j->c, w = j->w, s = g->stride;
-    const size_t M = (size_t)g->k * g->c, K = conv_k(g), rowf = (size_t)w * c, sc = (size_t)s * g->c;
+    const size_t M = (size_t)g->k * g->c, K = conv_k(g), rowf = (size_t)w * c;
+    const size_t sc = (size_t)s * g->c;
     size_t r0, r1;
     split((size_t)j->parts_of_rows, parts, part, &r0, &r1);
     double *bs = j->scratch + (size_t)2 * c * part;
@@ -1991,7 +1992,8 @@ void tk_conv_bn_relu_pool2_backward(const tk_conv *g, const float *in, const flo
             }
             const size_t ci = t % (size_t)cin, kx = t / (size_t)cin % (size_t)k,
                          ky = t / ((size_t)cin * k);
-            dw[(((size_t)o * cin + ci) * k + ky) * k + kx] += (float)(K1 * (sa - K2 * ss - K3 * sb));
+            dw[(((size_t)o * cin + ci) * k + ky) * k + kx] +=
+                (float)(K1 * (sa - K2 * ss - K3 * sb));
         }
     }
 }

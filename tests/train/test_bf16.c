@@ -260,10 +260,12 @@ static void test_conv_few_channels(const cnn_kernels *kern, int c, int oc)
         g[p] = (tk_conv){n, h, w, c, oc, k, 1, 1, 1, h, w, kern,
                          p ? CNN_PRECISION_BF16 : CNN_PRECISION_F32, NULL, NULL, NULL};
     CHECKF(!tk_conv_is_bf16(&g[1]), "%s: a %d->%d convolution is bf16", kern->name, c, oc);
-    const size_t ni = (size_t)n * h * w * c, nw = (size_t)oc * c * k * k, no = (size_t)n * h * w * oc;
+    const size_t ni = (size_t)n * h * w * c, nw = (size_t)oc * c * k * k;
+    const size_t no = (size_t)n * h * w * oc;
     float *in = rand_array(ni), *wt = rand_array(nw), *r = rand_array(no), *res[2][3];
     for (int p = 0; p < 2; p++) {
-        float *wp = zeros(tk_conv_packed_floats(&g[p], 0)), *wf = zeros(tk_conv_packed_floats(&g[p], 1));
+        float *wp = zeros(tk_conv_packed_floats(&g[p], 0));
+        float *wf = zeros(tk_conv_packed_floats(&g[p], 1));
         float *scratch = zeros(tk_conv_scratch_floats(&g[p], 1));
         tk_conv_pack_forward(&g[p], wt, wp);
         tk_conv_pack_backward(&g[p], wt, wf);

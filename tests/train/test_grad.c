@@ -713,13 +713,14 @@ static void test_conv_bn_pool(int n, int h, int w, int c, int oc, int k, int str
     for (int threads = 1; threads <= 3; threads += 2) {
         cnn_pool *pool = NULL;
         CHECK(cnn_pool_create(threads, &pool) == CNN_OK);
-        float *wp = zeros(tk_conv_packed_floats(&g, 0)), *sc = zeros(tk_conv_scratch_floats(&g, threads));
+        float *wp = zeros(tk_conv_packed_floats(&g, 0));
+        float *sc = zeros(tk_conv_scratch_floats(&g, threads));
         tk_conv_pack_forward(&g, wt, wp);
         tk_conv_forward(&g, in, wp, NULL, x, sc, pool);
         double *ds = calloc(tk_conv_bn_pool_scratch_doubles(&g, threads), sizeof *ds);
         float *rows = zeros(tk_conv_bn_pool_rows_floats(&g, threads));
-        tk_bn_relu_pool2_forward(x, n, oh, ow, oc, gamma, beta, 1e-5f, NULL, pout, mean, var, inv, ds,
-                                 pool);
+        tk_bn_relu_pool2_forward(x, n, oh, ow, oc, gamma, beta, 1e-5f, NULL, pout, mean, var,
+                                 inv, ds, pool);
         memset(g1, 0, sizeof g1); memset(b1, 0, sizeof b1);
         memset(g2, 0, sizeof g2); memset(b2, 0, sizeof b2);
         memset(dw1, 0, nw * sizeof *dw1); memset(dw2, 0, nw * sizeof *dw2);
