@@ -25,9 +25,12 @@
  * (whose input gradient nobody needs), the backward pass also computes
  * its weight gradient from three sums it can take on the way, so the
  * gradient at the batch-norm's input is never written
- * (tk_conv_bn_relu_pool2_backward).  These layers are bound by memory
- * traffic (catdog-v2's first stage is 23 M activations a batch), and each
- * pass not made is about a tenth of a step (docs/performance.md).
+ * (tk_conv_bn_relu_pool2_backward); and a convolution before a
+ * batch-norm takes the batch statistics of its output as it writes it
+ * (tk_conv.stats).  These layers are bound by memory traffic: the first
+ * stage of the catdog networks is 23 M activations (92 MB) a batch, and
+ * each pass over them not made saved about 9 ms of a step on the 2-core
+ * Xeon VM of docs/performance.md.
  *
  * The remaining element-wise kernels (batch-norm, pooling) are compiled
  * twice with target_clones, for x86-64-v3 (AVX2 + FMA) and the baseline,

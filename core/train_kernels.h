@@ -51,6 +51,12 @@ typedef struct {
                                 the same values for any thread count */
 } tk_conv;
 
+/* Whether g's arithmetic is bf16: its precision, except for fewer than 4
+ * input or output channels (train_kernels.c, conv_bf16). */
+int tk_conv_is_bf16(const tk_conv *g);
+
+/* Doubles of tk_conv.stats (at most one record per output row and block
+ * of 32 channels, or per chunk of pixels, for any kernel set). */
 size_t tk_conv_stats_doubles(const tk_conv *g);
 
 /* Halves of tk_conv.input_bf16 and dout_bf16 (0 where g's arithmetic is
@@ -201,7 +207,6 @@ void tk_bn_relu_pool2_backward(const float *x, const float *pdout, int n, int h,
  * x); in: its input; scratch: tk_conv_bn_pool_scratch_doubles, rows:
  * tk_conv_bn_pool_rows_floats, for the pool's thread count.  Depends on
  * the thread count as tk_bn_relu_pool2_backward does. */
-int tk_conv_is_bf16(const tk_conv *g);
 size_t tk_conv_bn_pool_scratch_doubles(const tk_conv *g, int threads);
 size_t tk_conv_bn_pool_rows_floats(const tk_conv *g, int threads);
 void tk_conv_bn_relu_pool2_backward(const tk_conv *g, const float *in, const float *x,
