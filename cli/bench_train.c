@@ -86,7 +86,15 @@ int cli_bench_train(cnn_model *m, int isa, int precision, int threads, int batch
             total += f + b;
             printf("  %-22s %-9s %9.3f %9.3f", L->name, cnn_layer_type_name(L->type), f * 1e3,
                    b * 1e3);
-            if (L->type == CNN_LAYER_CONV2D) {
+            if (L->type == CNN_LAYER_CONV2D && lt->backward_in_next) {
+                /* forward only here: the weight gradient is in the next
+                 * layer's backward time */
+                const double fl = 2.0 * conv_macs(L) * batch;
+                conv_flops += fl;
+                conv_s += f;
+                printf(" %9s %9s %6.0f%%  (weight gradient in %s)", "-", "-",
+                       100.0 * fl / f / (peak * threads), m->layers[i + 1].name);
+            } else if (L->type == CNN_LAYER_CONV2D) {
                 /* forward, weight gradient and (past the first layer) input gradient */
                 double fl = 2.0 * conv_macs(L) * batch * (i > 0 ? 3 : 2);
                 conv_flops += fl;

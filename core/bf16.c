@@ -23,9 +23,42 @@ void cnn_bf16_pack_pairs(const float *src, ptrdiff_t ks, ptrdiff_t ns, int K, in
     }
 }
 
+/* pack_rows of a transposed view (ss 1: the rows are adjacent values of
+ * src, p steps ps): blocks of TB values of p by up to TR rows are rounded
+ * from contiguous runs of src (a loop the compiler vectorises) into tmp,
+ * then written out row by row, instead of one strided load and one call
+ * to the rounding per value. */
+enum { TB = 8, TR = 512 };
+
+static void pack_rows_transposed(const float *src, ptrdiff_t ps, int rows, int K, uint16_t *dst,
+                                 size_t ld)
+{
+    uint16_t tmp[TB][TR];
+    for (int p0 = 0; p0 < K; p0 += TB) {
+        const int pn = K - p0 < TB ? K - p0 : TB;
+        for (int r0 = 0; r0 < rows; r0 += TR) {
+            const int rn = rows - r0 < TR ? rows - r0 : TR;
+            for (int q = 0; q < pn; q++) {
+                const float *s = src + (ptrdiff_t)(p0 + q) * ps + r0;
+                for (int r = 0; r < rn; r++) tmp[q][r] = to_bf16(s[r]);
+            }
+            for (int r = 0; r < rn; r++) {
+                uint16_t *d = dst + (size_t)(r0 + r) * ld + p0;
+                for (int q = 0; q < pn; q++) d[q] = tmp[q][r];
+            }
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        for (size_t z = (size_t)K; z < ld; z++) dst[(size_t)r * ld + z] = 0;
+}
+
 void cnn_bf16_pack_rows(const float *src, ptrdiff_t ss, ptrdiff_t ps, int rows, int K,
                         uint16_t *dst, size_t ld)
 {
+    if (ss == 1 && ps != 1) {
+        pack_rows_transposed(src, ps, rows, K, dst, ld);
+        return;
+    }
     for (int r = 0; r < rows; r++) {
         uint16_t *d = dst + (size_t)r * ld;
         const float *s = src + (ptrdiff_t)r * ss;
@@ -107,12 +140,13 @@ void cnn_bf16_conv_pixels(const cnn_kernels *kern, const cnn_conv_shape *s, cons
         const int pc = p1 - q0 < CNN_BF16_CHUNK ? p1 - q0 : CNN_BF16_CHUNK;
         float *o = out + (size_t)q0 * s->oc;
         cnn_bf16_im2col(s, in, q0, pc, col, ld);
-        for (int q = 0; q < pc; q++)
-            if (bias)
+        /* The sums start from the bias, or from 0 without one: the GEMM
+         * overwrites (the same sums as from zeros written first, without
+         * that pass over the output). */
+        if (bias)
+            for (int q = 0; q < pc; q++)
                 memcpy(o + (size_t)q * s->oc, bias, (size_t)s->oc * sizeof *o);
-            else
-                memset(o + (size_t)q * s->oc, 0, (size_t)s->oc * sizeof *o);
-        kern->gemm_bf16(pc, s->oc, (int)ld, col, (ptrdiff_t)ld, wb, ldb, o, s->oc, 1);
+        kern->gemm_bf16(pc, s->oc, (int)ld, col, (ptrdiff_t)ld, wb, ldb, o, s->oc, bias != NULL);
         if (s->relu)
             for (size_t e = 0; e < (size_t)pc * s->oc; e++)
                 if (!(o[e] > 0.0f)) o[e] = 0.0f;

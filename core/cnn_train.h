@@ -361,6 +361,10 @@ typedef struct {
     double backward;       /* backward pass, all of it */
     double backward_input; /* of which the input gradient (conv only;
                               the rest of a conv's is the weight gradient) */
+    int backward_in_next;  /* its backward pass runs inside the next
+                              layer's and is counted there (the first
+                              convolution, whose weight gradient the
+                              batch-norm after it computes) */
 } cnn_train_layer_time;
 
 typedef struct {

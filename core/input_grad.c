@@ -123,6 +123,7 @@ cnn_status cnn_grad_create(const cnn_model *m, const cnn_grad_options *o, cnn_gr
     if (t->threads > 256) t->threads = 256;
     t->opt.threads = t->threads;
     t->last = last;
+    t->infer_only = 1;
     t->kern = cnn_kernels_for(cnn_isa_default());
     cnn_status st = cnn_pool_create(t->threads, &t->pool);
     if (st != CNN_OK) {

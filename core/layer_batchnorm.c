@@ -91,8 +91,15 @@ static void train_forward(const cnn_layer_run *r)
         return;
     }
     float *st = t->bn_stats[r->i], *bm = st, *bv = st + L->in_c;
-    tk_bn_forward_train(r->in, pixels, L->in_c, L->weight, L->bias, L->eps, r->fuse_next, y, bm,
-                        bv, st + 2 * L->in_c, t->dscratch, r->x.par);
+    /* the statistics the conv before took, else a pass of its own */
+    const double *given = r->stats_prev ? t->fwd_stats : NULL;
+    if (r->takes_next2) /* the ReLU and the pool after it too, into the pool's output */
+        tk_bn_relu_pool2_forward(r->in, r->n, L->in_h, L->in_w, L->in_c, L->weight, L->bias,
+                                 L->eps, given, r->next2_out, bm, bv, st + 2 * L->in_c,
+                                 t->dscratch, r->x.par);
+    else
+        tk_bn_forward_train(r->in, pixels, L->in_c, L->weight, L->bias, L->eps, given,
+                            r->fuse_next, y, bm, bv, st + 2 * L->in_c, t->dscratch, r->x.par);
     /* Running variance is the unbiased batch variance. */
     float mo = t->opt.bn_momentum;
     double unbias = pixels > 1 ? (double)pixels / (double)(pixels - 1) : 1.0;
@@ -114,10 +121,20 @@ static int train_backward(const cnn_layer_run *r)
 {
     const cnn_layer *L = r->L;
     const float *st = r->t->bn_stats[r->i];
+    if (r->takes_prev) { /* and the weight gradient of the convolution before it */
+        cnn_trainer *t = r->t;
+        const cnn_layer *C = &t->m->layers[r->i - 1];
+        const tk_conv g = cnn_conv2d_train_geometry(C, r->n, &r->x);
+        tk_conv_bn_relu_pool2_backward(&g, t->act[r->i - 1], r->in, r->dout, L->weight, L->bias,
+                                       st, st + 2 * L->in_c,
+                                       t->grads + (C->weight - t->m->params), r->gw, r->gb,
+                                       t->dscratch, t->pool_rows, r->x.par);
+        return 1;
+    }
     if (r->takes_next2) { /* dout: the gradient at the pool's output */
-        tk_bn_relu_pool2_backward(r->in, r->next_out, r->next2_out, r->dout, r->n, L->in_h,
-                                  L->in_w, L->in_c, L->weight, st, st + 2 * L->in_c, r->din,
-                                  r->gw, r->gb, r->t->dscratch, r->t->pool_rows, r->x.par);
+        tk_bn_relu_pool2_backward(r->in, r->dout, r->n, L->in_h, L->in_w, L->in_c, L->weight,
+                                  L->bias, st, st + 2 * L->in_c, r->din, r->gw, r->gb,
+                                  r->t->dscratch, r->t->pool_rows, r->x.par);
         return 1;
     }
     tk_bn_backward(r->in, r->dout, r->fuse_next && !r->relu_into_next ? r->next_out : NULL,
@@ -155,7 +172,8 @@ const cnn_layer_ops cnn_layer_batchnorm = {
     .type = CNN_LAYER_BATCHNORM,
     .name = "batchnorm",
     .keys = {"eps", NULL},
-    .flags = CNN_LOP_EXTENDS_TAP | CNN_LOP_FOLDS_INTO_CONV | CNN_LOP_TRAIN_FUSES_NEXT_RELU,
+    .flags = CNN_LOP_EXTENDS_TAP | CNN_LOP_FOLDS_INTO_CONV | CNN_LOP_TRAIN_FUSES_NEXT_RELU |
+             CNN_LOP_TRAIN_STATS_IN,
     .step = CNN_STEP_AFFINE,
     .chw = CNN_CHW_VECTORS,
     .parse = parse,

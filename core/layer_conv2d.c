@@ -102,6 +102,11 @@ static tk_conv geometry(const cnn_layer *L, int n, const cnn_train_exec *x)
     return g;
 }
 
+tk_conv cnn_conv2d_train_geometry(const cnn_layer *L, int n, const cnn_train_exec *x)
+{
+    return geometry(L, n, x);
+}
+
 static void ref_backward(const cnn_layer *L, int n, const float *in, const float *out,
                          const float *dout, float *din)
 {
@@ -118,6 +123,19 @@ static cnn_status train_setup(cnn_trainer *t, int i, size_t *scratch)
     if (sc > *scratch) *scratch = sc;
     t->packed[i] = cnn_alloc_aligned(tk_conv_packed_floats(&g, 0), sizeof(float));
     t->packed_back[i] = cnn_alloc_aligned(tk_conv_packed_floats(&g, 1), sizeof(float));
+    /* bf16: the input the forward pass rounds, kept for the weight
+     * gradient (which would round it again). */
+    const size_t halves = t->infer_only ? 0 : tk_conv_input_bf16_halves(&g);
+    if (halves && !(t->conv_in_bf16[i] = cnn_alloc_aligned(halves, sizeof(uint16_t))))
+        return CNN_ERR_NOMEM;
+    /* and the output gradient the weight gradient rounds, for the input
+     * gradient (one buffer for all layers, train.c) */
+    const size_t dh = t->infer_only || i == 0 ? 0 : tk_conv_dout_bf16_halves(&g);
+    if (dh > t->dout_bf16_halves) t->dout_bf16_halves = dh;
+    /* and the statistics of its output for a batch-norm after it (one
+     * buffer for all layers) */
+    const size_t sd = t->infer_only ? 0 : tk_conv_stats_doubles(&g);
+    if (sd > t->fwd_stats_doubles) t->fwd_stats_doubles = sd;
     return t->packed[i] && t->packed_back[i] ? CNN_OK : CNN_ERR_NOMEM;
 }
 
@@ -133,16 +151,21 @@ static void train_pack(cnn_trainer *t, int i)
 static void train_forward(const cnn_layer_run *r)
 {
     const cnn_layer *L = r->L;
-    const tk_conv g = geometry(L, r->n, &r->x);
+    tk_conv g = geometry(L, r->n, &r->x);
+    g.input_bf16 = r->t->conv_in_bf16[r->i]; /* for the weight gradient */
+    if (r->train && r->stats_next) g.stats = r->t->fwd_stats; /* for the batch-norm */
     tk_conv_forward(&g, r->in, r->t->packed[r->i], L->has_bias ? L->bias : NULL, r->out,
                     r->t->scratch, r->x.par);
 }
 
 static int train_backward(const cnn_layer_run *r)
 {
+    if (r->done_by_next) return 0; /* done with the batch-norm after it */
     const cnn_layer *L = r->L;
     cnn_trainer *t = r->t;
-    const tk_conv g = geometry(L, r->n, &r->x);
+    tk_conv g = geometry(L, r->n, &r->x);
+    g.input_bf16 = t->conv_in_bf16[r->i]; /* rounded by the forward pass */
+    if (r->i > 0) g.dout_bf16 = t->dout_bf16; /* rounded once for both gradients */
     tk_conv_backward_weight(&g, r->in, r->dout, r->gw, L->has_bias ? r->gb : NULL, t->scratch,
                             r->x.par);
     const double t1 = t->prof ? cnn_clock_seconds() : 0.0;
@@ -151,6 +174,14 @@ static int train_backward(const cnn_layer_run *r)
                                r->x.par);
     if (t->prof) t->prof->layer[r->i].backward_input += cnn_clock_seconds() - t1;
     return 1;
+}
+
+/* Without bias (a batch-norm after it makes one redundant) and in f32:
+ * tk_conv_bn_relu_pool2_backward computes its weight gradient. */
+static int train_wgrad_into_bn(const cnn_layer *L, const cnn_train_exec *x)
+{
+    const tk_conv g = geometry(L, 1, x);
+    return !L->has_bias && !tk_conv_is_bf16(&g);
 }
 
 /* Inference: the input gradient only (layer 0 too). */
@@ -167,7 +198,7 @@ const cnn_layer_ops cnn_layer_conv2d = {
     .type = CNN_LAYER_CONV2D,
     .name = "conv2d",
     .keys = {"filters", "kernel", "stride", "padding", "bias", NULL},
-    .flags = CNN_LOP_TAP | CNN_LOP_DECAY,
+    .flags = CNN_LOP_TAP | CNN_LOP_DECAY | CNN_LOP_TRAIN_STATS_OUT,
     .step = CNN_STEP_CONV,
     .chw = CNN_CHW_NONE,
     .parse = parse,
@@ -181,4 +212,5 @@ const cnn_layer_ops cnn_layer_conv2d = {
     .train_forward = train_forward,
     .train_backward = train_backward,
     .infer_backward = infer_backward,
+    .train_wgrad_into_bn = train_wgrad_into_bn,
 };

@@ -57,6 +57,7 @@ static void ref_backward(const cnn_layer *L, int n, const float *in, const float
 static void train_forward(const cnn_layer_run *r)
 {
     const cnn_layer *L = r->L;
+    if (r->train && r->done_by_prev2) return; /* done with the batch-norm */
     tk_maxpool_forward(r->in, r->n, L->in_h, L->in_w, L->in_c, L->kernel, L->stride, L->out_h,
                        L->out_w, r->out, r->x.par);
 }
@@ -70,8 +71,8 @@ static int train_backward(const cnn_layer_run *r)
     return 1;
 }
 
-/* 2x2, stride 2: tk_bn_relu_pool2_backward does its backward pass with
- * those of the ReLU and batch-norm before it. */
+/* 2x2, stride 2: tk_bn_relu_pool2_forward and _backward do its training
+ * passes with those of the ReLU and batch-norm before it. */
 static int train_into_bn(const cnn_layer *L)
 {
     return L->kernel == 2 && L->stride == 2;

@@ -59,6 +59,12 @@ enum {
     CNN_LOP_DECAY = 1u << 8,
     /* Training: its output is its input's buffer (flatten). */
     CNN_LOP_ALIAS = 1u << 9,
+    /* Training: its forward pass can take the per-channel statistics of
+     * its output on the way (conv2d: tk_conv.stats) ... */
+    CNN_LOP_TRAIN_STATS_OUT = 1u << 10,
+    /* ... for the layer after it, which then takes no pass of its own
+     * for them (batchnorm). */
+    CNN_LOP_TRAIN_STATS_IN = 1u << 11,
 };
 
 /* What the inference planner makes of a type (net.c's step kinds; one
@@ -167,14 +173,31 @@ typedef struct {
                                  the max pool after it takes its gradient */
     int relu_into_next;       /* fused ReLU whose backward the layer
                                  after it does */
-    const float *next2_out;   /* act[i + 3] (i + 2 <= last), else NULL */
-    int takes_next2;          /* backward: a batch-norm whose pass also
-                                 does those of the fused ReLU after it and
-                                 of the layer after that (train_into_bn);
-                                 dout is then the gradient at that layer's
-                                 output, next2_out its output */
-    int done_by_prev2;        /* backward: the batch-norm two layers
-                                 before does this pass (takes_next2) */
+    float *next2_out;         /* act[i + 3] (i + 2 <= last), else NULL */
+    int takes_next2;          /* a batch-norm whose passes also do those
+                                 of the fused ReLU after it and of the
+                                 layer after that (train_into_bn): in
+                                 training mode forward, it writes that
+                                 layer's output, next2_out, and not the
+                                 ReLU's; backward, dout is the gradient at
+                                 that layer's output */
+    int done_by_prev2;        /* training-mode forward and backward: the
+                                 batch-norm two layers before does this
+                                 pass (takes_next2) */
+    int takes_prev;           /* backward: a batch-norm (takes_next2) whose
+                                 pass also computes the weight gradient of
+                                 the convolution before it, layer 0
+                                 (train_wgrad_into_bn); din is then not
+                                 written (nobody reads it) */
+    int done_by_next;         /* backward: the batch-norm after it computes
+                                 this layer's weight gradient
+                                 (takes_prev) */
+    int stats_next;           /* training-mode forward: it takes its
+                                 output's statistics for the layer after it
+                                 into the trainer's fwd_stats
+                                 (CNN_LOP_TRAIN_STATS_OUT and _IN) */
+    int stats_prev;           /* training-mode forward: the layer before
+                                 took its input's statistics (fwd_stats) */
     /* Backward. */
     const float *dout;        /* d(loss)/d(out) */
     float *din;               /* d(loss)/d(in) (layer 0: nobody reads it) */
@@ -231,11 +254,17 @@ typedef struct cnn_layer_ops {
      * the statistics and fusions of r; returns as train_backward.  NULL:
      * train_backward, which for the type is just that already. */
     int (*infer_backward)(const cnn_layer_run *r);
-    /* Training: whether its backward pass, and that of a ReLU before it,
-     * can be done by a batch-norm before that ReLU in the batch-norm's
-     * own pass (a 2x2, stride-2 max pool: tk_bn_relu_pool2_backward);
-     * NULL: never. */
+    /* Training: whether its passes, and those of a ReLU before it, can
+     * be done by a batch-norm before that ReLU in the batch-norm's own
+     * passes (a 2x2, stride-2 max pool: tk_bn_relu_pool2_forward and
+     * _backward); NULL: never. */
     int (*train_into_bn)(const cnn_layer *L);
+    /* Training: whether, when its input gradient is not needed (layer 0),
+     * its backward pass can be done by a batch-norm right after it that
+     * takes the ReLU and pool after it (takes_next2), in that
+     * batch-norm's pass (a conv2d without bias in f32 arithmetic:
+     * tk_conv_bn_relu_pool2_backward); NULL: never. */
+    int (*train_wgrad_into_bn)(const cnn_layer *L, const cnn_train_exec *x);
     /* Batch-norm recalibration: begin (batches 0) and end (NULL: none). */
     void (*recalibrate)(struct cnn_trainer *t, int i, int batches);
 } cnn_layer_ops;

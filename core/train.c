@@ -106,9 +106,12 @@ void cnn_trainer_free(cnn_trainer *t)
     for (int i = 0; i < CNN_MAX_LAYERS; i++) {
         cnn_free_aligned(t->packed[i]);
         cnn_free_aligned(t->packed_back[i]);
+        cnn_free_aligned(t->conv_in_bf16[i]);
         free(t->bn_stats[i]);
         free(t->bn_sums[i]);
     }
+    cnn_free_aligned(t->dout_bf16);
+    cnn_free_aligned(t->fwd_stats);
     cnn_free_aligned(t->grads);
     cnn_free_aligned(t->mom1);
     cnn_free_aligned(t->mom2);
@@ -148,13 +151,22 @@ static size_t arena_take(size_t *used, size_t per, size_t n, int *ok)
     return at;
 }
 
+/* Layers [i0, i1) repacked (each writes only its own packed weights). */
+static void pack_layers(void *ctx, size_t i0, size_t i1)
+{
+    cnn_trainer *t = ctx;
+    for (size_t i = i0; i < i1; i++) {
+        const cnn_layer_ops *ops = cnn_layer_ops_of(t->m->layers[i].type);
+        if (ops->train_pack) ops->train_pack(t, (int)i);
+    }
+}
+
 void cnn_trainer_pack_weights(cnn_trainer *t)
 {
-    const cnn_model *m = t->m;
-    for (int i = 0; i <= t->last; i++) {
-        const cnn_layer_ops *ops = cnn_layer_ops_of(m->layers[i].type);
-        if (ops->train_pack) ops->train_pack(t, i);
-    }
+    /* Layer by layer on the pool's threads, after every optimizer step:
+     * the packings are single-threaded, and the widest layers hold most
+     * of the weights. */
+    cnn_pool_for(t->pool, (size_t)t->last + 1, 1, pack_layers, t);
 }
 
 /* The recipe's buffers (none when it is off); the average starts at the
@@ -181,6 +193,7 @@ static cnn_status recipe_alloc(cnn_trainer *t)
 }
 
 static int pool_into_bn(const cnn_trainer *t, int i);
+static int conv_into_bn(const cnn_trainer *t, int i);
 
 cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
                               cnn_trainer **out)
@@ -251,16 +264,30 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
             at[i + 1] = arena_take(&used, o, B, &fits);
         if (ops->train_setup && ops->train_setup(t, i, &scratch) != CNN_OK) goto nomem;
     }
+    if (t->dout_bf16_halves &&
+        !(t->dout_bf16 = cnn_alloc_aligned(t->dout_bf16_halves, sizeof(uint16_t))))
+        goto nomem;
+    if (t->fwd_stats_doubles &&
+        !(t->fwd_stats = cnn_alloc_aligned(t->fwd_stats_doubles, sizeof(double))))
+        goto nomem;
     const size_t at_ga = arena_take(&used, max_act, B, &fits);
     const size_t at_gb = arena_take(&used, max_act, B, &fits);
     const size_t at_sc = arena_take(&used, scratch, 1, &fits);
-    size_t rows = 1;
+    size_t rows = 1, doubles = tk_bn_scratch_doubles(max_c, t->threads);
     for (int i = 0; i <= last; i++)
         if (pool_into_bn(t, i)) {
             const size_t r = tk_bn_pool_rows_floats(m->layers[i].in_w, m->layers[i].in_c,
                                                     t->threads);
             if (r > rows) rows = r;
         }
+    if (conv_into_bn(t, 0)) {
+        const cnn_train_exec x = cnn_trainer_exec(t);
+        const tk_conv g = cnn_conv2d_train_geometry(&m->layers[0], opt->batch, &x);
+        const size_t r = tk_conv_bn_pool_rows_floats(&g, t->threads),
+                     d = tk_conv_bn_pool_scratch_doubles(&g, t->threads);
+        if (r > rows) rows = r;
+        if (d > doubles) doubles = d;
+    }
     const size_t at_rows = arena_take(&used, rows, 1, &fits);
     if (!fits) {
         cnn_trainer_free(t);
@@ -277,8 +304,7 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
     t->grads = alloc_floats(m->n_params, 1);
     t->mom1 = alloc_floats(m->n_params, 1);
     t->mom2 = alloc_floats(m->n_params, 1);
-    t->dscratch = cnn_alloc(tk_bn_scratch_doubles(max_c, cnn_pool_size(cnn_trainer_exec(t).par)),
-                            sizeof(double));
+    t->dscratch = cnn_alloc(doubles, sizeof(double));
     t->logits = cnn_alloc(B, sizeof(float));
     t->labels = cnn_alloc(B, 1);
     if (!t->grad_a || !t->grad_b || !t->grads || !t->mom1 || !t->mom2 ||
@@ -314,11 +340,13 @@ static int relu_into_pool(const cnn_trainer *t, int i)
     return cnn_relu_into_pool(t->m, t->last, i);
 }
 
-/* Whether layer i's backward pass, with that of the ReLU before it, is
- * done by the batch-norm before that ReLU (the ReLU fused with the
- * batch-norm and taken by layer i; layer i's record says it can be: a
- * 2x2, stride-2 max pool): the three backward passes are then one
- * (tk_bn_relu_pool2_backward, at the batch-norm), which never writes the
+/* Whether layer i's passes, with those of the ReLU before it, are done
+ * by the batch-norm before that ReLU (the ReLU fused with the batch-norm
+ * and taken by layer i; layer i's record says it can be: a 2x2, stride-2
+ * max pool): in training mode the three forward passes are then one
+ * (tk_bn_relu_pool2_forward, at the batch-norm), which never writes the
+ * ReLU's output, and so are the three backward passes
+ * (tk_bn_relu_pool2_backward), which recompute it and never write the
  * gradient at the pool's input.  The same results on one thread. */
 static int pool_into_bn(const cnn_trainer *t, int i)
 {
@@ -327,6 +355,31 @@ static int pool_into_bn(const cnn_trainer *t, int i)
     const cnn_layer_ops *ops = cnn_layer_ops_of(L->type);
     return ops->train_into_bn && ops->train_into_bn(L) && relu_fused(t, i - 1) &&
            relu_into_pool(t, i - 1);
+}
+
+/* Whether layer i's backward pass is done by the batch-norm after it
+ * (tk_conv_bn_relu_pool2_backward): only its weight gradient is needed
+ * (the first layer), its record says it can be (a conv2d without bias in
+ * f32 arithmetic) and that batch-norm takes the ReLU and 2x2 pool after
+ * it (pool_into_bn).  The batch-norm's pass then never writes the
+ * gradient at its input, which only this weight gradient would read. */
+static int conv_into_bn(const cnn_trainer *t, int i)
+{
+    if (i != 0 || i + 3 > t->last) return 0;
+    const cnn_layer *L = &t->m->layers[i];
+    const cnn_layer_ops *ops = cnn_layer_ops_of(L->type);
+    const cnn_train_exec x = cnn_trainer_exec(t);
+    return ops->train_wgrad_into_bn && ops->train_wgrad_into_bn(L, &x) && pool_into_bn(t, i + 3);
+}
+
+/* Whether layer i's training forward pass takes the statistics of its
+ * output for the layer after it (a conv2d and a batch-norm): that layer
+ * then needs no pass over its input for them. */
+static int stats_into_next(const cnn_trainer *t, int i)
+{
+    return i >= 0 && i < t->last && t->fwd_stats &&
+           cnn_layer_has(&t->m->layers[i], CNN_LOP_TRAIN_STATS_OUT) &&
+           cnn_layer_has(&t->m->layers[i + 1], CNN_LOP_TRAIN_STATS_IN);
 }
 
 /* Layer i's pass over n images: its buffers, fusions and the execution
@@ -347,6 +400,10 @@ static cnn_layer_run layer_run(cnn_trainer *t, int i, int n)
         .next2_out = i + 2 <= t->last ? t->act[i + 3] : NULL,
         .takes_next2 = pool_into_bn(t, i + 2),
         .done_by_prev2 = pool_into_bn(t, i),
+        .takes_prev = conv_into_bn(t, i - 1),
+        .done_by_next = conv_into_bn(t, i),
+        .stats_next = stats_into_next(t, i),
+        .stats_prev = stats_into_next(t, i - 1),
     };
     return r;
 }
@@ -385,6 +442,7 @@ static void backward(cnn_trainer *t, int n)
         r.din = din;
         r.gw = r.L->weight ? t->grads + param_offset(m, r.L->weight) : NULL;
         r.gb = r.L->bias ? t->grads + param_offset(m, r.L->bias) : NULL;
+        if (t->prof && r.done_by_next) t->prof->layer[i].backward_in_next = 1;
         if (!cnn_layer_ops_of(r.L->type)->train_backward(&r))
             continue; /* the gradient passes through unchanged */
         if (t->prof) t->prof->layer[i].backward += cnn_clock_seconds() - t0;

@@ -8,6 +8,7 @@
 #include "kernels.h"
 #include "layers.h"
 #include "pool.h"
+#include "train_kernels.h"
 
 /* Salts that keep the random streams apart. */
 enum {
@@ -26,6 +27,8 @@ struct cnn_trainer {
     cnn_pool *pool;             /* its threads, for its whole life */
     const cnn_kernels *kern;    /* the kernel set of its GEMMs */
     int last;                   /* last layer before the logit's sigmoid */
+    int infer_only;             /* cnn_grad's (input_grad.c): inference-mode
+                                   passes only, no weight gradients */
 
     float *arena;               /* act, grad_a, grad_b, scratch and
                                    pool_rows live
@@ -37,6 +40,18 @@ struct cnn_trainer {
     float *mom1, *mom2;         /* optimizer state, like m->params */
     float *packed[CNN_MAX_LAYERS];      /* conv/dense forward weights */
     float *packed_back[CNN_MAX_LAYERS]; /* conv input-gradient weights */
+    uint16_t *conv_in_bf16[CNN_MAX_LAYERS]; /* bf16 convs: the input rounded
+                                           by the forward pass, for the
+                                           weight gradient (NULL: f32) */
+    uint16_t *dout_bf16;        /* bf16 convs: the output gradient rounded by
+                                   the weight gradient for the input
+                                   gradient (tk_conv.dout_bf16), one layer
+                                   at a time; NULL: none */
+    size_t dout_bf16_halves;    /* its size (train_setup raises it) */
+    double *fwd_stats;          /* a conv's output statistics for the
+                                   batch-norm after it (tk_conv.stats), one
+                                   layer at a time; NULL: none */
+    size_t fwd_stats_doubles;   /* its size (train_setup raises it) */
     float *bn_stats[CNN_MAX_LAYERS];    /* mean, var, invstd per channel */
     double *bn_sums[CNN_MAX_LAYERS];    /* recalibration: sum of batch
                                            means, then of variances */
@@ -68,6 +83,10 @@ struct cnn_trainer {
 /* What the layers' training passes run with: threads and kernel set
  * (train.c; the one place, see layers.h). */
 cnn_train_exec cnn_trainer_exec(const cnn_trainer *t);
+
+/* Conv2d layer L's convolution over n images, run as x says
+ * (layer_conv2d.c). */
+tk_conv cnn_conv2d_train_geometry(const cnn_layer *L, int n, const cnn_train_exec *x);
 
 /* Repacks the conv and dense weights from the model's parameters into
  * the layouts the kernels use (after the parameters change wholesale). */

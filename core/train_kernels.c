@@ -12,8 +12,25 @@
  * weight gradient is patches^T * output gradient: chunks of TK_CHUNK
  * output pixels are copied into a per-thread im2col buffer (NHWC makes
  * each patch row a few contiguous runs) and multiplied with the kernel
- * set's GEMM, accumulated per thread and summed in thread order.  Dense
- * layers use the same GEMM.
+ * set's GEMM, accumulated per thread and summed in thread order; with few
+ * input channels (an RGB input layer) the GEMM reads each window row in
+ * place from a zero-padded copy of the input row instead, the same sums
+ * without the copies (conv_weight_rows).  Dense layers use the same GEMM.
+ *
+ * Batch-norm -> ReLU -> 2x2 max pool, the stages of the catdog networks,
+ * run as one pass each way (tk_bn_relu_pool2_*): forward, the pool of the
+ * ReLU's output without writing that output; backward, the ReLU's output
+ * and the pool's maxima recomputed from the batch-norm's input instead of
+ * read.  Where the convolution before such a stage is the first layer
+ * (whose input gradient nobody needs), the backward pass also computes
+ * its weight gradient from three sums it can take on the way, so the
+ * gradient at the batch-norm's input is never written
+ * (tk_conv_bn_relu_pool2_backward); and a convolution before a
+ * batch-norm takes the batch statistics of its output as it writes it
+ * (tk_conv.stats).  These layers are bound by memory traffic: the first
+ * stage of the catdog networks is 23 M activations (92 MB) a batch, and
+ * each pass over them not made saved about 9 ms of a step on the 2-core
+ * Xeon VM of docs/performance.md.
  *
  * The remaining element-wise kernels (batch-norm, pooling) are compiled
  * twice with target_clones, for x86-64-v3 (AVX2 + FMA) and the baseline,
@@ -34,12 +51,14 @@
  *
  * bf16 (tk_conv.precision, tk_dense_*_bf16; bf16.h): the input of a
  * convolution is rounded once into the scratch's last region (static
- * parts), then the forward pass and the stride-1 input gradient run the
+ * parts; or into tk_conv.input_bf16, where the weight gradient finds it
+ * again), then the forward pass and the stride-1 input gradient run the
  * kernel set's gemm_bf16 in items of (image, chunk of output pixels), each
  * part with its own im2col buffer (cnn_pool_run), and the weight gradient
  * in the parts' own partial sums as in f32.  The input gradient of other
  * strides stays the f32 GEMM above (on the f32 OHWI weights) in bf16 mode
- * too. */
+ * too, and convolutions with fewer than 4 input or output channels stay
+ * f32 altogether (conv_bf16). */
 #include "train_kernels.h"
 #include "bf16.h"
 #include "blocking.h"
@@ -86,15 +105,65 @@ static const cnn_kernels *kset(const cnn_kernels *k)
     return k ? k : cnn_kernels_for(cnn_isa_default());
 }
 
+/* 8 floats, and their bit patterns, and 4 doubles (4 floats widened),
+ * for the element-wise kernels and batch-norm sums below: GCC's vector
+ * extensions, one AVX register in the x86-64-v3 clone, two SSE registers
+ * in the baseline one, NEON on ARM.  Only used inside a function (no
+ * vector crosses a call), so the ABI note about passing them does not
+ * concern us.  Each lane computes what the scalar code would for its
+ * channel, in the same order: vectors change no result. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float tk_v8 __attribute__((vector_size(32)));
+typedef int32_t tk_v8i __attribute__((vector_size(32)));
+typedef float tk_v8u __attribute__((vector_size(32), aligned(4), may_alias));
+typedef int32_t tk_v8iu __attribute__((vector_size(32), aligned(4), may_alias));
+typedef double tk_v4d __attribute__((vector_size(32)));
+typedef double tk_v4du __attribute__((vector_size(32), aligned(8), may_alias));
+
+/* 4 floats at p widened to double (exactly), and a vector's two halves.
+ * Written element by element: GCC makes one vcvtps2pd of that, but two
+ * half-width ones and a shuffle of __builtin_convertvector.  Macros, so
+ * that no vector is passed to a function. */
+#define tk_widen4(p) ((tk_v4d){(p)[0], (p)[1], (p)[2], (p)[3]})
+#define tk_widen_lo(v) ((tk_v4d){(v)[0], (v)[1], (v)[2], (v)[3]})
+#define tk_widen_hi(v) ((tk_v4d){(v)[4], (v)[5], (v)[6], (v)[7]})
+
 /* ------------------------------------------------------------------ */
 /* Convolution                                                        */
 /* ------------------------------------------------------------------ */
 
 static size_t conv_k(const tk_conv *g) { return (size_t)g->k * g->k * g->c; }
 
+/* Convolutions with fewer input or output channels than this run in f32
+ * in bf16 mode too (an RGB or grey input layer, a map to a few channels):
+ * their patches (27 values for a 3x3 RGB window) are shorter than one
+ * step of the bf16 GEMM's reduction (32 on AMX), which pads them, and the
+ * patch copies cost more than the products, so the direct f32 kernels
+ * are faster (catdog-v2's conv1 about 3x, docs/performance.md) and more
+ * precise.  The rule is symmetric in c and oc, so that the input
+ * gradient's convolution (c and oc swapped) decides the same. */
+enum { TK_BF16_MIN_CHANNELS = 4 };
+
+/* Whether g's arithmetic is bf16 (bf16.h). */
+static int conv_bf16(const tk_conv *g)
+{
+    return g->precision == CNN_PRECISION_BF16 && g->c >= TK_BF16_MIN_CHANNELS &&
+           g->oc >= TK_BF16_MIN_CHANNELS;
+}
+
+/* Whether g's f32 weight gradient reads the input rows in place
+ * (conv_weight_rows) instead of copying patches (im2col): with few input
+ * channels, where a window row is a short run and the copies cost as
+ * much as the products.  Either way the same bits. */
+static int conv_wgrad_direct(const tk_conv *g)
+{
+    return g->c < 8;
+}
+
 /* Per-thread scratch: im2col chunk (for the forward input or, in the input
- * gradient, the output gradient's channels), then the weight-gradient
- * partial sums and the bias partial sums. */
+ * gradient, the output gradient's channels) or a zero-padded input row
+ * (conv_weight_rows), then the weight-gradient partial sums and the bias
+ * partial sums. */
 static size_t conv_thread_floats(const tk_conv *g)
 {
     size_t kk = (size_t)g->k * g->k;
@@ -102,21 +171,36 @@ static size_t conv_thread_floats(const tk_conv *g)
     /* bf16: the im2col chunk transposed and rounded (weight gradient),
      * the output gradient's chunk in pairs (the same for g's input
      * gradient, whose in and out are swapped). */
-    size_t bf16 = g->precision == CNN_PRECISION_BF16
+    size_t bf16 = conv_bf16(g)
                       ? (TK_CHUNK * (kk * cmax + 16) + TK_CHUNK * cnn_bf16_round_up(cmax, 16)) / 2 + 16
                       : 0;
+    /* The padded row, from the larger of w and ow: the same for g's
+     * input gradient (stride 1). */
+    const size_t wmax = (size_t)(g->w > g->ow ? g->w : g->ow);
+    const size_t row = (wmax * (size_t)g->stride + (size_t)g->k) * cmax;
+    const size_t col = TK_CHUNK * kk * cmax > row ? TK_CHUNK * kk * cmax : row;
     /* cmax, not oc, for the bias sums: g's input gradient (c and oc
      * swapped) then has the same layout in the same scratch. */
-    return TK_CHUNK * kk * cmax + bf16 + conv_k(g) * g->oc + cmax;
+    return col + bf16 + conv_k(g) * g->oc + cmax;
 }
 
 /* bf16: after the threads' parts, the convolution's input rounded
  * (forward: in; input gradient: dout). */
 static size_t conv_bf16_input_floats(const tk_conv *g)
 {
-    if (g->precision != CNN_PRECISION_BF16) return 0;
+    if (!conv_bf16(g)) return 0;
     const size_t a = (size_t)g->h * g->w * g->c, b = (size_t)g->oh * g->ow * g->oc;
     return ((a > b ? a : b) * (size_t)g->n + 1) / 2 + 32;
+}
+
+size_t tk_conv_input_bf16_halves(const tk_conv *g)
+{
+    return conv_bf16(g) ? (size_t)g->n * g->h * g->w * g->c : 0;
+}
+
+size_t tk_conv_dout_bf16_halves(const tk_conv *g)
+{
+    return conv_bf16(g) ? (size_t)g->n * g->oh * g->ow * g->oc : 0;
 }
 
 size_t tk_conv_scratch_floats(const tk_conv *g, int threads)
@@ -163,7 +247,7 @@ size_t tk_conv_packed_floats(const tk_conv *g, int backward)
     size_t blocks = (nout + TK_MAX_BLOCK - 1) / TK_MAX_BLOCK;
     size_t f32 = blocks * TK_MAX_BLOCK * (size_t)g->k * g->k * nin;
     size_t bf16 = (cnn_bf16_pairs_halves((size_t)g->k * g->k * nin, nout) + 1) / 2;
-    return g->precision == CNN_PRECISION_BF16 && bf16 > f32 ? bf16 : f32;
+    return conv_bf16(g) && bf16 > f32 ? bf16 : f32;
 }
 
 /* OIHW weights w into the forward convolution's blocks, or, for the
@@ -172,7 +256,7 @@ size_t tk_conv_packed_floats(const tk_conv *g, int backward)
  * order, one block row of B channels at a time. */
 static void conv_pack(const tk_conv *g, const float *w, float *dst, int backward)
 {
-    if (g->precision == CNN_PRECISION_BF16) {
+    if (conv_bf16(g)) {
         cnn_bf16_pack_conv(w, g->oc, g->c, g->k, backward, NULL, (uint16_t *)(void *)dst);
         return;
     }
@@ -253,6 +337,121 @@ static void im2col(const tk_conv *g, const float *in, size_t p0, int pc,
     }
 }
 
+/* The statistics of a convolution's output for a training batch-norm
+ * after it (tk_conv.stats), taken by each work item of the forward pass
+ * on the part of the output it has just written (still in the cache),
+ * instead of by a pass of their own over the whole output: the item's
+ * record holds, per channel, its first value (a shift, so that the sums
+ * do not cancel) and the sums of the values less the shift and of their
+ * squares, in double; the records are then merged item by item in the
+ * items' order (Chan et al.'s pairwise update of count, mean and sum of
+ * squared deviations), so the result depends neither on the timing nor
+ * on the thread count.  stats: [0, oc) the means, [oc, 2 oc) the sums of
+ * squared deviations, then the records (3 doubles per channel slot). */
+
+/* Shift, sum and sum of squares (rec[3 ch], [3 ch + 1], [3 ch + 2]) of
+ * channels [0, nc) over `pixels` pixels at out, `stride` floats apart. */
+TK_CLONES
+static void out_stats(const float *restrict out, size_t pixels, size_t stride, int nc,
+                      double *restrict rec)
+{
+    int ch = 0;
+    for (; ch + 8 <= nc; ch += 8) {
+        const tk_v4d h0 = tk_widen4(out + ch), h1 = tk_widen4(out + ch + 4);
+        tk_v4d a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
+        for (size_t p = 0; p < pixels; p++) {
+            const float *r = out + p * stride + ch;
+            const tk_v4d v0 = tk_widen4(r) - h0, v1 = tk_widen4(r + 4) - h1;
+            a0 += v0;
+            a1 += v1;
+            b0 += v0 * v0;
+            b1 += v1 * v1;
+        }
+        for (int l = 0; l < 4; l++) {
+            double *q = rec + 3 * (size_t)(ch + l), *q4 = rec + 3 * (size_t)(ch + 4 + l);
+            q[0] = h0[l], q[1] = a0[l], q[2] = b0[l];
+            q4[0] = h1[l], q4[1] = a1[l], q4[2] = b1[l];
+        }
+    }
+    for (; ch < nc; ch++) {
+        const double h = out[ch];
+        double a = 0.0, b = 0.0;
+        for (size_t p = 0; p < pixels; p++) {
+            const double v = (double)out[p * stride + ch] - h;
+            a += v;
+            b += v * v;
+        }
+        rec[3 * (size_t)ch] = h, rec[3 * (size_t)ch + 1] = a, rec[3 * (size_t)ch + 2] = b;
+    }
+}
+
+/* Records in tk_conv.stats after the result: at most one per output row
+ * and block of TK_MAX_BLOCK channels (f32 items), or per chunk of output
+ * pixels with all channels (bf16 items), whatever the kernel set. */
+static size_t conv_stats_records(const tk_conv *g)
+{
+    const size_t blocks = ((size_t)g->oc + 31) / 32 * 32;
+    const size_t f32 = (size_t)g->n * g->oh * blocks;
+    const size_t bf16 = (size_t)g->n * (((size_t)g->oh * g->ow + TK_CHUNK - 1) / TK_CHUNK) * g->oc;
+    return f32 > bf16 ? f32 : bf16;
+}
+
+size_t tk_conv_stats_doubles(const tk_conv *g)
+{
+    return 2 * (size_t)g->oc + 3 * conv_stats_records(g);
+}
+
+/* Where the items' records are, how to find channel ch's: item i's
+ * record is at rec + i * rec_c * 3 when it covers ch, slot ch - first. */
+typedef struct {
+    const tk_conv *g;
+    double *stats;
+    size_t rec_c;       /* channel slots a record has */
+    size_t n_ocb;       /* f32: blocks of rec_c channels; bf16: 1 */
+    size_t groups;      /* row groups (f32) or chunks (bf16) per image */
+    int rows;           /* f32: rows per group; bf16: 0 */
+} conv_stats_job;
+
+/* Pixels item i covers (its row group or chunk, any channel block). */
+static size_t stats_item_pixels(const conv_stats_job *j, size_t i)
+{
+    const size_t u = i / j->n_ocb % j->groups; /* group or chunk within the image */
+    if (j->rows) {
+        const size_t y0 = u * (size_t)j->rows, oh = (size_t)j->g->oh;
+        return (oh - y0 < (size_t)j->rows ? oh - y0 : (size_t)j->rows) * (size_t)j->g->ow;
+    }
+    const size_t pix = (size_t)j->g->oh * j->g->ow, p0 = u * TK_CHUNK;
+    return pix - p0 < TK_CHUNK ? pix - p0 : TK_CHUNK;
+}
+
+/* Channels [c0, c1): the items' records merged in item order. */
+static void conv_stats_merge(void *ctx, size_t c0, size_t c1)
+{
+    const conv_stats_job *j = ctx;
+    const size_t oc = (size_t)j->g->oc, items = (size_t)j->g->n * j->groups * j->n_ocb;
+    const double *recs = j->stats + 2 * oc;
+    for (size_t ch = c0; ch < c1; ch++) {
+        const size_t ocb = ch / j->rec_c, slot = ch % j->rec_c;
+        double n = 0.0, mean = 0.0, m2 = 0.0;
+        for (size_t i = ocb; i < items; i += j->n_ocb) {
+            const double *q = recs + (i * j->rec_c + slot) * 3;
+            const double nb = (double)stats_item_pixels(j, i);
+            const double mb = q[0] + q[1] / nb, m2b = fmax(q[2] - q[1] * q[1] / nb, 0.0);
+            const double nn = n + nb, d = mb - mean;
+            mean += d * (nb / nn);
+            m2 += m2b + d * d * (n * nb / nn);
+            n = nn;
+        }
+        j->stats[ch] = mean;
+        j->stats[oc + ch] = m2;
+    }
+}
+
+static void conv_stats_finish(const conv_stats_job *j, cnn_pool *pool)
+{
+    cnn_pool_for(pool, (size_t)j->g->oc, 1, conv_stats_merge, (void *)j);
+}
+
 typedef struct {
     const tk_conv *g;
     const cnn_kernels *kern;
@@ -266,14 +465,20 @@ typedef struct {
 static void conv_fwd_items(void *ctx, size_t i0, size_t i1)
 {
     const conv_fwd_job *j = ctx;
+    const int B = j->kern->conv_block;
     for (size_t i = i0; i < i1; i++) {
         const int ocb = (int)(i % (size_t)j->n_ocb);
         const size_t rg = i / (size_t)j->n_ocb;
         const size_t img = rg / j->groups;
         const int y0 = (int)(rg % j->groups) * j->rows;
         const int y1 = j->g->oh - y0 < j->rows ? j->g->oh : y0 + j->rows;
-        j->kern->conv_rows(&j->shape, j->in + img * j->in_img, j->wt, j->bias,
-                           j->out + img * j->out_img, y0, y1, ocb);
+        float *o = j->out + img * j->out_img;
+        j->kern->conv_rows(&j->shape, j->in + img * j->in_img, j->wt, j->bias, o, y0, y1, ocb);
+        if (j->g->stats) { /* this item's block of channels in its rows */
+            const int c0 = ocb * B, nc = j->g->oc - c0 < B ? j->g->oc - c0 : B;
+            out_stats(o + (size_t)y0 * j->g->ow * j->g->oc + c0, (size_t)(y1 - y0) * j->g->ow,
+                      (size_t)j->g->oc, nc, j->g->stats + 2 * (size_t)j->g->oc + i * 3 * (size_t)B);
+        }
     }
 }
 
@@ -300,16 +505,20 @@ static void conv_fwd_bf16_part(void *ctx, int part, int parts)
         const size_t img = i / j->chunks;
         const int p0 = (int)((i % j->chunks) * TK_CHUNK);
         const int p1 = j->pix - (size_t)p0 < TK_CHUNK ? (int)j->pix : p0 + TK_CHUNK;
-        cnn_bf16_conv_pixels(j->kern, &j->shape, j->inb + img * j->in_img, j->wb, j->bias,
-                             j->out + img * j->out_img, p0, p1, col);
+        float *o = j->out + img * j->out_img;
+        cnn_bf16_conv_pixels(j->kern, &j->shape, j->inb + img * j->in_img, j->wb, j->bias, o, p0,
+                             p1, col);
+        if (j->g->stats) /* all channels of this chunk of pixels */
+            out_stats(o + (size_t)p0 * j->g->oc, (size_t)(p1 - p0), (size_t)j->g->oc, j->g->oc,
+                      j->g->stats + 2 * (size_t)j->g->oc + i * 3 * (size_t)j->g->oc);
     }
 }
 
-/* The bf16 forward pass (bf16.h): the input rounded once, then the items
- * in static parts. */
+/* The bf16 forward pass (bf16.h): the input rounded once (or given
+ * rounded: inb), then the items in static parts. */
 static void conv_forward_bf16(const tk_conv *g, const cnn_kernels *kern, const float *in,
                               const uint16_t *wb, const float *bias, float *out, float *scratch,
-                              cnn_pool *pool)
+                              cnn_pool *pool, const uint16_t *inb)
 {
     conv_fwd_bf16_job j = {
         .g = g, .kern = kern,
@@ -322,10 +531,17 @@ static void conv_forward_bf16(const tk_conv *g, const cnn_kernels *kern, const f
     j.chunks = (j.pix + TK_CHUNK - 1) / TK_CHUNK;
     j.items = (size_t)g->n * j.chunks;
     j.out_img = j.pix * (size_t)g->oc;
-    uint16_t *inb = conv_bf16_input(g, scratch, pool);
-    bf16_convert(in, j.in_img * (size_t)g->n, inb, pool);
+    if (!inb) {
+        uint16_t *b = g->input_bf16 ? g->input_bf16 : conv_bf16_input(g, scratch, pool);
+        bf16_convert(in, j.in_img * (size_t)g->n, b, pool);
+        inb = b;
+    }
     j.inb = inb;
     cnn_pool_run(pool, conv_fwd_bf16_part, &j);
+    if (g->stats) {
+        const conv_stats_job sj = {g, g->stats, (size_t)g->oc, 1, j.chunks, 0};
+        conv_stats_finish(&sj, pool);
+    }
 }
 
 void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
@@ -336,9 +552,9 @@ void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
      * of output rows, block of channels), handed out in chunks; each
      * output is computed the same way whatever item holds it. */
     const cnn_kernels *kern = kset(g->kern);
-    if (g->precision == CNN_PRECISION_BF16) {
+    if (conv_bf16(g)) {
         conv_forward_bf16(g, kern, in, (const uint16_t *)(const void *)wt, bias, out, scratch,
-                          pool);
+                          pool, NULL);
         return;
     }
     const int B = kern->conv_block, n_ocb = (g->oc + B - 1) / B;
@@ -362,6 +578,10 @@ void tk_conv_forward(const tk_conv *g, const float *in, const float *wt,
     memset(scratch, 0, (size_t)n_ocb * B * sizeof *scratch);
     if (bias) memcpy(scratch, bias, (size_t)g->oc * sizeof *scratch);
     cnn_pool_for(pool, items, 1, conv_fwd_items, &j);
+    if (g->stats) {
+        const conv_stats_job sj = {g, g->stats, (size_t)B, (size_t)n_ocb, j.groups, j.rows};
+        conv_stats_finish(&sj, pool);
+    }
 }
 
 typedef struct {
@@ -433,8 +653,13 @@ void tk_conv_backward_input(const tk_conv *g, const float *dout,
     };
     /* g's scratch holds t's zero bias (f32) or its parts and the bf16
      * copy of dout (conv_thread_floats and conv_bf16_input_floats are the
-     * same for t as for g). */
-    tk_conv_forward(&t, dout, wf, NULL, din, scratch, pool);
+     * same for t as for g), unless the weight gradient left that copy in
+     * g->dout_bf16. */
+    if (conv_bf16(g) && g->dout_bf16)
+        conv_forward_bf16(&t, kset(g->kern), dout, (const uint16_t *)(const void *)wf, NULL, din,
+                          scratch, pool, g->dout_bf16);
+    else
+        tk_conv_forward(&t, dout, wf, NULL, din, scratch, pool);
 }
 
 /* The bf16 weight gradient, transposed: dw^T[oc][K] += d^T[oc][pc] *
@@ -499,11 +724,79 @@ static void conv_weight_chunks_bf16(const tk_conv *g, const cnn_kernels *kern,
             }
             memset(row + 2 * K, 0, (ldb - K) * 2 * sizeof *row);
         }
-        cnn_bf16_pack_rows(d, 1, oc, oc, pc, ap, pce);
+        if (g->dout_bf16) {
+            /* rounded once into dout_bf16 (for the input gradient), the
+             * transpose from there */
+            const uint16_t *db16 = g->dout_bf16 + p0 * oc;
+            cnn_bf16_convert(d, (size_t)pc * oc, g->dout_bf16 + p0 * oc);
+            for (int o = 0; o < oc; o++) {
+                uint16_t *arow = ap + (size_t)o * pce;
+                for (int q = 0; q < pc; q++) arow[q] = db16[(size_t)q * oc + o];
+                for (size_t q = (size_t)pc; q < pce; q++) arow[q] = 0;
+            }
+        } else {
+            cnn_bf16_pack_rows(d, 1, oc, oc, pc, ap, pce);
+        }
         kern->gemm_bf16(oc, (int)K, (int)pce, ap, (ptrdiff_t)pce, bp, (ptrdiff_t)ldb, dwt,
                         (ptrdiff_t)K, 1);
         for (int q = 0; q < pc; q++)
             for (int o = 0; o < oc; o++) dbt[o] += d[(size_t)q * oc + o];
+    }
+}
+
+/* The f32 weight gradient of output pixels [p0, p1) of the batch without
+ * patch copies (conv_wgrad_direct): row segment by row segment and window
+ * row by window row, dwt[ky][kx * c + i][oc] += A * d, where A(kx * c + i,
+ * q) is input channel i at window column kx of pixel q in window row ky.
+ * In NHWC that is a zero-padded copy of the input row (`row`, ow*stride
+ * + k pixels at most) read with stride * c floats between pixels, a view
+ * the kernel set's GEMM takes as it is.  Each element of dwt is the same
+ * chain of multiply-adds over the pixels in order as with the patches
+ * (im2col, zeros for the padding included), so the bits are theirs. */
+/* Pixels of a zero-padded input row: the windows of one output row. */
+static size_t conv_padded_row(const tk_conv *g)
+{
+    return (size_t)(g->ow - 1) * (size_t)g->stride + (size_t)g->k;
+}
+
+/* Input row y of image b zero-padded into row (conv_padded_row pixels:
+ * pixel X is input column X - pad_left, 0 outside the image; all 0 for a
+ * row outside it). */
+static void conv_pad_row(const tk_conv *g, const float *in, size_t b, long y, float *row)
+{
+    const size_t c = (size_t)g->c, wp = conv_padded_row(g), cs = c * sizeof *row;
+    size_t left = (size_t)g->pad_left, inside = (size_t)g->w;
+    if (left > wp) left = wp;
+    if (inside > wp - left) inside = wp - left;
+    if (y < 0 || y >= g->h) {
+        memset(row, 0, wp * cs);
+        return;
+    }
+    memset(row, 0, left * cs);
+    memcpy(row + left * c, in + ((b * (size_t)g->h + (size_t)y) * (size_t)g->w) * c, inside * cs);
+    memset(row + (left + inside) * c, 0, (wp - left - inside) * cs);
+}
+
+static void conv_weight_rows(const tk_conv *g, const cnn_kernels *kern, const float *in,
+                             const float *dout, size_t p0, size_t p1, float *row, float *dwt,
+                             float *dbt, int bias)
+{
+    const int k = g->k, c = g->c, s = g->stride, oc = g->oc;
+    const size_t M = (size_t)k * c;
+    for (size_t p = p0; p < p1;) {
+        const size_t ox0 = p % (size_t)g->ow, t = p / (size_t)g->ow;
+        const size_t oy = t % (size_t)g->oh, b = t / (size_t)g->oh;
+        const size_t npix = (size_t)g->ow - ox0 < p1 - p ? (size_t)g->ow - ox0 : p1 - p;
+        const float *d = dout + p * oc;
+        for (int ky = 0; ky < k; ky++) {
+            conv_pad_row(g, in, b, (long)oy * s - g->pad_top + ky, row);
+            kern->gemm((int)M, oc, (int)npix, row + ox0 * s * c, 1, (ptrdiff_t)s * c, d, oc,
+                       dwt + (size_t)ky * M * oc, oc, 1);
+        }
+        if (bias)
+            for (size_t q = 0; q < npix; q++)
+                for (int o = 0; o < oc; o++) dbt[o] += d[q * oc + o];
+        p += npix;
     }
 }
 
@@ -534,6 +827,13 @@ static void conv_wgrad_part(void *ctx, int part, int parts)
         conv_weight_chunks_bf16(g, j->kern, j->inb, j->dout, c0, c1, col, dwt, dbt);
         return;
     }
+    if (conv_wgrad_direct(g)) {
+        const size_t p1 = c1 * TK_CHUNK < j->P ? c1 * TK_CHUNK : j->P;
+        if (c1 > c0)
+            conv_weight_rows(g, j->kern, j->in, j->dout, c0 * TK_CHUNK, p1, col, dwt, dbt,
+                             j->db != NULL);
+        return;
+    }
     for (size_t ch = c0; ch < c1; ch++) {
         size_t p0 = ch * TK_CHUNK;
         int pc = (int)(j->P - p0 < TK_CHUNK ? j->P - p0 : TK_CHUNK);
@@ -548,22 +848,35 @@ static void conv_wgrad_part(void *ctx, int part, int parts)
     }
 }
 
-/* Elements [e0, e1) of dw (OIHW): the parts' partial sums in part order. */
+/* Elements [e0, e1) of dw (OIHW): the parts' partial sums in part order.
+ * The element's indices are taken apart once and then stepped (a division
+ * per element cost more than the sums). */
 static void conv_wgrad_sum(void *ctx, size_t e0, size_t e1)
 {
     const conv_wgrad_job *j = ctx;
-    const int k = j->g->k, c = j->g->c, oc = j->g->oc;
+    const size_t k = (size_t)j->g->k, c = (size_t)j->g->c, oc = (size_t)j->g->oc;
+    /* e indexes OIHW: ((o * c + i) * k + ky) * k + kx */
+    size_t kx = e0 % k, t1 = e0 / k, ky = t1 % k, t2 = t1 / k, i = t2 % c, o = t2 / c;
+    const float *parts = j->scratch + j->col_floats;
     for (size_t e = e0; e < e1; e++) {
-        /* e indexes OIHW: ((o * c + i) * k + ky) * k + kx */
-        size_t kx = e % k, t1 = e / k, ky = t1 % k, t2 = t1 / k;
-        size_t i = t2 % c, o = t2 / c;
         /* f32: [K][oc]; bf16: [oc][K] */
-        size_t src = j->inb ? o * j->K + (ky * k + kx) * c + i : ((ky * k + kx) * c + i) * oc + o;
+        const size_t t = (ky * k + kx) * c + i, src = j->inb ? o * j->K + t : t * oc + o;
         float s = 0.0f;
-        for (int u = 0; u < j->parts; u++)
-            s += j->scratch[(size_t)u * j->per + j->col_floats + src];
+        for (int u = 0; u < j->parts; u++) s += parts[(size_t)u * j->per + src];
         j->dw[e] += s;
+        if (++kx == k) {
+            kx = 0;
+            if (++ky == k) {
+                ky = 0;
+                if (++i == c) i = 0, o++;
+            }
+        }
     }
+}
+
+int tk_conv_is_bf16(const tk_conv *g)
+{
+    return conv_bf16(g);
 }
 
 void tk_conv_backward_weight(const tk_conv *g, const float *in,
@@ -577,10 +890,14 @@ void tk_conv_backward_weight(const tk_conv *g, const float *in,
     };
     j.chunks = (j.P + TK_CHUNK - 1) / TK_CHUNK;
     j.col_floats = j.per - j.K * g->oc - (size_t)g->oc;
-    if (g->precision == CNN_PRECISION_BF16) {
-        /* The input rounded once (all parts read all of it), then the parts. */
-        uint16_t *inb = conv_bf16_input(g, scratch, pool);
-        bf16_convert(in, (size_t)g->n * g->h * g->w * g->c, inb, pool);
+    if (conv_bf16(g)) {
+        /* The input rounded once (all parts read all of it; kept from the
+         * forward pass where the caller says so), then the parts. */
+        uint16_t *inb = g->input_bf16;
+        if (!inb) {
+            inb = conv_bf16_input(g, scratch, pool);
+            bf16_convert(in, (size_t)g->n * g->h * g->w * g->c, inb, pool);
+        }
         j.inb = inb;
     }
     cnn_pool_run(pool, conv_wgrad_part, &j);
@@ -783,17 +1100,55 @@ size_t tk_bn_scratch_doubles(int c, int threads)
     return (size_t)2 * c * (size_t)(threads > 0 ? threads : 1);
 }
 
-/* s[ch] += x - shift[ch], s2[ch] += (x - shift[ch])^2 over rows [p0, p1). */
-TK_CLONES
-static void bn_sums(const float *x, size_t p0, size_t p1, int c,
-                    const float *shift, double *s, double *s2)
+/* Pixels the batch-norm sums take per sweep over their channel blocks:
+ * about 16 KB of each array read, which the L1 cache keeps for the blocks
+ * after the first. */
+static size_t bn_sweep(int c)
 {
-    for (size_t p = p0; p < p1; p++) {
-        const float *r = x + p * c;
-        for (int ch = 0; ch < c; ch++) {
-            double v = (double)r[ch] - shift[ch];
-            s[ch] += v;
-            s2[ch] += v * v;
+    const size_t n = 4096 / (size_t)c;
+    return n ? n : 1;
+}
+
+/* s[ch] += x - shift[ch], s2[ch] += (x - shift[ch])^2 over rows [p0, p1).
+ * Each channel's sums run over the rows in order, one double addition (and
+ * multiply-add) per row, as a plain loop over rows and channels would;
+ * 8 channels at a time with the sums in registers for a sweep of rows
+ * (bn_sweep), so that the loop is not held up by loads and stores of the
+ * sums. */
+TK_CLONES
+static void bn_sums(const float *restrict x, size_t p0, size_t p1, int c,
+                    const float *restrict shift, double *restrict s, double *restrict s2)
+{
+    const size_t sweep = bn_sweep(c);
+    for (size_t q0 = p0; q0 < p1; q0 += sweep) {
+        const size_t q1 = p1 - q0 < sweep ? p1 : q0 + sweep;
+        int ch = 0;
+        for (; ch + 8 <= c; ch += 8) {
+            const tk_v4d h0 = tk_widen4(shift + ch), h1 = tk_widen4(shift + ch + 4);
+            tk_v4d a0 = *(const tk_v4du *)(s + ch), a1 = *(const tk_v4du *)(s + ch + 4);
+            tk_v4d b0 = *(const tk_v4du *)(s2 + ch), b1 = *(const tk_v4du *)(s2 + ch + 4);
+            for (size_t p = q0; p < q1; p++) {
+                const float *r = x + p * c + ch;
+                const tk_v4d v0 = tk_widen4(r) - h0, v1 = tk_widen4(r + 4) - h1;
+                a0 += v0;
+                a1 += v1;
+                b0 += v0 * v0;
+                b1 += v1 * v1;
+            }
+            *(tk_v4du *)(s + ch) = a0;
+            *(tk_v4du *)(s + ch + 4) = a1;
+            *(tk_v4du *)(s2 + ch) = b0;
+            *(tk_v4du *)(s2 + ch + 4) = b1;
+        }
+        for (; ch < c; ch++) {
+            double a = s[ch], b = s2[ch];
+            for (size_t p = q0; p < q1; p++) {
+                const double v = (double)x[p * c + ch] - shift[ch];
+                a += v;
+                b += v * v;
+            }
+            s[ch] = a;
+            s2[ch] = b;
         }
     }
 }
@@ -887,11 +1242,21 @@ static void bn_sums_part(void *ctx, int part, int parts)
     bn_sums(j->x, p0, p1, j->c, j->x, s, s + j->c);
 }
 
-void tk_bn_forward_train(const float *x, size_t pixels, int c,
-                         const float *gamma, const float *beta, float eps,
-                         int relu, float *y, float *mean, float *var,
-                         float *invstd, double *scratch, cnn_pool *pool)
+/* The batch statistics of x: mean, var (biased), invstd; from `given`
+ * (tk_conv.stats: means and sums of squared deviations) where not NULL. */
+static void bn_train_stats(const float *x, size_t pixels, int c, float eps, const double *given,
+                           float *mean, float *var, float *invstd, double *scratch,
+                           cnn_pool *pool)
 {
+    if (given) {
+        for (int ch = 0; ch < c; ch++) {
+            const double v = given[c + ch] / (double)pixels;
+            mean[ch] = (float)given[ch];
+            var[ch] = (float)v;
+            invstd[ch] = (float)(1.0 / sqrt(v + eps));
+        }
+        return;
+    }
     /* Sums are taken around a per-channel shift (the first row) so that
      * E[v^2] - E[v]^2 does not cancel; the shift is exact to undo. */
     const bn_job j = {.x = x, .scratch = scratch, .pixels = pixels, .c = c};
@@ -906,11 +1271,28 @@ void tk_bn_forward_train(const float *x, size_t pixels, int c,
         var[ch] = (float)v;
         invstd[ch] = (float)(1.0 / sqrt(v + eps));
     }
-    float scale[CNN_MAX_CHANNELS], offset[CNN_MAX_CHANNELS];
+}
+
+/* The training batch-norm as y = x * scale + offset.  One function for
+ * the forward passes and the backward pass that recomputes the ReLU's
+ * output (tk_bn_relu_pool2_backward), so that both get the same bits. */
+static void bn_scale_offset(const float *gamma, const float *beta, const float *mean,
+                            const float *invstd, int c, float *scale, float *offset)
+{
     for (int ch = 0; ch < c; ch++) {
         scale[ch] = gamma[ch] * invstd[ch];
         offset[ch] = beta[ch] - mean[ch] * scale[ch];
     }
+}
+
+void tk_bn_forward_train(const float *x, size_t pixels, int c,
+                         const float *gamma, const float *beta, float eps,
+                         const double *stats, int relu, float *y, float *mean, float *var,
+                         float *invstd, double *scratch, cnn_pool *pool)
+{
+    bn_train_stats(x, pixels, c, eps, stats, mean, var, invstd, scratch, pool);
+    float scale[CNN_MAX_CHANNELS], offset[CNN_MAX_CHANNELS];
+    bn_scale_offset(gamma, beta, mean, invstd, c, scale, offset);
     bn_apply_threads(x, pixels, c, scale, offset, relu, y, pool);
 }
 
@@ -942,33 +1324,66 @@ void tk_bn_backward_eval(const float *dy, size_t pixels, int c, const float *gam
 
 /* The gradient reaching the batch-norm's output is dy, or where a fused
  * ReLU follows, dy where its output (gate) is > 0, else 0. */
-/* s[ch] += dy, s2[ch] += dy * (x - mean) * invstd over rows [p0, p1).
- * Two loops, with and without the gate, so that neither has a test per
- * element that the compiler turns into masked loads. */
+/* s[ch] += dy, s2[ch] += dy * (x - mean) * invstd over rows [p0, p1),
+ * for bn_grad_sums below: the product in float, each sum over the rows in
+ * order in double; 8 channels at a time with the sums in registers for a
+ * sweep of rows (bn_sweep), as bn_sums.  gated (a constant in each
+ * instance): with the gate, so that neither loop has a test per element
+ * that the compiler turns into masked loads. */
+static inline __attribute__((always_inline)) void
+bn_grad_sums_body(const float *restrict x, const float *restrict dy, const float *restrict gate,
+                  const int gated, size_t p0, size_t p1, int c, const float *restrict mean,
+                  const float *restrict invstd, double *restrict s, double *restrict s2)
+{
+    const size_t sweep = bn_sweep(c);
+    for (size_t q0 = p0; q0 < p1; q0 += sweep) {
+        const size_t q1 = p1 - q0 < sweep ? p1 : q0 + sweep;
+        int ch = 0;
+        for (; ch + 8 <= c; ch += 8) {
+            const tk_v8 mv = *(const tk_v8u *)(mean + ch), iv = *(const tk_v8u *)(invstd + ch);
+            tk_v4d a0 = *(const tk_v4du *)(s + ch), a1 = *(const tk_v4du *)(s + ch + 4);
+            tk_v4d b0 = *(const tk_v4du *)(s2 + ch), b1 = *(const tk_v4du *)(s2 + ch + 4);
+            for (size_t p = q0; p < q1; p++) {
+                const size_t i = p * c + ch;
+                tk_v8 d = *(const tk_v8u *)(dy + i);
+                if (gated) /* +0 where the gate is not > 0, as the scalar code */
+                    d = (tk_v8)((tk_v8i)d & (tk_v8i)(*(const tk_v8u *)(gate + i) > (tk_v8){0}));
+                const tk_v8 g = d * ((*(const tk_v8u *)(x + i) - mv) * iv);
+                a0 += tk_widen_lo(d);
+                a1 += tk_widen_hi(d);
+                b0 += tk_widen_lo(g);
+                b1 += tk_widen_hi(g);
+            }
+            *(tk_v4du *)(s + ch) = a0;
+            *(tk_v4du *)(s + ch + 4) = a1;
+            *(tk_v4du *)(s2 + ch) = b0;
+            *(tk_v4du *)(s2 + ch + 4) = b1;
+        }
+        for (; ch < c; ch++) {
+            double a = s[ch], b = s2[ch];
+            for (size_t p = q0; p < q1; p++) {
+                const size_t i = p * c + ch;
+                /* dy read whatever the gate: no masked load */
+                const float dv = dy[i], d = !gated || gate[i] > 0.0f ? dv : 0.0f;
+                a += d;
+                b += (double)(d * ((x[i] - mean[ch]) * invstd[ch]));
+            }
+            s[ch] = a;
+            s2[ch] = b;
+        }
+    }
+}
+
 TK_CLONES
 static void bn_grad_sums(const float *restrict x, const float *restrict dy,
                          const float *restrict gate, size_t p0, size_t p1, int c,
                          const float *restrict mean, const float *restrict invstd,
                          double *restrict s, double *restrict s2)
 {
-    if (gate) {
-        for (size_t p = p0; p < p1; p++)
-            for (int ch = 0; ch < c; ch++) {
-                const size_t i = p * c + ch;
-                /* dy read whatever the gate: no masked load */
-                const float dv = dy[i], d = gate[i] > 0.0f ? dv : 0.0f;
-                s[ch] += d;
-                s2[ch] += (double)(d * ((x[i] - mean[ch]) * invstd[ch]));
-            }
-        return;
-    }
-    for (size_t p = p0; p < p1; p++)
-        for (int ch = 0; ch < c; ch++) {
-            const size_t i = p * c + ch;
-            const float d = dy[i];
-            s[ch] += d;
-            s2[ch] += (double)(d * ((x[i] - mean[ch]) * invstd[ch]));
-        }
+    if (gate)
+        bn_grad_sums_body(x, dy, gate, 1, p0, p1, c, mean, invstd, s, s2);
+    else
+        bn_grad_sums_body(x, dy, NULL, 0, p0, p1, c, mean, invstd, s, s2);
 }
 
 TK_CLONES
@@ -1108,17 +1523,6 @@ void tk_maxpool_forward(const float *in, int n, int h, int w, int c, int k,
                  (void *)&j);
 }
 
-/* 8 floats, and their bit patterns, for the element-wise kernels below:
- * GCC's vector extensions, one AVX register in the x86-64-v3 clone, two
- * SSE registers in the baseline one, NEON on ARM.  Only used inside a
- * function (no vector crosses a call), so the ABI note about passing
- * them does not concern us. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-typedef float tk_v8 __attribute__((vector_size(32)));
-typedef int32_t tk_v8i __attribute__((vector_size(32)));
-typedef float tk_v8u __attribute__((vector_size(32), aligned(4), may_alias));
-typedef int32_t tk_v8iu __attribute__((vector_size(32), aligned(4), may_alias));
-
 /* One output row of a 2x2, stride-2 pool: each window's gradient goes to
  * its first element equal to the maximum; the others get 0 (all of them
  * when relu and the maximum is not > 0).  Masks and bitwise and, 8
@@ -1219,11 +1623,144 @@ void tk_maxpool_backward(const float *in, const float *out,
 }
 
 /* ------------------------------------------------------------------ */
-/* Batch-norm, ReLU and a 2x2 pool, backward in one                   */
+/* Batch-norm, ReLU and a 2x2 pool in one pass each way               */
 /* ------------------------------------------------------------------ */
 
+/* The ReLU's output at the batch-norm's input: bn_apply's expression
+ * (x * scale + offset, clamped at +0, NaN included), 8 channels at a time
+ * from x, scale and offset at xp, sp, fp (BN_RELU8 declares y), and one;
+ * the forward and backward passes below both compute it here, so the
+ * backward pass finds the same maxima as the forward pass.  Macros and
+ * variables, so that no vector is passed to or returned from a
+ * function. */
+#define BN_RELU8(y, xp, sp, fp)                                                                \
+    const tk_v8 y##_v = *(const tk_v8u *)(xp) * *(const tk_v8u *)(sp) + *(const tk_v8u *)(fp); \
+    const tk_v8 y = (tk_v8)((tk_v8i)y##_v & (tk_v8i)(y##_v > (tk_v8){0}))
+
+static inline float bn_relu1(float x, float s, float f)
+{
+    const float v = x * s + f;
+    return v > 0.0f ? v : 0.0f;
+}
+
+/* a where a > b, else b: the pool's comparison (tk_maxpool_forward); a
+ * and b are variables. */
+#define TK_MAX8(a, b) \
+    ((tk_v8)(((tk_v8i)(a) & (tk_v8i)((a) > (b))) | ((tk_v8i)(b) & ~(tk_v8i)((a) > (b)))))
+
+/* One output row of the forward pass: the 2x2 maxima of the ReLU's
+ * output over input rows x0 and x1, in the pool's order (the first
+ * element, then each later one where it is greater), never writing the
+ * ReLU's output. */
+TK_CLONES
+static void bn_relu_pool2_row(const float *restrict x0, const float *restrict x1, int ow, int c,
+                              const float *restrict scale, const float *restrict offset,
+                              float *restrict out)
+{
+    for (int ox = 0; ox < ow; ox++) {
+        const size_t o = (size_t)ox * c, a = 2 * o, b = a + (size_t)c;
+        int ch = 0;
+        for (; ch + 8 <= c; ch += 8) {
+            BN_RELU8(ya, x0 + a + ch, scale + ch, offset + ch);
+            BN_RELU8(yb, x0 + b + ch, scale + ch, offset + ch);
+            BN_RELU8(ye, x1 + a + ch, scale + ch, offset + ch);
+            BN_RELU8(yf, x1 + b + ch, scale + ch, offset + ch);
+            const tk_v8 m1 = TK_MAX8(yb, ya), m2 = TK_MAX8(ye, m1);
+            *(tk_v8u *)(out + o + ch) = TK_MAX8(yf, m2);
+        }
+        for (; ch < c; ch++) {
+            const float sv = scale[ch], fv = offset[ch];
+            float m = bn_relu1(x0[a + ch], sv, fv), v;
+            v = bn_relu1(x0[b + ch], sv, fv), m = v > m ? v : m;
+            v = bn_relu1(x1[a + ch], sv, fv), m = v > m ? v : m;
+            v = bn_relu1(x1[b + ch], sv, fv), m = v > m ? v : m;
+            out[o + ch] = m;
+        }
+    }
+}
+
 typedef struct {
-    const float *x, *y, *pout, *pdout, *mean, *invstd, *k1, *k2, *k3;
+    const float *x, *scale, *offset;
+    float *out;
+    int h, w, c, oh, ow;
+} bnpf_job;
+
+/* Output rows [r0, r1) of the batch (r = image * oh + oy). */
+static void bnpf_rows(void *ctx, size_t r0, size_t r1)
+{
+    const bnpf_job *j = ctx;
+    const size_t rowf = (size_t)j->w * j->c;
+    for (size_t r = r0; r < r1; r++) {
+        const size_t b = r / (size_t)j->oh, oy = r % (size_t)j->oh;
+        const float *x0 = j->x + (b * j->h + 2 * oy) * rowf;
+        bn_relu_pool2_row(x0, x0 + rowf, j->ow, j->c, j->scale, j->offset,
+                          j->out + r * j->ow * j->c);
+    }
+}
+
+void tk_bn_relu_pool2_forward(const float *x, int n, int h, int w, int c, const float *gamma,
+                              const float *beta, float eps, const double *stats, float *pout,
+                              float *mean, float *var, float *invstd, double *scratch,
+                              cnn_pool *pool)
+{
+    const size_t pixels = (size_t)n * h * w;
+    bn_train_stats(x, pixels, c, eps, stats, mean, var, invstd, scratch, pool);
+    float scale[CNN_MAX_CHANNELS], offset[CNN_MAX_CHANNELS];
+    bn_scale_offset(gamma, beta, mean, invstd, c, scale, offset);
+    const bnpf_job j = {.x = x, .scale = scale, .offset = offset, .out = pout, .h = h, .w = w,
+                        .c = c, .oh = h / 2, .ow = w / 2};
+    const size_t rows = (size_t)n * j.oh;
+    /* Each output row reads 4 times its size. */
+    cnn_pool_for(pool, rows, chunk_for(pool, rows, (size_t)4 * j.ow * c), bnpf_rows, (void *)&j);
+}
+
+/* One output row of the backward pass (pool2_grad_row with relu on the
+ * ReLU's output recomputed from the batch-norm's input rows x0, x1): the
+ * gradient at the ReLU's input for the two input rows, d0 and d1. */
+TK_CLONES
+static void bn_pool2_grad_row(const float *restrict x0, const float *restrict x1,
+                              const float *restrict scale, const float *restrict offset,
+                              const float *restrict dout, int ow, int c, float *restrict d0,
+                              float *restrict d1)
+{
+    for (int ox = 0; ox < ow; ox++) {
+        const size_t o = (size_t)ox * c, a = 2 * o, b = a + (size_t)c;
+        int ch = 0;
+        for (; ch + 8 <= c; ch += 8) {
+            BN_RELU8(ya, x0 + a + ch, scale + ch, offset + ch);
+            BN_RELU8(yb, x0 + b + ch, scale + ch, offset + ch);
+            BN_RELU8(ye, x1 + a + ch, scale + ch, offset + ch);
+            BN_RELU8(yf, x1 + b + ch, scale + ch, offset + ch);
+            const tk_v8 m1 = TK_MAX8(yb, ya), m2 = TK_MAX8(ye, m1), m = TK_MAX8(yf, m2);
+            const tk_v8i g = *(const tk_v8iu *)(dout + o + ch);
+            const tk_v8i ea = (tk_v8i)(ya == m), eb = (tk_v8i)(yb == m), ee = (tk_v8i)(ye == m);
+            /* gv: the gradient, 0 where the ReLU stops it */
+            const tk_v8i gv = g & (tk_v8i)(m > (tk_v8){0});
+            *(tk_v8iu *)(d0 + a + ch) = gv & ea;
+            *(tk_v8iu *)(d0 + b + ch) = gv & eb & ~ea;
+            *(tk_v8iu *)(d1 + a + ch) = gv & ee & ~(ea | eb);
+            *(tk_v8iu *)(d1 + b + ch) = gv & ~(ea | eb | ee);
+        }
+        for (; ch < c; ch++) {
+            const float sv = scale[ch], fv = offset[ch];
+            const float ya = bn_relu1(x0[a + ch], sv, fv), yb = bn_relu1(x0[b + ch], sv, fv);
+            const float ye = bn_relu1(x1[a + ch], sv, fv), yf = bn_relu1(x1[b + ch], sv, fv);
+            float m = ya;
+            m = yb > m ? yb : m;
+            m = ye > m ? ye : m;
+            m = yf > m ? yf : m;
+            const int ea = ya == m, eb = yb == m, ee = ye == m;
+            const float gd = dout[o + ch], gv = !(m > 0.0f) ? 0.0f : gd;
+            d0[a + ch] = ea ? gv : 0.0f;
+            d0[b + ch] = eb && !ea ? gv : 0.0f;
+            d1[a + ch] = ee && !ea && !eb ? gv : 0.0f;
+            d1[b + ch] = ea || eb || ee ? 0.0f : gv;
+        }
+    }
+}
+
+typedef struct {
+    const float *x, *pdout, *mean, *invstd, *scale, *offset, *k1, *k2, *k3;
     float *dx, *rows;  /* rows: per part, 2 image rows of the pool's din */
     double *scratch;
     size_t pixels;
@@ -1245,8 +1782,8 @@ static void bnp_rows(const bnp_job *j, size_t r2, float *rows, int *nrows)
         return;
     }
     const size_t in0 = (b * j->h + (size_t)y0) * rowf, o = (b * j->oh + (size_t)oy) * j->ow * j->c;
-    pool2_grad_row(j->y + in0, j->y + in0 + rowf, j->pout + o, j->pdout + o, j->ow, j->c, 1,
-                   rows, rows + rowf);
+    bn_pool2_grad_row(j->x + in0, j->x + in0 + rowf, j->scale, j->offset, j->pdout + o, j->ow,
+                      j->c, rows, rows + rowf);
     const size_t covered = (size_t)2 * j->ow * j->c;
     if (covered < rowf) { /* an odd width: the last column gets nothing */
         memset(rows + covered, 0, (rowf - covered) * sizeof *rows);
@@ -1294,17 +1831,18 @@ size_t tk_bn_pool_rows_floats(int w, int c, int threads)
     return (size_t)2 * w * c * (size_t)(threads > 0 ? threads : 1);
 }
 
-void tk_bn_relu_pool2_backward(const float *x, const float *y, const float *pout,
-                               const float *pdout, int n, int h, int w, int c,
-                               const float *gamma, const float *mean,
+void tk_bn_relu_pool2_backward(const float *x, const float *pdout, int n, int h, int w, int c,
+                               const float *gamma, const float *beta, const float *mean,
                                const float *invstd, float *dx, float *dgamma,
                                float *dbeta, double *scratch, float *rows,
                                cnn_pool *pool)
 {
     float k1[CNN_MAX_CHANNELS], k2[CNN_MAX_CHANNELS], k3[CNN_MAX_CHANNELS];
+    float scale[CNN_MAX_CHANNELS], offset[CNN_MAX_CHANNELS];
+    bn_scale_offset(gamma, beta, mean, invstd, c, scale, offset);
     const size_t pixels = (size_t)n * h * w;
-    const bnp_job j = {.x = x, .y = y, .pout = pout, .pdout = pdout, .mean = mean,
-                       .invstd = invstd, .k1 = k1, .k2 = k2, .k3 = k3, .dx = dx,
+    const bnp_job j = {.x = x, .pdout = pdout, .mean = mean, .invstd = invstd,
+                       .scale = scale, .offset = offset, .k1 = k1, .k2 = k2, .k3 = k3, .dx = dx,
                        .rows = rows, .scratch = scratch, .pixels = pixels, .n = n, .h = h,
                        .w = w, .c = c, .oh = h / 2, .ow = w / 2,
                        .parts_of_rows = n * ((h + 1) / 2)};
@@ -1312,6 +1850,155 @@ void tk_bn_relu_pool2_backward(const float *x, const float *y, const float *pout
     cnn_pool_run(pool, bnp_sums_part, (void *)&j);
     bn_grad_coefficients(scratch, c, nt, pixels, gamma, invstd, dgamma, dbeta, k1, k2, k3);
     cnn_pool_run(pool, bnp_apply_part, (void *)&j);
+}
+
+/* ------------------------------------------------------------------ */
+/* A convolution's weight gradient with the three passes after it      */
+/* ------------------------------------------------------------------ */
+
+/* x_hat = (x - mean) * invstd, the float expression of bn_grad_sums. */
+TK_CLONES
+static void bn_xhat(const float *restrict x, size_t pixels, int c, const float *restrict mean,
+                    const float *restrict invstd, float *restrict xh)
+{
+    for (size_t p = 0; p < pixels; p++)
+        for (int ch = 0; ch < c; ch++) xh[p * c + ch] = (x[p * c + ch] - mean[ch]) * invstd[ch];
+}
+
+TK_CLONES
+static void add_to_doubles(double *restrict d, const float *restrict f, size_t n)
+{
+    for (size_t i = 0; i < n; i++) d[i] += f[i];
+}
+
+/* A part's scratch: doubles A and B ([K][oc] each) and S [K] after all
+ * parts' batch-norm sums (2 oc each, tk_bn_scratch_doubles' layout);
+ * floats dy and x_hat of two rows, a padded input row, two GEMM
+ * results. */
+static size_t cbp_part_doubles(const tk_conv *g)
+{
+    const size_t K = conv_k(g);
+    return 2 * K * (size_t)g->oc + K;
+}
+
+static size_t cbp_part_floats(const tk_conv *g)
+{
+    const size_t row = (size_t)g->ow * g->oc, M = (size_t)g->k * g->c;
+    return 4 * row + conv_padded_row(g) * (size_t)g->c + 2 * M * (size_t)g->oc;
+}
+
+size_t tk_conv_bn_pool_scratch_doubles(const tk_conv *g, int threads)
+{
+    const size_t t = (size_t)(threads > 0 ? threads : 1);
+    return t * ((size_t)2 * g->oc + cbp_part_doubles(g));
+}
+
+size_t tk_conv_bn_pool_rows_floats(const tk_conv *g, int threads)
+{
+    return (size_t)(threads > 0 ? threads : 1) * cbp_part_floats(g);
+}
+
+typedef struct {
+    bnp_job bn; /* the batch-norm's rows and sums, as tk_bn_relu_pool2_backward */
+    const tk_conv *g;
+    const cnn_kernels *kern;
+    const float *in; /* the convolution's input */
+} cbp_job;
+
+/* Part `part`: the batch-norm's sums as bnp_sums_part (the same bits),
+ * and for each output row and window row ky, the sums over the row's
+ * pixels of dy and x_hat times each input in the windows' row ky (two
+ * GEMMs on the padded input row, as conv_weight_rows), and of those
+ * inputs alone, added into the part's A, B and S in double row by row. */
+static void cbp_part(void *ctx, int part, int parts)
+{
+    const cbp_job *cj = ctx;
+    const bnp_job *j = &cj->bn;
+    const tk_conv *g = cj->g;
+    const int c = j->c, w = j->w, s = g->stride;
+    const size_t M = (size_t)g->k * g->c, K = conv_k(g), rowf = (size_t)w * c;
+    const size_t sc = (size_t)s * g->c;
+    size_t r0, r1;
+    split((size_t)j->parts_of_rows, parts, part, &r0, &r1);
+    double *bs = j->scratch + (size_t)2 * c * part;
+    memset(bs, 0, (size_t)2 * c * sizeof *bs);
+    double *A = j->scratch + (size_t)2 * c * parts + (size_t)part * cbp_part_doubles(g);
+    double *B = A + K * c, *S = B + K * c;
+    memset(A, 0, cbp_part_doubles(g) * sizeof *A);
+    float *dy = j->rows + (size_t)part * cbp_part_floats(g), *xh = dy + 2 * rowf;
+    float *prow = xh + 2 * rowf, *ta = prow + conv_padded_row(g) * g->c, *tb = ta + M * c;
+    const int hp = (j->h + 1) / 2;
+    for (size_t r2 = r0; r2 < r1; r2++) {
+        int nr;
+        bnp_rows(j, r2, dy, &nr);
+        const size_t b = r2 / (size_t)hp, y0 = (r2 % (size_t)hp) * 2;
+        const size_t p0 = (b * j->h + y0) * (size_t)w;
+        bn_grad_sums(j->x + p0 * c, dy, NULL, 0, (size_t)nr * w, c, j->mean, j->invstd, bs,
+                     bs + c);
+        bn_xhat(j->x + p0 * c, (size_t)nr * w, c, j->mean, j->invstd, xh);
+        for (int rr = 0; rr < nr; rr++) {
+            const long oy = (long)y0 + rr;
+            for (int ky = 0; ky < g->k; ky++) {
+                const long y = oy * s - g->pad_top + ky;
+                if (y < 0 || y >= g->h) continue; /* padding: nothing to add */
+                conv_pad_row(g, cj->in, b, y, prow);
+                cj->kern->gemm((int)M, c, w, prow, 1, (ptrdiff_t)sc, dy + rr * rowf, c, ta, c, 0);
+                cj->kern->gemm((int)M, c, w, prow, 1, (ptrdiff_t)sc, xh + rr * rowf, c, tb, c, 0);
+                add_to_doubles(A + ky * M * c, ta, M * c);
+                add_to_doubles(B + ky * M * c, tb, M * c);
+                double *Sk = S + ky * M;
+                for (int ox = 0; ox < w; ox++)
+                    for (size_t i = 0; i < M; i++) Sk[i] += prow[ox * sc + i];
+            }
+        }
+    }
+}
+
+void tk_conv_bn_relu_pool2_backward(const tk_conv *g, const float *in, const float *x,
+                                    const float *pdout, const float *gamma, const float *beta,
+                                    const float *mean, const float *invstd, float *dw,
+                                    float *dgamma, float *dbeta, double *scratch, float *rows,
+                                    cnn_pool *pool)
+{
+    float k1[CNN_MAX_CHANNELS], k2[CNN_MAX_CHANNELS], k3[CNN_MAX_CHANNELS];
+    float scale[CNN_MAX_CHANNELS], offset[CNN_MAX_CHANNELS];
+    const int c = g->oc, h = g->oh, w = g->ow;
+    bn_scale_offset(gamma, beta, mean, invstd, c, scale, offset);
+    const size_t pixels = (size_t)g->n * h * w;
+    const cbp_job j = {
+        .bn = {.x = x, .pdout = pdout, .mean = mean, .invstd = invstd, .scale = scale,
+               .offset = offset, .rows = rows, .scratch = scratch, .pixels = pixels,
+               .n = g->n, .h = h, .w = w, .c = c, .oh = h / 2, .ow = w / 2,
+               .parts_of_rows = g->n * ((h + 1) / 2)},
+        .g = g, .kern = kset(g->kern), .in = in,
+    };
+    const int nt = cnn_pool_size(pool);
+    cnn_pool_run(pool, cbp_part, (void *)&j);
+    bn_grad_coefficients(scratch, c, nt, pixels, gamma, invstd, dgamma, dbeta, k1, k2, k3);
+    /* dw[o][t] += k1 (A - k2 S - k3 B), the parts in order, in double;
+     * t = (ky k + kx) cin + ci, dw in OIHW. */
+    const int k = g->k, cin = g->c;
+    const size_t K = conv_k(g), per = cbp_part_doubles(g);
+    const double *parts = scratch + (size_t)2 * c * nt;
+    for (int o = 0; o < c; o++) {
+        double a, b;
+        bn_reduce(scratch, c, nt, o, &a, &b);
+        const double K1 = (double)gamma[o] * invstd[o], K2 = a / (double)pixels,
+                     K3 = b / (double)pixels;
+        for (size_t t = 0; t < K; t++) {
+            double sa = 0.0, sb = 0.0, ss = 0.0;
+            for (int u = 0; u < nt; u++) {
+                const double *A = parts + (size_t)u * per;
+                sa += A[t * c + o];
+                sb += A[K * c + t * c + o];
+                ss += A[2 * K * c + t];
+            }
+            const size_t ci = t % (size_t)cin, kx = t / (size_t)cin % (size_t)k,
+                         ky = t / ((size_t)cin * k);
+            dw[(((size_t)o * cin + ci) * k + ky) * k + kx] +=
+                (float)(K1 * (sa - K2 * ss - K3 * sb));
+        }
+    }
 }
 
 void tk_gap_forward(const float *in, int n, int h, int w, int c, float *out)

@@ -27,8 +27,42 @@ typedef struct {
                                 (cnn_isa_default) */
     cnn_precision precision; /* bf16: forward, input and weight gradient
                                 in bf16 (bf16.h); the packed weights then
-                                hold bf16 in the pair layout */
+                                hold bf16 in the pair layout (a convolution
+                                with fewer than 4 input or output channels
+                                stays f32: tk_conv_is_bf16) */
+    uint16_t *input_bf16;    /* bf16 (optional): tk_conv_input_bf16_halves
+                                where tk_conv_forward keeps its input
+                                rounded, so that tk_conv_backward_weight of
+                                the same input (it must be) reads it there
+                                instead of rounding it again; NULL: each
+                                rounds it into its scratch */
+    uint16_t *dout_bf16;     /* bf16 (optional): tk_conv_dout_bf16_halves
+                                where tk_conv_backward_weight leaves the
+                                output gradient rounded, for
+                                tk_conv_backward_input (stride 1) called
+                                next with the same dout, which then does
+                                not round it again; NULL: it does */
+    double *stats;           /* (optional) tk_conv_stats_doubles where
+                                tk_conv_forward also takes the per-channel
+                                statistics of its output for a training
+                                batch-norm after it: the means in
+                                [0, oc), the sums of squared deviations in
+                                [oc, 2 oc) (the rest is its work space);
+                                the same values for any thread count */
 } tk_conv;
+
+/* Whether g's arithmetic is bf16: its precision, except for fewer than 4
+ * input or output channels (train_kernels.c, conv_bf16). */
+int tk_conv_is_bf16(const tk_conv *g);
+
+/* Doubles of tk_conv.stats (at most one record per output row and block
+ * of 32 channels, or per chunk of pixels, for any kernel set). */
+size_t tk_conv_stats_doubles(const tk_conv *g);
+
+/* Halves of tk_conv.input_bf16 and dout_bf16 (0 where g's arithmetic is
+ * f32). */
+size_t tk_conv_input_bf16_halves(const tk_conv *g);
+size_t tk_conv_dout_bf16_halves(const tk_conv *g);
 
 /* Floats of scratch the conv kernels need, for all threads together. */
 size_t tk_conv_scratch_floats(const tk_conv *g, int threads);
@@ -84,13 +118,16 @@ void tk_dense_backward_bf16(const cnn_kernels *kern, const float *in,
 
 /* Batch-norm in training mode over pixels = n*h*w rows of c channels:
  * normalises with the batch statistics and writes them, mean, var (biased)
- * and invstd = 1/sqrt(var + eps), each [c].  scratch: tk_bn_scratch_doubles.
- * relu: y is the output of a ReLU after the batch-norm instead (fused;
- * the same values as tk_relu_forward of the batch-norm's output). */
+ * and invstd = 1/sqrt(var + eps), each [c].  stats: those statistics as
+ * the convolution before took them (tk_conv.stats), or NULL: a pass over
+ * x takes them (sums around the first row, split over the pool's parts).
+ * scratch: tk_bn_scratch_doubles.  relu: y is the output of a ReLU after
+ * the batch-norm instead (fused; the same values as tk_relu_forward of
+ * the batch-norm's output). */
 size_t tk_bn_scratch_doubles(int c, int threads);
 void tk_bn_forward_train(const float *x, size_t pixels, int c,
                          const float *gamma, const float *beta, float eps,
-                         int relu, float *y, float *mean, float *var,
+                         const double *stats, int relu, float *y, float *mean, float *var,
                          float *invstd, double *scratch, cnn_pool *pool);
 void tk_bn_forward_eval(const float *x, size_t pixels, int c,
                         const float *gamma, const float *beta,
@@ -126,23 +163,57 @@ void tk_maxpool_backward(const float *in, const float *out,
                          int stride, int oh, int ow, int relu, float *din,
                          cnn_pool *pool);
 
-/* The backward passes of batch-norm -> ReLU -> 2x2 stride-2 max pool in
- * one: dx, dgamma, dbeta as tk_bn_backward computes them from the dy
+/* Batch-norm in training mode -> ReLU -> 2x2 stride-2 max pool, each way
+ * in one pass.  Forward: the statistics as tk_bn_forward_train, then
+ * pout (n, h/2, w/2, c) = the pool of the ReLU's output, which is never
+ * written (the same bits as tk_bn_forward_train with relu, then
+ * tk_maxpool_forward).  x: the batch-norm's input, h x w. */
+void tk_bn_relu_pool2_forward(const float *x, int n, int h, int w, int c, const float *gamma,
+                              const float *beta, float eps, const double *stats, float *pout,
+                              float *mean, float *var, float *invstd, double *scratch,
+                              cnn_pool *pool);
+/* Backward: dx, dgamma, dbeta as tk_bn_backward computes them from the dy
  * that tk_maxpool_backward (relu fused) writes, without writing that dy
- * out (two image rows at a time, in `rows`: tk_bn_pool_rows_floats).
- * x: the batch-norm's input; y: the ReLU's output (the pool's input),
- * h x w; pout, pdout: the pool's output and its gradient, h/2 x w/2
- * (rows and columns past 2 (h/2), 2 (w/2) get no gradient).  The sums are
- * split over the pool's parts in row pairs, so the bits may differ from
- * the two kernels apart with more than one thread (not with one), and
- * depend on the thread count as theirs do. */
+ * out (two image rows at a time, in `rows`: tk_bn_pool_rows_floats) and
+ * without reading the ReLU's or the pool's output: the ReLU's output is
+ * recomputed from x, gamma, beta and the statistics the way the forward
+ * passes compute it, and the pool's maxima from that.  pdout: the pool's
+ * gradient, h/2 x w/2 (rows and columns past 2 (h/2), 2 (w/2) get no
+ * gradient).  The sums are split over the pool's parts in row pairs, so
+ * the bits may differ from the kernels apart with more than one thread
+ * (not with one), and depend on the thread count as theirs do. */
 size_t tk_bn_pool_rows_floats(int w, int c, int threads);
-void tk_bn_relu_pool2_backward(const float *x, const float *y, const float *pout,
-                               const float *pdout, int n, int h, int w, int c,
-                               const float *gamma, const float *mean,
+void tk_bn_relu_pool2_backward(const float *x, const float *pdout, int n, int h, int w, int c,
+                               const float *gamma, const float *beta, const float *mean,
                                const float *invstd, float *dx, float *dgamma,
                                float *dbeta, double *scratch, float *rows,
                                cnn_pool *pool);
+
+/* A convolution (f32 arithmetic: !tk_conv_is_bf16) -> batch-norm ->
+ * ReLU -> 2x2 stride-2 max pool, backward, when the convolution's input
+ * gradient is not needed (the first layer): dgamma, dbeta as
+ * tk_bn_relu_pool2_backward (the same bits) and dw (OIHW) += the
+ * convolution's weight gradient, in one pass over x (the convolution's
+ * output, the batch-norm's input) and pdout, without forming the
+ * gradient at x: with dx = k1 (dy - k2 - x_hat k3) per channel (the
+ * batch-norm's backward pass), the weight gradient is
+ *   dw[o][t] = k1 (sum_p dy patch_t - k2 sum_p patch_t - k3 sum_p x_hat patch_t),
+ * whose three sums (over the output pixels p, patch_t the input at tap t
+ * of p's window) need only dy and x_hat, which the batch-norm's sums pass
+ * computes anyway.  They run on g->kern's GEMM row by row (f32, as the
+ * patches' GEMM) and are added up in double, and the formula is taken in
+ * double, so the result differs from tk_conv_backward_weight of that dx
+ * by rounding only.  g: the convolution (its output (n, oh, ow, oc) is
+ * x); in: its input; scratch: tk_conv_bn_pool_scratch_doubles, rows:
+ * tk_conv_bn_pool_rows_floats, for the pool's thread count.  Depends on
+ * the thread count as tk_bn_relu_pool2_backward does. */
+size_t tk_conv_bn_pool_scratch_doubles(const tk_conv *g, int threads);
+size_t tk_conv_bn_pool_rows_floats(const tk_conv *g, int threads);
+void tk_conv_bn_relu_pool2_backward(const tk_conv *g, const float *in, const float *x,
+                                    const float *pdout, const float *gamma, const float *beta,
+                                    const float *mean, const float *invstd, float *dw,
+                                    float *dgamma, float *dbeta, double *scratch, float *rows,
+                                    cnn_pool *pool);
 
 void tk_gap_forward(const float *in, int n, int h, int w, int c, float *out);
 void tk_gap_backward(const float *dout, int n, int h, int w, int c,

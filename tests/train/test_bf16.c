@@ -159,7 +159,7 @@ static void test_conv(const cnn_kernels *kern, int n, int h, int w, int c, int o
                       int pad)
 {
     tk_conv g = {n, h, w, c, oc, k, stride, pad, pad, (h + 2 * pad - k) / stride + 1,
-                 (w + 2 * pad - k) / stride + 1, kern, CNN_PRECISION_BF16};
+                 (w + 2 * pad - k) / stride + 1, kern, CNN_PRECISION_BF16, NULL, NULL, NULL};
     const size_t ni = (size_t)n * h * w * c, nw = (size_t)oc * c * k * k, no = (size_t)n * g.oh * g.ow * oc;
     float *in = rand_array(ni), *wt = rand_array(nw), *bias = rand_array((size_t)oc), *r = rand_array(no);
     float *ain = abs_copy(in, ni), *aw = abs_copy(wt, nw), *ar = abs_copy(r, no), *ab = abs_copy(bias, (size_t)oc);
@@ -194,6 +194,49 @@ static void test_conv(const cnn_kernels *kern, int n, int h, int w, int c, int o
         CHECKF(memcmp(out[0], out[1], no * 4) == 0 && memcmp(dw[0], dw[1], nw * 4) == 0 &&
                    memcmp(din[0], din[1], ni * 4) == 0,
                "%s bf16 conv, %d threads: a second run differs", kern->name, threads);
+        {
+            /* The input kept rounded by the forward pass for the weight
+             * gradient, and the output gradient by the weight gradient for
+             * the input gradient: the same bytes as rounding them again. */
+            tk_conv gk = g;
+            uint16_t *keep = calloc(tk_conv_input_bf16_halves(&g) + 1, sizeof *keep);
+            uint16_t *dkeep = calloc(tk_conv_dout_bf16_halves(&g) + 1, sizeof *dkeep);
+            gk.input_bf16 = keep;
+            gk.dout_bf16 = dkeep;
+            float *out2 = zeros(no), *dw2 = zeros(nw), *din2 = zeros(ni);
+            tk_conv_forward(&gk, in, wp, bias, out2, scratch, pool);
+            tk_conv_backward_weight(&gk, in, r, dw2, NULL, scratch, pool);
+            tk_conv_backward_input(&gk, r, wf, wt, din2, scratch, pool);
+            CHECKF(memcmp(out[0], out2, no * 4) == 0 && memcmp(dw[0], dw2, nw * 4) == 0 &&
+                       memcmp(din[0], din2, ni * 4) == 0,
+                   "%s bf16 conv, %d threads: with the input and output gradient kept rounded, "
+                   "other bytes", kern->name, threads);
+            free(keep); free(dkeep); free(out2); free(dw2); free(din2);
+        }
+        {
+            /* The output's statistics taken on the way (tk_conv.stats, for
+             * a batch-norm after it): the same output bytes, means and
+             * variances within 1e-9 of those of the output in double. */
+            tk_conv gs = g;
+            double *st = calloc(tk_conv_stats_doubles(&g), sizeof *st), worst = 0.0;
+            float *o2 = zeros(no);
+            gs.stats = st;
+            tk_conv_forward(&gs, in, wp, bias, o2, scratch, pool);
+            const size_t pix = (size_t)n * g.oh * g.ow;
+            for (int ch = 0; ch < oc; ch++) {
+                double m = 0.0, v = 0.0;
+                for (size_t p = 0; p < pix; p++) m += o2[p * oc + ch];
+                m /= (double)pix;
+                for (size_t p = 0; p < pix; p++) v += (o2[p * oc + ch] - m) * (o2[p * oc + ch] - m);
+                v /= (double)pix;
+                worst = fmax(worst, fabs(st[ch] - m) / (fabs(m) + sqrt(v) + 1e-30));
+                worst = fmax(worst, fabs(st[oc + ch] / (double)pix - v) / (v + m * m + 1e-30));
+            }
+            CHECKF(memcmp(o2, out[0], no * 4) == 0 && worst < 1e-9,
+                   "%s bf16 conv, %d threads, statistics on the way: same output %d, error %g",
+                   kern->name, threads, memcmp(o2, out[0], no * 4) == 0, worst);
+            free(st); free(o2);
+        }
         if (threads == 1) memcpy(first_out, out[0], no * 4);
         else
             CHECKF(memcmp(first_out, out[0], no * 4) == 0,
@@ -205,6 +248,39 @@ static void test_conv(const cnn_kernels *kern, int n, int h, int w, int c, int o
     free(first_out);
     free(in); free(wt); free(bias); free(r); free(ain); free(aw); free(ar); free(ab);
     free(ref); free(mag); free(rdin); free(rdw); free(mdin); free(mdw);
+}
+
+/* A convolution with fewer than 4 input (or output) channels runs in f32
+ * in bf16 mode: the f32 bytes, forward and both gradients. */
+static void test_conv_few_channels(const cnn_kernels *kern, int c, int oc)
+{
+    const int n = 2, h = 9, w = 7, k = 3;
+    tk_conv g[2];
+    for (int p = 0; p < 2; p++)
+        g[p] = (tk_conv){n, h, w, c, oc, k, 1, 1, 1, h, w, kern,
+                         p ? CNN_PRECISION_BF16 : CNN_PRECISION_F32, NULL, NULL, NULL};
+    CHECKF(!tk_conv_is_bf16(&g[1]), "%s: a %d->%d convolution is bf16", kern->name, c, oc);
+    const size_t ni = (size_t)n * h * w * c, nw = (size_t)oc * c * k * k;
+    const size_t no = (size_t)n * h * w * oc;
+    float *in = rand_array(ni), *wt = rand_array(nw), *r = rand_array(no), *res[2][3];
+    for (int p = 0; p < 2; p++) {
+        float *wp = zeros(tk_conv_packed_floats(&g[p], 0));
+        float *wf = zeros(tk_conv_packed_floats(&g[p], 1));
+        float *scratch = zeros(tk_conv_scratch_floats(&g[p], 1));
+        tk_conv_pack_forward(&g[p], wt, wp);
+        tk_conv_pack_backward(&g[p], wt, wf);
+        res[p][0] = zeros(no), res[p][1] = zeros(nw), res[p][2] = zeros(ni);
+        tk_conv_forward(&g[p], in, wp, NULL, res[p][0], scratch, NULL);
+        tk_conv_backward_weight(&g[p], in, r, res[p][1], NULL, scratch, NULL);
+        tk_conv_backward_input(&g[p], r, wf, wt, res[p][2], scratch, NULL);
+        free(wp); free(wf); free(scratch);
+    }
+    CHECKF(memcmp(res[0][0], res[1][0], no * 4) == 0 && memcmp(res[0][1], res[1][1], nw * 4) == 0 &&
+               memcmp(res[0][2], res[1][2], ni * 4) == 0,
+           "%s: a %d->%d convolution in bf16 mode is not the f32 one", kern->name, c, oc);
+    for (int p = 0; p < 2; p++)
+        for (int q = 0; q < 3; q++) free(res[p][q]);
+    free(in); free(wt); free(r);
 }
 
 static void test_dense(const cnn_kernels *kern, int n, int in_f, int units)
@@ -306,6 +382,12 @@ int main(void)
         test_conv(k, 2, 9, 8, 8, 20, 3, 1, 1);
         test_conv(k, 1, 9, 9, 6, 33, 3, 2, 1);
         test_conv(k, 3, 5, 5, 16, 32, 1, 1, 0);
+        test_conv_few_channels(k, 3, 16);
+        test_conv_few_channels(k, 8, 2);
+        {
+            tk_conv g8 = {1, 5, 5, 4, 4, 3, 1, 1, 1, 5, 5, k, CNN_PRECISION_BF16, NULL, NULL, NULL};
+            CHECKF(tk_conv_is_bf16(&g8), "%s: a 4->4 convolution is not bf16", k->name);
+        }
         test_dense(k, 5, 37, 3);
         test_dense(k, 4, 64, 1);
         test_net(isa);

@@ -101,6 +101,45 @@ static double conv_loss(void *p)
     return dot(c->r, c->out, (size_t)g->n * g->oh * g->ow * g->oc);
 }
 
+/* tk_conv.stats of a convolution's output against its statistics in
+ * double: means within 1e-9 of the channel's scale, variances (the sums
+ * of squared deviations over the pixels) within 1e-9 of the mean
+ * square. */
+static double stats_error(const double *st, const float *out, size_t pixels, int oc)
+{
+    double worst = 0.0;
+    for (int ch = 0; ch < oc; ch++) {
+        double m = 0.0, v = 0.0;
+        for (size_t p = 0; p < pixels; p++) m += out[p * oc + ch];
+        m /= (double)pixels;
+        for (size_t p = 0; p < pixels; p++) v += (out[p * oc + ch] - m) * (out[p * oc + ch] - m);
+        v /= (double)pixels;
+        const double em = fabs(st[ch] - m) / (fabs(m) + sqrt(v) + 1e-30);
+        const double ev = fabs(st[oc + ch] / (double)pixels - v) / (v + m * m + 1e-30);
+        if (!(em <= worst)) worst = em;
+        if (!(ev <= worst)) worst = ev;
+    }
+    return worst;
+}
+
+/* tk_conv_forward taking the statistics (tk_conv.stats) into st
+ * (tk_conv_stats_doubles): the statistics' error (stats_error), or
+ * infinity when the output is not the same bytes as without (out). */
+static double conv_stats_check(const tk_conv *g, const float *in, const float *wt,
+                               const float *b, const float *out, float *scratch, cnn_pool *pool,
+                               double *st)
+{
+    const size_t pixels = (size_t)g->n * g->oh * g->ow, no = pixels * g->oc;
+    tk_conv gs = *g;
+    gs.stats = st;
+    float *o2 = zeros(no);
+    tk_conv_forward(&gs, in, wt, b, o2, scratch, pool);
+    const int same = memcmp(o2, out, no * sizeof *o2) == 0;
+    const double e = stats_error(st, o2, pixels, g->oc);
+    free(o2);
+    return same ? e : INFINITY;
+}
+
 static void test_conv(int n, int h, int w, int c, int oc, int k, int stride,
                       int pad)
 {
@@ -110,7 +149,7 @@ static void test_conv(int n, int h, int w, int c, int oc, int k, int stride,
     conv_ctx x;
     x.g = (tk_conv){n, h, w, c, oc, k, stride, pad, pad,
                     (h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1, NULL,
-                    CNN_PRECISION_F32};
+                    CNN_PRECISION_F32, NULL, NULL, NULL};
     const tk_conv *g = &x.g;
     size_t ni = (size_t)n * h * w * c, nw = (size_t)oc * c * k * k;
     size_t no = (size_t)n * g->oh * g->ow * oc;
@@ -124,6 +163,8 @@ static void test_conv(int n, int h, int w, int c, int oc, int k, int stride,
     /* The fast kernels on every kernel set this CPU runs, against the
      * references (relative to the largest value, 1e-5), and twice with the
      * same thread count: the same bytes. */
+    double *st[2] = {calloc(tk_conv_stats_doubles(g), sizeof(double)),
+                     calloc(tk_conv_stats_doubles(g), sizeof(double))};
     for (int isa = 0; isa < CNN_ISA_COUNT; isa++)
     for (int threads = 1; threads <= 3 && cnn_kernels_for((cnn_isa)isa); threads += 2) {
         cnn_pool *pool = NULL;
@@ -141,6 +182,14 @@ static void test_conv(int n, int h, int w, int c, int oc, int k, int stride,
         conv_loss(&x);
         CHECKF(rel_diff(out, x.out, no) < 1e-5, "%s forward, %s, %d threads: %g", what, kn,
                threads, rel_diff(out, x.out, no));
+        /* its output's statistics on the way: the same output, the
+         * statistics within 1e-9, the same bytes on 1 and 3 threads */
+        const double es = conv_stats_check(&gi, x.in, wt, x.b, out, scratch, pool, st[threads > 1]);
+        CHECKF(es < 1e-9, "%s forward with statistics, %s, %d threads: error %g", what, kn, threads,
+               es);
+        if (threads > 1)
+            CHECKF(memcmp(st[0], st[1], 2 * (size_t)oc * sizeof *st[0]) == 0,
+                   "%s statistics, %s: 1 and 3 threads differ", what, kn);
         tk_conv_backward_weight(&gi, x.in, x.r, fdw, fdb, scratch, pool);
         tk_conv_backward_input(&gi, x.r, wf, x.w, fdin, scratch, pool);
         CHECKF(rel_diff(fdw, dw, nw) < 1e-5, "%s dw, %s, %d threads: %g", what, kn, threads,
@@ -158,7 +207,7 @@ static void test_conv(int n, int h, int w, int c, int oc, int k, int stride,
         cnn_pool_free(pool);
     }
     free(x.in); free(x.w); free(x.b); free(x.out); free(x.r);
-    free(din); free(dw); free(db);
+    free(din); free(dw); free(db); free(st[0]); free(st[1]);
 }
 
 /* ------------------------------------------------------------------ */
@@ -199,7 +248,7 @@ static void test_batchnorm(size_t pixels, int c)
         float *inv = zeros((size_t)c), *fdx = zeros(n), *fdg = zeros((size_t)c);
         float *fdb = zeros((size_t)c);
         double *scratch = calloc(tk_bn_scratch_doubles(c, threads), sizeof *scratch);
-        tk_bn_forward_train(b.x, pixels, c, b.gamma, b.beta, 1e-5f, 0, y, mean, var, inv,
+        tk_bn_forward_train(b.x, pixels, c, b.gamma, b.beta, 1e-5f, NULL, 0, y, mean, var, inv,
                             scratch, pool);
         bn_loss(&b);
         CHECKF(rel_diff(y, b.y, n) < 1e-5, "batchnorm forward, %d threads", threads);
@@ -220,7 +269,7 @@ static void test_batchnorm(size_t pixels, int c)
         float *gs = zeros((size_t)c), *bs = zeros((size_t)c), *gf = zeros((size_t)c);
         float *bf = zeros((size_t)c);
         tk_relu_forward(y, n, yr, pool);
-        tk_bn_forward_train(b.x, pixels, c, b.gamma, b.beta, 1e-5f, 1, yf, mean, var, inv,
+        tk_bn_forward_train(b.x, pixels, c, b.gamma, b.beta, 1e-5f, NULL, 1, yf, mean, var, inv,
                             scratch, pool);
         CHECKF(memcmp(yr, yf, n * sizeof *yr) == 0, "batchnorm+relu forward, %d threads",
                threads);
@@ -586,9 +635,10 @@ static void test_maxpool_ties(void)
     }
 }
 
-/* Batch-norm, ReLU and a 2x2 pool backward in one pass against the two
- * kernels apart: the same bytes on one thread, within rounding on three
- * (the sums' parts are cut at other places). */
+/* Batch-norm, ReLU and a 2x2 pool in one pass against the kernels apart:
+ * forward, the same bytes (statistics and the pool's output) on any
+ * thread count; backward, the same bytes on one thread, within rounding
+ * on three (the sums' parts are cut at other places). */
 static void test_bn_relu_pool(int n, int h, int w, int c)
 {
     const size_t pixels = (size_t)n * h * w, ni = pixels * c;
@@ -597,21 +647,32 @@ static void test_bn_relu_pool(int n, int h, int w, int c)
     float *x = rand_array(ni), *gamma = rand_array((size_t)c), *beta = rand_array((size_t)c);
     float *pd = rand_array(no);
     float *y = zeros(ni), *pout = zeros(no), *dy = zeros(ni), *dx1 = zeros(ni), *dx2 = zeros(ni);
+    float *pout2 = zeros(no);
     float mean[64], var[64], inv[64], g1[64], b1[64], g2[64], b2[64];
+    float mean2[64], var2[64], inv2[64];
     for (int threads = 1; threads <= 3; threads += 2) {
         cnn_pool *pool = NULL;
         CHECK(cnn_pool_create(threads, &pool) == CNN_OK);
         double *scratch = calloc(tk_bn_scratch_doubles(c, threads), sizeof *scratch);
         float *rows = zeros(tk_bn_pool_rows_floats(w, c, threads));
-        tk_bn_forward_train(x, pixels, c, gamma, beta, 1e-5f, 1, y, mean, var, inv, scratch,
+        tk_bn_forward_train(x, pixels, c, gamma, beta, 1e-5f, NULL, 1, y, mean, var, inv, scratch,
                             pool);
         tk_maxpool_forward(y, n, h, w, c, 2, 2, oh, ow, pout, pool);
+        for (size_t i = 0; i < no; i++) pout2[i] = -7.0f; /* every element written */
+        tk_bn_relu_pool2_forward(x, n, h, w, c, gamma, beta, 1e-5f, NULL, pout2, mean2, var2, inv2,
+                                 scratch, pool);
+        CHECKF(memcmp(pout, pout2, no * sizeof *pout) == 0 &&
+                   memcmp(mean, mean2, (size_t)c * sizeof *mean) == 0 &&
+                   memcmp(var, var2, (size_t)c * sizeof *var) == 0 &&
+                   memcmp(inv, inv2, (size_t)c * sizeof *inv) == 0,
+               "bn+relu+pool forward %dx%dx%dx%d, %d thread(s): not the same bytes", n, h, w, c,
+               threads);
         memset(g1, 0, sizeof g1); memset(b1, 0, sizeof b1);
         memset(g2, 0, sizeof g2); memset(b2, 0, sizeof b2);
         tk_maxpool_backward(y, pout, pd, n, h, w, c, 2, 2, oh, ow, 1, dy, pool);
         tk_bn_backward(x, dy, NULL, pixels, c, gamma, mean, inv, dx1, g1, b1, scratch, pool);
         for (size_t i = 0; i < ni; i++) dx2[i] = -7.0f; /* every element written */
-        tk_bn_relu_pool2_backward(x, y, pout, pd, n, h, w, c, gamma, mean, inv, dx2, g2, b2,
+        tk_bn_relu_pool2_backward(x, pd, n, h, w, c, gamma, beta, mean, inv, dx2, g2, b2,
                                   scratch, rows, pool);
         if (threads == 1)
             CHECKF(memcmp(dx1, dx2, ni * sizeof *dx1) == 0 &&
@@ -626,8 +687,60 @@ static void test_bn_relu_pool(int n, int h, int w, int c)
         free(scratch); free(rows);
         cnn_pool_free(pool);
     }
-    free(x); free(gamma); free(beta); free(pd); free(y); free(pout); free(dy);
+    free(x); free(gamma); free(beta); free(pd); free(y); free(pout); free(pout2); free(dy);
     free(dx1); free(dx2);
+}
+
+/* A convolution's weight gradient with the batch-norm, ReLU and 2x2 pool
+ * after it, in one pass (tk_conv_bn_relu_pool2_backward) against the
+ * kernels apart (tk_bn_relu_pool2_backward, then tk_conv_backward_weight
+ * of its dx): dgamma and dbeta the same bytes, dw within rounding (the
+ * three sums of its formula in double instead of dx's products in f32),
+ * on 1 and 3 threads. */
+static void test_conv_bn_pool(int n, int h, int w, int c, int oc, int k, int stride, int pad)
+{
+    tk_conv g = {n, h, w, c, oc, k, stride, pad, pad, (h + 2 * pad - k) / stride + 1,
+                 (w + 2 * pad - k) / stride + 1, NULL, CNN_PRECISION_F32, NULL, NULL, NULL};
+    const int oh = g.oh, ow = g.ow;
+    const size_t ni = (size_t)n * h * w * c, nw = (size_t)oc * c * k * k;
+    const size_t pixels = (size_t)n * oh * ow, nx = pixels * oc;
+    const size_t no = (size_t)n * (oh / 2) * (ow / 2) * oc;
+    float *in = rand_array(ni), *wt = rand_array(nw), *gamma = rand_array((size_t)oc);
+    float *beta = rand_array((size_t)oc), *pd = rand_array(no);
+    float *x = zeros(nx), *y = zeros(nx), *pout = zeros(no), *dx = zeros(nx);
+    float *dw1 = zeros(nw), *dw2 = zeros(nw);
+    float mean[64], var[64], inv[64], g1[64], b1[64], g2[64], b2[64];
+    for (int threads = 1; threads <= 3; threads += 2) {
+        cnn_pool *pool = NULL;
+        CHECK(cnn_pool_create(threads, &pool) == CNN_OK);
+        float *wp = zeros(tk_conv_packed_floats(&g, 0));
+        float *sc = zeros(tk_conv_scratch_floats(&g, threads));
+        tk_conv_pack_forward(&g, wt, wp);
+        tk_conv_forward(&g, in, wp, NULL, x, sc, pool);
+        double *ds = calloc(tk_conv_bn_pool_scratch_doubles(&g, threads), sizeof *ds);
+        float *rows = zeros(tk_conv_bn_pool_rows_floats(&g, threads));
+        tk_bn_relu_pool2_forward(x, n, oh, ow, oc, gamma, beta, 1e-5f, NULL, pout, mean, var,
+                                 inv, ds, pool);
+        memset(g1, 0, sizeof g1); memset(b1, 0, sizeof b1);
+        memset(g2, 0, sizeof g2); memset(b2, 0, sizeof b2);
+        memset(dw1, 0, nw * sizeof *dw1); memset(dw2, 0, nw * sizeof *dw2);
+        tk_bn_relu_pool2_backward(x, pd, n, oh, ow, oc, gamma, beta, mean, inv, dx, g1, b1, ds,
+                                  rows, pool);
+        tk_conv_backward_weight(&g, in, dx, dw1, NULL, sc, pool);
+        tk_conv_bn_relu_pool2_backward(&g, in, x, pd, gamma, beta, mean, inv, dw2, g2, b2, ds,
+                                       rows, pool);
+        CHECKF(memcmp(g1, g2, (size_t)oc * sizeof *g1) == 0 &&
+                   memcmp(b1, b2, (size_t)oc * sizeof *b1) == 0,
+               "conv+bn+relu+pool backward n%d %dx%dx%d->%d k%d s%d, %d threads: dgamma or dbeta "
+               "not the same bytes", n, h, w, c, oc, k, stride, threads);
+        CHECKF(rel_diff(dw2, dw1, nw) < 2e-5,
+               "conv+bn+relu+pool backward n%d %dx%dx%d->%d k%d s%d, %d threads: dw %g", n, h, w,
+               c, oc, k, stride, threads, rel_diff(dw2, dw1, nw));
+        free(wp); free(sc); free(ds); free(rows);
+        cnn_pool_free(pool);
+    }
+    free(in); free(wt); free(gamma); free(beta); free(pd); free(x); free(y); free(pout);
+    free(dx); free(dw1); free(dw2);
 }
 
 int main(void)
@@ -687,6 +800,11 @@ int main(void)
     test_maxpool_ties();
     test_bn_relu_pool(2, 8, 6, 16);
     test_bn_relu_pool(3, 7, 9, 19);       /* odd: a row and a column no window covers */
+    test_conv_bn_pool(2, 8, 6, 3, 16, 3, 1, 1);   /* the first layer's shape */
+    test_conv_bn_pool(3, 7, 9, 3, 19, 3, 1, 1);   /* odd, a channel tail */
+    test_conv_bn_pool(2, 11, 9, 5, 8, 3, 2, 1);   /* stride 2 */
+    test_conv_bn_pool(2, 9, 10, 4, 12, 3, 1, 0);  /* valid */
+    test_conv_bn_pool(1, 12, 12, 3, 32, 5, 1, 2); /* 5x5 */
     test_optimizer();
     return check_done("test_grad");
 }
