@@ -801,6 +801,53 @@ static void picture_bytes(run *r, picture *pc, uint8_t *out)
         }
 }
 
+/* A batch of the run: pictures b0 .. b0 + n_pics - 1. */
+typedef struct {
+    run *r;
+    const int *channels; /* of the run (the label: NULL) */
+    int b0, th, tw, tc;  /* the target's map */
+    float *seed;         /* batch x per_seed */
+    size_t per_seed;
+    uint8_t *rgb;        /* the run's pictures */
+} batch_job;
+
+/* Slots [j0, j1) of a batch: each picture's start (its own random stream:
+ * its channel and the seed) and its seed (the channel's mean, or the
+ * logit); per picture, so the same whichever thread takes it. */
+static void start_items(void *ctx, size_t j0, size_t j1)
+{
+    const batch_job *bj = ctx;
+    const run *r = bj->r;
+    const cnn_filters_options *o = r->o;
+    const size_t cells = (size_t)bj->th * (size_t)bj->tw;
+    for (size_t j = j0; j < j1; j++) {
+        picture *pc = &r->pics[j];
+        const int ch = o->layer >= 0 ? bj->channels[(size_t)bj->b0 + j] : bj->b0 + (int)j;
+        pc->rng = o->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(ch + 1));
+        for (size_t i = 0; i < r->spec; i++) pc->g[i] = (float)(INIT_STD * next_normal(&pc->rng));
+        memset(pc->m1, 0, r->spec * sizeof(float));
+        memset(pc->m2, 0, r->spec * sizeof(float));
+        float *s = bj->seed + j * bj->per_seed;
+        if (o->layer >= 0) {
+            memset(s, 0, bj->per_seed * sizeof *s);
+            for (size_t q = 0; q < cells; q++)
+                s[q * (size_t)bj->tc + (size_t)ch] = 1.0f / (float)cells;
+        } else {
+            for (size_t q = 0; q < bj->per_seed; q++) s[q] = o->label ? 1.0f : -1.0f;
+        }
+    }
+}
+
+/* Slots [j0, j1): the pictures as they stand into their rgb bytes. */
+static void bytes_items(void *ctx, size_t j0, size_t j1)
+{
+    const batch_job *bj = ctx;
+    run *r = bj->r;
+    for (size_t j = j0; j < j1; j++)
+        picture_bytes(r, &r->pics[j],
+                      bj->rgb + ((size_t)bj->b0 + j) * (size_t)r->W * (size_t)r->H * 3);
+}
+
 static void free_run(run *r)
 {
     if (r->pics)
@@ -943,23 +990,8 @@ cnn_status cnn_filters_run(const cnn_model *m, const cnn_filters_options *o,
     for (int b0 = 0, done_steps = 0; b0 < n; b0 += batch) {
         const int nb = n - b0 < batch ? n - b0 : batch;
         r.n_pics = nb;
-        memset(seed, 0, per_seed * (size_t)batch * sizeof *seed);
-        for (int j = 0; j < nb; j++) {
-            picture *pc = &r.pics[j];
-            const int ch = o->layer >= 0 ? channels[b0 + j] : b0 + j;
-            /* The picture's own stream: its channel and the seed. */
-            pc->rng = o->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(ch + 1));
-            for (size_t i = 0; i < r.spec; i++) pc->g[i] = (float)(INIT_STD * next_normal(&pc->rng));
-            memset(pc->m1, 0, r.spec * sizeof(float));
-            memset(pc->m2, 0, r.spec * sizeof(float));
-            float *s = seed + (size_t)j * per_seed;
-            if (o->layer >= 0) {
-                for (size_t q = 0; q < (size_t)th * (size_t)tw; q++)
-                    s[q * (size_t)tc + (size_t)ch] = 1.0f / (float)((size_t)th * (size_t)tw);
-            } else {
-                for (size_t q = 0; q < per_seed; q++) s[q] = o->label ? 1.0f : -1.0f;
-            }
-        }
+        batch_job bj = {&r, channels, b0, th, tw, tc, seed, per_seed, rgb};
+        cnn_pool_for(pool, (size_t)nb, 1, start_items, &bj);
         for (int step = 1; step <= o->steps; step++) {
             r.step = step;
             cnn_pool_for(pool, (size_t)nb, 1, forward_items, &r);
@@ -984,8 +1016,7 @@ cnn_status cnn_filters_run(const cnn_model *m, const cnn_filters_options *o,
                 goto done;
             }
         }
-        for (int j = 0; j < nb; j++)
-            picture_bytes(&r, &r.pics[j], rgb + (size_t)(b0 + j) * (size_t)r.W * (size_t)r.H * 3);
+        cnn_pool_for(pool, (size_t)nb, 1, bytes_items, &bj);
     }
 
 done:

@@ -203,6 +203,25 @@ static cnn_layer_run layer_run(const cnn_grad *g, int i, int n)
     return r;
 }
 
+typedef struct {
+    const float *src;
+    float *dst;
+    size_t per; /* floats per image */
+} copy_job;
+
+static void copy_items(void *ctx, size_t j0, size_t j1)
+{
+    const copy_job *c = ctx;
+    memcpy(c->dst + j0 * c->per, c->src + j0 * c->per, (j1 - j0) * c->per * sizeof *c->dst);
+}
+
+/* n images' inputs or input gradients, on the pool (megabytes a batch). */
+static void copy_images(cnn_pool *pool, const float *src, float *dst, size_t per, int n)
+{
+    copy_job c = {src, dst, per};
+    cnn_pool_for(pool, (size_t)n, 1, copy_items, &c);
+}
+
 cnn_status cnn_grad_forward(cnn_grad *g, int n, const float *input)
 {
     if (!g || !input) return cnn_fail(CNN_ERR_ARG, "cnn_grad_forward: NULL argument");
@@ -211,7 +230,7 @@ cnn_status cnn_grad_forward(cnn_grad *g, int n, const float *input)
                         "was planned for)", n, g->o.batch);
     cnn_trainer *t = g->t;
     g->n_fwd = 0;
-    memcpy(t->act[0], input, g->in_e * (size_t)n * sizeof *input);
+    copy_images(t->pool, input, t->act[0], g->in_e, n);
     for (int i = 0; i <= g->last; i++) {
         cnn_layer_run r = layer_run(g, i, n);
         r.train = 0;
@@ -344,7 +363,7 @@ cnn_status cnn_grad_backward(cnn_grad *g, int n, const float *seed, float *grad,
         dout = din;
         din = din == g->ga ? g->gb : g->ga;
     }
-    memcpy(grad, dout, g->in_e * (size_t)n * sizeof *grad);
+    copy_images(t->pool, dout, grad, g->in_e, n);
     return CNN_OK;
 }
 
