@@ -149,6 +149,10 @@ cnn_status cnn_net_forward_map(cnn_net *net, const float *input, int n, cnn_tens
  * whether its target is the logit. */
 void cnn_grad_plan(const cnn_grad *g, const cnn_model **m, int *batch, bool *logit);
 
+/* Its thread pool (pool.h), for a caller's own work between its passes
+ * (filters.c): one set of threads for both. */
+struct cnn_pool *cnn_grad_pool(const cnn_grad *g);
+
 /* filters.c, for its test: the dot products <J g, u> and <g, J^T u> of
  * the linear part of activation maximisation's chain (a random spectrum
  * g through the inverse DFT, the colour matrix and a random transform's

@@ -33,7 +33,13 @@
  * do, and the colour matrix does the same for colours.  The pre-ReLU
  * objective has a gradient even where the channel is off (a post-ReLU
  * mean is stuck at 0 there and gives gray pictures).  The random
- * transforms keep the picture from exploiting single-pixel patterns. */
+ * transforms keep the picture from exploiting single-pixel patterns.
+ *
+ * Threads: one pool, the gradient's (cnn_grad_pool): its passes split
+ * each layer, and this file's work (the chain above and Adam, the
+ * contrast's seeds) takes a picture per item, each picture computed the
+ * same way whichever thread takes it, so the pictures do not depend on
+ * the thread count (test_filters compares 1, 2 and 3 threads). */
 #include "cnn.h"
 #include "cnn_internal.h"
 #include "layers.h"
@@ -577,13 +583,20 @@ typedef struct {
     float w[4];
 } taps4;
 
+/* i mod n in [0, n); most points lie inside the picture, where this is i
+ * itself (no division, twice per input pixel and step). */
+static long wrap(long i, long n)
+{
+    if (i >= 0 && i < n) return i;
+    i %= n;
+    return i < 0 ? i + n : i;
+}
+
 static taps4 bilinear(const run *r, double sx, double sy)
 {
     double fx = floor(sx), fy = floor(sy);
     double ax = sx - fx, ay = sy - fy;
-    long x0 = (long)fx % r->W, y0 = (long)fy % r->H;
-    if (x0 < 0) x0 += r->W;
-    if (y0 < 0) y0 += r->H;
+    long x0 = wrap((long)fx, r->W), y0 = wrap((long)fy, r->H);
     long x1 = x0 + 1 == r->W ? 0 : x0 + 1, y1 = y0 + 1 == r->H ? 0 : y0 + 1;
     taps4 t;
     t.q[0] = (size_t)y0 * (size_t)r->W + (size_t)x0;
@@ -719,6 +732,34 @@ static void backward_one(run *r, int j)
     }
 }
 
+typedef struct {
+    const int *channels;
+    float *means, *seed;
+    int cells, c;
+} contrast_job;
+
+/* Pictures [j0, j1) of contrast_seeds: each one's weights from its own
+ * means, spread over its own seed (at the first layers, megabytes each). */
+static void contrast_items(void *ctx, size_t j0, size_t j1)
+{
+    const contrast_job *cj = ctx;
+    const int c = cj->c, cells = cj->cells;
+    for (size_t j = j0; j < j1; j++) {
+        float *mj = cj->means + j * (size_t)c;
+        float top = mj[0];
+        for (int k = 1; k < c; k++) top = mj[k] > top ? mj[k] : top;
+        double sum = 0.0;
+        const double T = CONTRAST_TEMPERATURE;
+        for (int k = 0; k < c; k++) sum += exp((double)(mj[k] - top) / T);
+        for (int k = 0; k < c; k++) {
+            double w = (k == cj->channels[j]) - CONTRAST * exp((double)(mj[k] - top) / T) / sum;
+            mj[k] = (float)(w / cells);
+        }
+        float *s = cj->seed + j * (size_t)cells * (size_t)c;
+        for (int q = 0; q < cells; q++) memcpy(s + (size_t)q * (size_t)c, mj, (size_t)c * sizeof *s);
+    }
+}
+
 /* The seeds of a step with the contrast: for picture j of channel ch,
  * d objective / d mean_k = [k == ch] - CONTRAST * softmax(means / T)_k,
  * spread as 1 / cells over the map.  The objective is the channel's mean
@@ -727,25 +768,13 @@ static void backward_one(run *r, int j)
  * means on the same input: once the channel leads its layer, only
  * (1 - CONTRAST) of the push remains on it; while others lead, they are
  * pushed down. */
-static cnn_status contrast_seeds(const cnn_grad *g, int nb, const int *channels, float *means,
-                                 float *seed, int cells, int c)
+static cnn_status contrast_seeds(const cnn_grad *g, cnn_pool *pool, int nb, const int *channels,
+                                 float *means, float *seed, int cells, int c)
 {
     cnn_status st = cnn_grad_channel_means(g, means);
     if (st != CNN_OK) return cnn_fail_prefix(st, "filters");
-    for (int j = 0; j < nb; j++) {
-        float *mj = means + (size_t)j * (size_t)c;
-        float top = mj[0];
-        for (int k = 1; k < c; k++) top = mj[k] > top ? mj[k] : top;
-        double sum = 0.0;
-        const double T = CONTRAST_TEMPERATURE;
-        for (int k = 0; k < c; k++) sum += exp((double)(mj[k] - top) / T);
-        for (int k = 0; k < c; k++) {
-            double w = (k == channels[j]) - CONTRAST * exp((double)(mj[k] - top) / T) / sum;
-            mj[k] = (float)(w / cells);
-        }
-        float *s = seed + (size_t)j * (size_t)cells * (size_t)c;
-        for (int q = 0; q < cells; q++) memcpy(s + (size_t)q * (size_t)c, mj, (size_t)c * sizeof *s);
-    }
+    contrast_job j = {channels, means, seed, cells, c};
+    cnn_pool_for(pool, (size_t)nb, 1, contrast_items, &j);
     return CNN_OK;
 }
 
@@ -770,6 +799,53 @@ static void picture_bytes(run *r, picture *pc, uint8_t *out)
             long b = lrintf(v * 255.0f);
             out[q * 3 + (size_t)c] = (uint8_t)(b < 0 ? 0 : b > 255 ? 255 : b);
         }
+}
+
+/* A batch of the run: pictures b0 .. b0 + n_pics - 1. */
+typedef struct {
+    run *r;
+    const int *channels; /* of the run (the label: NULL) */
+    int b0, th, tw, tc;  /* the target's map */
+    float *seed;         /* batch x per_seed */
+    size_t per_seed;
+    uint8_t *rgb;        /* the run's pictures */
+} batch_job;
+
+/* Slots [j0, j1) of a batch: each picture's start (its own random stream:
+ * its channel and the seed) and its seed (the channel's mean, or the
+ * logit); per picture, so the same whichever thread takes it. */
+static void start_items(void *ctx, size_t j0, size_t j1)
+{
+    const batch_job *bj = ctx;
+    const run *r = bj->r;
+    const cnn_filters_options *o = r->o;
+    const size_t cells = (size_t)bj->th * (size_t)bj->tw;
+    for (size_t j = j0; j < j1; j++) {
+        picture *pc = &r->pics[j];
+        const int ch = o->layer >= 0 ? bj->channels[(size_t)bj->b0 + j] : bj->b0 + (int)j;
+        pc->rng = o->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(ch + 1));
+        for (size_t i = 0; i < r->spec; i++) pc->g[i] = (float)(INIT_STD * next_normal(&pc->rng));
+        memset(pc->m1, 0, r->spec * sizeof(float));
+        memset(pc->m2, 0, r->spec * sizeof(float));
+        float *s = bj->seed + j * bj->per_seed;
+        if (o->layer >= 0) {
+            memset(s, 0, bj->per_seed * sizeof *s);
+            for (size_t q = 0; q < cells; q++)
+                s[q * (size_t)bj->tc + (size_t)ch] = 1.0f / (float)cells;
+        } else {
+            for (size_t q = 0; q < bj->per_seed; q++) s[q] = o->label ? 1.0f : -1.0f;
+        }
+    }
+}
+
+/* Slots [j0, j1): the pictures as they stand into their rgb bytes. */
+static void bytes_items(void *ctx, size_t j0, size_t j1)
+{
+    const batch_job *bj = ctx;
+    run *r = bj->r;
+    for (size_t j = j0; j < j1; j++)
+        picture_bytes(r, &r->pics[j],
+                      bj->rgb + ((size_t)bj->b0 + j) * (size_t)r->W * (size_t)r->H * 3);
 }
 
 static void free_run(run *r)
@@ -898,8 +974,9 @@ cnn_status cnn_filters_run(const cnn_model *m, const cnn_filters_options *o,
         st = cnn_fail(CNN_ERR_NOMEM, "filters: out of memory");
         goto done;
     }
-    if ((st = cnn_pool_create(o->threads ? o->threads : cnn_cpu_count(), &pool)) != CNN_OK)
-        goto done;
+    /* The pictures' own work runs on the gradient's threads: one pool,
+     * so no second set of workers waits for the processors in between. */
+    pool = cnn_grad_pool(g);
     if (contrast) {
         means = cnn_alloc((size_t)batch * (size_t)tc, sizeof *means);
         if (!means) {
@@ -913,23 +990,8 @@ cnn_status cnn_filters_run(const cnn_model *m, const cnn_filters_options *o,
     for (int b0 = 0, done_steps = 0; b0 < n; b0 += batch) {
         const int nb = n - b0 < batch ? n - b0 : batch;
         r.n_pics = nb;
-        memset(seed, 0, per_seed * (size_t)batch * sizeof *seed);
-        for (int j = 0; j < nb; j++) {
-            picture *pc = &r.pics[j];
-            const int ch = o->layer >= 0 ? channels[b0 + j] : b0 + j;
-            /* The picture's own stream: its channel and the seed. */
-            pc->rng = o->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(ch + 1));
-            for (size_t i = 0; i < r.spec; i++) pc->g[i] = (float)(INIT_STD * next_normal(&pc->rng));
-            memset(pc->m1, 0, r.spec * sizeof(float));
-            memset(pc->m2, 0, r.spec * sizeof(float));
-            float *s = seed + (size_t)j * per_seed;
-            if (o->layer >= 0) {
-                for (size_t q = 0; q < (size_t)th * (size_t)tw; q++)
-                    s[q * (size_t)tc + (size_t)ch] = 1.0f / (float)((size_t)th * (size_t)tw);
-            } else {
-                for (size_t q = 0; q < per_seed; q++) s[q] = o->label ? 1.0f : -1.0f;
-            }
-        }
+        batch_job bj = {&r, channels, b0, th, tw, tc, seed, per_seed, rgb};
+        cnn_pool_for(pool, (size_t)nb, 1, start_items, &bj);
         for (int step = 1; step <= o->steps; step++) {
             r.step = step;
             cnn_pool_for(pool, (size_t)nb, 1, forward_items, &r);
@@ -940,7 +1002,8 @@ cnn_status cnn_filters_run(const cnn_model *m, const cnn_filters_options *o,
                 goto done;
             }
             if (contrast && (step - 1) % CONTRAST_EVERY == 0 &&
-                (st = contrast_seeds(g, nb, channels + b0, means, seed, th * tw, tc)) != CNN_OK)
+                (st = contrast_seeds(g, pool, nb, channels + b0, means, seed, th * tw, tc)) !=
+                    CNN_OK)
                 goto done;
             if ((st = cnn_grad_backward(g, nb, seed, r.grad, NULL)) != CNN_OK) {
                 cnn_fail_prefix(st, "filters");
@@ -953,13 +1016,11 @@ cnn_status cnn_filters_run(const cnn_model *m, const cnn_filters_options *o,
                 goto done;
             }
         }
-        for (int j = 0; j < nb; j++)
-            picture_bytes(&r, &r.pics[j], rgb + (size_t)(b0 + j) * (size_t)r.W * (size_t)r.H * 3);
+        cnn_pool_for(pool, (size_t)nb, 1, bytes_items, &bj);
     }
 
 done:
     free(means);
-    cnn_pool_free(pool);
     free(seed);
     cnn_grad_free(g);
     free_run(&r);

@@ -14,7 +14,10 @@
  * planned once for the batch (no gradients of parameters, no optimizer
  * state); a run allocates nothing.  Fusions: a ReLU after a batch-norm is
  * computed in the batch-norm's forward pass, and a ReLU before a max pool
- * goes into the pool's backward pass (the same values as apart).
+ * goes into the pool's backward pass (the same values as apart).  The
+ * passes of its own over the target's maps (the objectives, the channel
+ * means) run on the pool too, an image per item, and the backward pass
+ * reads the caller's seed where it lies instead of a copy.
  *
  * cnn_model_input_gradient (layers.c) stays the scalar double-precision
  * reference; test_grad_batch compares the two. */
@@ -34,7 +37,8 @@ struct cnn_grad {
     cnn_trainer *t;      /* pool, kernels, packed weights, act[], scratch */
     float *ga, *gb;      /* activation gradients, used in turn */
     int n_fwd;           /* images of the last cnn_grad_forward, 0: none */
-    double *macc;        /* the target's channels: cnn_grad_channel_means' sums */
+    double *macc;        /* batch x the target's channels: cnn_grad_channel_means' sums */
+    double *vals;        /* batch: cnn_grad_backward's objectives */
 };
 
 /* Plans the arena: `n` pieces of `per` floats, 64-byte aligned, at the
@@ -107,8 +111,9 @@ cnn_status cnn_grad_create(const cnn_model *m, const cnn_grad_options *o, cnn_gr
     g->t = t;
     g->in_e = (size_t)m->in_h * m->in_w * m->in_c;
     g->out_e = cnn_layer_out_elems(&m->layers[last]);
-    g->macc = cnn_alloc((size_t)m->layers[last].out_c, sizeof *g->macc);
-    if (!g->macc) {
+    g->macc = cnn_alloc((size_t)m->layers[last].out_c * (size_t)o->batch, sizeof *g->macc);
+    g->vals = cnn_alloc((size_t)o->batch, sizeof *g->vals);
+    if (!g->macc || !g->vals) {
         cnn_grad_free(g);
         return cnn_fail_prefix(CNN_ERR_NOMEM, "cnn_grad_create");
     }
@@ -199,6 +204,25 @@ static cnn_layer_run layer_run(const cnn_grad *g, int i, int n)
     return r;
 }
 
+typedef struct {
+    const float *src;
+    float *dst;
+    size_t per; /* floats per image */
+} copy_job;
+
+static void copy_items(void *ctx, size_t j0, size_t j1)
+{
+    const copy_job *c = ctx;
+    memcpy(c->dst + j0 * c->per, c->src + j0 * c->per, (j1 - j0) * c->per * sizeof *c->dst);
+}
+
+/* n images' inputs or input gradients, on the pool (megabytes a batch). */
+static void copy_images(cnn_pool *pool, const float *src, float *dst, size_t per, int n)
+{
+    copy_job c = {src, dst, per};
+    cnn_pool_for(pool, (size_t)n, 1, copy_items, &c);
+}
+
 cnn_status cnn_grad_forward(cnn_grad *g, int n, const float *input)
 {
     if (!g || !input) return cnn_fail(CNN_ERR_ARG, "cnn_grad_forward: NULL argument");
@@ -207,7 +231,7 @@ cnn_status cnn_grad_forward(cnn_grad *g, int n, const float *input)
                         "was planned for)", n, g->o.batch);
     cnn_trainer *t = g->t;
     g->n_fwd = 0;
-    memcpy(t->act[0], input, g->in_e * (size_t)n * sizeof *input);
+    copy_images(t->pool, input, t->act[0], g->in_e, n);
     for (int i = 0; i <= g->last; i++) {
         cnn_layer_run r = layer_run(g, i, n);
         r.train = 0;
@@ -219,26 +243,39 @@ cnn_status cnn_grad_forward(cnn_grad *g, int n, const float *input)
     return CNN_OK;
 }
 
+typedef struct {
+    const cnn_grad *g;
+    float *means;
+} means_job;
+
+/* Images [j0, j1): each one's sums in double, pixel by pixel in order, on
+ * its own accumulators: the same whichever thread takes the image. */
+static void means_items(void *ctx, size_t j0, size_t j1)
+{
+    const means_job *mj = ctx;
+    const cnn_grad *g = mj->g;
+    const cnn_layer *L = &g->m->layers[g->last];
+    const size_t c = (size_t)L->out_c, cells = (size_t)L->out_h * (size_t)L->out_w;
+    const float *out = g->t->act[g->last + 1];
+    for (size_t j = j0; j < j1; j++) {
+        const float *d = out + j * g->out_e;
+        float *m = mj->means + j * c;
+        double *acc = g->macc + j * c;
+        memset(acc, 0, c * sizeof *acc);
+        for (size_t q = 0; q < cells; q++)
+            for (size_t k = 0; k < c; k++) acc[k] += d[q * c + k];
+        for (size_t k = 0; k < c; k++) m[k] = (float)(acc[k] / (double)cells);
+    }
+}
+
 cnn_status cnn_grad_channel_means(const cnn_grad *g, float *means)
 {
     if (!g || !means) return cnn_fail(CNN_ERR_ARG, "cnn_grad_channel_means: NULL argument");
     if (g->n_fwd < 1)
         return cnn_fail(CNN_ERR_ARG, "cnn_grad_channel_means: no forward pass to read (call "
                         "cnn_grad_forward first)");
-    const cnn_layer *L = &g->m->layers[g->last];
-    const size_t c = (size_t)L->out_c, cells = (size_t)L->out_h * (size_t)L->out_w;
-    const float *out = g->t->act[g->last + 1];
-    /* The sums in double, pixel by pixel in order: the same at any
-     * thread count. */
-    double *acc = g->macc;
-    for (int j = 0; j < g->n_fwd; j++) {
-        const float *d = out + (size_t)j * g->out_e;
-        float *mj = means + (size_t)j * c;
-        memset(acc, 0, c * sizeof *acc);
-        for (size_t q = 0; q < cells; q++)
-            for (size_t k = 0; k < c; k++) acc[k] += d[q * c + k];
-        for (size_t k = 0; k < c; k++) mj[k] = (float)(acc[k] / (double)cells);
-    }
+    means_job j = {g, means};
+    cnn_pool_for(g->t->pool, (size_t)g->n_fwd, 1, means_items, &j);
     return CNN_OK;
 }
 
@@ -251,6 +288,45 @@ cnn_status cnn_grad_run(cnn_grad *g, int n, const float *input, const float *see
     return cnn_grad_backward(g, n, seed, grad, value);
 }
 
+typedef struct {
+    const cnn_grad *g;
+    const float *seed; /* NULL: ones, written into ones */
+    float *ones;
+    int exact;         /* the objectives are asked for */
+} seed_job;
+
+/* Images [j0, j1): each one's objective, the sum of seed times output in
+ * double, into vals (per image: the same whichever thread takes it).
+ * When the caller asks for the objectives, the sum runs in order; else it
+ * only says whether the objective is finite, which it is exactly when
+ * every product is (a float times a float is far inside double's range,
+ * and so is any sum of a map's worth of them), whatever the order: then
+ * eight running sums, which the compiler can put in vectors. */
+static void seed_items(void *ctx, size_t j0, size_t j1)
+{
+    const seed_job *sj = ctx;
+    const cnn_grad *g = sj->g;
+    const size_t e = g->out_e;
+    for (size_t j = j0; j < j1; j++) {
+        const float *o = g->t->act[g->last + 1] + j * e;
+        const float *s = sj->seed ? sj->seed + j * e : sj->ones + j * e;
+        if (!sj->seed)
+            for (size_t k = 0; k < e; k++) sj->ones[j * e + k] = 1.0f;
+        double v = 0.0;
+        if (sj->exact) {
+            for (size_t k = 0; k < e; k++) v += (double)s[k] * o[k];
+        } else {
+            double acc[8] = {0};
+            size_t k = 0;
+            for (; k + 8 <= e; k += 8)
+                for (int l = 0; l < 8; l++) acc[l] += (double)s[k + (size_t)l] * o[k + (size_t)l];
+            for (; k < e; k++) v += (double)s[k] * o[k];
+            for (int l = 0; l < 8; l++) v += acc[l];
+        }
+        g->vals[j] = v;
+    }
+}
+
 cnn_status cnn_grad_backward(cnn_grad *g, int n, const float *seed, float *grad, float *value)
 {
     if (!g || !grad) return cnn_fail(CNN_ERR_ARG, "cnn_grad_backward: NULL argument");
@@ -259,24 +335,22 @@ cnn_status cnn_grad_backward(cnn_grad *g, int n, const float *seed, float *grad,
                         "it had %d (call cnn_grad_forward first)", n, g->n_fwd);
     cnn_trainer *t = g->t;
 
-    /* The objectives, and the seed as the gradient at the target. */
-    const float *out = t->act[g->last + 1];
-    float *dout = g->ga, *din = g->gb;
-    cnn_status st = CNN_OK;
+    /* The objectives (on the pool: at a conv layer near the input the
+     * target's maps are the largest of the pass).  The seed itself is the
+     * gradient at the target: the layers only read their dout, so the
+     * first one reads the caller's seed, and the two buffers take turns
+     * after it. */
+    seed_job sj = {g, seed, g->ga, value != NULL};
+    cnn_pool_for(t->pool, (size_t)n, 1, seed_items, &sj);
+    const float *dout = seed ? seed : g->ga;
+    float *din = seed ? g->ga : g->gb;
     for (int j = 0; j < n; j++) {
-        double v = 0.0;
-        for (size_t k = 0; k < g->out_e; k++) {
-            const size_t at = (size_t)j * g->out_e + k;
-            const float s = seed ? seed[at] : 1.0f;
-            dout[at] = s;
-            v += (double)s * out[at];
-        }
-        if (!isfinite(v) && st == CNN_OK)
-            st = cnn_fail(CNN_ERR_MODEL, "cnn_grad_run: image %d: the objective is not finite "
-                          "(%g)", j, v);
+        const double v = g->vals[j];
+        if (!isfinite(v))
+            return cnn_fail(CNN_ERR_MODEL, "cnn_grad_run: image %d: the objective is not finite "
+                            "(%g)", j, v);
         if (value) value[j] = (float)v;
     }
-    if (st != CNN_OK) return st;
 
     for (int i = g->last; i >= 0; i--) {
         cnn_layer_run r = layer_run(g, i, n);
@@ -287,11 +361,10 @@ cnn_status cnn_grad_backward(cnn_grad *g, int n, const float *seed, float *grad,
         const cnn_layer_ops *ops = cnn_layer_ops_of(r.L->type);
         if (!(ops->infer_backward ? ops->infer_backward(&r) : ops->train_backward(&r)))
             continue; /* the gradient passes through unchanged */
-        float *tmp = dout;
         dout = din;
-        din = tmp;
+        din = din == g->ga ? g->gb : g->ga;
     }
-    memcpy(grad, dout, g->in_e * (size_t)n * sizeof *grad);
+    copy_images(t->pool, dout, grad, g->in_e, n);
     return CNN_OK;
 }
 
@@ -310,10 +383,13 @@ void cnn_grad_plan(const cnn_grad *g, const cnn_model **m, int *batch, bool *log
     *logit = g->last == resolve_layer(g->m, -1);
 }
 
+cnn_pool *cnn_grad_pool(const cnn_grad *g) { return g->t->pool; }
+
 void cnn_grad_free(cnn_grad *g)
 {
     if (!g) return;
     cnn_trainer_free(g->t); /* everything it holds, as for a trainer */
     free(g->macc);
+    free(g->vals);
     free(g);
 }

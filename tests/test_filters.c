@@ -1,9 +1,10 @@
 /* test_filters.c - activation maximisation (core/filters.c) without the
  * data set: the hand-written adjoints of its chain (dot-product test),
  * the channel probe against the backward pass's objective, the arguments
- * it refuses, progress and cancel, the same bytes twice, and on the
- * shipped model's conv1 and conv2 pictures that beat the sample photos
- * (tests/data) and rank among their layer's top 5 on themselves. */
+ * it refuses, progress and cancel, the same bytes twice and on 1, 2 and
+ * 3 threads, and on the shipped model's conv1 and conv2 pictures that
+ * beat the sample photos (tests/data) and rank among their layer's top 5
+ * on themselves. */
 #include "check.h"
 #include "cnn.h"
 #include "cnn_internal.h"
@@ -126,6 +127,53 @@ static void test_arguments(void)
     cnn_model_free(m);
 }
 
+/* The pictures of `chans` (layer -1: the label's one) drawn on 1 thread,
+ * then on each of `counts`: the same bytes (cnn.h: they depend on the
+ * model, channel, seed, steps, size and precision only). */
+static void same_at_thread_counts(const cnn_model *m, int layer, const int *chans, int n,
+                                  int batch, int steps, cnn_precision prec, const int *counts,
+                                  int n_counts)
+{
+    cnn_filters_options o;
+    cnn_filters_options_init(&o);
+    o.layer = layer;
+    o.steps = steps;
+    o.batch = batch;
+    o.precision = prec;
+    o.seed = 3;
+    int w, h;
+    CHECK_OK(cnn_filters_picture_size(m, &o, &w, &h));
+    const size_t bytes = (size_t)w * (size_t)h * 3 * (size_t)n;
+    uint8_t *one = malloc(bytes), *more = malloc(bytes);
+    if (!one || !more) exit(1);
+    o.threads = 1;
+    CHECK_OK(cnn_filters_run(m, &o, chans, n, one, bytes));
+    for (int t = 0; t < n_counts; t++) {
+        o.threads = counts[t];
+        memset(more, 0, bytes);
+        CHECK_OK(cnn_filters_run(m, &o, chans, n, more, bytes));
+        CHECKF(memcmp(one, more, bytes) == 0, "%s layer %d, %s, batch %d: %d threads differ "
+               "from 1", m->name, layer, cnn_precision_name(prec), batch, counts[t]);
+    }
+    free(one);
+    free(more);
+}
+
+static void test_threads(void)
+{
+    cnn_model *m = spec_model(small_spec, 11);
+    const int chans[6] = {0, 1, 2, 3, 4, 5}, counts[2] = {2, 3};
+    for (int p = 0; p < 2; p++) {
+        const cnn_precision prec = p ? CNN_PRECISION_BF16 : CNN_PRECISION_F32;
+        /* c1 (its batch-norm the target, a last batch of 2), c2 (no
+         * batch-norm after it) and the logit. */
+        same_at_thread_counts(m, 0, chans, 6, 4, 6, prec, counts, 2);
+        same_at_thread_counts(m, cnn_model_find_layer(m, "c2"), chans, 5, 8, 6, prec, counts, 2);
+        same_at_thread_counts(m, -1, NULL, 1, 16, 6, prec, counts, 2);
+    }
+    cnn_model_free(m);
+}
+
 /* The probe's pre-ReLU means are the backward pass's objectives (the
  * batch-norm's output, seeded 1 / (h w) on one channel). */
 static void test_probe(const cnn_model *m, const float *inputs)
@@ -232,6 +280,7 @@ int main(void)
 {
     test_adjoints();
     test_arguments();
+    test_threads();
 
     cnn_model *m = NULL;
     CHECK_OK(cnn_model_load("../weights/catdog.safetensors", &m));
@@ -247,6 +296,15 @@ int main(void)
         cnn_image_free(&img);
     }
     test_probe(m, inputs);
+    /* The shipped model's first layer at its full size, in the default
+     * precision (bf16 on the CPU's bf16 kernels where it has them): the
+     * largest maps of the gradient's pass, on 1 and 2 threads. */
+    const int first[3] = {0, 17, 31}, two[1] = {2};
+    if (m->layers[0].type == CNN_LAYER_CONV2D && m->layers[0].out_c > 31) {
+        cnn_filters_options d;
+        cnn_filters_options_init(&d);
+        same_at_thread_counts(m, 0, first, 3, 2, 6, d.precision, two, 1);
+    }
     test_shipped(m, inputs);
     free(inputs);
     cnn_model_free(m);

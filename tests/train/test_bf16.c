@@ -88,13 +88,15 @@ static void test_rounding(void)
 
 static const char *set_name(int isa) { return cnn_isa_name((cnn_isa)isa); }
 
-/* gemm_bf16 of one set on M x N x K with padded strides, against the
- * exact sums of the rounded inputs; then the same C computed in pieces
- * (rows and columns split) must have the same bytes. */
-static void test_gemm_shape(const cnn_kernels *k, int M, int N, int K, int accumulate)
+/* gemm_bf16 of one set on M x N x K with padded strides (B's by b_pad
+ * columns past N rounded up to 16), against the exact sums of the rounded
+ * inputs; then the same C computed in pieces (rows and columns split)
+ * must have the same bytes. */
+static void test_gemm_shape(const cnn_kernels *k, int M, int N, int K, int accumulate, int b_pad)
 {
     const int Ke = (int)cnn_bf16_round_up((size_t)K, 2);
-    const size_t lda = (size_t)Ke + 4, ldb = cnn_bf16_round_up((size_t)N, 16) + 16, ldc = (size_t)N + 3;
+    const size_t lda = (size_t)Ke + 4, ldb = cnn_bf16_round_up((size_t)N, 16) + (size_t)b_pad,
+                 ldc = (size_t)N + 3;
     float *a = rand_array((size_t)M * K), *b = rand_array((size_t)K * N);
     float *c0 = rand_array((size_t)M * ldc);
     uint16_t *ab = calloc((size_t)M * lda, sizeof *ab);
@@ -150,7 +152,16 @@ static void test_gemm(const cnn_kernels *k)
     static const int shapes[][3] = {{1, 1, 1},    {5, 17, 6},   {13, 33, 31},  {27, 32, 256},
                                     {40, 70, 300}, {12, 32, 258}, {33, 48, 64}, {64, 64, 576}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
-        for (int acc = 0; acc < 2; acc++) test_gemm_shape(k, shapes[s][0], shapes[s][1], shapes[s][2], acc);
+        for (int acc = 0; acc < 2; acc++)
+            test_gemm_shape(k, shapes[s][0], shapes[s][1], shapes[s][2], acc, 16);
+    /* B exactly as wide as N rounded up to 16, as the packed convolution
+     * weights are: the AMX set's blocks where only 16 columns of B are
+     * left (N = 3: the input gradient of an RGB convolution), with K
+     * short of a tile step. */
+    static const int tight[][3] = {{37, 3, 288}, {20, 16, 30}, {45, 48, 70}, {33, 1, 7}};
+    for (size_t s = 0; s < sizeof tight / sizeof *tight; s++)
+        for (int acc = 0; acc < 2; acc++)
+            test_gemm_shape(k, tight[s][0], tight[s][1], tight[s][2], acc, 0);
 }
 
 /* The trainer's bf16 convolution (forward, weight and input gradient)
