@@ -390,7 +390,7 @@ static void out_stats(const float *restrict out, size_t pixels, size_t stride, i
  * pixels with all channels (bf16 items), whatever the kernel set. */
 static size_t conv_stats_records(const tk_conv *g)
 {
-    const size_t blocks = ((size_t)g->oc + 31) / 32 * 32;
+    const size_t blocks = ((size_t)g->oc + TK_MAX_BLOCK - 1) / TK_MAX_BLOCK * TK_MAX_BLOCK;
     const size_t f32 = (size_t)g->n * g->oh * blocks;
     const size_t bf16 = (size_t)g->n * (((size_t)g->oh * g->ow + TK_CHUNK - 1) / TK_CHUNK) * g->oc;
     return f32 > bf16 ? f32 : bf16;
@@ -744,15 +744,6 @@ static void conv_weight_chunks_bf16(const tk_conv *g, const cnn_kernels *kern,
     }
 }
 
-/* The f32 weight gradient of output pixels [p0, p1) of the batch without
- * patch copies (conv_wgrad_direct): row segment by row segment and window
- * row by window row, dwt[ky][kx * c + i][oc] += A * d, where A(kx * c + i,
- * q) is input channel i at window column kx of pixel q in window row ky.
- * In NHWC that is a zero-padded copy of the input row (`row`, ow*stride
- * + k pixels at most) read with stride * c floats between pixels, a view
- * the kernel set's GEMM takes as it is.  Each element of dwt is the same
- * chain of multiply-adds over the pixels in order as with the patches
- * (im2col, zeros for the padding included), so the bits are theirs. */
 /* Pixels of a zero-padded input row: the windows of one output row. */
 static size_t conv_padded_row(const tk_conv *g)
 {
@@ -777,6 +768,15 @@ static void conv_pad_row(const tk_conv *g, const float *in, size_t b, long y, fl
     memset(row + (left + inside) * c, 0, (wp - left - inside) * cs);
 }
 
+/* The f32 weight gradient of output pixels [p0, p1) of the batch without
+ * patch copies (conv_wgrad_direct): row segment by row segment and window
+ * row by window row, dwt[ky][kx * c + i][oc] += A * d, where A(kx * c + i,
+ * q) is input channel i at window column kx of pixel q in window row ky.
+ * In NHWC that is a zero-padded copy of the input row (`row`, ow*stride
+ * + k pixels at most) read with stride * c floats between pixels, a view
+ * the kernel set's GEMM takes as it is.  Each element of dwt is the same
+ * chain of multiply-adds over the pixels in order as with the patches
+ * (im2col, zeros for the padding included), so the bits are theirs. */
 static void conv_weight_rows(const tk_conv *g, const cnn_kernels *kern, const float *in,
                              const float *dout, size_t p0, size_t p1, float *row, float *dwt,
                              float *dbt, int bias)
