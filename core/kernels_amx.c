@@ -11,8 +11,7 @@
  * layout of kernels.h is AMX's), four _tile_dpbf16ps.  Blocks at the edges
  * of M, N or K go through zero-padded copies, so every element of C is
  * computed the same way (the same K steps) whatever part of C a call
- * covers; where B has only 16 columns left (N <= 16), the block is 32 x 16
- * in two tiles, B's tile read in place (amx_block16). */
+ * covers. */
 #include <immintrin.h>
 
 #define KN(name) name##_amx
@@ -40,47 +39,6 @@ static void amx_configure(void)
     _tile_loadconfig(&cfg);
 }
 
-/* The zero-padded copies of the blocks at the edges, a row at a time:
- * one masked load (AVX-512BW) takes a row's valid values and reads
- * nothing past them, one store writes the row with zeros after them (a
- * memset and a memcpy per row cost more than the tile products when K
- * is short, as at the first convolution of an RGB picture). */
-static inline __mmask32 first32(int n)
-{
-    return n >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << n) - 1u);
-}
-
-static inline __mmask16 first16(int n)
-{
-    return n >= 16 ? (__mmask16)0xffffu : (__mmask16)((1u << n) - 1u);
-}
-
-/* dst[0 .. 32): src's first n bf16 (1 <= n <= 32), then zeros. */
-static inline void row_bf16(uint16_t *dst, const uint16_t *src, int n)
-{
-    _mm512_storeu_si512(dst, _mm512_maskz_loadu_epi16(first32(n), src));
-}
-
-/* dst[0 .. 16): src's first n floats (1 <= n <= 16), then zeros. */
-static inline void row_f32(float *dst, const float *src, int n)
-{
-    _mm512_storeu_ps(dst, _mm512_maskz_loadu_ps(first16(n), src));
-}
-
-static inline void zero64(void *dst) { _mm512_storeu_si512(dst, _mm512_setzero_si512()); }
-
-/* Rows [0, 32) of the A copy for K step q0 (kq pairs): rows past mr zero. */
-static void copy_a(uint16_t *atmp, int i, int mr, int q0, int kq, const uint16_t *a,
-                   ptrdiff_t lda)
-{
-    for (int r = 0; r < 32; r++) {
-        if (r < mr)
-            row_bf16(atmp + r * 32, a + (i + r) * lda + 2 * q0, 2 * kq);
-        else
-            zero64(atmp + r * 32);
-    }
-}
-
 /* One 32 x 32 block of C at rows i, columns j (mr, nc of them valid),
  * over all of K (2 * K2 bf16). */
 static void amx_block(int i, int j, int mr, int nc, int K2, const uint16_t *a, ptrdiff_t lda,
@@ -91,21 +49,12 @@ static void amx_block(int i, int j, int mr, int nc, int K2, const uint16_t *a, p
     const int full = mr == 32 && nc == 32;
     float *cp = full ? c + i * ldc + j : ctmp;
     const ptrdiff_t cs = full ? ldc * 4 : 32 * 4;
-    if (!full)
-        for (int r = 0; r < 32; r++) {
-            float *row = ctmp + r * 32;
-            if (load && r < mr) {
-                const float *src = c + (i + r) * ldc + j;
-                row_f32(row, src, nc);
-                if (nc > 16)
-                    row_f32(row + 16, src + 16, nc - 16);
-                else
-                    zero64(row + 16);
-            } else {
-                zero64(row);
-                zero64(row + 16);
-            }
-        }
+    if (!full) {
+        memset(ctmp, 0, sizeof ctmp);
+        if (load)
+            for (int r = 0; r < mr; r++)
+                memcpy(ctmp + r * 32, c + (i + r) * ldc + j, (size_t)nc * sizeof *ctmp);
+    }
     if (load || !full) {
         _tile_loadd(0, cp, cs);
         _tile_loadd(1, cp + 16, cs);
@@ -119,30 +68,21 @@ static void amx_block(int i, int j, int mr, int nc, int K2, const uint16_t *a, p
     }
     /* Columns of B a load may read: up to ldb (kernels.h). */
     const int b_cols_ok = j + 32 <= ldb;
-    const int ncb = ldb - j < 32 ? (int)(ldb - j) : 32;
     for (int q0 = 0; q0 < K2; q0 += 16) {
         const int kq = K2 - q0 < 16 ? K2 - q0 : 16;
         const uint16_t *ap = a + i * lda + 2 * q0, *bp = b + (q0 * ldb + j) * 2;
         ptrdiff_t as = lda * 2, bs = ldb * 4;
         if (mr < 32 || kq < 16) {
-            copy_a(atmp, i, mr, q0, kq, a, lda);
+            memset(atmp, 0, sizeof atmp);
+            for (int r = 0; r < mr; r++)
+                memcpy(atmp + r * 32, a + (i + r) * lda + 2 * q0, (size_t)kq * 2 * sizeof *atmp);
             ap = atmp, as = 64;
         }
         if (!b_cols_ok || kq < 16) {
-            for (int q = 0; q < 16; q++) {
-                uint16_t *row = btmp + q * 64;
-                if (q < kq) {
-                    const uint16_t *src = b + ((q0 + q) * ldb + j) * 2;
-                    row_bf16(row, src, 2 * ncb);
-                    if (ncb > 16)
-                        row_bf16(row + 32, src + 32, 2 * ncb - 32);
-                    else
-                        zero64(row + 32);
-                } else {
-                    zero64(row);
-                    zero64(row + 32);
-                }
-            }
+            memset(btmp, 0, sizeof btmp);
+            const int ncb = ldb - j < 32 ? (int)(ldb - j) : 32;
+            for (int q = 0; q < kq; q++)
+                memcpy(btmp + q * 64, b + ((q0 + q) * ldb + j) * 2, (size_t)ncb * 2 * sizeof *btmp);
             bp = btmp, bs = 128;
         }
         _tile_loadd(4, ap, as);
@@ -159,73 +99,8 @@ static void amx_block(int i, int j, int mr, int nc, int K2, const uint16_t *a, p
     _tile_stored(2, cp + 16 * 32 * !full + 16 * ldc * full, cs);
     _tile_stored(3, cp + 16 * 32 * !full + 16 * ldc * full + 16, cs);
     if (!full)
-        for (int r = 0; r < mr; r++) {
-            float *dst = c + (i + r) * ldc + j;
-            _mm512_mask_storeu_ps(dst, first16(nc), _mm512_loadu_ps(ctmp + r * 32));
-            if (nc > 16)
-                _mm512_mask_storeu_ps(dst + 16, first16(nc - 16),
-                                      _mm512_loadu_ps(ctmp + r * 32 + 16));
-        }
-}
-
-/* One 32 x 16 block of C at rows i, columns j, where B has only 16
- * columns from j on (j + 16 == ldb: N <= 16 or the last 16 of N): tiles 0
- * and 2 of amx_block, with B's tile loaded where it lies instead of from
- * a zero-padded copy that amx_block would make for every row block and K
- * step (at N = 3, the input gradient of a convolution of an RGB picture,
- * those copies cost more than the products).  The same products in the
- * same order as amx_block's tiles 0 and 2: the same results. */
-static void amx_block16(int i, int j, int mr, int nc, int K2, const uint16_t *a, ptrdiff_t lda,
-                        const uint16_t *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, int load)
-{
-    float ctmp[32 * 16];
-    uint16_t atmp[32 * 32], btmp[16 * 32];
-    const int full = mr == 32 && nc == 16;
-    float *cp = full ? c + i * ldc + j : ctmp;
-    const ptrdiff_t cs = full ? ldc * 4 : 16 * 4;
-    if (!full)
-        for (int r = 0; r < 32; r++) {
-            if (load && r < mr)
-                row_f32(ctmp + r * 16, c + (i + r) * ldc + j, nc);
-            else
-                zero64(ctmp + r * 16);
-        }
-    if (load || !full) {
-        _tile_loadd(0, cp, cs);
-        _tile_loadd(2, cp + 16 * (cs / 4), cs);
-    } else {
-        _tile_zero(0);
-        _tile_zero(2);
-    }
-    for (int q0 = 0; q0 < K2; q0 += 16) {
-        const int kq = K2 - q0 < 16 ? K2 - q0 : 16;
-        const uint16_t *ap = a + i * lda + 2 * q0, *bp = b + (q0 * ldb + j) * 2;
-        ptrdiff_t as = lda * 2, bs = ldb * 4;
-        if (mr < 32 || kq < 16) {
-            copy_a(atmp, i, mr, q0, kq, a, lda);
-            ap = atmp, as = 64;
-        }
-        if (kq < 16) {
-            for (int q = 0; q < 16; q++) {
-                if (q < kq)
-                    row_bf16(btmp + q * 32, b + ((q0 + q) * ldb + j) * 2, 32);
-                else
-                    zero64(btmp + q * 32);
-            }
-            bp = btmp, bs = 64;
-        }
-        _tile_loadd(4, ap, as);
-        _tile_loadd(5, ap + (as / 2) * 16, as);
-        _tile_loadd(6, bp, bs);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(2, 5, 6);
-    }
-    _tile_stored(0, cp, cs);
-    _tile_stored(2, cp + 16 * (cs / 4), cs);
-    if (!full)
         for (int r = 0; r < mr; r++)
-            _mm512_mask_storeu_ps(c + (i + r) * ldc + j, first16(nc),
-                                  _mm512_loadu_ps(ctmp + r * 16));
+            memcpy(c + (i + r) * ldc + j, ctmp + r * 32, (size_t)nc * sizeof *ctmp);
 }
 
 static void KN(gemm_bf16)(int M, int N, int K, const uint16_t *a, ptrdiff_t lda,
@@ -241,12 +116,8 @@ static void KN(gemm_bf16)(int M, int N, int K, const uint16_t *a, ptrdiff_t lda,
     amx_configure();
     for (int j = 0; j < N; j += 32)
         for (int i = 0; i < M; i += 32)
-            if (ldb - j == 16)
-                amx_block16(i, j, M - i < 32 ? M - i : 32, N - j, K2, a, lda, b, ldb, c, ldc,
-                            accumulate);
-            else
-                amx_block(i, j, M - i < 32 ? M - i : 32, N - j < 32 ? N - j : 32, K2, a, lda, b,
-                          ldb, c, ldc, accumulate);
+            amx_block(i, j, M - i < 32 ? M - i : 32, N - j < 32 ? N - j : 32, K2, a, lda, b, ldb, c,
+                      ldc, accumulate);
     _tile_release();
 }
 
