@@ -5,6 +5,8 @@
 #include "common.h"
 #include "i18n.h"
 
+#include <float.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +15,7 @@
 static const char usage_text[] = N_(
     "usage: catdog train --data DIR --out FILE [--arch NAME|SPEC] [--epochs N]\n"
     "                    [--batch N] [--seed N] [--threads N] [--resume CHECKPOINT]\n"
-    "                    [--precision f32|bf16]\n"
+    "                    [--init MODEL] [--precision f32|bf16]\n"
     "\n"
     "Trains a model on DIR/train/{cats,dogs} and reports accuracy and log\n"
     "loss on DIR/validation/{cats,dogs} after every epoch.  Every photo is\n"
@@ -30,6 +32,10 @@ static const char usage_text[] = N_(
     "  --seed N            default 1\n"
     "  --threads N         0: all cores (default)\n"
     "  --resume FILE       continue from a checkpoint (its options win)\n"
+    "  --init MODEL        start from the weights of a model file (its\n"
+    "                      architecture; a new optimizer and schedule): a\n"
+    "                      second stage, e.g. fine-tuning with a lighter\n"
+    "                      recipe\n"
     "  --checkpoint FILE   where to checkpoint (default OUT.ckpt)\n"
     "  --optimizer adam|sgd   default adam\n"
     "  --lr X              peak learning rate (default 0.001 Adam, 0.05 SGD)\n"
@@ -66,7 +72,7 @@ static const char usage_text[] = N_(
 
 enum {
     OPT_DATA = 1, OPT_OUT, OPT_ARCH, OPT_EPOCHS, OPT_BATCH, OPT_SEED,
-    OPT_THREADS, OPT_RESUME, OPT_CHECKPOINT, OPT_OPTIMIZER, OPT_LR, OPT_WD,
+    OPT_THREADS, OPT_RESUME, OPT_INIT, OPT_CHECKPOINT, OPT_OPTIMIZER, OPT_LR, OPT_WD,
     OPT_AUGMENT, OPT_DTYPE, OPT_LIMIT, OPT_STOP, OPT_ERASE, OPT_MIXUP,
     OPT_CUTMIX, OPT_SMOOTH, OPT_EMA, OPT_WARMUP, OPT_KEEP_BEST, OPT_PRECISION,
     OPT_CALIB, OPT_CROP_SCALE, OPT_CROP_RATIO, OPT_MIX_PROB
@@ -82,6 +88,7 @@ static const cli_option options[] = {
     {"seed", 0, true, OPT_SEED},
     {"threads", 't', true, OPT_THREADS},
     {"resume", 0, true, OPT_RESUME},
+    {"init", 0, true, OPT_INIT},
     {"checkpoint", 0, true, OPT_CHECKPOINT},
     {"optimizer", 0, true, OPT_OPTIMIZER},
     {"lr", 0, true, OPT_LR},
@@ -175,18 +182,21 @@ static bool parse_float(const char *name, const char *text, float lo,
                         float hi, float *out)
 {
     char *end;
-    double v = strtod(text, &end);
+    /* The bounds are floats: compare the float the value becomes, so that
+     * "1e-7" passes a bound of 1e-7f (which is a little above 1e-7). */
+    const double d = strtod(text, &end);
+    const float v = d >= -FLT_MAX && d <= FLT_MAX ? (float)d : NAN;
     if (end == text || *end || !(v >= lo && v <= hi)) {
         cli_usage_error("train", _("--%s wants a number in [%g, %g], not \"%s\""),
                         name, (double)lo, (double)hi, text);
         return false;
     }
-    *out = (float)v;
+    *out = v;
     return true;
 }
 
 typedef struct {
-    const char *data, *out, *arch, *resume, *checkpoint;
+    const char *data, *out, *arch, *resume, *init, *checkpoint;
     cnn_train_options opt;
     bool lr_given, wd_given, epochs_given, erase_given, crop_scale_given, crop_ratio_given;
     float erase, crop_scale, crop_ratio;
@@ -204,6 +214,7 @@ static int train_option(void *ctx, int id, const char *v)
     case OPT_OUT: a->out = v; break;
     case OPT_ARCH: a->arch = v; break;
     case OPT_RESUME: a->resume = v; break;
+    case OPT_INIT: a->init = v; break;
     case OPT_CHECKPOINT: a->checkpoint = v; break;
     case OPT_EPOCHS:
         if (!cli_parse_int("train", "epochs", v, 1, 100000, &a->epochs)) return CLI_USAGE;
@@ -296,6 +307,12 @@ int cmd_train(int argc, char **argv)
         return cli_usage_error("train", "%s", _("--crop-scale and --crop-ratio need --augment v2"));
     if (a.crop_scale_given) a.opt.recipe.v2.scale_min = a.crop_scale;
     if (a.crop_ratio_given) a.opt.recipe.v2.ratio_max = a.crop_ratio;
+    if (a.init && a.resume)
+        return cli_usage_error("train", "%s", _("--init and --resume exclude each other"));
+    if (a.init && a.arch)
+        return cli_usage_error("train", "%s",
+                               _("--init takes the architecture from the model file; "
+                                 "leave out --arch"));
     if (a.epochs_given) a.opt.epochs = a.epochs;
     if (!a.lr_given && a.opt.optimizer == CNN_OPT_SGD) a.opt.lr = 0.05f;
     if (!a.wd_given && a.opt.optimizer == CNN_OPT_SGD) a.opt.weight_decay = 5e-4f;
@@ -331,6 +348,22 @@ int cmd_train(int argc, char **argv)
                         "it cannot change on resume"),
                       a.resume, cnn_trainer_options(t)->epochs);
             cnn_trainer_free(t);
+            cnn_model_free(m);
+            return CLI_FAILED;
+        }
+    } else if (a.init) {
+        /* The file's own description is the architecture a --resume of
+         * this run rebuilds; its weights, batch-norm statistics and
+         * temperature are where training starts. */
+        s = cnn_model_load(a.init, &m);
+        if (!s) {
+            /* cnn_model_load requires the description; kept as a check */
+            a.opt.arch = m->metadata_json ? m->metadata_json : m->name;
+            a.opt.init = a.init;
+            s = cnn_trainer_create(m, &a.opt, &t);
+        }
+        if (s) {
+            cli_error("%s", cnn_last_error());
             cnn_model_free(m);
             return CLI_FAILED;
         }

@@ -256,6 +256,10 @@ typedef struct {
     cnn_augment augment;
     const char *arch;     /* how the model was made (stored in the
                              checkpoint so that --resume can rebuild it) */
+    const char *init;     /* the model file the starting weights were
+                             read from (recorded in the checkpoint and
+                             the written model); NULL: the weights are
+                             the caller's (cnn_model_init from the seed) */
     cnn_recipe recipe;    /* all zero by default */
     cnn_precision precision; /* conv and dense arithmetic (cnn.h); f32 by
                                 default; recorded in checkpoints and the

@@ -123,6 +123,7 @@ void cnn_trainer_free(cnn_trainer *t)
     cnn_free_aligned(t->ema);
     cnn_free_aligned(t->saved);
     free(t->arch);
+    free(t->init);
     cnn_pool_free(t->pool);
     free(t);
 }
@@ -241,6 +242,12 @@ cnn_status cnn_trainer_create(cnn_model *m, const cnn_train_options *opt,
     if (!t->arch) goto nomem;
     strcpy(t->arch, arch);
     t->opt.arch = t->arch;
+    if (opt->init) {
+        t->init = malloc(strlen(opt->init) + 1);
+        if (!t->init) goto nomem;
+        strcpy(t->init, opt->init);
+    }
+    t->opt.init = t->init;
 
     /* A batch's activations, the two activation-gradient buffers and the
      * kernels' scratch come from one arena, sized here: a step allocates

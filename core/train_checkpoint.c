@@ -83,6 +83,9 @@ cJSON *cnn_trainer_options_json(const cnn_trainer *t)
     cJSON *j = cJSON_CreateObject();
     if (!j) return NULL;
     cJSON_AddStringToObject(j, "arch", t->arch);
+    /* Only for a run that started from a model file (--init), so that
+     * files made without it keep their bytes. */
+    if (t->init) cJSON_AddStringToObject(j, "init", t->init);
     cJSON_AddNumberToObject(j, "epochs", o->epochs);
     cJSON_AddNumberToObject(j, "batch", o->batch);
     cJSON_AddStringToObject(j, "seed", seed);
@@ -215,7 +218,7 @@ static void parse_recipe(const cJSON *j, cnn_recipe *r, int *ok)
 }
 
 static cnn_status parse_options(const cJSON *o, cnn_train_options *opt,
-                                const char **arch)
+                                const char **arch, const char **init)
 {
     int ok = 1;
     *opt = cnn_train_defaults();
@@ -225,6 +228,9 @@ static cnn_status parse_options(const cJSON *o, cnn_train_options *opt,
     if (!cJSON_IsString(a) || !cJSON_IsString(optz) || !cJSON_IsObject(aug))
         return CNN_ERR_FORMAT;
     *arch = a->valuestring;
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(o, "init");
+    if (in && !cJSON_IsString(in)) return CNN_ERR_FORMAT;
+    *init = in ? in->valuestring : NULL;
     opt->epochs = (int)json_number(o, "epochs", &ok);
     opt->batch = (int)json_number(o, "batch", &ok);
     opt->seed = json_u64_string(o, "seed", &ok);
@@ -284,9 +290,9 @@ cnn_status cnn_trainer_resume(const char *path, int threads,
     j = cJSON_ParseWithLength((const char *)p + 16, tlen);
     const cJSON *oj = j ? cJSON_GetObjectItemCaseSensitive(j, "options") : NULL;
     cnn_train_options opt;
-    const char *arch = NULL;
+    const char *arch = NULL, *init = NULL;
     int ok = 1;
-    if (!oj || parse_options(oj, &opt, &arch) != CNN_OK) {
+    if (!oj || parse_options(oj, &opt, &arch, &init) != CNN_OK) {
         s = cnn_fail(CNN_ERR_FORMAT, "checkpoint %s: bad or missing options", path);
         goto done;
     }
@@ -314,6 +320,7 @@ cnn_status cnn_trainer_resume(const char *path, int threads,
     }
     if (threads > 0) opt.threads = threads;
     opt.arch = arch;
+    opt.init = init;
     s = cnn_trainer_create(m, &opt, &t);
     if (s) goto done;
     const uint8_t *body = p + 16 + tlen;

@@ -23,6 +23,7 @@ struct cnn_trainer {
     cnn_model *m;
     cnn_train_options opt;
     char *arch;
+    char *init;                 /* copy of opt.init, or NULL */
     int threads;
     cnn_pool *pool;             /* its threads, for its whole life */
     const cnn_kernels *kern;    /* the kernel set of its GEMMs */

@@ -13,7 +13,13 @@
 #   5. --calib 10 holds 10 photos per class out of training, fits the
 #      temperature on them after every epoch (the epoch line gives T and
 #      the ECE at T 1; OUT stores the best epoch's T), and a stopped and
-#      resumed run still writes the same bytes.
+#      resumed run still writes the same bytes;
+#   6. --init starts from a model file's weights: a second stage at a
+#      learning rate too small to move them evaluates as the file does
+#      (within 0.002; a run from the seed's weights does not), records
+#      the file, and stops and resumes to the same bytes; --init with
+#      --arch or --resume is a usage error, a missing file an error
+#      naming it.
 # Exit 77 (skip) when the data set or the binary is absent.
 set -u
 
@@ -99,5 +105,60 @@ check $? "--calib: stop + resume differs from one uninterrupted run"
 rc=$?
 test "$rc" -eq 2 && grep -q -- "--augment v2" "$tmp/err"
 check $? "--erase without --augment v2: status $rc"
+
+# 6. A second stage from a file (--init): here at lr 1e-7, which leaves
+# the weights where they were, so the result evaluates as the file did.
+stage2() { # stage2 OUT EXTRA...
+    out=$1
+    shift
+    "$CATDOG" train --data "$data" --out "$out" --limit 100 --epochs 2 --batch 16 \
+        --threads 2 --seed 5 --augment none --lr 1e-7 --calib 10 "$@" >"$tmp/log" 2>"$tmp/err"
+}
+last_eval() { # last_eval MODEL: catdog eval's last line on 100 photos per class
+    "$CATDOG" eval --model "$1" --limit 100 --threads 2 "$data/validation" 2>/dev/null | tail -n 1
+}
+stage2 "$tmp/g.safetensors" --init "$tmp/e.first"
+check $? "--init run failed"
+tr -d '\\' <"$tmp/g.safetensors" | head -c 20000 | grep -aq '"init":"[^"]*e.first"'
+check $? "--init: OUT does not record the file it started from"
+want=$(last_eval "$tmp/e.first")
+got=$(last_eval "$tmp/g.safetensors")
+# close(A, B, TOL): both eval lines, accuracy and log loss within TOL
+close() {
+    [ -n "$1" ] && [ -n "$2" ] &&
+        printf '%s\n%s\n' "$1" "$2" | awk -v tol="$3" '
+            { acc[NR] = $2; ll[NR] = $4 }
+            END { d1 = acc[1] - acc[2]; d2 = ll[1] - ll[2]
+                  exit !(d1 <= tol && -d1 <= tol && d2 <= tol && -d2 <= tol) }'
+}
+close "$got" "$want" 0.002
+check $? "--init at lr 1e-7: '$got', the file it started from: '$want'"
+stage2 "$tmp/h.safetensors" --arch "$arch"
+check $? "seed run for the --init comparison failed"
+fresh=$(last_eval "$tmp/h.safetensors")
+echo "--init: eval of the file '$want', of the --init run '$got', of a seed run '$fresh'"
+! close "$fresh" "$want" 0.01
+check $? "a run from the seed's weights ('$fresh') evaluates as the --init file does: not a test"
+stage2 "$tmp/i.safetensors" --init "$tmp/e.first" --stop-after 9
+test $? -eq 130
+check $? "--init --stop-after: not stopped"
+"$CATDOG" train --data "$data" --out "$tmp/i.safetensors" --limit 100 \
+    --resume "$tmp/i.safetensors.ckpt" >"$tmp/log" 2>"$tmp/err"
+check $? "--init: resume failed"
+cmp -s "$tmp/g.safetensors" "$tmp/i.safetensors" && cmp -s "$tmp/g.safetensors.ckpt" "$tmp/i.safetensors.ckpt"
+check $? "--init: stop + resume differs from one uninterrupted run"
+for bad in "--arch catdog-v1" "--resume $tmp/g.safetensors.ckpt"; do
+    # shellcheck disable=SC2086 # two words on purpose
+    "$CATDOG" train --data "$data" --out "$tmp/j.safetensors" --init "$tmp/e.first" $bad \
+        >"$tmp/log" 2>"$tmp/err"
+    rc=$?
+    test "$rc" -eq 2 && grep -q -- "--init" "$tmp/err"
+    check $? "--init with $bad: status $rc, expected a usage error naming --init"
+done
+"$CATDOG" train --data "$data" --out "$tmp/j.safetensors" --init "$tmp/no-such.safetensors" \
+    >"$tmp/log" 2>"$tmp/err"
+rc=$?
+test "$rc" -eq 1 && grep -q "no-such.safetensors" "$tmp/err" && test ! -e "$tmp/j.safetensors"
+check $? "--init with a missing file: status $rc, expected 1 and a message naming it"
 
 summary recipe_run
