@@ -36,11 +36,13 @@ typedef struct {
     int ig_min_steps, ig_max_steps, ig_met;
     double ig_worst;
     int name_width;
+    int tables;               /* printed so far: a blank line between two */
 } check_state;
 
-static void print_header(const check_state *s, const char *title)
+static void print_header(check_state *s, const char *title)
 {
-    printf("\n%s, ", title);
+    if (s->tables++ > 0) putchar('\n');
+    printf("%s, ", title);
     /* TRANSLATORS: the first line of a table of `catdog cam --check`,
        after the method's name; %s is gray or blur */
     printf(_("fill %s: deletion AUC (lower is better) and insertion AUC (higher is better)\n"

@@ -499,9 +499,9 @@ static void test_refusals(void)
     o.steps = 0;
     CHECK_FAILS(cnn_integrated_gradients(g, x, &o, NULL, map, 36, NULL), CNN_ERR_ARG,
                 "0 steps");
-    o.steps = 4097;
+    o.steps = 8193;
     CHECK_FAILS(cnn_integrated_gradients(g, x, &o, NULL, map, 36, NULL), CNN_ERR_ARG,
-                "4097 steps");
+                "8193 steps");
     o.steps = 4;
     o.tolerance = -0.01;
     CHECK_FAILS(cnn_integrated_gradients(g, x, &o, NULL, map, 36, NULL), CNN_ERR_ARG,
@@ -515,15 +515,15 @@ static void test_refusals(void)
     o.tolerance = 0.01;
     o.max_steps = 3;
     CHECK_FAILS(cnn_integrated_gradients(g, x, &o, NULL, map, 36, NULL), CNN_ERR_ARG,
-                "at most 3 steps (max_steps) is not in 4..4096");
-    o.max_steps = 4097;
+                "at most 3 steps (max_steps) is not in 4..8192");
+    o.max_steps = 8193;
     CHECK_FAILS(cnn_integrated_gradients(g, x, &o, NULL, map, 36, NULL), CNN_ERR_ARG,
-                "at most 4097 steps (max_steps)");
+                "at most 8193 steps (max_steps)");
     /* Without a tolerance the cap is not read. */
     o.tolerance = 0.0;
     o.max_steps = -5;
     CHECK_OK(cnn_integrated_gradients(g, x, &o, NULL, map, 36, NULL));
-    o.max_steps = 4096;
+    o.max_steps = 8192;
     o.baseline = CNN_BASELINE_BLUR;
     o.sigma = 0.0;
     CHECK_FAILS(cnn_integrated_gradients(g, x, &o, NULL, map, 36, NULL), CNN_ERR_ARG, "sigma");

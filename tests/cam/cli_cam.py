@@ -239,11 +239,11 @@ def check_trust(tmp):
     lines = r.stdout.splitlines()
     m = re.fullmatch(r"completeness: (\d+) to (\d+) steps \(as needed for 1%\), met for "
                      r"(\d) of 1 images; worst error ([\d.]+)%", lines[-1] if lines else "")
-    check(r.returncode == 0 and lines[1:2] and
-          lines[1].startswith("integrated-gradients (black baseline, --steps auto), fill blur:") and
+    check(r.returncode == 0 and lines[0:1] and
+          lines[0].startswith("integrated-gradients (black baseline, --steps auto), fill blur:") and
           m is not None and m.group(1) == m.group(2) and m.group(3) == "1" and
           float(m.group(4)) <= 1.0,
-          f"--check, steps as needed: title and completeness line ({lines[1:2]}, "
+          f"--check, steps as needed: title and completeness line ({lines[0:1]}, "
           f"{lines[-1:]}; {r.stderr.strip()})")
 
 
@@ -272,11 +272,11 @@ def check_errors(tmp):
         ("unknown baseline", ["cam", "--baseline", "white", "--out", out, cat], 2,
          "--baseline must be black or blur, not 'white'"),
         ("steps 0", ["cam", "--method", "integrated-gradients", "--steps", "0", "--out", out,
-                     cat], 2, "--steps must be auto or a whole number from 1 to 4096, not '0'"),
+                     cat], 2, "--steps must be auto or a whole number from 1 to 8192, not '0'"),
         ("steps x", ["cam", "--method", "integrated-gradients", "--steps", "Auto", "--out", out,
-                     cat], 2, "--steps must be auto or a whole number from 1 to 4096, not 'Auto'"),
-        ("steps 4097", ["cam", "--steps", "4097", "--out", out, cat], 2,
-         "--steps must be auto or a whole number from 1 to 4096, not '4097'"),
+                     cat], 2, "--steps must be auto or a whole number from 1 to 8192, not 'Auto'"),
+        ("steps 8193", ["cam", "--steps", "8193", "--out", out, cat], 2,
+         "--steps must be auto or a whole number from 1 to 8192, not '8193'"),
         ("unknown fill", ["cam", "--fill", "black", "--out", out, cat], 2,
          "--fill must be gray or blur"),
         ("window 0", ["cam", "--method", "occlusion", "--window", "0", "--out", out, cat], 2,
