@@ -7,10 +7,14 @@
  * and bf16, 1 and 3 threads, part batches; the arguments it refuses.
  *
  * Tolerances, as |fast - reference| / |reference| (Euclidean norms of
- * each image's gradient): f32 1e-5 on the random models, 5e-3 on the
+ * each image's gradient): f32 1e-5 on the random models, 1.5e-2 on the
  * shipped one (float sums against double ones flip a few ReLU and
- * max-pool choices among its 150x150 maps: measured 3.6e-4 for the logit,
- * 1.2e-3 for the channel mean).  bf16: 0.1 plus 1.5 times how far the
+ * max-pool choices among its 150x150 maps: measured with catdog-v2 before
+ * its fine-tuning stage 3.6e-4 for the logit and 1.2e-3 for the channel
+ * mean, with the fine-tuned one 1.6e-3 and 8.5e-3, the worst pixel off
+ * by 14%; the reference itself moves by 0.24% (worst pixel 3.7%) when
+ * its input is scaled by 1 + 1e-5, so these are flips, and a wrong pass
+ * is off by far more).  bf16: 0.1 plus 1.5 times how far the
  * reference's own gradient moves when only its input is rounded to bf16.
  * The gradient of a ReLU network is shattered: on the shipped model that
  * rounding alone moves it by 23-27%, about as far as the whole bf16 pass
@@ -295,9 +299,9 @@ static void check_shipped(void)
     CHECK(bn > 0);
     float *cs = bn > 0 ? channel_seed(m, bn, N, 5) : NULL;
     for (int p = 0; p < CNN_PRECISION_COUNT; p++) {
-        compare("shipped logit", m, -1, 4, N, x, NULL, (cnn_precision)p, 2, 5e-3);
+        compare("shipped logit", m, -1, 4, N, x, NULL, (cnn_precision)p, 2, 1.5e-2);
         if (cs) compare("shipped conv3 bn channel 5 mean", m, bn, N, N, x, cs,
-                        (cnn_precision)p, 2, 5e-3);
+                        (cnn_precision)p, 2, 1.5e-2);
     }
     free(cs);
     free(x);
