@@ -39,6 +39,16 @@ train() { # train OUT SEED EXTRA...
         --keep-best --lr 0.05 "$@" >"$tmp/log" 2>"$tmp/err"
 }
 
+# resume_same WHAT NAME REFERENCE: the stopped run $tmp/NAME.safetensors,
+# resumed, writes REFERENCE's model and checkpoint (REFERENCE.ckpt) bytes.
+resume_same() {
+    "$CATDOG" train --data "$data" --out "$tmp/$2.safetensors" --limit 100 \
+        --resume "$tmp/$2.safetensors.ckpt" >"$tmp/log" 2>"$tmp/err"
+    check $? "$1: resume failed"
+    cmp -s "$3" "$tmp/$2.safetensors" && cmp -s "$3.ckpt" "$tmp/$2.safetensors.ckpt"
+    check $? "$1: stop + resume differs from one uninterrupted run"
+}
+
 train "$tmp/a.safetensors" 5
 check $? "recipe run failed"
 grep -Eq '^epoch 3/3 done: .* logloss [0-9.]+ ECE [01]\.[0-9]{4} \(n 200\), best epoch [123],' "$tmp/err"
@@ -95,11 +105,7 @@ cp "$tmp/e.safetensors.ckpt" "$tmp/e.first.ckpt"
 train "$tmp/f.safetensors" 5 --calib 10 --stop-after 17
 test $? -eq 130
 check $? "--calib --stop-after: not stopped"
-"$CATDOG" train --data "$data" --out "$tmp/f.safetensors" --limit 100 \
-    --resume "$tmp/f.safetensors.ckpt" >"$tmp/log" 2>"$tmp/err"
-check $? "--calib: resume failed"
-cmp -s "$tmp/e.first" "$tmp/f.safetensors" && cmp -s "$tmp/e.first.ckpt" "$tmp/f.safetensors.ckpt"
-check $? "--calib: stop + resume differs from one uninterrupted run"
+resume_same --calib f "$tmp/e.first"
 
 "$CATDOG" train --data "$data" --out "$tmp/d.safetensors" --erase 0.3 >"$tmp/log" 2>"$tmp/err"
 rc=$?
@@ -142,11 +148,7 @@ check $? "a run from the seed's weights ('$fresh') evaluates as the --init file 
 stage2 "$tmp/i.safetensors" --init "$tmp/e.first" --stop-after 9
 test $? -eq 130
 check $? "--init --stop-after: not stopped"
-"$CATDOG" train --data "$data" --out "$tmp/i.safetensors" --limit 100 \
-    --resume "$tmp/i.safetensors.ckpt" >"$tmp/log" 2>"$tmp/err"
-check $? "--init: resume failed"
-cmp -s "$tmp/g.safetensors" "$tmp/i.safetensors" && cmp -s "$tmp/g.safetensors.ckpt" "$tmp/i.safetensors.ckpt"
-check $? "--init: stop + resume differs from one uninterrupted run"
+resume_same --init i "$tmp/g.safetensors"
 for bad in "--arch catdog-v1" "--resume $tmp/g.safetensors.ckpt"; do
     # shellcheck disable=SC2086 # two words on purpose
     "$CATDOG" train --data "$data" --out "$tmp/j.safetensors" --init "$tmp/e.first" $bad \
