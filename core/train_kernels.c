@@ -1648,6 +1648,16 @@ static inline float bn_relu1(float x, float s, float f)
 #define TK_MAX8(a, b) \
     ((tk_v8)(((tk_v8i)(a) & (tk_v8i)((a) > (b))) | ((tk_v8i)(b) & ~(tk_v8i)((a) > (b)))))
 
+/* The ReLU outputs of one 2x2 window, 8 channels at ch (ya, yb: pixels a
+ * and b of row x0; ye, yf: of row x1), and their maximum m in the
+ * pool's order; the forward and backward rows below share it. */
+#define BN_RELU_WINDOW8(x0, x1, a, b, ch, scale, offset)                          \
+    BN_RELU8(ya, (x0) + (a) + (ch), (scale) + (ch), (offset) + (ch));             \
+    BN_RELU8(yb, (x0) + (b) + (ch), (scale) + (ch), (offset) + (ch));             \
+    BN_RELU8(ye, (x1) + (a) + (ch), (scale) + (ch), (offset) + (ch));             \
+    BN_RELU8(yf, (x1) + (b) + (ch), (scale) + (ch), (offset) + (ch));             \
+    const tk_v8 m1 = TK_MAX8(yb, ya), m2 = TK_MAX8(ye, m1), m = TK_MAX8(yf, m2)
+
 /* One output row of the forward pass: the 2x2 maxima of the ReLU's
  * output over input rows x0 and x1, in the pool's order (the first
  * element, then each later one where it is greater), never writing the
@@ -1661,12 +1671,8 @@ static void bn_relu_pool2_row(const float *restrict x0, const float *restrict x1
         const size_t o = (size_t)ox * c, a = 2 * o, b = a + (size_t)c;
         int ch = 0;
         for (; ch + 8 <= c; ch += 8) {
-            BN_RELU8(ya, x0 + a + ch, scale + ch, offset + ch);
-            BN_RELU8(yb, x0 + b + ch, scale + ch, offset + ch);
-            BN_RELU8(ye, x1 + a + ch, scale + ch, offset + ch);
-            BN_RELU8(yf, x1 + b + ch, scale + ch, offset + ch);
-            const tk_v8 m1 = TK_MAX8(yb, ya), m2 = TK_MAX8(ye, m1);
-            *(tk_v8u *)(out + o + ch) = TK_MAX8(yf, m2);
+            BN_RELU_WINDOW8(x0, x1, a, b, ch, scale, offset);
+            *(tk_v8u *)(out + o + ch) = m;
         }
         for (; ch < c; ch++) {
             const float sv = scale[ch], fv = offset[ch];
@@ -1727,11 +1733,7 @@ static void bn_pool2_grad_row(const float *restrict x0, const float *restrict x1
         const size_t o = (size_t)ox * c, a = 2 * o, b = a + (size_t)c;
         int ch = 0;
         for (; ch + 8 <= c; ch += 8) {
-            BN_RELU8(ya, x0 + a + ch, scale + ch, offset + ch);
-            BN_RELU8(yb, x0 + b + ch, scale + ch, offset + ch);
-            BN_RELU8(ye, x1 + a + ch, scale + ch, offset + ch);
-            BN_RELU8(yf, x1 + b + ch, scale + ch, offset + ch);
-            const tk_v8 m1 = TK_MAX8(yb, ya), m2 = TK_MAX8(ye, m1), m = TK_MAX8(yf, m2);
+            BN_RELU_WINDOW8(x0, x1, a, b, ch, scale, offset);
             const tk_v8i g = *(const tk_v8iu *)(dout + o + ch);
             const tk_v8i ea = (tk_v8i)(ya == m), eb = (tk_v8i)(yb == m), ee = (tk_v8i)(ye == m);
             /* gv: the gradient, 0 where the ReLU stops it */
