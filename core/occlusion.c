@@ -55,6 +55,9 @@ void cnn_explain_options_init(cnn_explain_options *o, cnn_explain_method method)
 /* The input's size in floats and pixels, checked. */
 static cnn_status input_size(const cnn_model *m, size_t *pixels, size_t *floats)
 {
+    /* Set on every path: the compiler cannot see that cnn_fail never
+     * returns CNN_OK, and -O3 warns about the callers otherwise. */
+    *pixels = *floats = 0;
     if (m->in_h <= 0 || m->in_w <= 0 || m->in_c <= 0 || m->in_h > CNN_MAX_DIM ||
         m->in_w > CNN_MAX_DIM || m->in_c > 4)
         return cnn_fail(CNN_ERR_MODEL, "model input %dx%dx%d is not usable", m->in_h, m->in_w,
