@@ -15,7 +15,7 @@
 static const char usage_text[] = N_(
     "usage: catdog train --data DIR --out FILE [--arch NAME|SPEC] [--epochs N]\n"
     "                    [--batch N] [--seed N] [--threads N] [--resume CHECKPOINT]\n"
-    "                    [--init MODEL] [--precision f32|bf16]\n"
+    "                    [--init MODEL] [--input N] [--precision f32|bf16]\n"
     "\n"
     "Trains a model on DIR/train/{cats,dogs} and reports accuracy and log\n"
     "loss on DIR/validation/{cats,dogs} after every epoch.  Every photo is\n"
@@ -36,6 +36,9 @@ static const char usage_text[] = N_(
     "                      architecture; a new optimizer and schedule): a\n"
     "                      second stage, e.g. fine-tuning with a lighter\n"
     "                      recipe\n"
+    "  --input N           train at N x N pixels instead of the architecture's\n"
+    "                      input (with --init: the same weights at another\n"
+    "                      resolution; the model must end in global pooling)\n"
     "  --checkpoint FILE   where to checkpoint (default OUT.ckpt)\n"
     "  --optimizer adam|sgd   default adam\n"
     "  --lr X              peak learning rate (default 0.001 Adam, 0.05 SGD)\n"
@@ -75,7 +78,7 @@ enum {
     OPT_THREADS, OPT_RESUME, OPT_INIT, OPT_CHECKPOINT, OPT_OPTIMIZER, OPT_LR, OPT_WD,
     OPT_AUGMENT, OPT_DTYPE, OPT_LIMIT, OPT_STOP, OPT_ERASE, OPT_MIXUP,
     OPT_CUTMIX, OPT_SMOOTH, OPT_EMA, OPT_WARMUP, OPT_KEEP_BEST, OPT_PRECISION,
-    OPT_CALIB, OPT_CROP_SCALE, OPT_CROP_RATIO, OPT_MIX_PROB
+    OPT_CALIB, OPT_CROP_SCALE, OPT_CROP_RATIO, OPT_MIX_PROB, OPT_INPUT
 };
 
 /* Besides --help (common.h). */
@@ -109,6 +112,7 @@ static const cli_option options[] = {
     {"crop-scale", 0, true, OPT_CROP_SCALE},
     {"crop-ratio", 0, true, OPT_CROP_RATIO},
     {"mix-prob", 0, true, OPT_MIX_PROB},
+    {"input", 0, true, OPT_INPUT},
     {NULL, 0, false, 0},
 };
 
@@ -178,6 +182,17 @@ static double progress_interval(void)
     return *end == '\0' && s >= 0.0 && s <= 3600.0 ? s : 5.0;
 }
 
+/* Replaces *m by its copy at n x n pixels (cnn_model_resize_input). */
+static cnn_status resize_input(cnn_model **m, int n)
+{
+    cnn_model *r;
+    const cnn_status s = cnn_model_resize_input(*m, n, n, &r);
+    if (s) return s;
+    cnn_model_free(*m);
+    *m = r;
+    return CNN_OK;
+}
+
 static bool parse_float(const char *name, const char *text, float lo,
                         float hi, float *out)
 {
@@ -200,7 +215,7 @@ typedef struct {
     cnn_train_options opt;
     bool lr_given, wd_given, epochs_given, erase_given, crop_scale_given, crop_ratio_given;
     float erase, crop_scale, crop_ratio;
-    int limit, stop_after, epochs;
+    int limit, stop_after, epochs, input; /* input: 0 = the architecture's */
     cnn_dtype dtype;
 } train_args;
 
@@ -228,6 +243,7 @@ static int train_option(void *ctx, int id, const char *v)
     case OPT_THREADS: return cli_int_option("train", "threads", v, 0, 256, &a->opt.threads);
     case OPT_LIMIT: return cli_int_option("train", "limit", v, 1, 1 << 30, &a->limit);
     case OPT_STOP: return cli_int_option("train", "stop-after", v, 1, 1 << 30, &a->stop_after);
+    case OPT_INPUT: return cli_int_option("train", "input", v, 16, CNN_MAX_DIM, &a->input);
     case OPT_OPTIMIZER:
         if (strcmp(v, "adam") == 0) a->opt.optimizer = CNN_OPT_ADAM;
         else if (strcmp(v, "sgd") == 0) a->opt.optimizer = CNN_OPT_SGD;
@@ -309,6 +325,10 @@ int cmd_train(int argc, char **argv)
     if (a.crop_ratio_given) a.opt.recipe.v2.ratio_max = a.crop_ratio;
     if (a.init && a.resume)
         return cli_usage_error("train", "%s", _("--init and --resume exclude each other"));
+    if (a.input && a.resume)
+        return cli_usage_error("train", "%s",
+                               _("--input cannot change on --resume (the checkpoint "
+                                 "holds the architecture)"));
     if (a.init && a.arch)
         return cli_usage_error("train", "%s",
                                _("--init takes the architecture from the model file; "
@@ -356,6 +376,7 @@ int cmd_train(int argc, char **argv)
          * this run rebuilds; its weights, batch-norm statistics and
          * temperature are where training starts. */
         s = cnn_model_load(a.init, &m);
+        if (!s && a.input) s = resize_input(&m, a.input);
         if (!s) {
             /* cnn_model_load requires the description; kept as a check */
             a.opt.arch = m->metadata_json ? m->metadata_json : m->name;
@@ -370,6 +391,12 @@ int cmd_train(int argc, char **argv)
     } else {
         a.opt.arch = a.arch ? a.arch : "catdog-v1";
         s = cnn_model_from_spec(a.opt.arch, &m);
+        if (!s && a.input) {
+            /* The checkpoint must rebuild this size on --resume: its
+             * architecture becomes the rewritten description. */
+            s = resize_input(&m, a.input);
+            if (!s) a.opt.arch = m->metadata_json;
+        }
         if (!s) s = cnn_model_init(m, a.opt.seed);
         if (!s) s = cnn_trainer_create(m, &a.opt, &t);
         if (s) {

@@ -988,6 +988,15 @@ cnn_status cnn_deletion_insertion(cnn_net *net, int batch, const float *input,
  * block and description); free it with cnn_model_free(). */
 cnn_status cnn_model_copy(const cnn_model *m, cnn_model **out);
 
+/* A copy of m, parameters included, for an input of in_h x in_w pixels:
+ * the description's "input" changed and every shape inferred again.
+ * Refused when any layer's parameters would change with the size (a dense
+ * layer after "flatten"), so only models that end in global pooling can
+ * change size; the conv weights then apply as they are (a second training
+ * stage at another resolution, `catdog train --init MODEL --input N`).
+ * Free it with cnn_model_free(). */
+cnn_status cnn_model_resize_input(const cnn_model *m, int in_h, int in_w, cnn_model **out);
+
 /* Re-initialises one layer's parameters as cnn_model_init() does
  * (He-uniform conv/dense weights from seed, zero biases, identity
  * batch-norm); a layer without parameters is left alone. */

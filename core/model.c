@@ -697,6 +697,56 @@ cnn_status cnn_model_init(cnn_model *m, uint64_t seed)
     return CNN_OK;
 }
 
+cnn_status cnn_model_resize_input(const cnn_model *m, int in_h, int in_w, cnn_model **out)
+{
+    if (!out) return cnn_fail(CNN_ERR_ARG, "cnn_model_resize_input: out is NULL");
+    *out = NULL;
+    if (!m || !m->params) return cnn_fail(CNN_ERR_ARG, "input size: the model has no parameters");
+    if (!m->metadata_json)
+        return cnn_fail(CNN_ERR_UNSUPPORTED, "input size: the model has no description");
+    if (in_h < 1 || in_w < 1 || in_h > CNN_MAX_DIM || in_w > CNN_MAX_DIM)
+        return cnn_fail(CNN_ERR_ARG, "input size %dx%d is not in 1 .. %d", in_w, in_h,
+                        CNN_MAX_DIM);
+    cJSON *d = cJSON_Parse(m->metadata_json);
+    const double dims[3] = {in_h, in_w, m->in_c};
+    cJSON *input = cJSON_IsObject(d) ? cJSON_CreateDoubleArray(dims, 3) : NULL;
+    char *text = NULL;
+    if (input && cJSON_ReplaceItemInObjectCaseSensitive(d, "input", input))
+        text = cJSON_PrintUnformatted(d);
+    else
+        cJSON_Delete(input);
+    cJSON_Delete(d);
+    if (!text)
+        return cnn_fail(CNN_ERR_MODEL, "input size: could not rewrite the model's description");
+    cnn_model *c;
+    cnn_status s = cnn_model_from_spec(text, &c);
+    free(text);
+    if (s) return cnn_fail_prefix(s, "input %dx%d", in_w, in_h);
+    if (c->n_layers != m->n_layers)
+        s = cnn_fail(CNN_ERR_MODEL, "input %dx%d: the description does not match the model",
+                     in_w, in_h);
+    /* Same layer list, so the same layout unless a layer's count differs. */
+    for (int i = 0; i < m->n_layers && !s; i++)
+        if (c->layers[i].n_params != m->layers[i].n_params)
+            s = cnn_fail(CNN_ERR_UNSUPPORTED,
+                         "input %dx%d: layer \"%s\" would have %zu parameters, not %zu: its "
+                         "parameters depend on the input size (only a model that ends in "
+                         "global pooling can change size)",
+                         in_w, in_h, m->layers[i].name, c->layers[i].n_params,
+                         m->layers[i].n_params);
+    if (!s && c->n_params != m->n_params)
+        s = cnn_fail(CNN_ERR_MODEL, "input %dx%d: the description does not match the model",
+                     in_w, in_h);
+    if (s) {
+        cnn_model_free(c);
+        return s;
+    }
+    memcpy(c->params, m->params, m->n_params * sizeof *c->params);
+    c->temperature = m->temperature;
+    *out = c;
+    return CNN_OK;
+}
+
 void cnn_model_free(cnn_model *m)
 {
     if (!m) return;

@@ -762,6 +762,92 @@ static void test_half(void)
     CHECKF(wrong == 0, "%d conversions are not the nearest-even half", wrong);
 }
 
+/* cnn_model_resize_input: the same weights at another input size.  The
+ * model below has only "valid" convs and pools before global average
+ * pooling, so an image of one colour gives the same value at every
+ * position of every map, and so the same logit at any size: the resized
+ * copy must compute exactly what the original does. */
+static void test_resize_input(void)
+{
+    cnn_model *m = spec_model(
+        "{\"schema\":1,\"name\":\"small\",\"input\":[8,8,3],\"layers\":["
+        "{\"type\":\"conv2d\",\"name\":\"c1\",\"filters\":4,\"kernel\":3},"
+        "{\"type\":\"batchnorm\",\"name\":\"bn1\"},"
+        "{\"type\":\"relu\",\"name\":\"r1\"},"
+        "{\"type\":\"maxpool\",\"name\":\"p1\",\"size\":2,\"stride\":2},"
+        "{\"type\":\"conv2d\",\"name\":\"c2\",\"filters\":5,\"kernel\":2},"
+        "{\"type\":\"relu\",\"name\":\"r2\"},"
+        "{\"type\":\"gap\",\"name\":\"g\"},"
+        "{\"type\":\"dense\",\"name\":\"fc\",\"units\":1}],"
+        "\"temperature\":0.5,\"training\":{\"epochs\":3}}");
+    if (!m) return;
+    CHECK_OK(cnn_model_init(m, 5));
+    for (size_t i = 0; i < m->n_params; i++) m->params[i] += 0.01f * (float)(i % 7);
+    m->temperature = 0.75f; /* the model's, not its description's */
+    cnn_model *r = NULL;
+    CHECK_OK(cnn_model_resize_input(m, 20, 14, &r));
+    if (!r) {
+        cnn_model_free(m);
+        return;
+    }
+    CHECK(r->in_h == 20 && r->in_w == 14 && r->in_c == 3 && r->params != m->params);
+    CHECK(r->n_params == m->n_params &&
+          memcmp(r->params, m->params, m->n_params * sizeof(float)) == 0);
+    CHECK(r->temperature == 0.75f && strcmp(r->name, "small") == 0);
+    /* c1 (valid, 3x3): 18 x 12, pool: 9 x 6, c2 (valid, 2x2): 8 x 5. */
+    const int c2 = cnn_model_find_layer(r, "c2");
+    CHECK(c2 >= 0 && r->layers[c2].out_h == 8 && r->layers[c2].out_w == 5);
+    CHECK(r->macs > m->macs);
+    /* The description records the new size (and keeps the rest), so a
+     * model built from it again has it too. */
+    CHECK(r->metadata_json && strstr(r->metadata_json, "\"input\":[20,14,3]") &&
+          strstr(r->metadata_json, "\"training\":{\"epochs\":3}"));
+    cnn_model *again = NULL;
+    CHECK_OK(cnn_model_from_spec(r->metadata_json, &again));
+    CHECK(again && again->in_h == 20 && again->in_w == 14 && again->n_params == m->n_params);
+    cnn_model_free(again);
+
+    float small[8 * 8 * 3], large[20 * 14 * 3];
+    for (int i = 0; i < 8 * 8 * 3; i++) small[i] = 0.2f + 0.3f * (float)(i % 3);
+    for (int i = 0; i < 20 * 14 * 3; i++) large[i] = 0.2f + 0.3f * (float)(i % 3);
+    cnn_net *a = NULL, *b = NULL;
+    CHECK_OK(cnn_net_create(m, 1, &a));
+    CHECK_OK(cnn_net_create(r, 1, &b));
+    float la = NAN, lb = NAN;
+    if (a && b) {
+        CHECK_OK(cnn_net_forward(a, small, 1, &la));
+        CHECK_OK(cnn_net_forward(b, large, 1, &lb));
+        CHECK_NEAR(la, lb, 1e-5 * (1.0 + fabs(la)));
+        CHECK(la != 0.0f);
+    }
+    cnn_net_free(a);
+    cnn_net_free(b);
+    cnn_model_free(r);
+
+    /* Refused: bad sizes, a size the pools cannot reach, a dense layer
+     * whose weights depend on the size; *out stays NULL. */
+    r = m; /* must be cleared */
+    CHECK_FAILS(cnn_model_resize_input(m, 0, 8, &r), CNN_ERR_ARG, "not in 1 .. 4096");
+    CHECK(r == NULL);
+    CHECK_FAILS(cnn_model_resize_input(m, 8, 4097, &r), CNN_ERR_ARG, "4097");
+    CHECK_FAILS(cnn_model_resize_input(m, 4, 4, &r), CNN_ERR_MODEL, "input 4x4");
+    CHECK_FAILS(cnn_model_resize_input(NULL, 8, 8, &r), CNN_ERR_ARG, "no parameters");
+    CHECK_FAILS(cnn_model_resize_input(m, 8, 8, NULL), CNN_ERR_ARG, "out is NULL");
+    cnn_model_free(m);
+
+    m = spec_model("article");
+    if (m) {
+        CHECK_FAILS(cnn_model_resize_input(m, 160, 160, &r), CNN_ERR_UNSUPPORTED,
+                    "layer \"fc1\" would have");
+        CHECK(r == NULL);
+        /* The same size is a plain copy. */
+        CHECK_OK(cnn_model_resize_input(m, 150, 150, &r));
+        CHECK(r && r->n_params == m->n_params);
+        cnn_model_free(r);
+        cnn_model_free(m);
+    }
+}
+
 int main(void)
 {
     check_tmp_dir(tmp_dir, sizeof tmp_dir, "model");
@@ -774,6 +860,7 @@ int main(void)
     test_chw();
     test_probability();
     test_half();
+    test_resize_input();
     rmdir(tmp_dir);
     return check_done("test_model");
 }

@@ -20,6 +20,10 @@
 #      the file, and stops and resumes to the same bytes; --init with
 #      --arch or --resume is a usage error, a missing file an error
 #      naming it.
+#   7. --init with --input 64 trains the same weights at 64 x 64 pixels
+#      (OUT and --resume keep the size; stop and resume give the same
+#      bytes); --input with --resume is a usage error, and a network whose
+#      dense layer depends on the size is refused, naming the layer.
 # Exit 77 (skip) when the data set or the binary is absent.
 set -u
 
@@ -162,5 +166,25 @@ done
 rc=$?
 test "$rc" -eq 1 && grep -q "no-such.safetensors" "$tmp/err" && test ! -e "$tmp/j.safetensors"
 check $? "--init with a missing file: status $rc, expected 1 and a message naming it"
+
+# 7. Another input size for the second stage (--input).
+stage2 "$tmp/k.safetensors" --init "$tmp/e.first" --input 64 --lr 1e-3
+check $? "--init --input 64 run failed"
+"$CATDOG" info "$tmp/k.safetensors" 2>&1 | grep -q '^input  *64x64x3'
+check $? "--input 64: OUT's input is not 64x64x3"
+stage2 "$tmp/l.safetensors" --init "$tmp/e.first" --input 64 --lr 1e-3 --stop-after 9
+test $? -eq 130
+check $? "--input --stop-after: not stopped"
+resume_same --input l "$tmp/k.safetensors"
+"$CATDOG" train --data "$data" --out "$tmp/m.safetensors" --input 64 \
+    --resume "$tmp/k.safetensors.ckpt" >"$tmp/log" 2>"$tmp/err"
+rc=$?
+test "$rc" -eq 2 && grep -q -- "--input" "$tmp/err"
+check $? "--input with --resume: status $rc, expected a usage error naming --input"
+"$CATDOG" train --data "$data" --out "$tmp/m.safetensors" --arch article --input 64 \
+    --limit 4 >"$tmp/log" 2>"$tmp/err"
+rc=$?
+test "$rc" -eq 1 && grep -q 'layer "fc1"' "$tmp/err" && test ! -e "$tmp/m.safetensors"
+check $? "--input on a network with a dense layer after flatten: status $rc, expected 1 naming fc1"
 
 summary recipe_run
