@@ -34,6 +34,18 @@ def conv_layers(model):
     return names or ["?"]
 
 
+def input_side(model):
+    """The side of model's square input, as `catdog info` prints it."""
+    r = run("info", model)
+    m = re.search(r"^input\s+(\d+)x(\d+)x", r.stdout, re.M)
+    check(r.returncode == 0 and m and m.group(1) == m.group(2),
+          f"catdog info gives a square input ({r.stderr.strip()})")
+    return int(m.group(1)) if m else 0
+
+
+SIDE = input_side(SHIPPED)
+
+
 def with_resize(src, dst, resize):
     """A copy of model file src whose preprocessing uses `resize`."""
     with open(src, "rb") as f:
@@ -117,7 +129,7 @@ def check_occlusion(tmp):
     fields = lines[0].split("\t") if lines else []
     check(len(lines) == 3 and fields[:2] == [photo, "dog"] and fields[3:] == ["occlusion"],
           f"first line: IMAGE, label, probability, occlusion: {fields}")
-    check(len(lines) == 3 and "(150x150 map)" in lines[1], f"the map is the input's size: {lines}")
+    check(len(lines) == 3 and f"({SIDE}x{SIDE} map)" in lines[1], f"the map is the input's size: {lines}")
     h = np.asarray(Image.open(out))
     check(h.shape == (437, 349) and h.max() == 255 and Image.open(ovl).mode == "RGB",
           f"occlusion heat map: {h.shape}, max {h.max()}")
@@ -127,11 +139,11 @@ def check_occlusion(tmp):
           "gradcam and occlusion print the same verdict")
     # A window as large as the input hides everything at once: one drop,
     # the same for every pixel the network sees.
-    r = run("cam", "--model", SHIPPED, "--method", "occlusion", "--window", "150", "--out", out,
+    r = run("cam", "--model", SHIPPED, "--method", "occlusion", "--window", str(SIDE), "--out", out,
             photo)
     h = np.asarray(Image.open(out))
     check(r.returncode == 0 and h.min() == 255,
-          f"--window 150: one window, the map flat at 255 (min {h.min()}; {r.stderr.strip()})")
+          f"--window {SIDE}: one window, the map flat at 255 (min {h.min()}; {r.stderr.strip()})")
     r = run("cam", "--model", SHIPPED, "--method", "occlusion", "--fill", "blur", "--window", "30",
             "--stride", "20", "--out", out, photo)
     check(r.returncode == 0 and np.asarray(Image.open(out)).max() == 255,
@@ -165,7 +177,7 @@ def check_integrated_gradients(tmp):
                   abs(error - 100 * abs(total - target) / target) <= 0.02,
                   f"{baseline}: the attributions sum to F(image) - F(baseline) within 1%: "
                   f"{lines[1]}")
-        check(len(lines) == 4 and "(150x150 map)" in lines[2], f"the map is the input's: {lines}")
+        check(len(lines) == 4 and f"({SIDE}x{SIDE} map)" in lines[2], f"the map is the input's: {lines}")
         h = np.asarray(Image.open(out))
         check(h.shape == (437, 349) and h.max() == 255 and Image.open(ovl).mode == "RGB",
               f"integrated-gradients heat map: {h.shape}, max {h.max()}")
@@ -284,8 +296,8 @@ def check_errors(tmp):
         ("stride x", ["cam", "--method", "occlusion", "--stride", "x", "--out", out, cat], 2,
          "--stride must be a whole number"),
         ("window over the input", ["cam", "--model", SHIPPED, "--method", "occlusion",
-                                   "--window", "151", "--out", out, cat], 1,
-         "window 151 is not in 1 .. 150"),
+                                   "--window", str(SIDE + 1), "--out", out, cat], 1,
+         f"window {SIDE + 1} is not in 1 .. {SIDE}"),
         ("--check with --out", ["cam", "--check", "--out", out, cat], 2,
          "--check writes no files"),
         ("--check without images", ["cam", "--check"], 2, "no IMAGE given"),

@@ -106,7 +106,8 @@ run filters --model "$model" --layer conv1 --top 2 --steps 2 --out "$tmp/t"
 expect 0 "--top"
 same "$(grep -c 'conv1-' "$tmp/out")" "2" "--top 2 gives two pictures"
 f=$(awk -F'\t' 'NR == 1 { print $1 }' "$tmp/out")
-same "$(png_size "$f")" "150x150" "the model's input size by default"
+side=$("$CATDOG" info "$model" | sed -n 's/^input  *\([0-9]*\)x.*/\1/p')
+same "$(png_size "$f")" "${side}x$side" "the model's input size by default"
 
 # --label: one picture named after the label, the logit towards it.
 run filters --model "$model" --label cat --steps 4 --size 32 --out "$tmp/l"
