@@ -122,14 +122,16 @@ void cnn_ref_gap(const float *in, int n, int h, int w, int c, float *out);
  * an input of in_h x in_w pixels with the channels layer `first` takes
  * (an image-shaped input): the layers copied, their shapes inferred again
  * by each type's rule, every conv keeping the padding m resolved for it
- * (refused unless the same on all four sides); labels, preprocessing and
+ * (refused unless the same on all four sides), or with none at all when
+ * `unpadded` (its output then only the cells whose whole window lies in
+ * the input); labels, preprocessing and
  * temperature are m's.  Unlike a model read from a file it need not end
  * in one value.  Its parameters are m's (not copied: m must outlive it,
  * and a layer whose parameter count the new shapes would change is
  * refused); free it with cnn_model_slice_free(), never cnn_model_free().
  * For occlusion.c's incremental passes. */
 cnn_status cnn_model_slice(const cnn_model *m, int first, int end, int in_h, int in_w,
-                           cnn_model **out);
+                           bool unpadded, cnn_model **out);
 void cnn_model_slice_free(cnn_model *slice);
 
 /* net.c: plans m (a cnn_model_slice of like's model, say) with the

@@ -439,7 +439,7 @@ static cnn_status infer_shapes(cnn_model *m, const int *pad_spec)
 }
 
 cnn_status cnn_model_slice(const cnn_model *m, int first, int end, int in_h, int in_w,
-                           cnn_model **out)
+                           bool unpadded, cnn_model **out)
 {
     if (!out) return cnn_fail(CNN_ERR_ARG, "cnn_model_slice: out is NULL");
     *out = NULL;
@@ -475,7 +475,7 @@ cnn_status cnn_model_slice(const cnn_model *m, int first, int end, int in_h, int
                                 "cnn_model_slice: layer \"%s\" is not padded the same on all "
                                 "sides", L->name);
             }
-            pad_spec[i] = L->pad_top;
+            pad_spec[i] = unpadded ? 0 : L->pad_top;
         }
     }
     int h, w, c;

@@ -15,21 +15,21 @@
  * [a/s, (b-1)/s] (clipped: floor pooling drops the last rows); a window
  * whose cells all fall in dropped rows changes nothing (its drop is 0, as
  * in a full pass).  Stage k then runs, per window, on a crop of its input
- * map that holds every cell its dirty output cells depend on (the
- * inverse: outside the map, padding): the clean picture's map there with
- * the window's dirty cells of stage k-1 pasted in (for stage 1, the input
- * with the window filled).  A crop starts at a multiple of the stage's
- * pooling factor, so its pooling grid is the full map's, and has one size
- * per stage and axis, ending at the map's edge where the window needs
- * that edge's padding (the size then has the map size's remainder, so the
- * end crop's start is aligned too).  Where a crop edge lies inside the
- * map its zero padding is wrong near that edge: a forward pass of which
- * cells are right checks that every dirty cell is (else the cut is not
- * used).  Stage k's dirty cells come from its crop's output; the last
- * stage's are pasted into the clean picture's map at the cut and the
- * suffix runs on batches of those maps.  Every cell is computed from the
- * same values by the same layers as in a full pass, so the map is that of
- * the full passes up to float rounding.
+ * map that holds exactly the cells its dirty output cells depend on:
+ * the clean picture's map there with the window's dirty cells of stage
+ * k-1 pasted in (for stage 1, the input with the window filled), and
+ * zeros where the crop lies outside the map.  The crop's sub-net runs
+ * its conv without padding, so it computes only cells whose whole window
+ * lies in the crop; those zeros are the padding the full pass adds (a
+ * stage's conv is its first layer: stages start before each conv), and
+ * no cell is computed only to be thrown away at a crop edge.  A crop
+ * starts where its pooling grid is the full map's and has one size per
+ * stage and axis (the widest window's; the others' crops hold some
+ * extra, equally right, cells).  Stage k's dirty cells come from its
+ * crop's output; the last stage's are pasted into the clean picture's
+ * map at the cut and the suffix runs on batches of those maps.  Every
+ * cell is computed from the same values by the same layers as in a full
+ * pass, so the map is that of the full passes up to float rounding.
  *
  * The cut (or none) is the one with the fewest multiply-adds, counted
  * from the slices' shapes: the input's own pass, the clean picture's pass
@@ -95,6 +95,7 @@ typedef struct {
     int in[CNN_MAX_LAYERS + 1];    /* map size at each stage's input; [K]: the cut */
     int dmax[CNN_MAX_LAYERS];      /* widest dirty output per stage */
     int *start, *d0, *d1;          /* [K * n] each, one block at start */
+    int *o0;                       /* [K * n]: the full map's cell at the crop's output (0, 0) */
     unsigned char *changes;        /* [n], in the same block */
 } axis_plan;
 
@@ -127,6 +128,24 @@ void cnn_occ_plan_free(cnn_occ_plan *p)
     free(p);
 }
 
+/* Where a crop from cell `lo` of stage s's input lands: false unless
+ * every pool of the stage sees its input from a multiple of its stride
+ * (the full map's pooling grid); *o: the stage output's first cell, in
+ * the full map's coordinates (a conv run without padding starts r cells
+ * in). */
+static bool crop_origin(const axis_op *ops, const stage *s, long long lo, long long *o)
+{
+    for (int j = s->op0; j < s->op1; j++) {
+        lo += ops[j].r;
+        if (ops[j].pool) {
+            if (lo % ops[j].pool != 0) return false;
+            lo /= ops[j].pool;
+        }
+    }
+    *o = lo;
+    return true;
+}
+
 /* Plans one axis of `size` pixels: false when the cut cannot be used
  * along it (a map of no cells, a dirty cell a crop would get wrong);
  * *st is CNN_ERR_NOMEM or CNN_OK. */
@@ -144,7 +163,7 @@ static bool plan_axis(const axis_op *ops, const stage *sts, int n_stages, int si
     const int n = cnn_occlusion_places(size, window, stride);
     if (n < 1) return false;
     size_t cells;
-    if (!cnn_mul_size((size_t)n, (size_t)n_stages * 3 + 1, &cells)) return false;
+    if (!cnn_mul_size((size_t)n, (size_t)n_stages * 4 + 1, &cells)) return false;
     a->n = n;
     a->start = cnn_alloc(cells, sizeof *a->start);
     if (!a->start) {
@@ -153,7 +172,8 @@ static bool plan_axis(const axis_op *ops, const stage *sts, int n_stages, int si
     }
     a->d0 = a->start + (size_t)n_stages * n;
     a->d1 = a->d0 + (size_t)n_stages * n;
-    a->changes = (unsigned char *)(a->d1 + (size_t)n_stages * n);
+    a->o0 = a->d1 + (size_t)n_stages * n;
+    a->changes = (unsigned char *)(a->o0 + (size_t)n_stages * n);
     for (int k = 0; k < n_stages; k++) a->in[k] = lev[sts[k].op0];
     a->in[n_stages] = lev[n_ops];
 
@@ -178,12 +198,12 @@ static bool plan_axis(const axis_op *ops, const stage *sts, int n_stages, int si
         a->live += a->changes[i];
     }
     /* Per stage: the crop each window needs (the inverse of its dirty
-     * output, from a multiple of the factor), one size for all. */
+     * output, run without padding), from the last start at or before it
+     * whose pooling grid is the full map's; one size for all. */
     for (int k = 0; k < n_stages; k++) {
         const stage *s = &sts[k];
-        const long long in = a->in[k], f = s->factor;
         long long need = 0;
-        int *start = a->start + (size_t)k * n;
+        int *start = a->start + (size_t)k * n, *out0 = a->o0 + (size_t)k * n;
         for (int i = 0; i < n; i++) {
             if (!a->changes[i]) continue;
             long long q0 = a->d0[(size_t)k * n + i], q1 = a->d1[(size_t)k * n + i];
@@ -197,37 +217,31 @@ static bool plan_axis(const axis_op *ops, const stage *sts, int n_stages, int si
                 q0 -= ops[j].r;
                 q1 += ops[j].r;
             }
-            const long long lo = (q0 < 0 ? 0 : q0) / f * f, hi = q1 > in ? in : q1;
+            long long lo = q0, o = 0;
+            for (int tries = 0; !crop_origin(ops, s, lo, &o); tries++, lo--)
+                if (tries >= s->factor) {
+                    axis_free(a);
+                    return false;
+                }
             start[i] = (int)lo;
-            if (hi - lo > need) need = hi - lo;
-            if (q1 >= in) start[i] = -1; /* must end at the edge */
+            out0[i] = (int)o;
+            if (q1 - lo > need) need = q1 - lo;
         }
-        while (need % f != in % f) need++; /* <= in: in itself qualifies */
-        if (a->live == 0) need = in;
+        if (a->live == 0) need = a->in[k];
+        if (need > CNN_MAX_DIM) {
+            axis_free(a);
+            return false;
+        }
         a->size[k] = (int)need;
+        /* The crop's output: every cell of it is right (cells outside the
+         * map are the padding's zeros), and it holds the dirty cells. */
+        long long out = need;
+        for (int j = s->op0; j < s->op1; j++)
+            out = ops[j].pool ? out / ops[j].pool : out - 2 * ops[j].r;
         for (int i = 0; i < n; i++) {
             if (!a->changes[i]) continue;
-            if (start[i] < 0 || start[i] + need > in) start[i] = (int)(in - need);
-            /* Which cells of the crop's maps are right: [v0, v1) in the
-             * full map's coordinates, the crop covering [o, e).  A conv
-             * spoils r cells at a crop edge unless that edge is the map's
-             * (its padding is then the full map's); a pool keeps the
-             * windows wholly inside the right cells. */
-            long long o = start[i], e = o + need, v0 = o, v1 = e;
-            for (int j = s->op0; j < s->op1; j++) {
-                if (ops[j].r) {
-                    v0 = v0 == o && o == 0 ? 0 : v0 + ops[j].r;
-                    v1 = v1 == e && e == lev[j] ? e : v1 - ops[j].r;
-                } else if (ops[j].pool) {
-                    const long long p = ops[j].pool;
-                    o /= p; /* exact: o is a multiple of the factor */
-                    e = o + (e - o * p) / p;
-                    v0 = (v0 + p - 1) / p;
-                    v1 /= p;
-                }
-            }
             const long long d0 = a->d0[(size_t)k * n + i], d1 = a->d1[(size_t)k * n + i];
-            if (!(v0 <= d0 && d1 <= v1 && o <= d0 && d1 <= e)) {
+            if (!(out0[i] <= d0 && d1 <= out0[i] + out)) {
                 axis_free(a);
                 return false;
             }
@@ -238,10 +252,10 @@ static bool plan_axis(const axis_op *ops, const stage *sts, int n_stages, int si
 
 /* A slice whose shapes fail (a crop too small for a layer) only rules
  * the cut out; out of memory fails. */
-static cnn_status slice(const cnn_model *m, int first, int end, int h, int w, cnn_model **out,
-                        bool *ok)
+static cnn_status slice(const cnn_model *m, int first, int end, int h, int w, bool unpadded,
+                        cnn_model **out, bool *ok)
 {
-    cnn_status st = cnn_model_slice(m, first, end, h, w, out);
+    cnn_status st = cnn_model_slice(m, first, end, h, w, unpadded, out);
     if (st != CNN_OK) *ok = false;
     return st == CNN_ERR_NOMEM ? st : CNN_OK;
 }
@@ -274,10 +288,9 @@ static cnn_status plan_cut(const cnn_model *m, const cnn_occlusion_options *o,
     double per_window = 0, once = (double)m->macs;
     for (int k = 0; ok && st == CNN_OK && k < n_stages; k++) {
         stage *s = &p->st[k];
-        st = slice(m, s->first, s->end, p->rows.size[k] ? p->rows.size[k] : p->rows.in[k],
-                   p->cols.size[k] ? p->cols.size[k] : p->cols.in[k], &s->crop, &ok);
+        st = slice(m, s->first, s->end, p->rows.size[k], p->cols.size[k], true, &s->crop, &ok);
         if (ok && st == CNN_OK)
-            st = slice(m, s->first, s->end, p->rows.in[k], p->cols.in[k], &s->full, &ok);
+            st = slice(m, s->first, s->end, p->rows.in[k], p->cols.in[k], false, &s->full, &ok);
         if (!ok || st != CNN_OK) break;
         const cnn_layer *last = &s->full->layers[s->end - s->first - 1];
         ok = last->out_h == p->rows.in[k + 1] && last->out_w == p->cols.in[k + 1];
@@ -285,7 +298,7 @@ static cnn_status plan_cut(const cnn_model *m, const cnn_occlusion_options *o,
         once += (double)s->full->macs;
     }
     if (ok && st == CNN_OK)
-        st = slice(m, p->cut, m->n_layers, p->rows.in[n_stages], p->cols.in[n_stages],
+        st = slice(m, p->cut, m->n_layers, p->rows.in[n_stages], p->cols.in[n_stages], false,
                    &p->suffix, &ok);
     if (!ok || st != CNN_OK) {
         cnn_occ_plan_free(p);
@@ -368,15 +381,27 @@ typedef struct {
     int y0, y1, x0, x1;
 } patch;
 
-/* A box of the map src (w cells wide, c channels) from (y, x), rows x
- * cols, with the cells of pt inside it replaced, into dst. */
-static void crop_box(const float *src, int w, int c, int y, int x, int rows, int cols,
+/* A box of the map src (h x w cells, c channels) from (y, x), rows x
+ * cols, into dst: zeros where it lies outside the map (the padding the
+ * conv that reads it would add), with the cells of pt inside it
+ * replaced. */
+static void crop_box(const float *src, int h, int w, int c, int y, int x, int rows, int cols,
                      const patch *pt, float *dst)
 {
     const size_t len = (size_t)cols * (size_t)c;
-    for (int i = 0; i < rows; i++)
-        memcpy(dst + (size_t)i * len, src + ((size_t)(y + i) * (size_t)w + (size_t)x) * c,
-               len * sizeof *dst);
+    const int xa0 = x > 0 ? x : 0, xb0 = x + cols < w ? x + cols : w;
+    for (int i = 0; i < rows; i++) {
+        float *row = dst + (size_t)i * len;
+        if (y + i < 0 || y + i >= h || xa0 >= xb0) {
+            memset(row, 0, len * sizeof *row);
+            continue;
+        }
+        if (xa0 > x) memset(row, 0, (size_t)(xa0 - x) * (size_t)c * sizeof *row);
+        memcpy(row + (size_t)(xa0 - x) * c, src + ((size_t)(y + i) * (size_t)w + (size_t)xa0) * c,
+               (size_t)(xb0 - xa0) * (size_t)c * sizeof *row);
+        if (xb0 < x + cols)
+            memset(row + (size_t)(xb0 - x) * c, 0, (size_t)(x + cols - xb0) * (size_t)c * sizeof *row);
+    }
     const int ya = pt->y0 > y ? pt->y0 : y, yb = pt->y1 < y + rows ? pt->y1 : y + rows;
     const int xa = pt->x0 > x ? pt->x0 : x, xb = pt->x1 < x + cols ? pt->x1 : x + cols;
     for (int yy = ya; yy < yb && xa < xb; yy++)
@@ -458,8 +483,8 @@ cnn_status cnn_occ_plan_run(const cnn_occ_plan *p, const cnn_occ_run *r)
         if (n == 0) break;
         float *prev = patches[0], *cur = patches[1];
         for (int k = 0; k < K; k++) {
-            const int sh = ar->size[k], sw = ac->size[k], wk = ac->in[k];
-            const int cin = p->st[k].full->in_c, f = p->st[k].factor;
+            const int sh = ar->size[k], sw = ac->size[k], hk = ar->in[k], wk = ac->in[k];
+            const int cin = p->st[k].full->in_c;
             const size_t crop_img = (size_t)sh * (size_t)sw * (size_t)cin;
             for (int b = 0; b < n; b++) {
                 const size_t ri = (size_t)wy[b], ci = (size_t)wx[b];
@@ -476,7 +501,7 @@ cnn_status cnn_occ_plan_run(const cnn_occ_plan *p, const cnn_occ_run *r)
                                  (size_t)(ac->d1[atc] - ac->d0[atc]) * (size_t)cin,
                                  ar->d0[at], ar->d1[at], ac->d0[atc], ac->d1[atc]};
                 }
-                crop_box(clean[k], wk, cin, ar->start[(size_t)k * ar->n + ri],
+                crop_box(clean[k], hk, wk, cin, ar->start[(size_t)k * ar->n + ri],
                          ac->start[(size_t)k * ac->n + ci], sh, sw, &pt,
                          crops + (size_t)b * crop_img);
             }
@@ -486,7 +511,7 @@ cnn_status cnn_occ_plan_run(const cnn_occ_plan *p, const cnn_occ_run *r)
             for (int b = 0; b < n; b++) {
                 const size_t at = (size_t)k * (size_t)ar->n + (size_t)wy[b];
                 const size_t atc = (size_t)k * (size_t)ac->n + (size_t)wx[b];
-                const int y0 = ar->d0[at] - ar->start[at] / f, x0 = ac->d0[atc] - ac->start[atc] / f;
+                const int y0 = ar->d0[at] - ar->o0[at], x0 = ac->d0[atc] - ac->o0[atc];
                 copy_rows(v.data + (size_t)b * vimg, v.w, v.c, y0, x0, ar->d1[at] - ar->d0[at],
                           ac->d1[atc] - ac->d0[atc], cur + (size_t)b * patch_floats);
             }
@@ -501,7 +526,7 @@ cnn_status cnn_occ_plan_run(const cnn_occ_plan *p, const cnn_occ_run *r)
             const patch pt = {prev + (size_t)b * patch_floats, ar->d0[at], ac->d0[atc],
                               (size_t)(ac->d1[atc] - ac->d0[atc]) * (size_t)cc,
                               ar->d0[at], ar->d1[at], ac->d0[atc], ac->d1[atc]};
-            crop_box(clean[K], ac->in[K], cc, 0, 0, ar->in[K], ac->in[K], &pt,
+            crop_box(clean[K], ar->in[K], ac->in[K], cc, 0, 0, ar->in[K], ac->in[K], &pt,
                      maps + (size_t)b * cut_floats);
         }
         if ((st = cnn_net_forward(suffix, maps, n, logits)) != CNN_OK) goto done;
