@@ -33,8 +33,11 @@ add_model_row (CatdogPanel *panel,
                                                : _("%dx%d RGB"),
                                info->in_w, info->in_h);
       size  = g_format_size (info->file_size);
+      /* Two decimals: one photo in the 2,500 of the validation set is
+       * 0.04 points, and rounding 96.48% to "96.5%" would claim a
+       * target it misses. */
       accuracy = info->accuracy >= 0
-                 ? g_strdup_printf ("%.1f%%", 100.0 * info->accuracy)
+                 ? g_strdup_printf ("%.2f%%", 100.0 * info->accuracy)
                  : g_strdup ("");
     }
   else

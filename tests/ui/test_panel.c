@@ -413,7 +413,7 @@ main (int    argc,
   CHECK (cell_is (mv, 0, CATDOG_MODEL_COL_NAME, "small"));
   CHECK (cell_is (mv, 0, CATDOG_MODEL_COL_SUMMARY, "4 conv (8, 16, 16, 24), global pool"));
   CHECK (cell_is (mv, 0, CATDOG_MODEL_COL_INPUT, "64x64 RGB"));
-  CHECK (cell_is (mv, 0, CATDOG_MODEL_COL_ACCURACY, "62.5%"));
+  CHECK (cell_is (mv, 0, CATDOG_MODEL_COL_ACCURACY, "62.50%"));
   CHECK (cell_is (mv, 1, CATDOG_MODEL_COL_PATH, shipped));
   CHECK (cell_is (mv, 1, CATDOG_MODEL_COL_INPUT, "150x150 RGB"));
   CHECK (cell_is (mv, 1, CATDOG_MODEL_COL_SUMMARY, "3 conv (32, 64, 128), dense 512"));
@@ -601,7 +601,7 @@ main (int    argc,
   CHECK (cell_is (mv, 0, CATDOG_MODEL_COL_NAME, "five-conv-model (default)"));
   CHECK (cell_is (mv, 0, CATDOG_MODEL_COL_SUMMARY,
                   "5 conv (32, 64, 128, 256, 256), global pool, batch norm"));
-  CHECK (cell_is (mv, 0, CATDOG_MODEL_COL_ACCURACY, "93.3%"));
+  CHECK (cell_is (mv, 0, CATDOG_MODEL_COL_ACCURACY, "93.32%"));
   check_fits (panel, 5);
   /* The settings keep to the window's default width (640, less its
    * borders); the preview stands beside them, on a 1280-pixel screen. */
