@@ -1,7 +1,8 @@
 // ort_bench.js MODEL.onnx INPUT.nchw THREADS RUNS
 //
 // ONNX Runtime side of tests/bench/compare: runs an ONNX model of a
-// catdog network (one input, NCHW float32, batch 1) on the CPU execution
+// catdog network (one input, NCHW float32, batch 1, square RGB: the side
+// comes from INPUT's size) on the CPU execution
 // provider with THREADS intra-op threads, and prints one JSON object:
 // batch-1 times in ms (min and median over RUNS runs after warm-up), the
 // logit, and the runtime's version.  Finds onnxruntime-node in
@@ -30,7 +31,12 @@ async function main() {
   });
   const buf = fs.readFileSync(inputPath);
   const data = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
-  const dims = [1, 3, 150, 150];
+  const side = Math.round(Math.sqrt(data.length / 3));
+  if (side < 1 || 3 * side * side !== data.length) {
+    console.error(`ort_bench: ${inputPath} holds ${data.length} floats, not a square RGB image`);
+    process.exit(2);
+  }
+  const dims = [1, 3, side, side];
   const name = session.inputNames[0];
   const feeds = { [name]: new ort.Tensor("float32", Float32Array.from(data), dims) };
   let out;

@@ -5,11 +5,12 @@ root).  Sub-commands, each printing one JSON object on stdout:
   prepare DIR PHOTO [SHIPPED]  write DIR/article.safetensors (the article's
         network, random f32 weights, seed 1), export it and SHIPPED (a
         catdog model file) to ONNX (DIR/article.onnx, DIR/shipped.onnx),
-        and write PHOTO squashed to 150x150 as DIR/input.nchw and
-        DIR/input.nhwc (float32, scaled as the model says)
+        and write PHOTO squashed to each network's input size as
+        DIR/NET.nchw and DIR/NET.nhwc, NET article or shipped (float32,
+        scaled as the model says)
   infer MODEL INPUT.nchw THREADS RUNS   batch-1 forward times (ms) and logit
   train THREADS STEPS [ARCH [fp32|bf16]]  a training step at batch 32 of the
-        built-in architecture ARCH (default article; catdog-v1 is the shipped
+        built-in architecture ARCH (default article; catdog-v2 is the shipped
         one): forward, binary cross-entropy on the logits, backward and an
         Adam step on one fixed random batch (no augmentation, no data
         loading); bf16 runs forward and loss under
@@ -63,10 +64,15 @@ def prepare(out_dir, photo, shipped):
         export_onnx(snet, os.path.join(out_dir, "shipped.onnx"), snet.spec)
         result["shipped_onnx"] = os.path.join(out_dir, "shipped.onnx")
         result["shipped_name"] = snet.spec.get("name", "?")
-    img = Image.open(photo).convert("RGB").resize((150, 150), Image.BILINEAR)
-    x = np.asarray(img, dtype=np.float32) / 255.0  # HWC; both models scale by 1/255
-    x.astype("<f4").tofile(os.path.join(out_dir, "input.nhwc"))
-    np.ascontiguousarray(x.transpose(2, 0, 1)).astype("<f4").tofile(os.path.join(out_dir, "input.nchw"))
+    sizes = {"article": ct.ARTICLE["input"]}
+    if shipped:
+        sizes["shipped"] = snet.spec["input"]
+    for net, (h, w, _c) in sizes.items():
+        img = Image.open(photo).convert("RGB").resize((w, h), Image.BILINEAR)
+        x = np.asarray(img, dtype=np.float32) / 255.0  # HWC; both models scale by 1/255
+        x.astype("<f4").tofile(os.path.join(out_dir, f"{net}.nhwc"))
+        np.ascontiguousarray(x.transpose(2, 0, 1)).astype("<f4").tofile(
+            os.path.join(out_dir, f"{net}.nchw"))
     print(json.dumps(result))
 
 
