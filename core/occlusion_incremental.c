@@ -147,7 +147,8 @@ static bool crop_origin(const axis_op *ops, const stage *s, long long lo, long l
 }
 
 /* Plans one axis of `size` pixels: false when the cut cannot be used
- * along it (a map of no cells, a dirty cell a crop would get wrong);
+ * along it (a map of no cells, a crop beyond the size limit or whose
+ * output would miss a dirty cell);
  * *st is CNN_ERR_NOMEM or CNN_OK. */
 static bool plan_axis(const axis_op *ops, const stage *sts, int n_stages, int size, int window,
                       int stride, axis_plan *a, cnn_status *st)
@@ -400,7 +401,8 @@ static void crop_box(const float *src, int h, int w, int c, int y, int x, int ro
         memcpy(row + (size_t)(xa0 - x) * c, src + ((size_t)(y + i) * (size_t)w + (size_t)xa0) * c,
                (size_t)(xb0 - xa0) * (size_t)c * sizeof *row);
         if (xb0 < x + cols)
-            memset(row + (size_t)(xb0 - x) * c, 0, (size_t)(x + cols - xb0) * (size_t)c * sizeof *row);
+            memset(row + (size_t)(xb0 - x) * c, 0,
+                   (size_t)(x + cols - xb0) * (size_t)c * sizeof *row);
     }
     const int ya = pt->y0 > y ? pt->y0 : y, yb = pt->y1 < y + rows ? pt->y1 : y + rows;
     const int xa = pt->x0 > x ? pt->x0 : x, xb = pt->x1 < x + cols ? pt->x1 : x + cols;

@@ -177,8 +177,10 @@ static void compare(const char *what, cnn_net *net, int batch, const float *inpu
     if (info.incremental) {
         CHECK(info.macs < 0.75 * info.macs_full);
         CHECK(info.stages >= 1 && info.cut[0] != '\0');
-        CHECK(info.crop_h >= 1 && info.crop_h <= m->in_h);
-        CHECK(info.crop_w >= 1 && info.crop_w <= m->in_w);
+        /* A crop may reach into the padding: a cell on each side for
+         * the 3x3 convs of these models. */
+        CHECK(info.crop_h >= 1 && info.crop_h <= m->in_h + 2);
+        CHECK(info.crop_w >= 1 && info.crop_w <= m->in_w + 2);
     } else {
         CHECK(info.macs == info.macs_full && info.cut[0] == '\0');
     }
@@ -365,6 +367,17 @@ int main(void)
         cnn_net *net = NULL;
         if (input) CHECK_OK(cnn_net_create(m, 16, &net));
         if (net) compare("catdog-v2 150x150 15/8 gray", net, 16, input, 15, 8, CNN_FILL_GRAY, 1);
+        /* The crops' convs run unpadded, computing no cell only to drop
+         * it: 0.29 of the full passes' multiply-adds (0.44 when they ran
+         * 'same' convs and dropped a ring of cells at each crop edge). */
+        cnn_occlusion_options o;
+        cnn_occlusion_options_init(&o);
+        cnn_occlusion_info info;
+        memset(&info, 0, sizeof info);
+        if (net) CHECK_OK(cnn_occlusion_describe(net, &o, &info));
+        CHECKF(net && info.incremental && info.macs < 0.32 * info.macs_full,
+               "catdog-v2 150x150: %.3f of the full passes' multiply-adds",
+               net ? info.macs / info.macs_full : 1.0);
         cnn_net_free(net);
         free(input);
         cnn_model_free(m);
