@@ -25,9 +25,15 @@ SHIPPED_MODEL = os.path.join(SRC, "weights", "catdog.safetensors")
 # gimp-console-3: the name GIMP 3.0 and 3.2 both install (3.2 has no
 # gimp-console-3.0).
 GIMP_CONSOLE = shutil.which("gimp-console-3")
+# How many times slower than a plain build this build runs: meson sets it
+# for a build under the sanitizers (tests/plugin/meson.build), whose
+# timeouts it multiplies too; the waits below scale with it.
+SLOWDOWN = max(1.0, float(os.environ.get("CATDOG_TEST_SLOWDOWN") or 1))
 # One GIMP run: ~6 s with a fresh profile (it queries every plug-in),
 # ~2 s after; the rest is our work.  Generous for a loaded 2-core machine.
-GIMP_TIMEOUT = 240
+GIMP_TIMEOUT = int(240 * SLOWDOWN)
+# One `catdog` command of ours (a heat map, a classification).
+CATDOG_TIMEOUT = int(300 * SLOWDOWN)
 
 
 def skip(why):
@@ -368,7 +374,7 @@ def catdog_classify(files, model, options=()):
     """`catdog classify --json` (and options) on files: {file: (label, p, p_dog)}."""
     proc = subprocess.run([CATDOG, "classify", "--json", "--model", model, *options] + files,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          timeout=300)
+                          timeout=CATDOG_TIMEOUT)
     if proc.returncode != 0:
         print(proc.stdout, proc.stderr)
         return {}

@@ -249,7 +249,7 @@ def catdog_cam(jpeg, layer=None, with_model=None, method=None, steps=None):
     if steps:
         argv[2:2] = ["--steps", str(steps)]
     proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, timeout=300)
+                          text=True, timeout=gt.CATDOG_TIMEOUT)
     catdog_cam.stdout = proc.stdout
     if proc.returncode != 0:
         print(f"     (catdog cam: {proc.stderr.strip()[:200]})")
